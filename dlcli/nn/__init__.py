@@ -1,0 +1,36 @@
+"""Layers, losses and the model container.
+
+`LAYERS` maps a recipe `type:` to its class; modules that define layers register them with
+`@register("name")`. `build_layer` turns one recipe layer mapping into a layer.
+"""
+
+from __future__ import annotations
+
+LAYERS: dict[str, type] = {}
+
+
+def register(name: str):
+    def wrap(cls):
+        cls.type_name = name
+        LAYERS[name] = cls
+        return cls
+    return wrap
+
+
+def _load_layer_modules() -> None:
+    # Imported on first use so that `import dlcli.nn` stays light.
+    from . import layers  # noqa: F401
+    try:
+        from . import conv  # noqa: F401
+    except ImportError:  # conv layers land in their own module
+        pass
+
+
+def build_layer(spec: dict):
+    if not LAYERS:
+        _load_layer_modules()
+    spec = dict(spec)
+    kind = spec.pop("type")
+    if kind not in LAYERS:
+        raise ValueError(f"unknown layer type {kind!r}")
+    return LAYERS[kind](**spec)
