@@ -1,0 +1,149 @@
+"""The `dlcli` command line: a thin Typer layer over the Python API.
+
+Every command imports its implementation lazily so that `dlcli --help` stays fast, and runs
+through `_run`, which turns a DlcliError into its one-line message and exit code, and Ctrl-C
+into exit 130.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import DlcliError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Deep-learning experiments from YAML recipes, on the CPU.")
+analyze_app = typer.Typer(no_args_is_help=True, help="Error analysis and bias/variance of a trained run.")
+runs_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
+                       help="The run directories, as tables.")
+app.add_typer(analyze_app, name="analyze")
+app.add_typer(runs_app, name="runs")
+
+SET_HELP = "Override a recipe key by its dotted path, e.g. optimizer.learning_rate=0.01."
+RUNS_DIR_HELP = "Where run directories go (default ./runs, or $DLCLI_RUNS)."
+
+
+def _run(fn, *args, **kwargs):
+    try:
+        code = fn(*args, **kwargs)
+    except DlcliError as err:
+        print(f"dlcli: {err}", file=sys.stderr)
+        raise typer.Exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("dlcli: interrupted", file=sys.stderr)
+        raise typer.Exit(130)
+    raise typer.Exit(code or 0)
+
+
+@app.command()
+def train(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
+          set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+          runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP),
+          quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no tables."),
+          ensemble: int = typer.Option(1, "--ensemble", min=1,
+                                       help="Train N models (seeds seed..seed+N-1) and average their probabilities.")):
+    """Train a recipe, print its errors and diagnosis, save a run directory."""
+    from .api import train_cli
+    _run(train_cli, recipe, set_, runs_dir, quiet, ensemble)
+
+
+@app.command()
+def show(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
+         set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
+    """The model summary: each layer, its output shape and parameter count."""
+    from .api import show_cli
+    _run(show_cli, recipe, set_)
+
+
+@app.command()
+def search(recipe: Path = typer.Argument(..., help="The recipe YAML file with a search: section."),
+           trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Trials per round."),
+           rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="Coarse-to-fine rounds."),
+           keep: Optional[float] = typer.Option(None, "--keep", help="Fraction of trials that set the next round's ranges."),
+           workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local worker processes (default: cores)."),
+           scheduler: Optional[str] = typer.Option(None, "--scheduler", help="A Dask scheduler address, e.g. tcp://host:8786."),
+           runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP),
+           dry_run: bool = typer.Option(False, "--dry-run", help="Sample and print configurations; train nothing."),
+           resume: Optional[Path] = typer.Option(None, "--resume", help="A search directory to finish."),
+           as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+           set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
+    """Random search on the right scales, coarse to fine, in parallel."""
+    from .search import search_cli
+    _run(search_cli, recipe, set_, trials=trials, rounds=rounds, keep=keep, workers=workers,
+         scheduler=scheduler, runs_dir=runs_dir, dry_run=dry_run, resume=resume, as_json=as_json)
+
+
+@app.command()
+def gradcheck(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
+              epsilon: float = typer.Option(1e-7, "--epsilon", help="The two-sided difference step."),
+              examples: int = typer.Option(8, "--examples", min=1, help="Training examples in the cost."),
+              max_per_tensor: int = typer.Option(200, "--max-per-tensor", min=1,
+                                                 help="Entries checked per tensor (sampled beyond this)."),
+              seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the sampled entries (default: the recipe's)."),
+              params: Optional[Path] = typer.Option(None, "--params", help="A params.npz to check instead of the initial model."),
+              as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+              set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
+    """Numerical gradient check of the recipe's model and cost."""
+    from .gradcheck import gradcheck_cli
+    _run(gradcheck_cli, recipe, set_, epsilon=epsilon, examples=examples,
+         max_per_tensor=max_per_tensor, seed=seed, params=params, as_json=as_json)
+
+
+@analyze_app.command("errors")
+def analyze_errors(run: Path = typer.Argument(..., help="A run directory."),
+                   split: str = typer.Option("dev", "--split", help="train | train_dev | dev | test"),
+                   tags: Optional[Path] = typer.Option(None, "--tags", help="The tagged errors sheet (CSV) to tally."),
+                   sheet: Optional[Path] = typer.Option(None, "--sheet", help="Write a PNG contact sheet of the top mistakes."),
+                   top: int = typer.Option(20, "--top", min=1, help="Mistakes to list and draw."),
+                   as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")):
+    """Confusion matrix, precision/recall/F1, the mistakes to tag and each tag's ceiling."""
+    from .analyze import errors_cli
+    _run(errors_cli, run, split=split, tags=tags, sheet=sheet, top=top, as_json=as_json)
+
+
+@analyze_app.command("bias-variance")
+def analyze_bias_variance(run: Path = typer.Argument(..., help="A run directory."),
+                          human_level_error: Optional[float] = typer.Option(
+                              None, "--human-level-error", help="Proxy for Bayes error, e.g. 0.01."),
+                          as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")):
+    """The diagnosis table of a run, recomputed (optionally with a human-level error)."""
+    from .analyze import bias_variance_cli
+    _run(bias_variance_cli, run, human_level_error=human_level_error, as_json=as_json)
+
+
+@runs_app.callback()
+def runs_default(ctx: typer.Context,
+                 runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP)):
+    ctx.obj = runs_dir
+    if ctx.invoked_subcommand is None:
+        from .api import runs_list_cli
+        _run(runs_list_cli, runs_dir)
+
+
+@runs_app.command("list")
+def runs_list(ctx: typer.Context):
+    """Every run, newest first."""
+    from .api import runs_list_cli
+    _run(runs_list_cli, ctx.obj)
+
+
+@runs_app.command("show")
+def runs_show(ctx: typer.Context, run: str = typer.Argument(..., help="A run directory or its name.")):
+    """One run: its recipe, errors, diagnosis and learning curve."""
+    from .api import runs_show_cli
+    _run(runs_show_cli, ctx.obj, run)
+
+
+@runs_app.command("compare")
+def runs_compare(ctx: typer.Context, runs: List[str] = typer.Argument(..., help="Two or more runs.")):
+    """Runs side by side: settings that differ, errors and gaps."""
+    from .api import runs_compare_cli
+    _run(runs_compare_cli, ctx.obj, runs)
+
+
+def main():
+    app()
