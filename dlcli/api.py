@@ -1,0 +1,363 @@
+"""The Python API under the CLI: what a notebook user calls too.
+
+    from dlcli import api
+    result = api.train("recipes/quickstart.yaml", overrides=["training.epochs=50"])
+    result.summary["errors"], result.run_dir
+
+`prepare` builds a recipe's data and model; `train` runs it and writes the run directory;
+`load_run` / `load_model` read one back. The `*_cli` functions add the terminal output and
+return the process exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInput
+from .runs import (append_jsonl, atomic_write_json, atomic_write_npz, atomic_write_text,
+                   default_runs_dir, find_run, new_run_dir, read_json, read_jsonl)
+
+SPLITS = ("train", "train_dev", "dev", "test")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict
+    model: object
+    dataset: object
+
+
+def _console(stderr=False):
+    from rich.console import Console
+    return Console(stderr=stderr)
+
+
+def warn(message: str) -> None:
+    print(f"dlcli: warning: {message}", file=sys.stderr)
+
+
+def as_recipe(recipe, overrides=()):
+    from .recipe import Recipe, load_recipe, recipe_from_dict
+    if isinstance(recipe, Recipe):
+        return recipe_from_dict(recipe.to_dict(), source=recipe.source, overrides=overrides) \
+            if overrides else recipe
+    if isinstance(recipe, dict):
+        return recipe_from_dict(recipe, overrides=overrides)
+    return load_recipe(recipe, overrides)
+
+
+@contextlib.contextmanager
+def located(recipe):
+    """Give a BadInput raised with only a key path the recipe's file and line."""
+    try:
+        yield
+    except BadInput as err:
+        if err.file is None and recipe.source is not None:
+            err.file = str(recipe.source)
+            if err.key and err.line is None:
+                err.line = recipe.line_of(err.key)
+        raise
+
+
+# -- building -------------------------------------------------------------------------------
+def prepare(recipe, dtype=None):
+    """The recipe's dataset and its model, built and initialised (init_from applied)."""
+    from .data import load_dataset
+    recipe = as_recipe(recipe)
+    dtype = dtype or recipe.dtype
+    with located(recipe):
+        dataset = load_dataset(recipe.to_dict()["data"], recipe.seed, dtype)
+        model = build(recipe, dataset.input_shape, dtype)
+        check_fit(recipe, model, dataset)
+        if recipe.model.init_from:
+            init_from(recipe, model)
+    return model, dataset
+
+
+def build(recipe, input_shape, dtype=None):
+    from .nn.model import build_model
+    from .rng import stream
+    cfg = recipe.to_dict()
+    try:
+        return build_model(cfg["model"], cfg["loss"], recipe.regularization.l2, input_shape,
+                           dtype or recipe.dtype, rng=stream(recipe.seed, "init"),
+                           dropout_rng=stream(recipe.seed, "dropout"))
+    except (ValueError, TypeError) as err:
+        raise recipe.error("model.layers", f"{err} (input shape {tuple(input_shape)})")
+
+
+def check_fit(recipe, model, dataset) -> None:
+    """The labels must be ones the model's output can give."""
+    out = model.net.output_shape
+    name = model.loss.name
+    if len(out) != 1:
+        raise recipe.error("model.layers", f"the network's output has shape {out}; a classifier "
+                           "needs one vector per example (add a flatten or global_avgpool layer)")
+    y = dataset.splits["train"].y
+    if name == "multi_label":
+        if y.ndim != 2 or y.shape[1] != out[0]:
+            raise recipe.error("model.layers", f"multi_label needs labels of shape (m, {out[0]}), "
+                               f"the data has {y.shape}")
+        return
+    if name == "mse":
+        return
+    if y.ndim != 1:
+        raise recipe.error("loss", f"labels of shape {y.shape} need loss: multi_label")
+    c = dataset.n_classes or int(y.max()) + 1
+    if name == "binary_crossentropy" and c > 2:
+        raise recipe.error("model.layers", f"the data has {c} classes but a sigmoid output "
+                           "gives 2: use a softmax layer with that many units")
+    if name == "categorical_crossentropy" and c > out[0]:
+        raise recipe.error("model.layers", f"the data has {c} classes but the last layer has "
+                           f"{out[0]} units")
+
+
+def init_from(recipe, model) -> None:
+    path = Path(recipe.model.init_from)
+    try:
+        with np.load(path) as f:
+            state = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as err:
+        raise recipe.error("model.init_from", f"cannot read {path}: {err}")
+    loaded, skipped = model.load_state_dict(state, strict=False)
+    if not loaded:
+        raise recipe.error("model.init_from", f"nothing in {path} matches the model's parameters")
+    if skipped:
+        warn(f"init_from {path}: not loaded: {', '.join(skipped)}")
+
+
+# -- training -------------------------------------------------------------------------------
+def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, console=None) -> RunResult:
+    """Train a recipe and write its run directory (SPEC: 'A run directory')."""
+    from . import report
+    from .train import fit
+    recipe = as_recipe(recipe, overrides)
+    model, dataset = prepare(recipe)
+    check_satisficing(recipe)
+    augment = make_augment(recipe, dataset)
+    run_dir = Path(run_dir) if run_dir else new_run_dir(default_runs_dir(runs_dir), recipe.name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path.write_text("")
+    started = time.perf_counter()
+    console = console or _console()
+    with report.TrainingProgress(recipe.training.epochs, console, quiet) as progress:
+        def on_epoch(record):
+            append_jsonl(metrics_path, record)
+            progress.update(record["epoch"], record)
+        result = fit(model, dataset, recipe, on_epoch=on_epoch, augment=augment)
+    summary = finish(recipe, model, dataset, result, run_dir, time.perf_counter() - started)
+    return RunResult(run_dir, summary, model, dataset)
+
+
+def make_augment(recipe, dataset):
+    specs = recipe.to_dict()["data"]["augment"]
+    if not specs:
+        return None
+    from .data import augment_batch
+    return lambda x, rng: augment_batch(x, specs, rng)
+
+
+def finish(recipe, model, dataset, result, run_dir: Path, seconds: float) -> dict:
+    """Write params, predictions and summary.json; return the summary."""
+    from .strategy import diagnose
+    atomic_write_npz(run_dir / "params.npz", model.state_dict())
+    errors, metrics = {}, {}
+    for split in SPLITS:
+        data = dataset.splits.get(split)
+        if data is None:
+            errors[split] = None
+            continue
+        probabilities = model.predict_proba(data.x)
+        y_pred = model.loss.predict(probabilities)
+        errors[split] = float(model.loss.error(probabilities, data.y))
+        atomic_write_npz(run_dir / "predictions" / f"{split}.npz",
+                         {"y_true": data.y, "y_pred": y_pred, "probabilities": probabilities,
+                          "index": data.index})
+        scores = classification_scores(recipe, model, dataset, data.y, y_pred)
+        if scores:
+            metrics[split] = scores
+    human = recipe.evaluation.human_level_error
+    summary = {
+        "name": recipe.name, "status": result.status, "epochs": result.epochs,
+        "seconds": round(seconds, 3),
+        "examples_per_second": round(result.examples / result.train_seconds, 1)
+        if result.train_seconds > 0 else None,
+        "parameters": model.parameter_count(), "errors": errors, "human_level_error": human,
+        "diagnosis": diagnose(errors, human), "metrics": metrics,
+        "satisficing": satisficing(recipe, model, dataset, errors, seconds),
+    }
+    if result.status == "diverged":
+        summary["diverged_at_epoch"] = result.diverged_at
+    if result.stopped_early_at:
+        summary["stopped_early_at_epoch"] = result.stopped_early_at
+        summary["best_epoch"] = result.best_epoch
+    atomic_write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def classification_scores(recipe, model, dataset, y_true, y_pred):
+    """Precision / recall / F1 of the positive class for a binary task (SPEC metrics)."""
+    from .metrics import binary_scores
+    if model.loss.name not in ("binary_crossentropy", "categorical_crossentropy"):
+        return None
+    if (dataset.n_classes or 2) != 2:
+        return None
+    return binary_scores(y_true, y_pred, recipe.evaluation.positive_class)
+
+
+SATISFICING = ("predict_ms_per_example", "parameters", "seconds", "examples_per_second",
+               "train_error", "train_dev_error", "dev_error", "test_error")
+
+
+def check_satisficing(recipe) -> None:
+    for name, bound in recipe.evaluation.satisficing.items():
+        if name not in SATISFICING:
+            raise recipe.error(f"evaluation.satisficing.{name}",
+                               f"unknown metric; one of {', '.join(SATISFICING)}")
+
+
+def satisficing(recipe, model, dataset, errors, seconds) -> dict:
+    out = {}
+    for name, bound in recipe.evaluation.satisficing.items():
+        bound = bound if isinstance(bound, dict) else bound.model_dump()
+        value = satisficing_value(name, model, dataset, errors, seconds)
+        met = value is not None and all(
+            (value <= v) if k == "max" else (value >= v) for k, v in bound.items() if v is not None)
+        out[name] = {"value": value, **{k: v for k, v in bound.items() if v is not None}, "met": met}
+    return out
+
+
+def satisficing_value(name, model, dataset, errors, seconds):
+    if name.endswith("_error"):
+        return errors.get(name[:-len("_error")])
+    if name == "parameters":
+        return model.parameter_count()
+    if name == "seconds":
+        return round(seconds, 3)
+    split = dataset.splits.get("dev") or dataset.splits["train"]
+    x = split.x[:1000]
+    t0 = time.perf_counter()
+    model.predict_proba(x)
+    per_example = (time.perf_counter() - t0) / max(1, x.shape[0])
+    if name == "predict_ms_per_example":
+        return round(per_example * 1000, 6)
+    return round(1.0 / per_example, 1) if per_example > 0 else None
+
+
+# -- reading runs ---------------------------------------------------------------------------
+@dataclass
+class Run:
+    path: Path
+    summary: dict
+    metrics: list
+
+    @property
+    def recipe(self):
+        from .recipe import load_recipe
+        return load_recipe(self.path / "recipe.yaml")
+
+
+def load_run(run, runs_dir=None) -> Run:
+    path = find_run(run, runs_dir)
+    summary_path = path / "summary.json"
+    summary = read_json(summary_path) if summary_path.exists() else {}
+    metrics_path = path / "metrics.jsonl"
+    metrics = read_jsonl(metrics_path) if metrics_path.exists() else []
+    return Run(path, summary, metrics)
+
+
+def load_model(run_dir):
+    """(model, dataset) of a trained run: the recipe's data and the run's params.npz."""
+    run = load_run(run_dir)
+    recipe = run.recipe
+    model, dataset = prepare(recipe)
+    params = run.path / "params.npz"
+    if not params.exists():
+        raise BadInput("the run has no params.npz", file=run.path)
+    with np.load(params) as f:
+        model.load_state_dict({k: f[k] for k in f.files})
+    return model, dataset
+
+
+# -- command-line front ends ----------------------------------------------------------------
+def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1) -> int:
+    from . import report
+    recipe = as_recipe(recipe_path, overrides)
+    if ensemble > 1:
+        from .ensemble import train_ensemble
+        result = train_ensemble(recipe, ensemble, runs_dir=runs_dir, quiet=quiet)
+    else:
+        result = train(recipe, runs_dir=runs_dir, quiet=quiet)
+    summary = result.summary
+    if not quiet:
+        console = _console()
+        costs = [r["cost"] for r in read_jsonl(result.run_dir / "metrics.jsonl")]
+        if costs:
+            report.learning_curve(costs, console)
+        report.errors_table(summary, console)
+        if summary.get("metrics"):
+            report.metrics_table(summary["metrics"], console)
+        console.print(f"run saved in [bold]{result.run_dir}[/bold]")
+    status = summary["status"]
+    if status == "diverged":
+        print(f"dlcli: training diverged at epoch {summary.get('diverged_at_epoch')} (the cost "
+              f"became NaN); kept the last good parameters; try a smaller learning rate than "
+              f"{recipe.optimizer.learning_rate}", file=sys.stderr)
+        return 1
+    if status == "interrupted":
+        print(f"dlcli: interrupted after {summary['epochs']} epochs; saved {result.run_dir}",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def show_cli(recipe_path, overrides) -> int:
+    from . import report
+    recipe = as_recipe(recipe_path, overrides)
+    model, _ = prepare(recipe)
+    report.model_summary(model.summary(), model.parameter_count(), _console(),
+                         title=f"{recipe.name}: input {model.input_shape}")
+    return 0
+
+
+def _all_runs(runs_dir):
+    root = default_runs_dir(runs_dir)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if (p / "summary.json").exists()]
+    return sorted(runs, key=lambda p: p.name, reverse=True)
+
+
+def runs_list_cli(runs_dir) -> int:
+    from . import report
+    rows = [{**read_json(p / "summary.json"), "run": p.name} for p in _all_runs(runs_dir)]
+    report.runs_table(rows, _console())
+    return 0
+
+
+def runs_show_cli(runs_dir, run) -> int:
+    from . import report
+    r = load_run(run, runs_dir)
+    report.run_details({**r.summary, "run": r.path.name}, (r.path / "recipe.yaml").read_text(),
+                       r.metrics, _console())
+    return 0
+
+
+def runs_compare_cli(runs_dir, runs) -> int:
+    import yaml
+    from . import report
+    if len(runs) < 2:
+        raise BadInput("compare needs two or more runs")
+    loaded = [load_run(r, runs_dir) for r in runs]
+    report.compare_table([(r.path.name, r.summary, yaml.safe_load((r.path / "recipe.yaml").read_text()))
+                          for r in loaded], _console())
+    return 0

@@ -1,0 +1,139 @@
+"""The training loop: mini-batches, learning-rate decay, early stopping, divergence, Ctrl-C.
+
+`fit` knows nothing about files or the terminal: it calls `on_epoch(record)` once per epoch
+with the metrics.jsonl object, and returns a FitResult saying how it ended. The caller
+(api.train) writes the run directory and draws the progress.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import optim
+from .rng import stream
+
+EARLY_STOPPING_METRICS = ("dev_error", "dev_cost", "train_error", "train_cost")
+
+
+@dataclass
+class FitResult:
+    status: str = "completed"  # completed | interrupted | diverged
+    epochs: int = 0  # epochs completed
+    iterations: int = 0
+    train_seconds: float = 0.0  # time inside training steps only
+    examples: int = 0  # training examples processed
+    costs: list = field(default_factory=list)
+    diverged_at: int | None = None  # the epoch whose cost turned NaN
+    stopped_early_at: int | None = None
+    best_epoch: int | None = None
+
+
+def batch_size_of(setting, m: int) -> int:
+    return m if setting == "full" else min(int(setting), m)
+
+
+def snapshot(model) -> dict:
+    return {k: v.copy() for k, v in model.state_dict().items()}
+
+
+def split_cost(model, split, batch_size=1024) -> float:
+    """The cost of a whole split in inference mode, regularization included."""
+    total = 0.0
+    for i in range(0, split.x.shape[0], batch_size):
+        xb, yb = split.x[i:i + batch_size], split.y[i:i + batch_size]
+        total += model.loss.forward(model.forward(xb, False), yb) * xb.shape[0]
+    m = split.x.shape[0]
+    return total / m + model.l2_cost(m)
+
+
+def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
+    """Train `model` on `dataset.splits["train"]` as the recipe's optimizer/training say."""
+    train = dataset.splits["train"]
+    dev = dataset.splits.get("dev")
+    t_cfg, o_cfg = recipe.training, recipe.optimizer
+    opt = optim.make_optimizer(o_cfg.model_dump())
+    decay = o_cfg.decay.model_dump()
+    shuffle_rng = stream(recipe.seed, "shuffle")
+    augment_rng = stream(recipe.seed, "augment")
+    m = train.x.shape[0]
+    batch = batch_size_of(t_cfg.batch_size, m)
+    params = [(name, layer.params[key], layer.grads.setdefault(key, np.zeros_like(layer.params[key])))
+              for name, layer, key in model.trainable()]
+
+    stopper = EarlyStopping(t_cfg.early_stopping) if t_cfg.early_stopping else None
+    result = FitResult()
+    last_good = snapshot(model)
+    started = time.perf_counter()
+    try:
+        for epoch in range(1, t_cfg.epochs + 1):
+            lr = optim.learning_rate(o_cfg.learning_rate, decay, epoch - 1)
+            if t_cfg.shuffle:
+                order = shuffle_rng.permutation(m)
+                xs, ys = train.x[order], train.y[order]
+            else:
+                xs, ys = train.x, train.y
+            epoch_cost = 0.0
+            t0 = time.perf_counter()
+            for i in range(0, m, batch):
+                xb, yb = xs[i:i + batch], ys[i:i + batch]
+                if augment:
+                    xb = augment(xb, augment_rng)
+                # params are copied at epoch ends only, so a NaN restores a whole epoch back
+                cost = model.cost(xb, yb, training=True)
+                if not math.isfinite(cost):
+                    result.status, result.diverged_at = "diverged", epoch
+                    model.load_state_dict(last_good)
+                    return result
+                model.backward()
+                opt.update(params, lr)
+                epoch_cost += cost * xb.shape[0]
+                result.iterations += 1
+                result.examples += xb.shape[0]
+            result.train_seconds += time.perf_counter() - t0
+            epoch_cost /= m
+            result.epochs = epoch
+            result.costs.append(epoch_cost)
+            record = {"epoch": epoch, "iteration": result.iterations, "cost": epoch_cost,
+                      "learning_rate": lr, "train_error": model.error(train.x, train.y)}
+            if dev is not None:
+                record["dev_error"] = model.error(dev.x, dev.y)
+            record["seconds"] = time.perf_counter() - started
+            last_good = snapshot(model)
+            if on_epoch:
+                on_epoch(record)
+            if stopper and stopper.update(epoch, stopper.value(model, record, dev), last_good):
+                result.stopped_early_at = epoch
+                break
+    except KeyboardInterrupt:
+        result.status = "interrupted"
+    if stopper and stopper.restore_best and stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)
+        result.best_epoch = stopper.best_epoch
+    return result
+
+
+class EarlyStopping:
+    """Stop when the watched metric has not improved by min_delta for `patience` epochs."""
+
+    def __init__(self, cfg):
+        self.metric, self.patience = cfg.metric, cfg.patience
+        self.restore_best, self.min_delta = cfg.restore_best, cfg.min_delta
+        self.best, self.best_epoch, self.best_state, self.waited = math.inf, None, None, 0
+
+    def value(self, model, record, dev) -> float:
+        if self.metric == "dev_cost":
+            return split_cost(model, dev)
+        if self.metric == "train_cost":
+            return record["cost"]
+        return record[self.metric]
+
+    def update(self, epoch, value, state) -> bool:
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.best_state, self.waited = value, epoch, state, 0
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
