@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInput
-from .runs import (append_jsonl, atomic_write_json, atomic_write_npz, atomic_write_text,
+from .runs import (JsonlWriter, atomic_write_json, atomic_write_npz, atomic_write_text,
                    default_runs_dir, find_run, new_run_dir, read_json, read_jsonl)
 
 SPLITS = ("train", "train_dev", "dev", "test")
@@ -145,13 +145,12 @@ def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, cons
     run_dir = Path(run_dir) if run_dir else new_run_dir(default_runs_dir(runs_dir), recipe.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
-    metrics_path = run_dir / "metrics.jsonl"
-    metrics_path.write_text("")
     started = time.perf_counter()
     console = console or _console()
-    with report.TrainingProgress(recipe.training.epochs, console, quiet) as progress:
+    with JsonlWriter(run_dir / "metrics.jsonl", "w") as metrics, \
+            report.TrainingProgress(recipe.training.epochs, console, quiet) as progress:
         def on_epoch(record):
-            append_jsonl(metrics_path, record)
+            metrics.write(record)
             progress.update(record["epoch"], record)
         result = fit(model, dataset, recipe, on_epoch=on_epoch, augment=augment)
     summary = finish(recipe, model, dataset, result, run_dir, time.perf_counter() - started)

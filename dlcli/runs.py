@@ -51,12 +51,28 @@ def atomic_write_npz(path, arrays: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def append_jsonl(path, obj) -> None:
-    """One line per call; a line is written whole with a single write() and flushed."""
-    with open(path, "a") as f:
-        f.write(json.dumps(obj, default=_jsonable) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+class JsonlWriter:
+    """Appends one JSON object per line, each with a single write() and a flush.
+
+    Not fsync'd per line: a metrics line per epoch of a 15,000-epoch run would make the disk,
+    not the training, the bottleneck. A crash loses at most the lines not yet flushed.
+    """
+
+    def __init__(self, path, mode="a"):
+        self.file = open(path, mode)
+
+    def write(self, obj) -> None:
+        self.file.write(json.dumps(obj, default=_jsonable) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def _jsonable(x):
