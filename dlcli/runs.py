@@ -51,6 +51,14 @@ def atomic_write_npz(path, arrays: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def append_jsonl(path, obj) -> None:
+    """Append one line to a file that gets few lines (a search's trials), made durable at once."""
+    with open(path, "a") as f:
+        f.write(json.dumps(obj, default=_jsonable) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class JsonlWriter:
     """Appends one JSON object per line, each with a single write() and a flush.
 
