@@ -67,13 +67,14 @@ def located(recipe):
 
 
 # -- building -------------------------------------------------------------------------------
-def prepare(recipe, dtype=None):
+def prepare(recipe, dtype=None, dataset=None):
     """The recipe's dataset and its model, built and initialised (init_from applied)."""
     from .data import load_dataset
     recipe = as_recipe(recipe)
     dtype = dtype or recipe.dtype
     with located(recipe):
-        dataset = load_dataset(recipe.to_dict()["data"], recipe.seed, dtype)
+        if dataset is None:
+            dataset = load_dataset(recipe.to_dict()["data"], recipe.seed, dtype)
         model = build(recipe, dataset.input_shape, dtype)
         check_fit(recipe, model, dataset)
         if recipe.model.init_from:
@@ -134,30 +135,70 @@ def init_from(recipe, model) -> None:
 
 
 # -- training -------------------------------------------------------------------------------
-def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, console=None) -> RunResult:
-    """Train a recipe and write its run directory (SPEC: 'A run directory')."""
-    from . import report
-    from .train import fit
+def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, console=None,
+          dataset=None) -> RunResult:
+    """Train a recipe and write its run directory (SPEC: 'A run directory').
+
+    `dataset` reuses data already loaded (an ensemble's members share their split).
+    """
+    from .evaluate import predictor
     recipe = as_recipe(recipe, overrides)
-    model, dataset = prepare(recipe)
+    model, dataset = prepare(recipe, dataset=dataset)
     check_satisficing(recipe)
-    augment = make_augment(recipe, dataset)
     run_dir = Path(run_dir) if run_dir else new_run_dir(default_runs_dir(runs_dir), recipe.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
     started = time.perf_counter()
-    console = console or _console()
-    with JsonlWriter(run_dir / "metrics.jsonl", "w") as metrics, \
-            report.TrainingProgress(recipe.training.epochs, console, quiet) as progress:
-        def on_epoch(record):
-            metrics.write(record)
-            progress.update(record["epoch"], record)
-        result = fit(model, dataset, recipe, on_epoch=on_epoch, augment=augment)
-    summary = finish(recipe, model, dataset, result, run_dir, time.perf_counter() - started)
+    result = fit_into(recipe, model, dataset, run_dir, quiet, console)
+    atomic_write_npz(run_dir / "params.npz", model.state_dict())
+    summary = finish(recipe, model, dataset, result, run_dir, time.perf_counter() - started,
+                     predictor(recipe, model, dataset))
     return RunResult(run_dir, summary, model, dataset)
 
 
-def make_augment(recipe, dataset):
+def fit_into(recipe, model, dataset, run_dir: Path, quiet, console):
+    """Run the training loop, writing recipe.yaml first and metrics.jsonl as it goes."""
+    from . import report
+    from .train import fit
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    with JsonlWriter(run_dir / "metrics.jsonl", "w") as metrics, \
+            report.TrainingProgress(recipe.training.epochs, console or _console(), quiet) as progress:
+        def on_epoch(record):
+            metrics.write(record)
+            progress.update(record["epoch"], record)
+        return fit(model, dataset, recipe, on_epoch=on_epoch, augment=make_augment(recipe))
+
+
+def train_ensemble(recipe, n: int, *, runs_dir=None, quiet=True, console=None) -> RunResult:
+    """N models from seeds seed..seed+N-1 on one split; their probabilities averaged.
+
+    Each member is an ordinary run under `<run>/members/<k>/`; the ensemble's own directory
+    holds the recipe, the averaged predictions and the summary (no params.npz of its own).
+    """
+    from .evaluate import ensemble_predictor, predictor
+    from .train import FitResult
+    recipe = as_recipe(recipe)
+    _, dataset = prepare(recipe)
+    run_dir = new_run_dir(default_runs_dir(runs_dir), f"{recipe.name}-ensemble{n}")
+    atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    started = time.perf_counter()
+    members = []
+    for k in range(n):
+        member = as_recipe(recipe, [f"seed={recipe.seed + k}"])
+        members.append(train(member, run_dir=run_dir / "members" / str(k), quiet=quiet,
+                             console=console, dataset=dataset))
+    combined = FitResult(
+        status=next((m.summary["status"] for m in members if m.summary["status"] != "completed"),
+                    "completed"),
+        epochs=max(m.summary["epochs"] for m in members))
+    model = members[0].model
+    summary = finish(recipe, model, dataset, combined, run_dir, time.perf_counter() - started,
+                     ensemble_predictor([predictor(recipe, m.model, dataset) for m in members]),
+                     extra={"ensemble": {"members": n, "runs": [str(m.run_dir) for m in members]},
+                            "parameters": sum(m.summary["parameters"] for m in members)})
+    return RunResult(run_dir, summary, model, dataset)
+
+
+def make_augment(recipe):
     specs = recipe.to_dict()["data"]["augment"]
     if not specs:
         return None
@@ -165,17 +206,17 @@ def make_augment(recipe, dataset):
     return lambda x, rng: augment_batch(x, specs, rng)
 
 
-def finish(recipe, model, dataset, result, run_dir: Path, seconds: float) -> dict:
-    """Write params, predictions and summary.json; return the summary."""
+def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predict,
+           extra=None) -> dict:
+    """Evaluate every split with `predict`, write predictions and summary.json."""
     from .strategy import diagnose
-    atomic_write_npz(run_dir / "params.npz", model.state_dict())
     errors, metrics = {}, {}
     for split in SPLITS:
         data = dataset.splits.get(split)
         if data is None:
             errors[split] = None
             continue
-        probabilities = model.predict_proba(data.x)
+        probabilities = predict(data.x)
         y_pred = model.loss.predict(probabilities)
         errors[split] = float(model.loss.error(probabilities, data.y))
         atomic_write_npz(run_dir / "predictions" / f"{split}.npz",
@@ -192,7 +233,8 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float) -> dic
         if result.train_seconds > 0 else None,
         "parameters": model.parameter_count(), "errors": errors, "human_level_error": human,
         "diagnosis": diagnose(errors, human), "metrics": metrics,
-        "satisficing": satisficing(recipe, model, dataset, errors, seconds),
+        "satisficing": satisficing(recipe, model, dataset, errors, seconds, predict),
+        **(extra or {}),
     }
     if result.status == "diverged":
         summary["diverged_at_epoch"] = result.diverged_at
@@ -224,18 +266,18 @@ def check_satisficing(recipe) -> None:
                                f"unknown metric; one of {', '.join(SATISFICING)}")
 
 
-def satisficing(recipe, model, dataset, errors, seconds) -> dict:
+def satisficing(recipe, model, dataset, errors, seconds, predict) -> dict:
     out = {}
     for name, bound in recipe.evaluation.satisficing.items():
         bound = bound if isinstance(bound, dict) else bound.model_dump()
-        value = satisficing_value(name, model, dataset, errors, seconds)
+        value = satisficing_value(name, model, dataset, errors, seconds, predict)
         met = value is not None and all(
             (value <= v) if k == "max" else (value >= v) for k, v in bound.items() if v is not None)
         out[name] = {"value": value, **{k: v for k, v in bound.items() if v is not None}, "met": met}
     return out
 
 
-def satisficing_value(name, model, dataset, errors, seconds):
+def satisficing_value(name, model, dataset, errors, seconds, predict):
     if name.endswith("_error"):
         return errors.get(name[:-len("_error")])
     if name == "parameters":
@@ -245,7 +287,7 @@ def satisficing_value(name, model, dataset, errors, seconds):
     split = dataset.splits.get("dev") or dataset.splits["train"]
     x = split.x[:1000]
     t0 = time.perf_counter()
-    model.predict_proba(x)
+    predict(x)
     per_example = (time.perf_counter() - t0) / max(1, x.shape[0])
     if name == "predict_ms_per_example":
         return round(per_example * 1000, 6)
@@ -292,7 +334,6 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1) -> int:
     from . import report
     recipe = as_recipe(recipe_path, overrides)
     if ensemble > 1:
-        from .ensemble import train_ensemble
         result = train_ensemble(recipe, ensemble, runs_dir=runs_dir, quiet=quiet)
     else:
         result = train(recipe, runs_dir=runs_dir, quiet=quiet)
