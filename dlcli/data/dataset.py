@@ -1,0 +1,153 @@
+"""`load_dataset`: a recipe's `data` mapping -> checked, carved, preprocessed splits.
+
+Sources are read (files or builtin generators), checked, carved into the held-out sets the
+recipe asks for, made consistent with each other (same example shape, same kind of label),
+then preprocessed with statistics from the training split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from numbers import Real
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import BadInput
+from ..rng import stream
+from .augment import parse_augment
+from .builtin import generate
+from .carving import ORDER, carve
+from .examples import check_examples
+from .files import read_file_source
+from .preprocess import Preprocessing
+
+SPLIT_ORDER = ("train", "train_dev", "dev", "test")  # the order of the errors table
+
+
+class Source(NamedTuple):
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list | None
+    origin: str  # the file(s) or generator, for messages
+
+
+@dataclass
+class Split:
+    x: np.ndarray
+    y: np.ndarray
+    index: np.ndarray  # each example's row in its source (int64)
+
+
+@dataclass
+class Dataset:
+    splits: dict
+    input_shape: tuple
+    n_classes: int | None
+    class_names: list | None
+    is_image: bool
+    preprocessing: Preprocessing = field(repr=False)
+
+    def preprocess(self, x_raw) -> np.ndarray:
+        """Raw examples as the source holds them -> model inputs, with the train statistics."""
+        x = np.asarray(x_raw)
+        return self.preprocessing(x[..., None] if x.ndim in (1, 3) else x)
+
+
+def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -> Dataset:
+    """The recipe's data. targets: "auto" (class labels, or multi-label (m, k)) or "real"."""
+    train = read_source(cfg.get("train"), "data.train", stream(seed, "data"), targets)
+    # each builtin held-out source gets its own draw, whichever others the recipe has
+    held_rngs = dict(zip(ORDER, stream(seed, "test_data").spawn(len(ORDER))))
+    fractions, sources = {}, {}
+    for name in ORDER:
+        value = cfg.get(name)
+        if isinstance(value, dict):
+            sources[name] = read_source(value, f"data.{name}", held_rngs[name], targets)
+        elif _is_fraction(value):
+            fractions[name] = value
+        elif value is not None:
+            raise BadInput(f"must be a source ({{path: FILE}} or {{builtin: NAME}}) or a fraction "
+                           f"in (0, 1), got {value!r}", key=f"data.{name}")
+    x, y, class_names, origin = train
+    raw = {name: Split(x[rows], y[rows], rows)
+           for name, rows in carve(len(x), fractions, stream(seed, "split")).items()}
+    for name, source in sources.items():
+        _check_compatible(source, x, y, f"data.{name}")
+        raw[name] = Split(source.x, source.y, np.arange(len(source.x), dtype=np.int64))
+    n_classes = _n_classes(raw, class_names, origin, sources, targets)
+
+    preprocessing = Preprocessing(np.dtype(dtype), _scale(cfg.get("scale", 1)),
+                                  bool(cfg.get("flatten")), bool(cfg.get("normalize")))
+    preprocessing.fit(raw["train"].x)
+    splits = {name: Split(preprocessing(raw[name].x), _as_targets(raw[name].y, dtype, targets),
+                          raw[name].index)
+              for name in SPLIT_ORDER if name in raw}
+    input_shape = splits["train"].x.shape[1:]
+    is_image = len(input_shape) == 3
+    if parse_augment(cfg.get("augment")) and not is_image:
+        raise BadInput(f"augmentation needs images (m, n_H, n_W, n_C) but the examples have shape "
+                       f"{input_shape}" + (" (drop flatten: true and flatten in the model)"
+                                           if preprocessing.flatten else ""), key="data.augment")
+    return Dataset(splits, input_shape, n_classes, class_names, is_image, preprocessing)
+
+
+def read_source(src, key: str, rng, targets: str = "auto") -> Source:
+    """One source mapping, read and checked."""
+    if not isinstance(src, dict):
+        raise BadInput("must be a source: {path: FILE, x: KEY, y: KEY} or {builtin: NAME}"
+                       + (", and the train source is required" if src is None else ""), key=key)
+    if src.get("builtin") is not None:
+        if src.get("path") is not None:
+            raise BadInput("a source is either builtin: or path:, not both", key=key)
+        x, y, names = generate(src, rng, key)
+        origin = f"builtin {src['builtin']}"
+    elif src.get("path") is None and (src.get("x") is None or src.get("y") is None):
+        raise BadInput("a source needs builtin: NAME, path: FILE, or x: and y: IDX files", key=key)
+    else:
+        x, y, names, origin = read_file_source(src, key)
+    x, y = check_examples(x, y, key, origin, targets)
+    return Source(x, y, names, origin)
+
+
+def _is_fraction(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and 0 < value < 1
+
+
+def _scale(value):
+    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0 or value == np.inf:
+        raise BadInput(f"must be a positive number, got {value!r}", key="data.scale")
+    return float(value)
+
+
+def _check_compatible(source, x_train, y_train, key) -> None:
+    """A held-out source must look like the train source to the same model."""
+    x, y = source.x, source.y
+    if x.shape[1:] != x_train.shape[1:]:
+        raise BadInput(f"{source.origin}: examples of shape {x.shape[1:]} but the train "
+                       f"source's are {x_train.shape[1:]}", key=f"{key}.x")
+    if y.shape[1:] != y_train.shape[1:]:
+        raise BadInput(f"{source.origin}: labels of shape (m, {', '.join(map(str, y.shape[1:]))}) "
+                       f"but the train source's are (m, {', '.join(map(str, y_train.shape[1:]))})",
+                       key=f"{key}.y")
+
+
+def _n_classes(raw, class_names, origin, sources, targets):
+    """Classes of integer labels: the train source's named classes, else max label + 1."""
+    train_y = raw["train"].y
+    if targets == "real" or train_y.ndim != 1:
+        return None
+    if class_names is None:
+        return max(2, max(int(split.y.max()) + 1 for split in raw.values()))
+    n = max(2, len(class_names))
+    for name, split in raw.items():
+        if split.y.max() >= n:
+            where = sources[name].origin if name in sources else origin
+            key = f"data.{name}.y" if name in sources else "data.train.y"
+            raise BadInput(f"{where}: label {int(split.y.max())} is out of range: the train "
+                           f"source names {n} classes ({', '.join(class_names)})", key=key)
+    return n
+
+
+def _as_targets(y, dtype, targets):
+    return y.astype(dtype) if targets == "real" else y

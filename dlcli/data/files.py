@@ -1,0 +1,120 @@
+"""Arrays from data files: `.npz`, `.h5`/`.hdf5`, `.csv`, and MNIST IDX pairs.
+
+Each reader returns (x, y, class_names) exactly as stored; checking and reshaping are
+`examples`' job. Every failure is a BadInput naming the file, at `key` (the source's recipe
+path) or one of its sub-keys.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInput
+from .idx import read_idx
+
+
+def read_file_source(src: dict, key: str):
+    """(x, y, class_names, origin) of a `{path, x, y}` source; origin names the file(s)."""
+    path, x_key, y_key = src.get("path"), src.get("x") or "x", src.get("y") or "y"
+    if path is None or Path(path).is_dir():
+        # an IDX pair: x and y are files, alone or in the directory `path`
+        folder = Path(path) if path is not None else Path()
+        x_file, y_file = folder / x_key, folder / y_key
+        for file, sub in ((x_file, "x"), (y_file, "y")):
+            if not file.is_file():
+                raise BadInput(f"no such file: {file}", key=f"{key}.{sub}")
+        return read_idx(x_file, f"{key}.x"), read_idx(y_file, f"{key}.y"), None, f"{x_file}, {y_file}"
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"no such file: {path}", key=f"{key}.path")
+    suffix = path.suffix.lower()
+    if suffix not in READERS:
+        raise BadInput(f"{path}: unknown file type {suffix or '(none)'!r}; dlcli reads "
+                       f"{', '.join(READERS)} and MNIST IDX pairs (x: and y: files)", key=f"{key}.path")
+    x, y, names = READERS[suffix](path, x_key, y_key, key)
+    return x, y, names, str(path)
+
+
+def _missing(path, name, present, key):
+    return BadInput(f"{path} has no array {name!r}; it holds: {', '.join(present) or 'nothing'}",
+                    key=key)
+
+
+def read_npz(path, x_key, y_key, key):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise BadInput(f"{path} holds a single array, not named x and y arrays",
+                               key=f"{key}.path")
+            for name, sub in ((x_key, "x"), (y_key, "y")):
+                if name not in f.files:
+                    raise _missing(path, name, f.files, f"{key}.{sub}")
+            return f[x_key], f[y_key], None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise BadInput(f"cannot read {path}: {err}", key=f"{key}.path")
+
+
+def read_h5(path, x_key, y_key, key):
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            for name, sub in ((x_key, "x"), (y_key, "y")):
+                if not isinstance(f.get(name), h5py.Dataset):
+                    raise _missing(path, name, list(f.keys()), f"{key}.{sub}")
+            names = None
+            if isinstance(f.get("list_classes"), h5py.Dataset):
+                names = [v.decode() if isinstance(v, bytes) else str(v)
+                         for v in np.atleast_1d(f["list_classes"][()]).tolist()]
+            return f[x_key][()], f[y_key][()], names
+    except OSError as err:
+        raise BadInput(f"cannot read {path}: not a readable HDF5 file ({err})", key=f"{key}.path")
+
+
+def read_csv(path, x_key, y_key, key):
+    """A header row naming the columns; `y_key` is the label column, every other a feature."""
+    try:
+        rows = [row for row in csv.reader(path.read_text().splitlines()) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise BadInput(f"cannot read {path} as CSV text: {err}", key=f"{key}.path")
+    if not rows:
+        raise BadInput(f"{path} is empty", key=f"{key}.path")
+    header = [name.strip() for name in rows[0]]
+    if all(_is_number(name) for name in header):
+        raise BadInput(f"{path}: the first row must be a header naming the columns, got "
+                       f"{','.join(header)}", key=f"{key}.path")
+    if y_key not in header:
+        raise BadInput(f"{path} has no column {y_key!r}; its columns: {', '.join(header)}",
+                       key=f"{key}.y")
+    try:
+        values = np.array(rows[1:], dtype=np.float64).reshape(len(rows) - 1, len(header))
+    except ValueError:
+        raise _first_bad_cell(path, header, rows, key)
+    label = header.index(y_key)
+    return np.delete(values, label, axis=1), values[:, label], None
+
+
+def _first_bad_cell(path, header, rows, key):
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            return BadInput(f"{path}: row {line} has {len(row)} fields but the header has "
+                            f"{len(header)}", key=f"{key}.path")
+        for name, cell in zip(header, row):
+            if not _is_number(cell):
+                return BadInput(f"{path}: row {line}, column {name!r}: {cell!r} is not a number",
+                                key=f"{key}.path")
+    return BadInput(f"{path}: cannot read the values as numbers", key=f"{key}.path")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+READERS = {".npz": read_npz, ".h5": read_h5, ".hdf5": read_h5, ".csv": read_csv}
