@@ -1,0 +1,91 @@
+"""Max and average pooling kernels, NHWC, parallel over the batch.
+
+Why direct loops: a pool does f f compares or adds per output and no channel mixing, so it is
+memory-bound and a single pass in Numba (channels innermost, contiguous in NHWC) beats
+building a window view in numpy and reducing it (which copies the windows first).
+Max pooling keeps, per output, the flat position r * n_W_prev + c of its maximum (the
+first one on ties), so the backward pass is a scatter and never compares again; the scatter
+runs in parallel over the batch, where no two examples share an input cell.
+A padded window ("same") ignores the cells outside the input: max over the inside ones,
+average over the inside count, as Keras does.
+"""
+
+from __future__ import annotations
+
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def maxpool_forward(A_prev, f, stride, pad_top, pad_left, A, argmax):
+    m, n_H_prev, n_W_prev, n_C = A_prev.shape
+    n_H, n_W = A.shape[1], A.shape[2]
+    for i in prange(m):
+        for h in range(n_H):
+            r0 = max(h * stride - pad_top, 0)
+            r1 = min(h * stride - pad_top + f, n_H_prev)
+            for w in range(n_W):
+                c0 = max(w * stride - pad_left, 0)
+                c1 = min(w * stride - pad_left + f, n_W_prev)
+                for k in range(n_C):
+                    A[i, h, w, k] = A_prev[i, r0, c0, k]
+                    argmax[i, h, w, k] = r0 * n_W_prev + c0
+                for r in range(r0, r1):
+                    for c in range(c0, c1):
+                        for k in range(n_C):
+                            if A_prev[i, r, c, k] > A[i, h, w, k]:
+                                A[i, h, w, k] = A_prev[i, r, c, k]
+                                argmax[i, h, w, k] = r * n_W_prev + c
+
+
+@njit(parallel=True, cache=True)
+def maxpool_backward(dA, argmax, dA_prev):
+    m, n_H_prev, n_W_prev, n_C = dA_prev.shape
+    n_H, n_W = dA.shape[1], dA.shape[2]
+    for i in prange(m):
+        dA_prev[i] = 0.0
+        for h in range(n_H):
+            for w in range(n_W):
+                for k in range(n_C):
+                    p = argmax[i, h, w, k]
+                    dA_prev[i, p // n_W_prev, p % n_W_prev, k] += dA[i, h, w, k]
+
+
+@njit(parallel=True, cache=True)
+def avgpool_forward(A_prev, f, stride, pad_top, pad_left, A):
+    m, n_H_prev, n_W_prev, n_C = A_prev.shape
+    n_H, n_W = A.shape[1], A.shape[2]
+    for i in prange(m):
+        for h in range(n_H):
+            r0 = max(h * stride - pad_top, 0)
+            r1 = min(h * stride - pad_top + f, n_H_prev)
+            for w in range(n_W):
+                c0 = max(w * stride - pad_left, 0)
+                c1 = min(w * stride - pad_left + f, n_W_prev)
+                for k in range(n_C):
+                    A[i, h, w, k] = 0.0
+                for r in range(r0, r1):
+                    for c in range(c0, c1):
+                        for k in range(n_C):
+                            A[i, h, w, k] += A_prev[i, r, c, k]
+                scale = 1.0 / ((r1 - r0) * (c1 - c0))
+                for k in range(n_C):
+                    A[i, h, w, k] *= scale
+
+
+@njit(parallel=True, cache=True)
+def avgpool_backward(dA, f, stride, pad_top, pad_left, dA_prev):
+    m, n_H_prev, n_W_prev, n_C = dA_prev.shape
+    n_H, n_W = dA.shape[1], dA.shape[2]
+    for i in prange(m):
+        dA_prev[i] = 0.0
+        for h in range(n_H):
+            r0 = max(h * stride - pad_top, 0)
+            r1 = min(h * stride - pad_top + f, n_H_prev)
+            for w in range(n_W):
+                c0 = max(w * stride - pad_left, 0)
+                c1 = min(w * stride - pad_left + f, n_W_prev)
+                scale = 1.0 / ((r1 - r0) * (c1 - c0))
+                for r in range(r0, r1):
+                    for c in range(c0, c1):
+                        for k in range(n_C):
+                            dA_prev[i, r, c, k] += dA[i, h, w, k] * scale

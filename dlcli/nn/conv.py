@@ -1,0 +1,450 @@
+"""Convolutional layers (NHWC): conv2d, depthwise_conv2d, conv2d_transpose, pools, residual, branches.
+
+The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
+parameters, caches and the wiring of nested layers. Gradients are sums over the batch (the
+loss divides by m, never a layer) and are written into the arrays `build` puts in
+`self.grads`, because the optimizer holds on to those arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import build_layer, register
+from .base import Layer, zeros_like_params
+from .inits import initialize
+from ..kernels import conv as kconv
+from ..kernels import pool as kpool
+
+
+# -- activations (shim until dlcli/nn/activations.py lands) ---------------------------------
+def _act_forward(name, Z):
+    if name == "linear":
+        return Z
+    if name == "relu":
+        return np.maximum(Z, 0)
+    raise ValueError(name)
+
+
+def _act_backward(name, dA, Z, A):
+    if name == "linear":
+        return dA
+    if name == "relu":
+        return dA * (Z > 0)
+    raise ValueError(name)
+
+
+# Largest im2col buffer (elements) inference may use; bigger batches run in chunks, so a
+# 1024-example predict does not allocate gigabytes of patches.
+INFERENCE_COLS = 1 << 23
+
+
+def output_size(n: int, f: int, stride: int, padding) -> tuple[int, int]:
+    """(n_out, pad_before) along one axis; `same` puts the odd padding pixel after."""
+    if padding == "same":
+        n_out = -(-n // stride)
+        return n_out, max((n_out - 1) * stride + f - n, 0) // 2
+    pad = 0 if padding == "valid" else padding
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"padding must be same, valid or a non-negative integer, got {padding!r}")
+    n_out = (n + 2 * pad - f) // stride + 1
+    if n_out < 1:
+        raise ValueError(f"a {f}x{f} window with stride {stride} and padding {padding} "
+                         f"does not fit an input of size {n}")
+    return n_out, pad
+
+
+def _image_shape(layer, input_shape):
+    if len(input_shape) != 3:
+        raise ValueError(f"{layer.kind} needs images (n_H, n_W, n_C), got shape {tuple(input_shape)}")
+    return tuple(input_shape)
+
+
+class _Windowed(Layer):
+    """A layer that slides an f x f window with a stride and a padding over (n_H, n_W)."""
+
+    def _geometry(self, input_shape, f, stride, padding):
+        n_H_prev, n_W_prev, _ = _image_shape(self, input_shape)
+        self.n_H, self.pad_top = output_size(n_H_prev, f, stride, padding)
+        self.n_W, self.pad_left = output_size(n_W_prev, f, stride, padding)
+
+    def _describe(self, what, padding, activation=None):
+        parts = [self.kind, what] + ([f"s{self.stride}"] if self.stride != 1 else [])
+        parts.append(padding if isinstance(padding, str) else f"pad {padding}")
+        if activation and activation != "linear":
+            parts.append(activation)
+        return " ".join(parts)
+
+
+class _Unrolled:
+    """A layer's reused im2col buffers: one for training steps, a bounded one for inference."""
+
+    def __init__(self):
+        self._buffers = {True: None, False: None}
+
+    def cols(self, rows: int, width: int, dtype, training: bool) -> np.ndarray:
+        buf = self._buffers[training]
+        if buf is None or buf.size < rows * width or buf.dtype != dtype:
+            buf = self._buffers[training] = np.empty(rows * width, dtype=dtype)
+        return buf[:rows * width].reshape(rows, width)
+
+
+def _chunks(m: int, elements_per_example: int, training: bool):
+    """Example ranges to unroll at once: the whole batch when training (backward needs it)."""
+    step = m if training else max(1, INFERENCE_COLS // max(elements_per_example, 1))
+    return [(i, min(i + step, m)) for i in range(0, m, step)]
+
+
+class _Weighted(_Windowed):
+    regularized = ("W",)
+
+    def _init_params(self, ctx, shape, fan_in, fan_out, n_C):
+        self.params["W"] = initialize(self.init or ctx.init, shape, fan_in, fan_out, ctx.rng, ctx.dtype)
+        if self.bias:
+            self.params["b"] = np.zeros(n_C, dtype=ctx.dtype)
+        zeros_like_params(self)
+
+    def _activate(self, Z, training):
+        if self.bias:
+            Z += self.params["b"]
+        A = _act_forward(self.activation, Z)
+        if training:
+            self.cache = (Z, A)
+        return A
+
+    def _dZ(self, dA):
+        Z, A = self.cache
+        dZ = np.ascontiguousarray(_act_backward(self.activation, dA, Z, A))
+        if self.bias:
+            dZ.sum(axis=(0, 1, 2), out=self.grads["b"])
+        return dZ
+
+
+@register("conv2d")
+class Conv2D(_Weighted):
+    def __init__(self, filters, size, stride=1, padding="valid", activation="linear", bias=True,
+                 init=None):
+        super().__init__()
+        self.n_C, self.f, self.stride = int(filters), int(size), int(stride)
+        self.padding, self.activation, self.bias, self.init = padding, activation, bias, init
+        self.unrolled = _Unrolled()
+
+    def build(self, input_shape, ctx):
+        self._geometry(input_shape, self.f, self.stride, self.padding)
+        f, self.n_C_prev = self.f, input_shape[2]
+        self._init_params(ctx, (f, f, self.n_C_prev, self.n_C), f * f * self.n_C_prev,
+                          f * f * self.n_C, self.n_C)
+        self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
+        return self.output_shape
+
+    def forward(self, A_prev, training):
+        A_prev = np.ascontiguousarray(A_prev)
+        m, hw = A_prev.shape[0], self.n_H * self.n_W
+        W2 = self.params["W"].reshape(-1, self.n_C)
+        Z = np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
+        Z2 = Z.reshape(m * hw, self.n_C)
+        for i0, i1 in _chunks(m, hw * W2.shape[0], training):
+            cols = self.unrolled.cols((i1 - i0) * hw, W2.shape[0], A_prev.dtype, training)
+            kconv.im2col(A_prev[i0:i1], self.f, self.stride, self.pad_top, self.pad_left,
+                         self.n_H, self.n_W, cols)
+            np.matmul(cols, W2, out=Z2[i0 * hw:i1 * hw])
+        A = self._activate(Z, training)
+        if training:
+            self.cache = (A_prev.shape, cols) + self.cache
+        return A
+
+    def backward(self, dA):
+        shape, cols, *self.cache = self.cache
+        dZ2 = self._dZ(dA).reshape(-1, self.n_C)
+        W2 = self.params["W"].reshape(-1, self.n_C)
+        np.matmul(cols.T, dZ2, out=self.grads["W"].reshape(W2.shape))
+        np.matmul(dZ2, W2.T, out=cols)  # the patches are spent: their gradient goes over them
+        dA_prev = np.empty(shape, dtype=dZ2.dtype)
+        kconv.col2im(cols, self.f, self.stride, self.pad_top, self.pad_left, self.n_H, self.n_W, dA_prev)
+        self.cache = None
+        return dA_prev
+
+    def describe(self):
+        return self._describe(f"{self.f}x{self.f}x{self.n_C}", self.padding, self.activation)
+
+
+@register("conv2d_transpose")
+class Conv2DTranspose(_Weighted):
+    """Each input pixel scatters its filter: the input-gradient of a conv, run forward."""
+
+    def __init__(self, filters, size, stride=1, activation="linear", bias=True, init=None):
+        super().__init__()
+        self.n_C, self.f, self.stride = int(filters), int(size), int(stride)
+        self.activation, self.bias, self.init = activation, bias, init
+        self.unrolled = _Unrolled()
+
+    def build(self, input_shape, ctx):
+        n_H_prev, n_W_prev, self.n_C_prev = _image_shape(self, input_shape)
+        f, s = self.f, self.stride
+        self.n_H, self.n_W = (n_H_prev - 1) * s + f, (n_W_prev - 1) * s + f
+        self._init_params(ctx, (f, f, self.n_C_prev, self.n_C), f * f * self.n_C_prev,
+                          f * f * self.n_C, self.n_C)
+        self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
+        return self.output_shape
+
+    def _W_rows(self):
+        """W as (n_C_prev, f f n_C): row c' is what input channel c' scatters."""
+        return self.params["W"].transpose(2, 0, 1, 3).reshape(self.n_C_prev, -1)
+
+    def forward(self, A_prev, training):
+        A_prev = np.ascontiguousarray(A_prev)
+        m, n_H_prev, n_W_prev, _ = A_prev.shape
+        hw = n_H_prev * n_W_prev
+        W_rows = self._W_rows()
+        Z = np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
+        for i0, i1 in _chunks(m, hw * W_rows.shape[1], training):
+            cols = self.unrolled.cols((i1 - i0) * hw, W_rows.shape[1], A_prev.dtype, training)
+            np.matmul(A_prev[i0:i1].reshape(-1, self.n_C_prev), W_rows, out=cols)
+            kconv.col2im(cols, self.f, self.stride, 0, 0, n_H_prev, n_W_prev, Z[i0:i1])
+        A = self._activate(Z, training)
+        if training:
+            self.cache = (A_prev,) + self.cache
+        return A
+
+    def backward(self, dA):
+        A_prev, *self.cache = self.cache
+        m, n_H_prev, n_W_prev, _ = A_prev.shape
+        dZ = self._dZ(dA)
+        W_rows = self._W_rows()
+        cols = self.unrolled.cols(m * n_H_prev * n_W_prev, W_rows.shape[1], dZ.dtype, True)
+        kconv.im2col(dZ, self.f, self.stride, 0, 0, n_H_prev, n_W_prev, cols)
+        A_prev2 = A_prev.reshape(-1, self.n_C_prev)
+        self.grads["W"][...] = (A_prev2.T @ cols).reshape(
+            self.n_C_prev, self.f, self.f, self.n_C).transpose(1, 2, 0, 3)
+        self.cache = None
+        return (cols @ W_rows.T).reshape(A_prev.shape)
+
+    def describe(self):
+        return self._describe(f"{self.f}x{self.f}x{self.n_C}", "valid", self.activation)
+
+
+@register("depthwise_conv2d")
+class DepthwiseConv2D(_Weighted):
+    def __init__(self, size, stride=1, padding="valid", activation="linear", bias=True, init=None):
+        super().__init__()
+        self.f, self.stride = int(size), int(stride)
+        self.padding, self.activation, self.bias, self.init = padding, activation, bias, init
+
+    def build(self, input_shape, ctx):
+        self._geometry(input_shape, self.f, self.stride, self.padding)
+        f, self.n_C = self.f, input_shape[2]
+        self._init_params(ctx, (f, f, self.n_C), f * f, f * f, self.n_C)
+        self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
+        return self.output_shape
+
+    def forward(self, A_prev, training):
+        A_prev = np.ascontiguousarray(A_prev)
+        Z = np.empty((A_prev.shape[0], self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
+        kconv.depthwise_forward(A_prev, self.params["W"], self.stride, self.pad_top, self.pad_left, Z)
+        A = self._activate(Z, training)
+        if training:
+            self.cache = (A_prev,) + self.cache
+        return A
+
+    def backward(self, dA):
+        A_prev, *self.cache = self.cache
+        dZ = self._dZ(dA)
+        dA_prev = np.empty_like(A_prev)
+        dW_per_example = np.empty((A_prev.shape[0],) + self.params["W"].shape, dtype=dZ.dtype)
+        kconv.depthwise_backward(dZ, A_prev, self.params["W"], self.stride, self.pad_top,
+                                 self.pad_left, dA_prev, dW_per_example)
+        dW_per_example.sum(axis=0, out=self.grads["W"])
+        self.cache = None
+        return dA_prev
+
+    def describe(self):
+        return self._describe(f"{self.f}x{self.f}", self.padding, self.activation)
+
+
+class _Pool(_Windowed):
+    def __init__(self, size, stride=None, padding="valid"):
+        super().__init__()
+        if padding not in ("valid", "same"):
+            raise ValueError(f"a pool's padding is valid or same, got {padding!r}")
+        self.f = int(size)
+        self.stride = int(stride) if stride is not None else self.f
+        self.padding = padding
+
+    def build(self, input_shape, ctx):
+        self._geometry(input_shape, self.f, self.stride, self.padding)
+        self.input_shape = tuple(input_shape)
+        self.output_shape = (self.n_H, self.n_W, input_shape[2])
+        return self.output_shape
+
+    def _output(self, A_prev):
+        return np.empty((A_prev.shape[0],) + self.output_shape, dtype=A_prev.dtype)
+
+    def describe(self):
+        return self._describe(f"{self.f}x{self.f}", self.padding)
+
+
+@register("maxpool")
+class MaxPool(_Pool):
+    def forward(self, A_prev, training):
+        A_prev = np.ascontiguousarray(A_prev)
+        A = self._output(A_prev)
+        argmax = np.empty(A.shape, dtype=np.int32)
+        kpool.maxpool_forward(A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax)
+        if training:
+            self.cache = (A_prev.shape, argmax)
+        return A
+
+    def backward(self, dA):
+        shape, argmax = self.cache
+        dA_prev = np.empty(shape, dtype=dA.dtype)
+        kpool.maxpool_backward(np.ascontiguousarray(dA), argmax, dA_prev)
+        self.cache = None
+        return dA_prev
+
+
+@register("avgpool")
+class AvgPool(_Pool):
+    def forward(self, A_prev, training):
+        A_prev = np.ascontiguousarray(A_prev)
+        A = self._output(A_prev)
+        kpool.avgpool_forward(A_prev, self.f, self.stride, self.pad_top, self.pad_left, A)
+        if training:
+            self.cache = A_prev.shape
+        return A
+
+    def backward(self, dA):
+        dA_prev = np.empty(self.cache, dtype=dA.dtype)
+        kpool.avgpool_backward(np.ascontiguousarray(dA), self.f, self.stride, self.pad_top,
+                               self.pad_left, dA_prev)
+        self.cache = None
+        return dA_prev
+
+
+@register("global_avgpool")
+class GlobalAvgPool(Layer):
+    def build(self, input_shape, ctx):
+        self.input_shape = _image_shape(self, input_shape)
+        self.output_shape = (input_shape[2],)
+        return self.output_shape
+
+    def forward(self, A_prev, training):
+        return A_prev.mean(axis=(1, 2))
+
+    def backward(self, dA):
+        n_H, n_W, n_C = self.input_shape
+        dA_prev = np.empty((dA.shape[0], n_H, n_W, n_C), dtype=dA.dtype)
+        dA_prev[...] = (dA / (n_H * n_W))[:, None, None, :]
+        return dA_prev
+
+
+def _build_chain(layers, shape, ctx):
+    """Build nested layers in order (recording each one's shapes); return the last output shape."""
+    for layer in layers:
+        in_shape, shape = shape, tuple(layer.build(shape, ctx))
+        layer.input_shape, layer.output_shape = in_shape, shape
+    return shape
+
+
+def _run(layers, x, training):
+    for layer in layers:
+        x = layer.forward(x, training)
+    return x
+
+
+def _run_back(layers, dy):
+    for layer in reversed(layers):
+        dy = layer.backward(dy)
+    return dy
+
+
+@register("residual")
+class Residual(Layer):
+    """a = g(z + shortcut(a_prev)): the block's layers compute z, the shortcut is the identity
+    or, where shapes differ (or `projection: true`), a 1x1 conv with the stride that matches."""
+
+    def __init__(self, layers, activation="relu", projection="auto"):
+        super().__init__()
+        if projection not in ("auto", True, False):
+            raise ValueError(f"projection is auto, true or false, got {projection!r}")
+        self.layers = [build_layer(s) for s in layers]
+        self.activation, self.projection_mode = activation, projection
+        self.projection = None
+
+    def children(self):
+        named = [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
+        return named + ([("projection", self.projection)] if self.projection else [])
+
+    def build(self, input_shape, ctx):
+        self.input_shape = shape = tuple(input_shape)
+        self.output_shape = z_shape = _build_chain(self.layers, shape, ctx)
+        if self.projection_mode is True or (self.projection_mode == "auto" and z_shape != shape):
+            self.projection = self._build_projection(shape, z_shape, ctx)
+        elif z_shape != shape:
+            raise ValueError(f"residual block maps {shape} to {z_shape}; an identity shortcut "
+                             "needs equal shapes (use projection: auto or true)")
+        return z_shape
+
+    def _build_projection(self, shape, z_shape, ctx):
+        if len(shape) != 3 or len(z_shape) != 3:
+            raise ValueError(f"a projection shortcut needs images, got {shape} -> {z_shape}")
+        stride = max(1, -(-shape[0] // z_shape[0]))
+        projection = Conv2D(z_shape[2], 1, stride=stride, padding="valid", bias=True)
+        out = _build_chain([projection], shape, ctx)
+        if out != z_shape:
+            raise ValueError(f"no 1x1 strided shortcut maps {shape} to the block's {z_shape}")
+        return projection
+
+    def forward(self, A_prev, training):
+        Z = _run(self.layers, A_prev, training)
+        shortcut = self.projection.forward(A_prev, training) if self.projection else A_prev
+        Z = Z + shortcut
+        A = _act_forward(self.activation, Z)
+        if training:
+            self.cache = (Z, A)
+        return A
+
+    def backward(self, dA):
+        Z, A = self.cache
+        dZ = _act_backward(self.activation, dA, Z, A)
+        self.cache = None
+        dA_prev = _run_back(self.layers, dZ)
+        return dA_prev + (self.projection.backward(dZ) if self.projection else dZ)
+
+    def describe(self):
+        inner = ", ".join(layer.describe() for layer in self.layers)
+        shortcut = "projection" if self.projection else "identity"
+        return f"residual [{inner}] + {shortcut} {self.activation}"
+
+
+@register("branches")
+class Branches(Layer):
+    """Inception: every path sees the same input; outputs are concatenated on channels."""
+
+    def __init__(self, paths):
+        super().__init__()
+        if not paths:
+            raise ValueError("branches needs at least one path")
+        self.paths = [[build_layer(s) for s in path] for path in paths]
+
+    def children(self):
+        return [(f"paths.{p}.{j}", layer)
+                for p, path in enumerate(self.paths) for j, layer in enumerate(path)]
+
+    def build(self, input_shape, ctx):
+        self.input_shape = tuple(input_shape)
+        shapes = [_build_chain(path, self.input_shape, ctx) for path in self.paths]
+        if len({s[:-1] for s in shapes}) != 1:
+            raise ValueError(f"branch outputs must agree on all but channels, got {shapes}")
+        self.splits = np.cumsum([s[-1] for s in shapes])[:-1]
+        self.output_shape = shapes[0][:-1] + (sum(s[-1] for s in shapes),)
+        return self.output_shape
+
+    def forward(self, A_prev, training):
+        return np.concatenate([_run(path, A_prev, training) for path in self.paths], axis=-1)
+
+    def backward(self, dA):
+        parts = np.split(dA, self.splits, axis=-1)
+        return sum(_run_back(path, np.ascontiguousarray(d)) for path, d in zip(self.paths, parts))
+
+    def describe(self):
+        return f"branches ({len(self.paths)} paths)"
