@@ -147,3 +147,7 @@ def runs_compare(ctx: typer.Context, runs: List[str] = typer.Argument(..., help=
 
 def main():
     app()
+
+
+if __name__ == "__main__":
+    main()
