@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from dlcli.nn.base import BuildContext
+from dlcli.nn.base import BuildContext, walk
 from dlcli.nn.conv import (AvgPool, Branches, Conv2D, Conv2DTranspose, DepthwiseConv2D,
                            GlobalAvgPool, MaxPool, Residual, output_size)
 
@@ -165,15 +165,117 @@ def test_global_avgpool_matches_torch():
     close(layer.backward(dy), tx.grad.permute(0, 2, 3, 1), 1e-12)
 
 
-@pytest.mark.torch
 @pytest.mark.parametrize("cls,kwargs", [(Conv2D, {"filters": 6, "size": 3, "padding": "same"}),
                                         (DepthwiseConv2D, {"size": 3, "stride": 2}),
                                         (Conv2DTranspose, {"filters": 2, "size": 3, "stride": 2})])
 def test_float32_agrees_with_float64(cls, kwargs):
     x = np.random.default_rng(10).standard_normal((3, 7, 8, 4))
-    y64, dy64, dx64 = run(built(cls(**kwargs), x.shape[1:]), x)
-    layer32 = built(cls(**kwargs), x.shape[1:], np.float32)
+    layer64, layer32 = built(cls(**kwargs), x.shape[1:]), built(cls(**kwargs), x.shape[1:], np.float32)
+    y64, _, dx64 = run(layer64, x)
     y32, _, dx32 = run(layer32, x.astype(np.float32))
     assert y32.dtype == dx32.dtype == layer32.grads["W"].dtype == np.float32
     close(y32, y64, 1e-5)
     close(dx32, dx64, 1e-5)
+    close(layer32.grads["W"], layer64.grads["W"], 1e-5)
+
+
+# -- nested layers: finite differences ------------------------------------------------------------
+def numeric_grad(f, a, eps=1e-6):
+    g = np.zeros_like(a)
+    for idx in np.ndindex(a.shape):
+        old = a[idx]
+        a[idx] = old + eps
+        up = f()
+        a[idx] = old - eps
+        g[idx] = (up - f()) / (2 * eps)
+        a[idx] = old
+    return g
+
+
+def check_gradients(layer, x):
+    """dx and every nested parameter's gradient of sum(y * R) equal central differences;
+    returns the parameter names, as params.npz would spell them after the layer index."""
+    R = np.random.default_rng(11).standard_normal(layer.forward(x, True).shape)
+    dx = layer.backward(R)
+    named = [(prefix + key, child, key) for prefix, child in walk(layer) for key in child.params]
+    grads = {name: child.grads[key].copy() for name, child, key in named}
+    loss = lambda: float(np.sum(layer.forward(x, True) * R))  # noqa: E731
+    close(dx, numeric_grad(loss, x), 1e-6)
+    for name, child, key in named:
+        close(grads[name], numeric_grad(loss, child.params[key]), 1e-6)
+    return [name for name, _, _ in named]
+
+
+def conv(filters, size=3, **kw):
+    return {"type": "conv2d", "filters": filters, "size": size, "padding": "same", **kw}
+
+
+def test_residual_identity_gradients():
+    x = np.random.default_rng(12).standard_normal((2, 5, 4, 3))
+    block = built(Residual([conv(3, activation="relu"), conv(3)]), x.shape[1:])
+    assert block.projection is None and block.output_shape == (5, 4, 3)
+    assert check_gradients(block, x) == ["layers.0.W", "layers.0.b", "layers.1.W", "layers.1.b"]
+
+
+@pytest.mark.parametrize("stride,projection", [(2, "auto"), (1, True)])
+def test_residual_projection_gradients(stride, projection):
+    x = np.random.default_rng(13).standard_normal((2, 5, 4, 3))
+    block = built(Residual([conv(4, stride=stride, activation="relu"), conv(4)], projection=projection),
+                  x.shape[1:])
+    assert block.projection.params["W"].shape == (1, 1, 3, 4)
+    assert block.output_shape == (-(-5 // stride), -(-4 // stride), 4)
+    assert check_gradients(block, x)[-2:] == ["projection.W", "projection.b"]
+
+
+def test_residual_refuses_what_no_shortcut_can_match():
+    with pytest.raises(ValueError, match="identity shortcut"):
+        built(Residual([conv(4)], projection=False), (5, 5, 3))
+    with pytest.raises(ValueError, match="shortcut"):
+        built(Residual([conv(3, 3, padding="valid")]), (8, 8, 3))
+
+
+def test_branches_gradients_and_channel_order():
+    x = np.random.default_rng(14).standard_normal((2, 5, 6, 3))
+    paths = [[conv(2, 1)], [conv(2, 1, activation="relu"), conv(3, 3)],
+             [{"type": "maxpool", "size": 3, "stride": 1, "padding": "same"}, conv(1, 1)]]
+    layer = built(Branches(paths), x.shape[1:])
+    assert layer.output_shape == (5, 6, 6)
+    y = layer.forward(x, False)
+    np.testing.assert_array_equal(y[..., :2], layer.paths[0][0].forward(x, False))
+    assert check_gradients(layer, x) == ["paths.0.0.W", "paths.0.0.b", "paths.1.0.W", "paths.1.0.b",
+                                         "paths.1.1.W", "paths.1.1.b", "paths.2.1.W", "paths.2.1.b"]
+
+
+def test_shapes_counts_and_descriptions():
+    layer = built(Conv2D(10, 3), (8, 8, 3))
+    assert layer.parameter_count() == 280 and layer.output_shape == (6, 6, 10)
+    assert Conv2D(10, 3, bias=False).build((8, 8, 3), BuildContext()) == (6, 6, 10)
+    assert built(Conv2D(6, 5, padding="same", activation="relu"), (28, 28, 1)).describe() \
+        == "conv2d 5x5x6 same relu"
+    assert built(Conv2D(8, 3, stride=2, padding="same"), (7, 8, 3)).output_shape == (4, 4, 8)
+    assert built(Conv2D(8, 3, padding=2), (7, 8, 3)).output_shape == (9, 10, 8)
+    assert built(MaxPool(2), (28, 28, 6)).output_shape == (14, 14, 6)
+    assert built(MaxPool(3, padding="same"), (7, 7, 6)).output_shape == (3, 3, 6)
+    assert built(DepthwiseConv2D(3), (7, 7, 6)).parameter_count() == 3 * 3 * 6 + 6
+    assert built(Conv2DTranspose(4, 2, stride=2), (7, 5, 6)).output_shape == (14, 10, 4)
+    with pytest.raises(ValueError, match="does not fit"):
+        built(Conv2D(4, 5), (3, 3, 1))
+    with pytest.raises(ValueError, match="needs images"):
+        built(MaxPool(2), (10,))
+
+
+def test_he_init_uses_the_filter_fan_in():
+    layer = Conv2D(64, 3)
+    layer.build((10, 10, 32), BuildContext(dtype=np.dtype(np.float64), init="he"))
+    assert layer.params["W"].std() == pytest.approx(np.sqrt(2 / (3 * 3 * 32)), rel=0.05)
+    assert not layer.params["b"].any()
+    assert layer.regularized == ("W",)
+
+
+def test_inference_in_chunks_equals_one_pass(monkeypatch):
+    import dlcli.nn.conv as conv_module
+    x = np.random.default_rng(15).standard_normal((7, 6, 6, 3))
+    layer = built(Conv2D(4, 3, padding="same"), x.shape[1:])
+    whole = layer.forward(x, False)
+    monkeypatch.setattr(conv_module, "INFERENCE_COLS", 6 * 6 * 27 * 2)
+    np.testing.assert_array_equal(layer.forward(x, False), whole)
