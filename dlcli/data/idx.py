@@ -33,9 +33,10 @@ def read_idx(path, key: str) -> np.ndarray:
         raise BadInput(f"{path}: IDX header is truncated", key=key)
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
     dtype = np.dtype(TYPES[raw[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(raw) != expected:
-        raise BadInput(f"{path}: IDX header says {shape} ({expected} bytes) but the file has "
-                       f"{len(raw)} bytes", key=key)
+    count = int(np.prod(shape))
+    if len(raw) != header + count * dtype.itemsize:
+        held = (len(raw) - header) / dtype.itemsize
+        raise BadInput(f"{path}: the IDX header says {shape}, {count} values, but the file holds "
+                       f"{held:g} (truncated or not IDX)", key=key)
     data = np.frombuffer(raw, dtype, offset=header).reshape(shape)
     return data.astype(dtype.newbyteorder("="))
