@@ -1,0 +1,53 @@
+"""Fused optimizer updates: one pass over a tensor, state and parameter updated in place.
+
+Each kernel takes flat (1-D, contiguous) views and scalars already cast to the arrays' dtype.
+Two things decide whether LLVM vectorizes these loops (measured on the 2-core znver4 box,
+Adam over 401k float32: 1.7 ms scalar -> 0.12 ms vectorized):
+- `error_model="numpy"`: Python's error model guards every division with a ZeroDivisionError
+  check, a branch that stops vectorization;
+- no Python float or int literal in the loop: one would promote float32 to float64.
+The loops are serial on purpose: a prange launch on Numba's workqueue layer cost ~100 us here,
+more than a whole Adam step over a 535k-parameter MLP, and two threads on a memory-bound loop
+gained nothing even at 4M elements.
+"""
+
+import math
+
+from numba import njit
+
+
+@njit(cache=True, error_model="numpy")
+def gd_step(W, dW, learning_rate):
+    for i in range(W.size):
+        W[i] -= learning_rate * dW[i]
+
+
+@njit(cache=True, error_model="numpy")
+def momentum_step(W, dW, v, learning_rate, beta, one_minus_beta):
+    for i in range(W.size):
+        vi = beta * v[i] + one_minus_beta * dW[i]
+        v[i] = vi
+        W[i] -= learning_rate * vi
+
+
+@njit(cache=True, error_model="numpy")
+def rmsprop_step(W, dW, s, learning_rate, beta2, one_minus_beta2, epsilon):
+    for i in range(W.size):
+        g = dW[i]
+        si = beta2 * s[i] + one_minus_beta2 * g * g
+        s[i] = si
+        W[i] -= learning_rate * g / (math.sqrt(si) + epsilon)
+
+
+@njit(cache=True, error_model="numpy")
+def adam_step(W, dW, v, s, step, beta1, one_minus_beta1, beta2, one_minus_beta2, epsilon,
+              inv_sqrt_correction2):
+    """`step` = a / (1 - beta1^t) and `inv_sqrt_correction2` = 1 / sqrt(1 - beta2^t) fold the
+    bias corrections into two scalars: a v_hat / (sqrt(s_hat) + epsilon) without v_hat, s_hat."""
+    for i in range(W.size):
+        g = dW[i]
+        vi = beta1 * v[i] + one_minus_beta1 * g
+        si = beta2 * s[i] + one_minus_beta2 * g * g
+        v[i] = vi
+        s[i] = si
+        W[i] -= step * vi / (math.sqrt(si) * inv_sqrt_correction2 + epsilon)
