@@ -57,27 +57,15 @@ class Dataset:
 def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -> Dataset:
     """The recipe's data. targets: "auto" (class labels, or multi-label (m, k)) or "real"."""
     train = read_source(cfg.get("train"), "data.train", stream(seed, "data"), targets)
-    # each builtin held-out source gets its own draw, whichever others the recipe has
-    held_rngs = dict(zip(ORDER, stream(seed, "test_data").spawn(len(ORDER))))
-    fractions, sources = {}, {}
-    for name in ORDER:
-        value = cfg.get(name)
-        if isinstance(value, dict):
-            sources[name] = read_source(value, f"data.{name}", held_rngs[name], targets)
-        elif _is_fraction(value):
-            fractions[name] = value
-        elif value is not None:
-            raise BadInput(f"must be a source ({{path: FILE}} or {{builtin: NAME}}) or a fraction "
-                           f"in (0, 1), got {value!r}", key=f"data.{name}")
-    x, y, class_names, origin = train
-    raw = {name: Split(x[rows], y[rows], rows)
-           for name, rows in carve(len(x), fractions, stream(seed, "split")).items()}
+    fractions, sources = _held_out(cfg, seed, targets)
+    raw = {name: Split(train.x[rows], train.y[rows], rows)
+           for name, rows in carve(len(train.x), fractions, stream(seed, "split")).items()}
     for name, source in sources.items():
-        _check_compatible(source, x, y, f"data.{name}")
+        _check_compatible(source, train, f"data.{name}")
         raw[name] = Split(source.x, source.y, np.arange(len(source.x), dtype=np.int64))
-    n_classes = _n_classes(raw, class_names, origin, sources, targets)
-
-    preprocessing = Preprocessing(np.dtype(dtype), _scale(cfg.get("scale", 1)),
+    n_classes = _n_classes(raw, train, sources, targets)
+    scale = cfg.get("scale")
+    preprocessing = Preprocessing(np.dtype(dtype), _scale(1 if scale is None else scale),
                                   bool(cfg.get("flatten")), bool(cfg.get("normalize")))
     preprocessing.fit(raw["train"].x)
     splits = {name: Split(preprocessing(raw[name].x), _as_targets(raw[name].y, dtype, targets),
@@ -89,7 +77,24 @@ def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -
         raise BadInput(f"augmentation needs images (m, n_H, n_W, n_C) but the examples have shape "
                        f"{input_shape}" + (" (drop flatten: true and flatten in the model)"
                                            if preprocessing.flatten else ""), key="data.augment")
-    return Dataset(splits, input_shape, n_classes, class_names, is_image, preprocessing)
+    return Dataset(splits, input_shape, n_classes, train.class_names, is_image, preprocessing)
+
+
+def _held_out(cfg, seed, targets):
+    """({split: fraction}, {split: Source}) for the test, dev and train-dev the recipe names."""
+    # each builtin held-out source gets its own draw, whichever others the recipe has
+    rngs = dict(zip(ORDER, stream(seed, "test_data").spawn(len(ORDER))))
+    fractions, sources = {}, {}
+    for name in ORDER:
+        value = cfg.get(name)
+        if isinstance(value, dict):
+            sources[name] = read_source(value, f"data.{name}", rngs[name], targets)
+        elif _is_fraction(value):
+            fractions[name] = value
+        elif value is not None:
+            raise BadInput(f"must be a source ({{path: FILE}} or {{builtin: NAME}}) or a fraction "
+                           f"in (0, 1), got {value!r}", key=f"data.{name}")
+    return fractions, sources
 
 
 def read_source(src, key: str, rng, targets: str = "auto") -> Source:
@@ -120,32 +125,33 @@ def _scale(value):
     return float(value)
 
 
-def _check_compatible(source, x_train, y_train, key) -> None:
+def _check_compatible(source, train, key) -> None:
     """A held-out source must look like the train source to the same model."""
-    x, y = source.x, source.y
-    if x.shape[1:] != x_train.shape[1:]:
-        raise BadInput(f"{source.origin}: examples of shape {x.shape[1:]} but the train "
-                       f"source's are {x_train.shape[1:]}", key=f"{key}.x")
-    if y.shape[1:] != y_train.shape[1:]:
-        raise BadInput(f"{source.origin}: labels of shape (m, {', '.join(map(str, y.shape[1:]))}) "
-                       f"but the train source's are (m, {', '.join(map(str, y_train.shape[1:]))})",
-                       key=f"{key}.y")
+    if source.x.shape[1:] != train.x.shape[1:]:
+        raise BadInput(f"{source.origin}: examples of shape {source.x.shape[1:]} but the train "
+                       f"source's are {train.x.shape[1:]}", key=f"{key}.x")
+    if source.y.shape[1:] != train.y.shape[1:]:
+        raise BadInput(f"{source.origin}: labels of shape {_label_shape(source.y)} but the train "
+                       f"source's are {_label_shape(train.y)}", key=f"{key}.y")
 
 
-def _n_classes(raw, class_names, origin, sources, targets):
+def _label_shape(y) -> str:
+    return "(m, " + ", ".join(map(str, y.shape[1:])) + ")" if y.ndim > 1 else "(m,)"
+
+
+def _n_classes(raw, train, sources, targets):
     """Classes of integer labels: the train source's named classes, else max label + 1."""
-    train_y = raw["train"].y
-    if targets == "real" or train_y.ndim != 1:
+    if targets == "real" or train.y.ndim != 1:
         return None
-    if class_names is None:
+    if train.class_names is None:
         return max(2, max(int(split.y.max()) + 1 for split in raw.values()))
-    n = max(2, len(class_names))
+    n = max(2, len(train.class_names))
     for name, split in raw.items():
         if split.y.max() >= n:
-            where = sources[name].origin if name in sources else origin
+            source = sources.get(name, train)
             key = f"data.{name}.y" if name in sources else "data.train.y"
-            raise BadInput(f"{where}: label {int(split.y.max())} is out of range: the train "
-                           f"source names {n} classes ({', '.join(class_names)})", key=key)
+            raise BadInput(f"{source.origin}: label {int(split.y.max())} is out of range: the train "
+                           f"source names {n} classes ({', '.join(train.class_names)})", key=key)
     return n
 
 
