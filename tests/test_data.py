@@ -86,6 +86,14 @@ def test_moons_and_circles_match_scikit_learn_without_noise():
         assert np.array_equal(train.y[order], y_ref[ref])
 
 
+def test_planar_follows_the_course_recipe():
+    from dlcli.data.toy2d import planar
+    # the course draws from np.random.seed(1)'s legacy stream: same draws, same flower
+    x, y = planar(np.random.RandomState(1), 400, 0.2, 2)
+    course = np.load(DATA / "generated_2d" / "planar_flower.npz")
+    assert np.array_equal(x, course["x"]) and np.array_equal(y, course["y"])
+
+
 def test_planar_is_the_course_flower():
     x = raw(builtin("planar", noise=0)).splits["train"].x
     r, t = np.hypot(x[:, 0], x[:, 1]), np.arctan2(x[:, 0], x[:, 1])
