@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +26,7 @@ from .errors import BadInput
 from .runs import atomic_write_bytes, atomic_write_text, find_run, read_json
 
 SPLITS = ("train", "train_dev", "dev", "test")
+PREDICTION_ARRAYS = ("y_true", "y_pred", "probabilities", "index")
 SHEET_COLUMNS = ("index", "true", "predicted", "probability", "tags")
 LABEL_NOISE_TAGS = ("mislabeled", "mislabelled")
 # The lecture's example: label noise at 6% of the errors is not worth the time, at 30% it is.
@@ -67,11 +69,11 @@ class RunSplit:
             return self.repredict()
         try:
             with np.load(path) as f:
-                missing = [k for k in ("y_true", "y_pred", "probabilities", "index") if k not in f.files]
+                missing = [k for k in PREDICTION_ARRAYS if k not in f.files]
                 if missing:
                     raise BadInput(f"missing arrays: {', '.join(missing)}", file=path)
-                return {k: f[k] for k in ("y_true", "y_pred", "probabilities", "index")}
-        except (OSError, ValueError) as err:
+                return {k: f[k] for k in PREDICTION_ARRAYS}
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
             raise BadInput(f"cannot read predictions: {err}", file=path)
 
     def repredict(self) -> dict:
@@ -94,8 +96,8 @@ class ErrorAnalysis:
     errors: list            # {index, true, predicted, probability}, most confident first
     suspected_label_errors: list
     multi_label: bool = False
-    # wrong (example, label) entries per error and in the whole split: multi-label's error is
-    # per entry, so a tag's ceiling removes entries, not examples
+    # index -> the wrong (example, label) entries of that mistake (1 unless multi-label, whose
+    # error counts entries: a tag's ceiling then removes entries, not examples)
     wrong_entries: dict = field(default_factory=dict)
     tags: list | None = None
 
