@@ -75,23 +75,17 @@ def test_generator_parameters():
     assert ds.n_classes == 4
 
 
-def test_moons_and_circles_match_scikit_learn_without_noise():
-    from sklearn.datasets import make_circles, make_moons
-    for name, (x_ref, y_ref) in (("moons", make_moons(300, noise=0.0, shuffle=False)),
-                                 ("circles", make_circles(300, noise=0.0, shuffle=False))):
-        train = raw(builtin(name, noise=0)).splits["train"]
-        order = np.lexsort((train.x[:, 1], train.x[:, 0]))
-        ref = np.lexsort((x_ref[:, 1], x_ref[:, 0]))
-        np.testing.assert_allclose(train.x[order], x_ref[ref], atol=1e-12)
-        assert np.array_equal(train.y[order], y_ref[ref])
-
-
-def test_planar_follows_the_course_recipe():
-    from dlcli.data.toy2d import planar
-    # the course draws from np.random.seed(1)'s legacy stream: same draws, same flower
-    x, y = planar(np.random.RandomState(1), 400, 0.2, 2)
-    course = np.load(DATA / "generated_2d" / "planar_flower.npz")
+@pytest.mark.parametrize("name, course_seed, n, noise, file", [
+    ("planar", 1, 400, 0.2, "planar_flower"), ("moons", 3, 300, 0.2, "moons_opt"),
+    ("circles", 1, 300, 0.05, "circles_init")])
+def test_generators_follow_the_course_recipes(name, course_seed, n, noise, file):
+    from dlcli.data import toy2d
+    # the course draws from np.random.seed(k)'s legacy stream: the same draws give its very data
+    x, y = getattr(toy2d, name)(np.random.RandomState(course_seed), n, noise, 2)
+    course = np.load(DATA / "generated_2d" / f"{file}.npz")
     assert np.array_equal(x, course["x"]) and np.array_equal(y, course["y"])
+    default = load_dataset(builtin(name), 0).splits["train"]
+    assert default.x.shape == x.shape and np.bincount(default.y).tolist() == np.bincount(y).tolist()
 
 
 def test_planar_is_the_course_flower():
