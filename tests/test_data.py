@@ -113,9 +113,12 @@ def test_builtin_held_out_sources_are_other_draws():
 
 
 @pytest.mark.parametrize("params, key", [
-    ({"builtin": "flowers"}, "data.train.builtin"), ({"builtin": "planar", "classes": 3}, "data.train.classes"),
-    ({"builtin": "spiral", "n": 0}, "data.train.n"), ({"builtin": "moons", "size": 8}, "data.train.size"),
-    ({"builtin": "moons", "noise": -1}, "data.train.noise"), ({"builtin": "shapes", "size": 4}, "data.train.size"),
+    ({"builtin": "flowers"}, "data.train.builtin"),
+    ({"builtin": "planar", "classes": 3}, "data.train.classes"),
+    ({"builtin": "spiral", "n": 0}, "data.train.n"),
+    ({"builtin": "moons", "size": 8}, "data.train.size"),
+    ({"builtin": "moons", "noise": -1}, "data.train.noise"),
+    ({"builtin": "shapes", "size": 4}, "data.train.size"),
     ({"builtin": "shapes", "classes": 5}, "data.train.classes"),
     ({"builtin": "moons", "path": "x.npz"}, "data.train")])
 def test_bad_builtin_parameters(params, key):
@@ -158,11 +161,11 @@ def test_football_npz():
     assert train.y[0] == 1 and ds.class_names is None
 
 
-@pytest.mark.parametrize("name, x_sum", [("planar_flower", 10.087983277441666),
-                                         ("moons_opt", 229.31214774688254)])
-def test_generated_2d_files(name, x_sum):
+@pytest.mark.parametrize("name, x_sum, y_sum", [("planar_flower", 10.087983277441666, 200),
+                                                ("moons_opt", 229.31214774688254, 150)])
+def test_generated_2d_files(name, x_sum, y_sum):
     train = raw({"train": {"path": str(DATA / "generated_2d" / f"{name}.npz")}}).splits["train"]
-    assert train.x.sum() == pytest.approx(x_sum, abs=1e-9) and train.y.sum() == 150 + 50 * (name == "planar_flower")
+    assert train.x.sum() == pytest.approx(x_sum, abs=1e-9) and train.y.sum() == y_sum
 
 
 def test_mnist_idx_pair_in_a_directory_and_as_files():
@@ -239,7 +242,8 @@ def test_carving_differs_by_seed_but_not_run_to_run(tmp_path):
 
 
 @pytest.mark.parametrize("extra, key, word", [
-    ({"dev": 0.001}, "data.dev", "no example"), ({"dev": 0.6, "train_dev": 0.5}, "data.train_dev", "leaves no"),
+    ({"dev": 0.001}, "data.dev", "no example"),
+    ({"dev": 0.6, "train_dev": 0.5}, "data.train_dev", "leaves no"),
     ({"dev": 1.5}, "data.dev", "fraction"), ({"test": "half"}, "data.test", "fraction"),
     ({"train_dev": True}, "data.train_dev", "fraction")])
 def test_bad_fractions(tmp_path, extra, key, word):
@@ -351,7 +355,8 @@ def test_unknown_extension_missing_file_and_missing_source(tmp_path):
     bad({"train": {"path": str(tmp_path / "nope.npz")}}, "data.train.path", "no such file")
     bad({"train": None}, "data.train", "required")
     bad({"train": {"x": "a"}}, "data.train", "builtin")
-    bad({"train": {"path": None, "x": str(tmp_path / "a"), "y": str(tmp_path / "b")}}, "data.train.x", "no such file")
+    idx_pair = {"path": None, "x": str(tmp_path / "a"), "y": str(tmp_path / "b")}
+    bad({"train": idx_pair}, "data.train.x", "no such file")
 
 
 def test_missing_keys_list_the_keys_present(tmp_path):
