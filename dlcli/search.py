@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -259,7 +259,7 @@ class SearchResult:
     settings: Settings
     dims: list[Dim]  # the first round's space
     best: dict | None = None
-    interrupted: bool = field(default=False)
+    interrupted: bool = False
 
 
 def settings_of(recipe, trials=None, rounds=None, keep=None) -> Settings:
