@@ -1,0 +1,812 @@
+"""Recipes: the YAML file a user writes, read strictly, with every default filled in.
+
+`load_recipe(path, overrides)` reads the file, applies `--set KEY=VALUE` overrides, checks
+everything against the schema below (SPEC: "Recipe") and returns a `Recipe`. Anything wrong is
+one BadInput naming the file, the dotted key path and the line where YAML gives one, e.g.
+`recipe.yaml:14: model.layers.2.units: must be a positive integer, got -3`.
+
+Numbers follow YAML 1.2 (`1e-3` is a float, not a string), unknown keys are errors with a
+"did you mean" suggestion, and paths are resolved once, here: `${VAR}` from the environment,
+then relative to the recipe file's directory (a path that starts with `${VAR}` whose value is
+relative is relative to the current directory, where the variable was set).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Optional, Union
+
+import yaml
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator,
+                      Field, PlainValidator, PrivateAttr, Tag, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
+from pydantic_core import PydanticCustomError
+
+from .errors import BadInput
+from .nn.inits import INITS
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "softmax", "linear")
+OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")  # those `loss: auto` knows a loss for
+LOSSES = ("auto", "binary_crossentropy", "categorical_crossentropy", "mse", "multi_label")
+BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes")
+OPTIMIZERS = ("gd", "momentum", "rmsprop", "adam")
+SCHEDULES = ("none", "inverse_time", "exponential", "staircase", "inverse_sqrt")
+EARLY_STOPPING_METRICS = ("dev_error", "dev_cost", "train_error", "train_cost")
+METRICS = ("error", "f1", "cost")
+
+
+# -- YAML with line numbers ---------------------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: `1e-3`, `1.0e8`, `-2E5` are numbers."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
+    """The mapping in a recipe file and the line (1-based) of each dotted key path in it."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput("no such recipe file", file=path)
+    except IsADirectoryError:
+        raise BadInput("is a directory, not a recipe file", file=path)
+    except OSError as err:
+        raise BadInput(f"cannot read the recipe: {err.strerror}", file=path)
+    try:
+        if b"\0" in raw:
+            raise UnicodeDecodeError("utf-8", raw, 0, 1, "NUL byte")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput("not a YAML recipe (a binary file, or text that is not UTF-8)", file=path)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else None
+        # `{path: ${VAR}/f.h5}` is the usual culprit: YAML reads `{` as a flow mapping
+        hint = (" (quote a value that holds ${VAR}, e.g. \"${DLCLI_DATA}/train.h5\")"
+                if line and "${" in text.splitlines()[line - 1] else "")
+        raise BadInput(f"YAML syntax error: {err.problem or err.context}{hint}", file=path,
+                       line=line)
+    except yaml.YAMLError as err:
+        raise BadInput(f"YAML syntax error: {str(err).splitlines()[0]}", file=path)
+    finally:
+        loader.dispose()
+    if data is None:
+        raise BadInput("the recipe is empty", file=path)
+    if not isinstance(data, dict):
+        raise BadInput(f"the recipe must be a mapping of keys (name:, data:, model:, ...), got "
+                       f"{_show(data)}", file=path, line=node.start_mark.line + 1)
+    lines: dict[str, int] = {}
+    _index_lines(node, "", lines, path)
+    return data, lines
+
+
+def _index_lines(node, prefix: str, lines: dict, path: Path) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = prefix + str(key_node.value)
+            if key in lines:
+                raise BadInput("duplicate key", file=path, key=key, line=key_node.start_mark.line + 1)
+            lines[key] = key_node.start_mark.line + 1
+            _index_lines(value_node, key + ".", lines, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[f"{prefix}{i}"] = item.start_mark.line + 1
+            _index_lines(item, f"{prefix}{i}.", lines, path)
+
+
+def _parse_scalar(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
+# -- overrides ----------------------------------------------------------------------------
+def set_by_path(d: dict, dotted: str, value) -> None:
+    """Set `d`'s value at a dotted key path; list items by index (`model.layers.1.units`).
+
+    Missing (or null) mappings on the way are created, so a path may name keys the recipe
+    leaves out. A path that runs into a scalar or past a list's end is BadInput at `dotted`.
+    """
+    parts = dotted.split(".")
+    if not dotted or "" in parts:
+        raise BadInput("not a dotted key path such as optimizer.learning_rate", key=dotted)
+    node = d
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[:depth]) or "the recipe"
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise BadInput(f"{where} is a list of {len(node)} items; {part!r} is not one of "
+                               f"its indices 0..{len(node) - 1}", key=dotted)
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise BadInput(f"{where} is {_show(node)}, not a mapping or a list", key=dotted)
+        elif not last and node.get(part) is None:
+            node[part] = {}
+        if last:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def apply_overrides(d: dict, overrides) -> dict:
+    """`d` with each `KEY=VALUE` applied in order; VALUE is read as a YAML scalar."""
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        try:
+            if not sep:
+                raise BadInput("must be KEY=VALUE, e.g. optimizer.learning_rate=0.01")
+            try:
+                value = _parse_scalar(text)
+            except yaml.YAMLError as err:
+                raise BadInput(f"cannot read the value as YAML: {getattr(err, 'problem', err)}")
+            set_by_path(d, key.strip(), value)
+        except BadInput as err:
+            raise BadInput(err.message, key=f"--set {override}")
+    return d
+
+
+# -- checked value types ------------------------------------------------------------------
+def _show(value) -> str:
+    """A value as a message quotes it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        short = len(value) <= 5 and not any(isinstance(v, (dict, list, tuple)) for v in value)
+        return f"[{', '.join(_show(v) for v in value)}]" if short else "a list"
+    return str(value)
+
+
+def _hint(value, choices) -> str:
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _fail(message: str, value, **ctx):
+    """The error every check raises; `at` in ctx names a sub-key the error belongs to."""
+    return PydanticCustomError("recipe", message + "{got}{hint}",
+                               {"got": "" if value is ... else f", got {_show(value)}", "hint": "",
+                                **ctx})
+
+
+def _number(kind, lo=None, hi=None, lo_open=False, hi_open=False):
+    """An int or float (never a bool) within bounds; ints count as floats and become floats."""
+    noun = "an integer" if kind is int else "a number"
+    if lo is not None and hi is not None:
+        what = f"{noun} in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    elif kind is int and lo == 1 and not lo_open:
+        what = "a positive integer"
+    elif lo is not None:
+        what = f"{noun} {'>' if lo_open else '>='} {lo}"
+    else:
+        what = noun
+
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)) \
+                or not math.isfinite(value) \
+                or (lo is not None and not (value > lo if lo_open else value >= lo)) \
+                or (hi is not None and not (value < hi if hi_open else value <= hi)):
+            raise _fail(f"must be {what}", value)
+        return kind(value)
+    return Annotated[kind, PlainValidator(check)]
+
+
+def _one_of(*choices):
+    def check(value):
+        if any(value == c and type(value) is type(c) for c in choices):
+            return value
+        shown = ", ".join(_show(c).strip("'") for c in choices)
+        raise _fail(f"must be {'one of ' if len(choices) > 1 else ''}{shown}", value,
+                    hint=_hint(value, choices))
+    return Annotated[Any, PlainValidator(check)]
+
+
+def _padding(value):
+    if value in ("same", "valid") or (isinstance(value, int) and not isinstance(value, bool)
+                                      and value >= 0):
+        return value
+    raise _fail("must be same, valid or an integer >= 0", value)
+
+
+def _batch_size(value):
+    if value == "full" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise _fail("must be full or a positive integer", value)
+
+
+PositiveInt = _number(int, 1)
+NonNegativeInt = _number(int, 0)
+PositiveFloat = _number(float, 0, lo_open=True)
+NonNegativeFloat = _number(float, 0)
+Beta = _number(float, 0, 1, hi_open=True)
+Fraction = _number(float, 0, 1, lo_open=True, hi_open=True)
+Probability = _number(float, 0, 1, lo_open=True)
+Activation = _one_of(*ACTIVATIONS)
+Init = _one_of(*INITS)
+Padding = Annotated[Any, PlainValidator(_padding)]
+
+
+# -- paths --------------------------------------------------------------------------------
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _base_dir(info: ValidationInfo) -> str:
+    return str((info.context or {}).get("base") or os.getcwd())
+
+
+def _resolve(text: str, base: str) -> str:
+    """`${VAR}` and `~` expanded, then made absolute against `base` (see the module doc)."""
+    def var(match):
+        if match[1] not in os.environ:
+            raise _fail(f"environment variable {match[1]} is not set (used in {text})", ...)
+        return os.environ[match[1]]
+    expanded = os.path.expanduser(_VAR.sub(var, text))
+    root = os.getcwd() if text.startswith("${") else base
+    return os.path.abspath(os.path.join(root, expanded))
+
+
+def _resolve_path(text: str, info: ValidationInfo) -> str:
+    return _resolve(text, _base_dir(info))
+
+
+PathStr = Annotated[str, AfterValidator(_resolve_path)]
+
+
+# -- the schema ---------------------------------------------------------------------------
+class Strict(BaseModel):
+    """Unknown keys are errors, with the closest known key as a suggestion; types are exact."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data):
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    raise _fail("unknown key", ..., at=str(key),
+                                hint=_hint(key, cls.model_fields))
+        return data
+
+
+def _tagged(tag_of, *members, error: str):
+    """A union picked by `tag_of(value)` (None: `error`); tags are `<name>`, never a key."""
+    def tag(value):
+        return None if (name := tag_of(value)) is None else f"<{name}>"
+    return Annotated[Union[tuple(Annotated[cls, Tag(f"<{name}>")] for name, cls in members)],
+                     Discriminator(tag, custom_error_type="recipe", custom_error_message=error)]
+
+
+# layers
+class Dense(Strict):
+    type: str = "dense"
+    units: PositiveInt
+    activation: Activation = "linear"
+    bias: bool = True
+    init: Optional[Init] = None
+
+
+class Conv2D(Strict):
+    type: str = "conv2d"
+    filters: PositiveInt
+    size: PositiveInt
+    stride: PositiveInt = 1
+    padding: Padding = "valid"
+    activation: Activation = "linear"
+    bias: bool = True
+    init: Optional[Init] = None
+
+
+class DepthwiseConv2D(Strict):
+    type: str = "depthwise_conv2d"
+    size: PositiveInt
+    stride: PositiveInt = 1
+    padding: Padding = "valid"
+    activation: Activation = "linear"
+    bias: bool = True
+    init: Optional[Init] = None
+
+
+class Conv2DTranspose(Strict):
+    type: str = "conv2d_transpose"
+    filters: PositiveInt
+    size: PositiveInt
+    stride: PositiveInt = 1
+    activation: Activation = "linear"
+    bias: bool = True
+    init: Optional[Init] = None
+
+
+class _Pool(Strict):
+    type: str  # first in to_dict(), like every layer's; each pool sets its own
+    size: PositiveInt
+    stride: Optional[PositiveInt] = None  # the pool's size, as the notes' f = s
+    padding: _one_of("valid", "same") = "valid"
+
+    @model_validator(mode="after")
+    def _stride_defaults_to_size(self):
+        if self.stride is None:
+            self.stride = self.size
+        return self
+
+
+class MaxPool(_Pool):
+    type: str = "maxpool"
+
+
+class AvgPool(_Pool):
+    type: str = "avgpool"
+
+
+class GlobalAvgPool(Strict):
+    type: str = "global_avgpool"
+
+
+class Flatten(Strict):
+    type: str = "flatten"
+
+
+class BatchNorm(Strict):
+    type: str = "batchnorm"
+    momentum: Beta = 0.9
+    epsilon: PositiveFloat = 1e-5
+
+
+class Dropout(Strict):
+    type: str = "dropout"
+    keep_prob: Probability
+
+
+class ActivationLayer(Strict):
+    type: str = "activation"
+    activation: Activation
+
+
+class Residual(Strict):
+    type: str = "residual"
+    layers: list[Layer] = Field(min_length=1)
+    activation: Activation = "relu"
+    projection: _one_of("auto", True, False) = "auto"
+
+
+class Branches(Strict):
+    type: str = "branches"
+    paths: list[Annotated[list[Layer], Field(min_length=1)]] = Field(min_length=1)
+
+
+LAYER_CLASSES = {cls.model_fields["type"].default: cls for cls in (
+    Dense, Conv2D, DepthwiseConv2D, Conv2DTranspose, MaxPool, AvgPool, GlobalAvgPool, Flatten,
+    BatchNorm, Dropout, ActivationLayer, Residual, Branches)}
+
+
+def _layer_type(value):
+    """Check `type:` before the union so that a bad one gets its own message and key."""
+    if isinstance(value, BaseModel):
+        return value
+    if not isinstance(value, dict):
+        raise _fail("must be a mapping such as {type: dense, units: 10}", value)
+    kind = value.get("type")
+    if kind not in LAYER_CLASSES:
+        message = "is required: one of " if kind is None else "must be one of "
+        raise _fail(message + ", ".join(LAYER_CLASSES),
+                    ... if kind is None else kind, at="type", hint=_hint(kind, LAYER_CLASSES))
+    return value
+
+
+Layer = Annotated[
+    _tagged(lambda v: v.type if isinstance(v, BaseModel) else v["type"],
+            *LAYER_CLASSES.items(), error="must be a layer mapping"),
+    BeforeValidator(_layer_type)]
+Residual.model_rebuild()
+Branches.model_rebuild()
+
+
+# data
+class BuiltinSource(Strict):
+    builtin: _one_of(*BUILTINS)
+    n: Optional[PositiveInt] = None
+    noise: Optional[NonNegativeFloat] = None
+    classes: Optional[PositiveInt] = None
+    size: Optional[PositiveInt] = None
+
+
+class FileSource(Strict):
+    """`{path: FILE, x: KEY, y: KEY}`, or an MNIST IDX pair whose `x:` and `y:` are files.
+
+    x and y are files, resolved like `path`, when there is no `path` (`{x: FILE, y: FILE}`,
+    relative to the recipe) or when `path` is a directory (relative to it); otherwise they
+    name the arrays (or the CSV label column) inside the file `path`.
+    """
+
+    path: Optional[PathStr] = None
+    x: str = Field("x", validate_default=True)
+    y: str = Field("y", validate_default=True)
+
+    @field_validator("x", "y")
+    @classmethod
+    def _idx_files(cls, value: str, info: ValidationInfo) -> str:
+        folder = info.data.get("path")
+        if folder is None:
+            return _resolve(value, _base_dir(info))
+        if os.path.isdir(folder):
+            return _resolve(value, folder)
+        return value
+
+    @model_validator(mode="after")
+    def _needs_a_file(self):
+        if self.path is None and not {"x", "y"} <= self.model_fields_set:
+            raise _fail("a data source needs builtin: NAME, path: FILE, or x: and y: files "
+                        "(MNIST IDX)", ...)
+        return self
+
+
+def _source_kind(value):
+    if isinstance(value, BaseModel):
+        return "builtin" if isinstance(value, BuiltinSource) else "file"
+    if isinstance(value, dict):
+        return "builtin" if "builtin" in value else "file"
+    return None
+
+
+SOURCE_USAGE = "a data source mapping ({path: FILE, x: KEY, y: KEY} or {builtin: NAME})"
+Source = _tagged(_source_kind, ("builtin", BuiltinSource), ("file", FileSource),
+                 error=f"must be {SOURCE_USAGE}")
+SourceOrFraction = _tagged(
+    lambda v: "fraction" if isinstance(v, (int, float)) else _source_kind(v),
+    ("fraction", Fraction), ("builtin", BuiltinSource), ("file", FileSource),
+    error=f"must be a fraction in (0, 1) or {SOURCE_USAGE}")
+
+
+class RandomCropParams(Strict):
+    pad: NonNegativeInt = 4
+
+
+class ColorShiftParams(Strict):
+    max: NonNegativeFloat = 0.1
+
+
+class RandomCrop(Strict):
+    random_crop: RandomCropParams = RandomCropParams()
+
+
+class ColorShift(Strict):
+    color_shift: ColorShiftParams = ColorShiftParams()
+
+
+AUGMENT_USAGE = "flip_horizontal, {random_crop: {pad: 4}} or {color_shift: {max: 0.1}}"
+
+
+def _augmentation_kind(value):
+    if isinstance(value, BaseModel):
+        return next(iter(type(value).model_fields))
+    if value == "flip_horizontal":
+        return "flip_horizontal"
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("random_crop", "color_shift"):
+        return next(iter(value))
+    return None
+
+
+def _augmentation_shorthand(value):
+    # `random_crop` alone means its defaults, as `{random_crop: {}}` does
+    return {value: {}} if value in ("random_crop", "color_shift") else value
+
+
+Augmentation = Annotated[
+    _tagged(_augmentation_kind, ("flip_horizontal", _one_of("flip_horizontal")),
+            ("random_crop", RandomCrop), ("color_shift", ColorShift),
+            error=f"must be {AUGMENT_USAGE}"),
+    BeforeValidator(_augmentation_shorthand)]
+
+
+class Data(Strict):
+    train: Source
+    test: Optional[SourceOrFraction] = None
+    dev: Optional[SourceOrFraction] = None
+    train_dev: Optional[SourceOrFraction] = None
+    scale: PositiveFloat = 1.0
+    flatten: bool = False
+    normalize: bool = False
+    augment: list[Augmentation] = []
+
+
+class Model(Strict):
+    init: Init = "he"
+    layers: list[Layer] = Field(min_length=1)
+    init_from: Optional[PathStr] = None
+    freeze: list[NonNegativeInt] = []
+
+
+class Regularization(Strict):
+    l2: NonNegativeFloat = 0.0
+
+
+class Decay(Strict):
+    """Every schedule's parameters, each with a default; a schedule reads the ones it needs."""
+
+    schedule: _one_of(*SCHEDULES) = "none"
+    rate: NonNegativeFloat = 1.0
+    base: PositiveFloat = 0.95
+    every: PositiveInt = 1
+    k: PositiveFloat = 1.0
+
+
+class Optimizer(Strict):
+    name: _one_of(*OPTIMIZERS) = "gd"
+    learning_rate: PositiveFloat = 0.01
+    beta: Beta = 0.9
+    beta1: Beta = 0.9
+    beta2: Beta = 0.999
+    epsilon: PositiveFloat = 1e-8
+    decay: Decay = Decay()
+
+
+class EarlyStopping(Strict):
+    metric: _one_of(*EARLY_STOPPING_METRICS) = "dev_error"
+    patience: PositiveInt = 10
+    restore_best: bool = True
+    min_delta: NonNegativeFloat = 0.0
+
+
+class Training(Strict):
+    epochs: PositiveInt = 100
+    batch_size: Annotated[Any, PlainValidator(_batch_size)] = 64
+    shuffle: bool = True
+    early_stopping: Optional[EarlyStopping] = None
+
+
+class Bound(Strict):
+    max: Optional[_number(float)] = None
+    min: Optional[_number(float)] = None
+
+    @model_validator(mode="after")
+    def _one_bound(self):
+        if self.max is None and self.min is None:
+            raise _fail("needs max: or min:, e.g. {max: 100}", ...)
+        return self
+
+
+class Evaluation(Strict):
+    metric: _one_of(*METRICS) = "error"
+    human_level_error: Optional[_number(float, 0, 1)] = None
+    positive_class: NonNegativeInt = 1
+    satisficing: dict[str, Bound] = {}
+    multi_crop: Optional[_one_of(10)] = None
+
+
+# name: (is each end an int, the rule lo and hi obey, the rule as a message says it)
+DISTRIBUTIONS = {
+    "log_uniform": (False, lambda lo, hi: 0 < lo < hi, "0 < lo < hi"),
+    "one_minus_log_uniform": (False, lambda lo, hi: 0 <= lo < hi < 1, "0 <= lo < hi < 1"),
+    "uniform": (False, lambda lo, hi: lo < hi, "lo < hi"),
+    "int_uniform": (True, lambda lo, hi: lo < hi, "integers lo < hi"),
+    "log_int_uniform": (True, lambda lo, hi: 1 <= lo < hi, "integers 1 <= lo < hi"),
+}
+
+
+def _range(value, info: ValidationInfo):
+    ints, rule, says = DISTRIBUTIONS[info.field_name]
+    kinds = int if ints else (int, float)
+    if not (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, kinds) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in value) and rule(*value)):
+        raise _fail(f"must be [lo, hi] with {says}", value)
+    return value
+
+
+Range = Annotated[Any, PlainValidator(_range)]
+
+
+class Distribution(Strict):
+    log_uniform: Optional[Range] = None
+    one_minus_log_uniform: Optional[Range] = None
+    uniform: Optional[Range] = None
+    int_uniform: Optional[Range] = None
+    log_int_uniform: Optional[Range] = None
+    choice: Optional[Annotated[list, Field(min_length=1)]] = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise _fail("needs exactly one of " + ", ".join(type(self).model_fields)
+                        + (f"; it has {', '.join(given)}" if given else ""), ...)
+        return self
+
+
+class Search(Strict):
+    trials: PositiveInt = 20
+    rounds: PositiveInt = 1
+    keep: Probability = 0.25
+    space: dict[str, Distribution] = {}
+
+
+class Recipe(Strict):
+    """A checked recipe. `source` is its file (or None); `line_of` finds a key's line in it."""
+
+    name: Annotated[str, AfterValidator(lambda s: _check_name(s))] = "recipe"
+    seed: NonNegativeInt = 0
+    dtype: _one_of("float32", "float64") = "float32"
+    data: Data
+    model: Model
+    loss: _one_of(*LOSSES) = "auto"
+    regularization: Regularization = Regularization()
+    optimizer: Optimizer = Optimizer()
+    training: Training = Training()
+    evaluation: Evaluation = Evaluation()
+    search: Search = Search()
+
+    _source: Optional[Path] = PrivateAttr(None)
+    _lines: dict = PrivateAttr(default_factory=dict)
+    _overrides: tuple = PrivateAttr(())
+
+    @property
+    def source(self) -> Optional[Path]:
+        return self._source
+
+    def to_dict(self) -> dict:
+        """Plain data, every default filled in: what `recipe_from_dict` reads back."""
+        d = self.model_dump(mode="python")
+        for spec in d["search"]["space"].values():
+            for unused in [k for k, v in spec.items() if v is None]:
+                del spec[unused]
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None,
+                              allow_unicode=True)
+
+    def line_of(self, key_path: str) -> Optional[int]:
+        """The line of `key_path` in the source YAML, or of its closest parent that has one."""
+        return _line_of(self._lines, key_path)
+
+    def error(self, key_path: str, message: str) -> BadInput:
+        """A BadInput at `key_path`: its line, or the `--set` that gave the key its value."""
+        return _bad_input(message, key_path, self._source, self._lines, self._overrides)
+
+
+def _check_name(name: str) -> str:
+    if not name.strip() or any(c in name for c in "/\\\0"):
+        raise _fail("must be a non-empty name without / or \\ (it names the run directory)", name)
+    return name
+
+
+# -- building a Recipe --------------------------------------------------------------------
+def load_recipe(path, overrides=()) -> Recipe:
+    """Read, override, check and complete the recipe at `path`."""
+    path = Path(path)
+    data, lines = _read_yaml(path)
+    return _build(data, path, lines, overrides)
+
+
+def recipe_from_dict(d: dict, source=None, overrides=()) -> Recipe:
+    """A Recipe from plain data; `source` (a path) anchors relative paths and messages."""
+    if not isinstance(d, dict):
+        raise BadInput(f"a recipe must be a mapping, got {_show(d)}", file=source)
+    return _build(copy.deepcopy(d), Path(source) if source is not None else None, {}, overrides)
+
+
+def _build(data: dict, source: Optional[Path], lines: dict, overrides) -> Recipe:
+    apply_overrides(data, overrides)
+    if source is not None:
+        data.setdefault("name", source.stem)
+    base = source.parent.absolute() if source is not None else Path.cwd()
+    try:
+        recipe = Recipe.model_validate(data, context={"base": base})
+    except ValidationError as err:
+        raise _located(err.errors(include_url=False)[0], source, lines, overrides)
+    recipe._source, recipe._lines, recipe._overrides = source, lines, tuple(overrides)
+    _check_model(recipe)
+    _check_fractions(recipe)
+    _check_space(recipe)
+    return recipe
+
+
+def _located(error: dict, source, lines: dict, overrides) -> BadInput:
+    """One pydantic error as BadInput: the dotted key path (union tags dropped), its line."""
+    parts = [str(p) for p in error["loc"] if not (isinstance(p, str) and p[:1] in "<[")]
+    ctx = error.get("ctx") or {}
+    if "at" in ctx:
+        parts.append(ctx["at"])
+    return _bad_input(_message(error), ".".join(parts), source, lines, overrides)
+
+
+def _bad_input(message: str, key: str, source, lines: dict, overrides) -> BadInput:
+    for override in overrides:
+        set_key = override.partition("=")[0].strip()
+        if f"{key}.".startswith(f"{set_key}.") or f"{set_key}.".startswith(f"{key}."):
+            return BadInput(f"{message} (from --set {override})", file=source, key=key)
+    return BadInput(message, file=source, key=key or None, line=_line_of(lines, key))
+
+
+def _line_of(lines: dict, key_path: str) -> Optional[int]:
+    parts = key_path.split(".")
+    while parts:
+        line = lines.get(".".join(parts))
+        if line is not None:
+            return line
+        parts.pop()
+    return None
+
+
+PYDANTIC_MESSAGES = {
+    "missing": "is required",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "dict_type": "must be a mapping",
+    "list_type": "must be a list",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "too_short": "must not be empty",
+    "extra_forbidden": "unknown key",
+}
+
+
+def _message(error: dict) -> str:
+    kind = error["type"]
+    if kind == "recipe":
+        ctx = error.get("ctx") or {}
+        return error["msg"] if "got" in ctx else f"{error['msg']}, got {_show(error['input'])}"
+    message = PYDANTIC_MESSAGES.get(kind, error["msg"])
+    if kind in ("missing", "too_short", "extra_forbidden"):
+        return message
+    return f"{message}, got {_show(error['input'])}"
+
+
+def _check_model(recipe: Recipe) -> None:
+    layers = recipe.model.layers
+    for j, index in enumerate(recipe.model.freeze):
+        if index >= len(layers):
+            raise recipe.error(f"model.freeze.{j}", f"no layer {index}: the model's layers are "
+                               f"0..{len(layers) - 1}")
+    if recipe.loss != "auto":
+        return
+    for i in reversed(range(len(layers))):
+        activation = getattr(layers[i], "activation", None)
+        if activation is not None:
+            if activation not in OUTPUT_ACTIVATIONS:
+                raise recipe.error(f"model.layers.{i}.activation", (
+                    f"loss: auto has no loss for a {activation} output: end with sigmoid, "
+                    f"softmax or linear, or set loss: to one of {', '.join(LOSSES[1:])}"))
+            return
+
+
+def _check_fractions(recipe: Recipe) -> None:
+    data = recipe.data
+    held_out = [(k, getattr(data, k)) for k in ("test", "dev", "train_dev")
+                if isinstance(getattr(data, k), float)]
+    if held_out and sum(f for _, f in held_out) >= 1:
+        raise recipe.error(f"data.{held_out[-1][0]}", "the fractions test + dev + train_dev "
+                           "leave no training examples; their sum must be below 1")
+
+
+def _check_space(recipe: Recipe) -> None:
+    """Every searched key must be one the recipe has (every default is there)."""
+    if not recipe.search.space:
+        return
+    complete = recipe.to_dict()
+    for key in recipe.search.space:
+        node = complete
+        for part in key.split("."):
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
+                raise recipe.error(f"search.space.{key}", f"the recipe has no key {key}")
