@@ -292,8 +292,7 @@ def compare_table(runs: list[tuple[str, dict, dict]], console: Console) -> None:
     table = _table("Comparison", ("", L), *((name, R) for name in names))
     flats = [_flatten(recipe) for _, _, recipe in runs]
     keys = list(dict.fromkeys(k for flat in flats for k in flat if k != "name"))
-    missing = object()
-    differing = [k for k in keys if len({repr(f.get(k, missing)) for f in flats}) > 1]
+    differing = [k for k in keys if len({repr(f[k]) if k in f else None for f in flats}) > 1]
     for key in differing:
         _row(table, key, *(_setting(f[key]) if key in f else NONE for f in flats))
     if not differing:

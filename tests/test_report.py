@@ -2,8 +2,10 @@
 
 import io
 import math
+import re
 
 import pytest
+import yaml
 from rich.console import Console
 
 from dlcli import report
@@ -24,6 +26,10 @@ def text(con, styles=False):
 
 def line_with(out, needle):
     return next(line for line in out.splitlines() if needle in line)
+
+
+def text_without_styles(out):
+    return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out)
 
 
 def summary(errors=DRIVING, human=0.005, **extra):
@@ -49,11 +55,6 @@ def test_errors_table_is_the_courses_staircase_with_the_focus_highlighted():
     assert "◀ focus" not in line_with(out, "data mismatch")
     assert "Focus: avoidable bias" in plain
     assert "• Train a bigger network" in plain and "Adam" in plain
-
-
-def text_without_styles(out):
-    import re
-    return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out)
 
 
 def test_errors_table_missing_splits_and_no_diagnosis_stored():
@@ -188,7 +189,6 @@ def test_run_details():
 
 
 def test_compare_table_shows_differing_settings_and_highlights_the_best():
-    import yaml
     r1 = yaml.safe_load(RECIPE)
     r2 = yaml.safe_load(RECIPE.replace("1.0e-3", "1.0e-2").replace("units: 20", "units: 64")
                         .replace("[flip_horizontal]", "[]").replace("name: driving", "name: other"))
@@ -213,7 +213,6 @@ def test_compare_table_shows_differing_settings_and_highlights_the_best():
 
 def test_compare_table_with_identical_recipes():
     con = console()
-    import yaml
     r = yaml.safe_load(RECIPE)
     report.compare_table([("a", summary(), r), ("b", summary(), dict(r))], con)
     assert "same recipe settings" in text(con)
