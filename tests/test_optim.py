@@ -1,5 +1,6 @@
 """Optimizers and learning-rate decay against the course's unit tests, PyTorch and numpy."""
 
+import io
 import time
 
 import numpy as np
@@ -132,8 +133,12 @@ def test_state_is_per_name_and_round_trips():
     saved = opt.state_dict()
     assert saved["t"] == 1 and set(saved) == {"t"} | {f"{s}.{i}" for s in "vs" for i in range(3)}
     copy = [p.copy() for p in params]
+    buffer = io.BytesIO()  # a checkpoint is an npz
+    np.savez(buffer, **saved)
+    buffer.seek(0)
     restored = make_optimizer({"name": "adam"})
-    restored.load_state_dict(saved)
+    restored.load_state_dict(dict(np.load(buffer)))
+    assert restored.t == 1
     for k in (1, 2):
         opt.update(triples(params, k), 0.01)
         restored.update(triples(copy, k), 0.01)
