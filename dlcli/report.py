@@ -246,6 +246,8 @@ def run_details(summary: dict, recipe_text: str, metrics_records: list[dict], co
     facts = _table(summary.get("name") or "Run", ("", L), ("", L), show_header=False)
     status = summary.get("status") or NONE
     _row(facts, "status", Text(status, style=STATUS_STYLES.get(status, "dim")))
+    if summary.get("diverged_at_epoch") is not None:
+        _row(facts, "diverged at", f"epoch {summary['diverged_at_epoch']}")
     _row(facts, "epochs", str(summary.get("epochs", NONE)))
     _row(facts, "seconds", _seconds(summary.get("seconds")))
     if summary.get("examples_per_second") is not None:

@@ -186,6 +186,14 @@ def test_run_details():
     assert "Errors and diagnosis" in out and "Metrics" in out and "85.00%" in out
     assert "yes" in line_with(out, "predict_ms_per_example")
     assert "Learning curve" in out and out.rstrip().endswith("30")
+    assert "diverged at" not in out
+
+
+def test_run_details_of_a_diverged_run_without_records():
+    con = console()
+    report.run_details(summary(status="diverged", diverged_at_epoch=7), RECIPE, [], con)
+    out = text(con)
+    assert "epoch 7" in line_with(out, "diverged at") and "Learning curve" not in out
 
 
 def test_compare_table_shows_differing_settings_and_highlights_the_best():
