@@ -279,3 +279,14 @@ def test_inference_in_chunks_equals_one_pass(monkeypatch):
     whole = layer.forward(x, False)
     monkeypatch.setattr(conv_module, "INFERENCE_COLS", 6 * 6 * 27 * 2)
     np.testing.assert_array_equal(layer.forward(x, False), whole)
+
+
+def test_first_layer_skips_the_input_gradient_only():
+    x = np.random.default_rng(16).standard_normal((2, 6, 6, 1))
+    full, first = (built(Conv2D(3, 5, padding="same", activation="relu"), x.shape[1:]) for _ in range(2))
+    first.needs_input_grad = False
+    _, _, dx = run(full, x)
+    _, _, none = run(first, x)
+    assert dx.shape == x.shape and none is None
+    np.testing.assert_array_equal(first.grads["W"], full.grads["W"])
+    np.testing.assert_array_equal(first.grads["b"], full.grads["b"])

@@ -35,6 +35,9 @@ class Layer:
         self.cache = None
         self.input_shape: tuple | None = None
         self.output_shape: tuple | None = None
+        # False when nothing upstream uses dx (the model's first layer): backward may then
+        # skip computing it and return None, as a conv's col2im pass is costly
+        self.needs_input_grad = True
 
     @property
     def kind(self) -> str:

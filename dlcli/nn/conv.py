@@ -14,6 +14,7 @@ from . import build_layer, register
 from .base import Layer, zeros_like_params
 from .inits import initialize
 from ..kernels import conv as kconv
+from ..kernels import fused as kfused
 from ..kernels import pool as kpool
 
 
@@ -33,6 +34,9 @@ def _act_backward(name, dA, Z, A):
         return dA * (Z > 0)
     raise ValueError(name)
 
+
+# Activations applied by the fused bias kernels; the others go through activations.py.
+FUSED = ("linear", "relu")
 
 # Largest im2col buffer (elements) inference may use; bigger batches run in chunks, so a
 # 1024-example predict does not allocate gigabytes of patches.
@@ -105,15 +109,34 @@ class _Weighted(_Windowed):
         zeros_like_params(self)
 
     def _activate(self, Z, training):
-        if self.bias:
-            Z += self.params["b"]
-        A = _act_forward(self.activation, Z)
+        """Bias and activation on the layer's raw output Z; caches what _dZ needs."""
+        fused = self.activation in FUSED
+        if fused:
+            b = self.params["b"] if self.bias else np.zeros(Z.shape[-1], dtype=Z.dtype)
+            kfused.bias_relu(Z.reshape(-1, Z.shape[-1]), b, self.activation == "relu")
+            A = Z
+        else:
+            if self.bias:
+                Z += self.params["b"]
+            A = _act_forward(self.activation, Z)
         if training:
-            self.cache = (Z, A)
+            self.cache = (None if fused else Z, A)
         return A
 
     def _dZ(self, dA):
+        """dZ from the upstream gradient, and the bias gradient on the way."""
         Z, A = self.cache
+        if self.activation in FUSED:
+            dA = np.ascontiguousarray(dA, dtype=A.dtype)
+            relu = self.activation == "relu"
+            if not (relu or self.bias):
+                return dA
+            # linear leaves dA as it is, so it may be its own output
+            dZ = np.empty_like(dA) if relu else dA
+            db = self.grads["b"] if self.bias else np.empty(A.shape[-1], dtype=A.dtype)
+            kfused.relu_backward_bias(dA.reshape(-1, A.shape[-1]), A.reshape(-1, A.shape[-1]),
+                                      relu, dZ.reshape(-1, A.shape[-1]), db)
+            return dZ
         dZ = np.ascontiguousarray(_act_backward(self.activation, dA, Z, A))
         if self.bias:
             dZ.sum(axis=(0, 1, 2), out=self.grads["b"])
@@ -158,10 +181,12 @@ class Conv2D(_Weighted):
         dZ2 = self._dZ(dA).reshape(-1, self.n_C)
         W2 = self.params["W"].reshape(-1, self.n_C)
         np.matmul(cols.T, dZ2, out=self.grads["W"].reshape(W2.shape))
+        self.cache = None
+        if not self.needs_input_grad:
+            return None
         np.matmul(dZ2, W2.T, out=cols)  # the patches are spent: their gradient goes over them
         dA_prev = np.empty(shape, dtype=dZ2.dtype)
         kconv.col2im(cols, self.f, self.stride, self.pad_top, self.pad_left, self.n_H, self.n_W, dA_prev)
-        self.cache = None
         return dA_prev
 
     def describe(self):

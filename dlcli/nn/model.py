@@ -60,6 +60,8 @@ class Model:
     def build(self, input_shape, ctx: BuildContext):
         self.dtype = np.dtype(ctx.dtype)
         self.input_shape = tuple(input_shape)
+        if self.layers:
+            self.layers[0].needs_input_grad = False  # the data needs no gradient
         return self.net.build(input_shape, ctx)
 
     # -- training step ------------------------------------------------------------------
