@@ -36,6 +36,8 @@ class Optimizer:
         typed = {}  # dtype -> the kernel's scalars in that dtype, cast once per update
         for name, W, dW in params:
             arrays = (W, dW, *self._slots(name, W))
+            if any(a.shape != W.shape for a in arrays):  # the kernels do not check bounds
+                raise ValueError(f"{name}: gradient or optimizer state shape differs from {W.shape}")
             if kernel is not None and all(a.flags.c_contiguous for a in arrays):
                 scalars = typed.get(W.dtype)
                 if scalars is None:

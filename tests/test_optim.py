@@ -146,6 +146,8 @@ def test_state_is_per_name_and_round_trips():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError):
         make_optimizer({"name": "momentum"}).load_state_dict(saved)  # has no s
+    with pytest.raises(ValueError, match="shape"):
+        restored.update([("0", np.zeros((2, 2)), np.zeros((2, 2)))], 0.01)  # state of another model
 
 
 def test_adam_step_over_a_784_512_256_10_mlp_is_fast():
