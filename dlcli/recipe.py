@@ -107,10 +107,6 @@ def _index_lines(node, prefix: str, lines: dict, path: Path) -> None:
             _index_lines(item, f"{prefix}{i}.", lines, path)
 
 
-def _parse_scalar(text: str):
-    return yaml.load(text, Loader=_Loader)
-
-
 # -- overrides ----------------------------------------------------------------------------
 def set_by_path(d: dict, dotted: str, value) -> None:
     """Set `d`'s value at a dotted key path; list items by index (`model.layers.1.units`).
@@ -148,7 +144,7 @@ def apply_overrides(d: dict, overrides) -> dict:
             if not sep:
                 raise BadInput("must be KEY=VALUE, e.g. optimizer.learning_rate=0.01")
             try:
-                value = _parse_scalar(text)
+                value = yaml.load(text, Loader=_Loader)
             except yaml.YAMLError as err:
                 raise BadInput(f"cannot read the value as YAML: {getattr(err, 'problem', err)}")
             set_by_path(d, key.strip(), value)
@@ -179,8 +175,15 @@ def _hint(value, choices) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _fail(message: str, value, **ctx):
-    """The error every check raises; `at` in ctx names a sub-key the error belongs to."""
+    """The error every check raises, quoting `value` (`...`: nothing to quote).
+
+    `at` in ctx names the sub-key the error belongs to (an unknown key, a layer's `type`).
+    """
     return PydanticCustomError("recipe", message + "{got}{hint}",
                                {"got": "" if value is ... else f", got {_show(value)}", "hint": "",
                                 **ctx})
@@ -199,7 +202,7 @@ def _number(kind, lo=None, hi=None, lo_open=False, hi_open=False):
         what = noun
 
     def check(value):
-        if isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)) \
+        if not (_is_int(value) or (kind is float and isinstance(value, float))) \
                 or not math.isfinite(value) \
                 or (lo is not None and not (value > lo if lo_open else value >= lo)) \
                 or (hi is not None and not (value < hi if hi_open else value <= hi)):
@@ -219,14 +222,13 @@ def _one_of(*choices):
 
 
 def _padding(value):
-    if value in ("same", "valid") or (isinstance(value, int) and not isinstance(value, bool)
-                                      and value >= 0):
+    if value in ("same", "valid") or (_is_int(value) and value >= 0):
         return value
     raise _fail("must be same, valid or an integer >= 0", value)
 
 
 def _batch_size(value):
-    if value == "full" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+    if value == "full" or (_is_int(value) and value >= 1):
         return value
     raise _fail("must be full or a positive integer", value)
 
@@ -602,9 +604,8 @@ DISTRIBUTIONS = {
 
 def _range(value, info: ValidationInfo):
     ints, rule, says = DISTRIBUTIONS[info.field_name]
-    kinds = int if ints else (int, float)
     if not (isinstance(value, list) and len(value) == 2
-            and all(isinstance(v, kinds) and not isinstance(v, bool) and math.isfinite(v)
+            and all(_is_int(v) or (not ints and isinstance(v, float) and math.isfinite(v))
                     for v in value) and rule(*value)):
         raise _fail(f"must be [lo, hi] with {says}", value)
     return value
@@ -637,10 +638,16 @@ class Search(Strict):
     space: dict[str, Distribution] = {}
 
 
+def _check_name(name: str) -> str:
+    if not name.strip() or any(c in name for c in "/\\\0"):
+        raise _fail("must be a non-empty name without / or \\ (it names the run directory)", name)
+    return name
+
+
 class Recipe(Strict):
     """A checked recipe. `source` is its file (or None); `line_of` finds a key's line in it."""
 
-    name: Annotated[str, AfterValidator(lambda s: _check_name(s))] = "recipe"
+    name: Annotated[str, AfterValidator(_check_name)] = "recipe"
     seed: NonNegativeInt = 0
     dtype: _one_of("float32", "float64") = "float32"
     data: Data
@@ -679,12 +686,6 @@ class Recipe(Strict):
     def error(self, key_path: str, message: str) -> BadInput:
         """A BadInput at `key_path`: its line, or the `--set` that gave the key its value."""
         return _bad_input(message, key_path, self._source, self._lines, self._overrides)
-
-
-def _check_name(name: str) -> str:
-    if not name.strip() or any(c in name for c in "/\\\0"):
-        raise _fail("must be a non-empty name without / or \\ (it names the run directory)", name)
-    return name
 
 
 # -- building a Recipe --------------------------------------------------------------------
