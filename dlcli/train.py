@@ -11,7 +11,6 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from . import optim
 from .rng import stream
@@ -61,8 +60,7 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
     augment_rng = stream(recipe.seed, "augment")
     m = train.x.shape[0]
     batch = batch_size_of(t_cfg.batch_size, m)
-    params = [(name, layer.params[key], layer.grads.setdefault(key, np.zeros_like(layer.params[key])))
-              for name, layer, key in model.trainable()]
+    trainable = model.trainable()
 
     stopper = EarlyStopping(t_cfg.early_stopping) if t_cfg.early_stopping else None
     result = FitResult()
@@ -89,7 +87,9 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
                     model.load_state_dict(last_good)
                     return result
                 model.backward()
-                opt.update(params, lr)
+                # rebuilt each step: a layer may hand back a new gradient array every backward
+                opt.update([(name, layer.params[key], layer.grads[key])
+                            for name, layer, key in trainable], lr)
                 epoch_cost += cost * xb.shape[0]
                 result.iterations += 1
                 result.examples += xb.shape[0]
