@@ -289,7 +289,10 @@ class Strict(BaseModel):
 
 
 def _tagged(tag_of, *members, error: str):
-    """A union picked by `tag_of(value)` (None: `error`); tags are `<name>`, never a key."""
+    """A union picked by `tag_of(value)` (None: `error`); tags are `<name>`, never a key.
+
+    `tag_of` also sees model instances: pydantic picks a member's serializer the same way.
+    """
     def tag(value):
         return None if (name := tag_of(value)) is None else f"<{name}>"
     return Annotated[Union[tuple(Annotated[cls, Tag(f"<{name}>")] for name, cls in members)],
