@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 from . import optim
 from .rng import stream
 
-EARLY_STOPPING_METRICS = ("dev_error", "dev_cost", "train_error", "train_cost")
-
-
 @dataclass
 class FitResult:
     status: str = "completed"  # completed | interrupted | diverged

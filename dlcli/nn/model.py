@@ -164,12 +164,14 @@ def build_model(model_cfg: dict, loss: str = "auto", l2: float = 0.0, input_shap
                 dtype="float32", rng=None, dropout_rng=None) -> Model:
     """A built Model from the recipe's `model` mapping (`init`, `layers`, `freeze`)."""
     specs = [dict(s) for s in model_cfg["layers"]]
-    last = specs[-1] if specs else {}
-    last_activation = last.get("activation", "linear") or "linear"
+    last = max((i for i, s in enumerate(specs) if s.get("activation")), default=None)
+    last_activation = specs[last]["activation"] if last is not None else "linear"
     loss_obj = make_loss(loss, last_activation)
     if loss_obj.output_activation in FUSED and last_activation == loss_obj.output_activation:
+        if last != len(specs) - 1:
+            raise ValueError(f"the output activation {last_activation} must be the last layer's")
         # the loss applies the output activation from the logits (stable log-sigmoid/softmax)
-        specs[-1] = {**last, "activation": "linear"}
+        specs[-1] = {**specs[-1], "activation": "linear"}
     model = Model([build_layer(s) for s in specs], loss_obj, l2)
     ctx = BuildContext(dtype=np.dtype(dtype),
                        rng=rng if rng is not None else np.random.default_rng(0),
