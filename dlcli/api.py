@@ -74,12 +74,22 @@ def prepare(recipe, dtype=None, dataset=None):
     dtype = dtype or recipe.dtype
     with located(recipe):
         if dataset is None:
-            dataset = load_dataset(recipe.to_dict()["data"], recipe.seed, dtype)
+            dataset = load_dataset(recipe.to_dict()["data"], recipe.seed, dtype,
+                                   targets="real" if regression(recipe) else "auto")
         model = build(recipe, dataset.input_shape, dtype)
         check_fit(recipe, model, dataset)
         if recipe.model.init_from:
             init_from(recipe, model)
     return model, dataset
+
+
+def regression(recipe) -> bool:
+    """Mean squared error (explicit, or auto with a linear output) learns real-valued targets."""
+    cfg = recipe.to_dict()
+    if cfg["loss"] != "auto":
+        return cfg["loss"] == "mse"
+    activations = [layer["activation"] for layer in cfg["model"]["layers"] if layer.get("activation")]
+    return bool(activations) and activations[-1] == "linear"
 
 
 def build(recipe, input_shape, dtype=None):
