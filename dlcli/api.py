@@ -89,7 +89,7 @@ def regression(recipe) -> bool:
     if cfg["loss"] != "auto":
         return cfg["loss"] == "mse"
     activations = [layer["activation"] for layer in cfg["model"]["layers"] if layer.get("activation")]
-    return bool(activations) and activations[-1] == "linear"
+    return not activations or activations[-1] == "linear"
 
 
 def build(recipe, input_shape, dtype=None):
