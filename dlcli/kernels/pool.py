@@ -27,14 +27,16 @@ def maxpool_forward(A_prev, f, stride, pad_top, pad_left, A, argmax):
                 c0 = max(w * stride - pad_left, 0)
                 c1 = min(w * stride - pad_left + f, n_W_prev)
                 for k in range(n_C):
-                    A[i, h, w, k] = A_prev[i, r0, c0, k]
-                    argmax[i, h, w, k] = r0 * n_W_prev + c0
-                for r in range(r0, r1):
-                    for c in range(c0, c1):
-                        for k in range(n_C):
-                            if A_prev[i, r, c, k] > A[i, h, w, k]:
-                                A[i, h, w, k] = A_prev[i, r, c, k]
-                                argmax[i, h, w, k] = r * n_W_prev + c
+                    # locals, not array cells, so the compare compiles to selects, not branches
+                    best, where = A_prev[i, r0, c0, k], r0 * n_W_prev + c0
+                    for r in range(r0, r1):
+                        for c in range(c0, c1):
+                            v = A_prev[i, r, c, k]
+                            better = v > best
+                            best = v if better else best
+                            where = r * n_W_prev + c if better else where
+                    A[i, h, w, k] = best
+                    argmax[i, h, w, k] = where
 
 
 @njit(parallel=True, cache=True)

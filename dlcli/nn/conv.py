@@ -126,20 +126,16 @@ class _Weighted(_Windowed):
     def _dZ(self, dA):
         """dZ from the upstream gradient, and the bias gradient on the way."""
         Z, A = self.cache
-        if self.activation in FUSED:
-            dA = np.ascontiguousarray(dA, dtype=A.dtype)
-            relu = self.activation == "relu"
-            if not (relu or self.bias):
-                return dA
-            # linear leaves dA as it is, so it may be its own output
-            dZ = np.empty_like(dA) if relu else dA
-            db = self.grads["b"] if self.bias else np.empty(A.shape[-1], dtype=A.dtype)
-            kfused.relu_backward_bias(dA.reshape(-1, A.shape[-1]), A.reshape(-1, A.shape[-1]),
-                                      relu, dZ.reshape(-1, A.shape[-1]), db)
-            return dZ
-        dZ = np.ascontiguousarray(_act_backward(self.activation, dA, Z, A))
+        dA = np.ascontiguousarray(dA, dtype=A.dtype)
+        if self.activation == "relu":
+            dZ = np.empty_like(dA)
+            kfused.relu_backward(dA.reshape(-1), A.reshape(-1), dZ.reshape(-1))
+        elif self.activation == "linear":
+            dZ = dA
+        else:
+            dZ = np.ascontiguousarray(_act_backward(self.activation, dA, Z, A))
         if self.bias:
-            dZ.sum(axis=(0, 1, 2), out=self.grads["b"])
+            dZ.reshape(-1, A.shape[-1]).sum(axis=0, out=self.grads["b"])
         return dZ
 
 

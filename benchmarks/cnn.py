@@ -1,0 +1,261 @@
+"""Training throughput of dlcli's conv layers against PyTorch CPU, in one run (issue 6).
+
+    python benchmarks/cnn.py [--only lenet64,lenet256,resnet64] [--epochs 2] [--profile] [--no-startup]
+
+Both sides train the same model on the same random float32 data (labels 0..9) with Adam
+(learning rate 1e-3), on 2 threads, evaluating the training error once per epoch; the
+examples/second count the whole epochs, evaluation included. Before the measured epochs
+each side runs one untimed warm-up epoch. `--profile` adds dlcli's per-layer forward and
+backward times (nested layers indented under their block). The start-up lines time a
+fresh process up to the end of its first LeNet-5 training step, once with an empty Numba
+cache (JIT compile) and once with the cache that run left (the cached start).
+
+Targets (PyTorch 2.13 here: LeNet-5 ~5,000 / 7,000 ex/s at batch 64 / 256, resnet_small
+~290): LeNet-5 >= 0.8x at 64 and 0.6x at 256, resnet_small >= 0.5x, cached start < 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+
+import numpy as np
+
+THREADS = 2
+LR = 1e-3
+
+
+def conv(filters, size, padding="same", **kw):
+    return {"type": "conv2d", "filters": filters, "size": size, "padding": padding, **kw}
+
+
+LENET = [conv(6, 5, activation="relu"), {"type": "maxpool", "size": 2},
+         conv(16, 5, "valid", activation="relu"), {"type": "maxpool", "size": 2},
+         {"type": "flatten"},
+         {"type": "dense", "units": 120, "activation": "relu"},
+         {"type": "dense", "units": 84, "activation": "relu"},
+         {"type": "dense", "units": 10, "activation": "softmax"}]
+
+BLOCK = {"type": "residual", "activation": "relu", "layers": [
+    conv(32, 3, bias=False), {"type": "batchnorm"}, {"type": "activation", "activation": "relu"},
+    conv(32, 3, bias=False), {"type": "batchnorm"}]}
+
+RESNET_SMALL = [conv(32, 3, bias=False), {"type": "batchnorm"},
+                {"type": "activation", "activation": "relu"},
+                BLOCK, BLOCK, {"type": "maxpool", "size": 2}, {"type": "global_avgpool"},
+                {"type": "dense", "units": 10, "activation": "softmax"}]
+
+# name: (layers, input shape, batch, training examples per epoch)
+CASES = {"lenet64": (LENET, (28, 28, 1), 64, 4096),
+         "lenet256": (LENET, (28, 28, 1), 256, 4096),
+         "resnet64": (RESNET_SMALL, (32, 32, 3), 64, 512)}
+
+
+def data(input_shape, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n,) + input_shape).astype(np.float32),
+            rng.integers(0, 10, n))
+
+
+# -- dlcli ------------------------------------------------------------------------------------------
+def dlcli_trainer(layers, input_shape):
+    from dlcli.nn.model import build_model
+    from dlcli.optim import make_optimizer
+    model = build_model({"layers": layers, "init": "he"}, "auto", 0.0, input_shape, "float32")
+    opt = make_optimizer({"name": "adam", "learning_rate": LR})
+    trainable = model.trainable()
+
+    def step(xb, yb):
+        model.cost(xb, yb)
+        model.backward()
+        # as dlcli.train does: a layer may hand back new gradient arrays each backward
+        opt.update([(name, layer.params[key], layer.grads[key]) for name, layer, key in trainable], LR)
+
+    return model, step, lambda x, y: model.error(x, y)
+
+
+def dlcli_epochs(layers, input_shape, batch, x, y, epochs, rng):
+    model, step, error = dlcli_trainer(layers, input_shape)
+    return model, run_epochs(step, error, batch, x, y, epochs, rng)
+
+
+def run_epochs(step, error, batch, x, y, epochs, rng):
+    """Seconds for `epochs` shuffled epochs, each ending with the training error; after a warm-up epoch."""
+    seconds = 0.0
+    for epoch in range(epochs + 1):
+        started = time.perf_counter()
+        order = rng.permutation(x.shape[0])
+        xs, ys = x[order], y[order]
+        for i in range(0, x.shape[0], batch):
+            step(xs[i:i + batch], ys[i:i + batch])
+        error(x, y)
+        if epoch:
+            seconds += time.perf_counter() - started
+    return seconds
+
+
+# -- PyTorch ----------------------------------------------------------------------------------------
+def torch_model(layers, input_shape):
+    import torch.nn as tnn
+
+    def build(specs, shape):
+        mods = []
+        for s in specs:
+            kind = s["type"]
+            if kind == "conv2d":
+                f = s["size"]
+                mods.append(tnn.Conv2d(shape[2], s["filters"], f, padding=f // 2 if s["padding"] == "same" else 0,
+                                       bias=s.get("bias", True)))
+                n = shape[0] if s["padding"] == "same" else shape[0] - f + 1
+                shape = (n, n, s["filters"])
+                if s.get("activation") == "relu":
+                    mods.append(tnn.ReLU())
+            elif kind == "maxpool":
+                mods.append(tnn.MaxPool2d(s["size"]))
+                shape = (shape[0] // s["size"], shape[1] // s["size"], shape[2])
+            elif kind == "batchnorm":
+                mods.append(tnn.BatchNorm2d(shape[2], momentum=0.1, eps=1e-5))
+            elif kind == "activation":
+                mods.append(tnn.ReLU())
+            elif kind == "residual":
+                mods.append(Residual(tnn.Sequential(*build(s["layers"], shape)[0])))
+            elif kind == "global_avgpool":
+                mods += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten()]
+                shape = (shape[2],)
+            elif kind == "flatten":
+                mods.append(Flatten())
+                shape = (int(np.prod(shape)),)
+            elif kind == "dense":
+                mods.append(tnn.Linear(shape[0], s["units"]))
+                shape = (s["units"],)
+                if s.get("activation") == "relu":
+                    mods.append(tnn.ReLU())
+        return mods, shape
+
+    class Residual(tnn.Module):
+        def __init__(self, body):
+            super().__init__()
+            self.body = body
+
+        def forward(self, x):
+            return (self.body(x) + x).relu()
+
+    class Flatten(tnn.Module):
+        """NHWC order, as dlcli flattens, so the dense layers see the same features."""
+
+        def forward(self, x):
+            return x.permute(0, 2, 3, 1).flatten(1)
+
+    return tnn.Sequential(*build(layers, input_shape)[0])
+
+
+def torch_epochs(layers, input_shape, batch, x, y, epochs, rng):
+    import torch
+    torch.set_num_threads(THREADS)
+    net = torch_model(layers, input_shape)
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    tx, ty = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)
+
+    def step(xb, yb):
+        opt.zero_grad()
+        loss_fn(net(xb), yb).backward()
+        opt.step()
+
+    def error(xs, ys):
+        net.eval()
+        with torch.no_grad():
+            wrong = sum(int((net(xs[i:i + 1024]).argmax(1) != ys[i:i + 1024]).sum())
+                        for i in range(0, xs.shape[0], 1024))
+        net.train()
+        return wrong / xs.shape[0]
+
+    return run_epochs(step, error, batch, tx, ty, epochs, rng)
+
+
+# -- per-layer profile ------------------------------------------------------------------------------
+def profile(layers, input_shape, batch, x, y, steps=10):
+    """dlcli's mean forward / backward milliseconds per layer over `steps` training steps."""
+    from dlcli.nn.base import walk
+    model, step, _ = dlcli_trainer(layers, input_shape)
+    spent = defaultdict(float)
+    named = [(prefix, layer) for prefix, layer in walk(model.net) if layer is not model.net]
+    for prefix, layer in named:
+        for phase in ("forward", "backward"):
+            inner = getattr(layer, phase)
+
+            def timed(*args, _inner=inner, _key=(prefix, phase)):
+                started = time.perf_counter()
+                out = _inner(*args)
+                spent[_key] += time.perf_counter() - started
+                return out
+
+            setattr(layer, phase, timed)
+    step(x[:batch], y[:batch])
+    spent.clear()
+    started = time.perf_counter()
+    for i in range(steps):
+        j = (i * batch) % (x.shape[0] - batch + 1)
+        step(x[j:j + batch], y[j:j + batch])
+    total = (time.perf_counter() - started) / steps * 1e3
+    print(f"  {'layer':44s} {'forward ms':>10s} {'backward ms':>11s}")
+    for prefix, layer in named:
+        depth = prefix.count(".") - 1
+        label = f"{'  ' * depth}{prefix.rstrip('.')} {layer.describe()}"[:44]
+        print(f"  {label:44s} {spent[prefix, 'forward'] / steps * 1e3:10.2f} "
+              f"{spent[prefix, 'backward'] / steps * 1e3:11.2f}")
+    top = sum(spent[p, ph] for p, layer in named if p.count(".") == 1 for ph in ("forward", "backward"))
+    print(f"  {'whole step (loss, optimizer included)':44s} {total:10.2f}   (layers {top / steps * 1e3:.2f})")
+
+
+# -- start-up ---------------------------------------------------------------------------------------
+STARTUP = """
+import time, sys
+started = time.perf_counter()
+sys.path.insert(0, {here!r})
+import numpy as np
+from cnn import LENET, data, dlcli_trainer
+model, step, _ = dlcli_trainer(LENET, (28, 28, 1))
+x, y = data((28, 28, 1), 64)
+step(x, y)
+print(time.perf_counter() - started)
+"""
+
+
+def startup_seconds(cache_dir):
+    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
+    code = STARTUP.format(here=os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-startup", action="store_true")
+    args = parser.parse_args()
+    if not args.no_startup:
+        with tempfile.TemporaryDirectory() as cache:
+            cold, cached = startup_seconds(cache), startup_seconds(cache)
+        print(f"start-up to the first LeNet-5 step: {cold:.1f} s with JIT compile, {cached:.1f} s cached")
+    for name in args.only.split(","):
+        layers, input_shape, batch, n = CASES[name]
+        x, y = data(input_shape, n)
+        _, ours = dlcli_epochs(layers, input_shape, batch, x, y, args.epochs, np.random.default_rng(1))
+        theirs = torch_epochs(layers, input_shape, batch, x, y, args.epochs, np.random.default_rng(1))
+        ours, theirs = n * args.epochs / ours, n * args.epochs / theirs
+        print(f"{name:9s} batch {batch:3d}: dlcli {ours:8.0f} ex/s   PyTorch {theirs:8.0f} ex/s   "
+              f"ratio {ours / theirs:.2f}x", flush=True)
+        if args.profile:
+            profile(layers, input_shape, batch, x, y)
+
+
+if __name__ == "__main__":
+    main()
