@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import BadInput
+from .errors import BadInput, DlcliError
 from .rng import stream
 from .runs import append_jsonl, atomic_write_text, default_runs_dir, new_run_dir, read_jsonl
 
@@ -211,7 +211,9 @@ def run_trial(recipe_dict: dict, trial_dir: str) -> dict:
 
 
 def failed(err: BaseException, seconds) -> dict:
-    message = " ".join(str(err).split()) or type(err).__name__
+    """A failed trial's record; its error on one line (bad input says where, a bug says what)."""
+    message = str(err) if isinstance(err, DlcliError) else f"{type(err).__name__}: {err}"
+    message = " ".join(message.split()).removesuffix(":")
     return {"status": "failed", "metric": None, "errors": None,
             "seconds": None if seconds is None else round(seconds, 3), "error": message}
 
@@ -322,7 +324,7 @@ def run_batch(batch: list[Trial], result: SearchResult, recipe, executor, displa
             if display:
                 display.update(result, {t.number for f, t in pending.items() if f.running()})
             done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for future in done:
+            for future in sorted(done, key=lambda f: pending[f].number):
                 trial = pending.pop(future)
                 try:
                     out = future.result()
@@ -501,29 +503,48 @@ def _cell(value) -> str:
     return "" if value is None else _fmt(value)
 
 
-def _table(result: SearchResult, rows: list, status_of, title: str):
+def _table(result: SearchResult, rows: list, title: str, status_of=None):
+    """Trials as rows: their values, then (with `status_of`) how each went."""
     from rich.table import Table
-    metric = result.settings.metric
     table = Table(title=title, title_justify="left")
-    for col in ("trial", "round", *(d.key for d in result.dims), metric, "train", "dev", "status", "s"):
-        table.add_column(col, justify="right" if col != "status" else "left")
+    outcome_columns = (result.settings.metric, "train", "dev", "status", "s") if status_of else ()
+    for col in ("trial", "round" if status_of else "seed", *short_names([d.key for d in result.dims]),
+                *outcome_columns):
+        table.add_column(col, justify="left" if col == "status" else "right", overflow="fold")
     best = result.best["trial"] if result.best else None
     for t in rows:
-        r = result.records.get(t.number) or {}
-        errors = r.get("errors") or {}
-        table.add_row(str(t.number), str(t.round), *(_fmt(t.values[d.key]) for d in result.dims),
-                      _cell(r.get("metric")), _cell(errors.get("train")), _cell(errors.get("dev")),
-                      status_of(t, r), _cell(r.get("seconds")),
-                      style="bold green" if t.number == best else None)
+        cells = [str(t.number), str(t.round if status_of else t.seed),
+                 *(_fmt(t.values[d.key]) for d in result.dims)]
+        if status_of:
+            r = result.records.get(t.number) or {}
+            errors = r.get("errors") or {}
+            cells += [_cell(r.get("metric")), _cell(errors.get("train")), _cell(errors.get("dev")),
+                      status_of(t, r), _cell(r.get("seconds"))]
+        table.add_row(*cells, style="bold green" if t.number == best else None)
     return table
 
 
+def short_names(keys: list[str]) -> list[str]:
+    """Each dotted key by its shortest unique tail (`optimizer.learning_rate` -> `learning_rate`),
+    so that a table of many searched keys still fits a terminal."""
+    def tail(key, k):
+        return ".".join(key.split(".")[-k:])
+    names = []
+    for key in keys:
+        k = 1
+        while sum(tail(other, k) == tail(key, k) for other in keys) > 1:
+            k += 1
+        names.append(tail(key, k))
+    return names
+
+
 class LiveTable:
-    """The trials as they run (queued / running / done), the best so far in green."""
+    """The trials as they run (queued / running / done), the best so far in green; it gives
+    way to the final table, sorted, when the search ends."""
 
     def __init__(self, console):
         from rich.live import Live
-        self.live = Live(console=console, refresh_per_second=4, transient=False)
+        self.live = Live(console=console, refresh_per_second=4, transient=True)
 
     def __enter__(self):
         self.live.__enter__()
@@ -536,22 +557,22 @@ class LiveTable:
         def status(t, r):
             return r.get("status") or ("running" if t.number in running else "queued")
         done = len(result.records)
-        self.live.update(_table(result, result.trials, status,
-                                f"search {result.directory.name}: {done}/{len(result.trials)} finished"))
+        self.live.update(_table(result, result.trials, f"search {result.directory.name}: "
+                                f"{done}/{len(result.trials)} finished", status))
 
 
 def configurations_table(result: SearchResult, console) -> None:
     for d in result.dims:
         console.print(f"{d.key}: {d.describe()}", markup=False, highlight=False)
-    console.print(_table(result, result.trials, lambda t, r: "sampled",
-                         f"{len(result.trials)} configurations (round 0; later rounds follow its results)"))
+    console.print(_table(result, result.trials, f"{len(result.trials)} sampled configurations "
+                         "(round 0; later rounds follow its results)"))
 
 
 def final_report(result: SearchResult, console) -> None:
     order = {r["trial"]: k for k, r in enumerate(ranked(list(result.records.values()), result.settings))}
     finished = [t for t in result.trials if t.number in result.records]
     finished.sort(key=lambda t: (order.get(t.number, len(order)), t.number))
-    console.print(_table(result, finished, lambda t, r: r["status"], "trials, best first"))
+    console.print(_table(result, finished, "trials, best first", lambda t, r: r["status"]))
     for t in finished:
         r = result.records[t.number]
         if r["status"] == "failed":
