@@ -10,9 +10,9 @@ function at every call). The score is the notes' relative difference
 from __future__ import annotations
 
 import contextlib
-from functools import partial
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
