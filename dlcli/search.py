@@ -280,7 +280,8 @@ def settings_of(recipe, trials=None, rounds=None, keep=None) -> Settings:
 def search(recipe, *, trials=None, rounds=None, keep=None, executor, runs_dir=None,
            resume=None, display=None) -> SearchResult:
     """Run (or with `resume`, finish) a search through `executor`; the Python API under
-    `dlcli search`. `display` gets `update(result, running)` calls as trials progress."""
+    `dlcli search`. A resumed search reads its recipe and settings back from its search.yaml
+    (`recipe` is not used). `display` gets `update(result, running)` as trials progress."""
     if resume is not None:
         directory = Path(resume)
         recipe = resumed_recipe(directory, trials, rounds, keep)
@@ -449,7 +450,10 @@ def search_cli(recipe_path, overrides, *, trials=None, rounds=None, keep=None, w
                scheduler=None, runs_dir=None, dry_run=False, resume=None, as_json=False) -> int:
     from rich.console import Console
     from .api import as_recipe
-    recipe = as_recipe(recipe_path, overrides)
+    if resume is not None and overrides:
+        raise BadInput("a resumed search keeps the recipe in its search.yaml", key="--set")
+    recipe = resumed_recipe(Path(resume), trials, rounds, keep) if resume is not None \
+        else as_recipe(recipe_path, overrides)
     human = Console(stderr=True) if as_json else Console()
     if dry_run:
         result = preview(recipe, trials=trials, rounds=rounds, keep=keep)

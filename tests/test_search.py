@@ -223,6 +223,10 @@ def test_resume_runs_only_the_missing_trials(tmp_path, monkeypatch):
     assert [(r["trial"], r["values"], r["metric"]) for r in again] == \
            [(r["trial"], r["values"], r["metric"]) for r in lines]
     assert (full.directory / "best.yaml").exists() and resumed.best["trial"] == full.best["trial"]
+    # a resumed search keeps its settings
+    changed = runner.invoke(app, ["search", str(tmp_path / "recipe.yaml"), "--resume",
+                                  str(full.directory), "--trials", "9"])
+    assert changed.exit_code == 2 and "--trials" in changed.output
 
 
 # -- the command line --------------------------------------------------------------------------
@@ -337,12 +341,14 @@ def dask_cluster(tmp_path):
 
 @pytest.mark.cluster
 def test_a_dask_cluster_gives_the_same_trials_as_the_local_pool(tmp_path, dask_cluster):
-    with s.open_executor(scheduler=dask_cluster) as executor:
-        remote = run_search(tmp_path, executor, trials=4)
+    result = runner.invoke(app, ["search", str(write_recipe(tmp_path)), "--scheduler", dask_cluster,
+                                 "--json", "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    remote = json.loads(result.stdout)["search"]
     with s.open_executor(1) as executor:
-        local = run_search(tmp_path, executor, trials=4)
+        local = run_search(tmp_path, executor).directory
     pick = [(r["trial"], r["seed"], r["values"], r["metric"], r["errors"], r["status"])
-            for r in trial_lines(remote.directory)]
+            for r in trial_lines(remote)]
     assert pick == [(r["trial"], r["seed"], r["values"], r["metric"], r["errors"], r["status"])
-                    for r in trial_lines(local.directory)]
-    assert all(p[-1] == "completed" for p in pick)
+                    for r in trial_lines(local)]
+    assert len(pick) == 4 and all(p[-1] == "completed" for p in pick)
