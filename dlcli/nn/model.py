@@ -178,6 +178,7 @@ def build_model(model_cfg: dict, loss: str = "auto", l2: float = 0.0, input_shap
                        init=model_cfg.get("init") or "he",
                        dropout_rng=dropout_rng if dropout_rng is not None else np.random.default_rng(1))
     model.build(input_shape, ctx)
+    loss_obj.check(model.net.output_shape)
     for i in model_cfg.get("freeze") or []:
         model.layers[i].set_trainable(False)
     return model

@@ -1,0 +1,111 @@
+"""Activations g(z) over the last axis, their backward passes, and the bias folded in.
+
+`forward(name, z, b, out)` gives a = g(z + b) and `backward(name, da, a, out, db)` gives
+dz = da g'(z) from a alone (with db, the sums of dz over every axis but the last, on the
+way), so a layer keeps only its output for backward. relu'(z) is 1 where z > 0, else 0,
+as in the course. The elementwise passes run in `dlcli.kernels.activations`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from ..kernels import activations as k
+
+CODES = {"linear": k.LINEAR, "relu": k.RELU, "leaky_relu": k.LEAKY_RELU,
+         "sigmoid": k.SIGMOID, "tanh": k.TANH}
+ACTIVATIONS = tuple(CODES) + ("softmax",)
+PIECEWISE = ("linear", "relu", "leaky_relu")  # forward in a kernel; see kernels.activations
+
+
+def check(name) -> str:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
+    return name
+
+
+def sigmoid(z, out=None):
+    """1 / (1 + e^-z): exp overflows to inf for z < -709 (-88 in float32) and 1/inf is the
+    right 0, so the one formula is exact in both tails; only the warning is silenced."""
+    with np.errstate(over="ignore"):
+        out = np.negative(z, out=out)
+        np.exp(out, out=out)
+        out += 1
+        return np.reciprocal(out, out=out)
+
+
+def softmax(z, out=None):
+    out = np.subtract(z, z.max(axis=-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
+
+
+def log_softmax(z):
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softplus(z):
+    """log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|)."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+_NUMPY_FORWARD = {"sigmoid": sigmoid, "tanh": np.tanh, "softmax": softmax}
+
+
+@lru_cache(maxsize=None)
+def _no_bias(n: int, dtype) -> np.ndarray:
+    return np.zeros(n, dtype=dtype)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1, a.shape[-1])
+
+
+def forward(name: str, z: np.ndarray, b: np.ndarray | None = None,
+            out: np.ndarray | None = None) -> np.ndarray:
+    """a = g(z + b), b (any shape holding z.shape[-1] values) added along the last axis.
+    `out` (C-contiguous, z's shape) may be z itself; without it a new array is returned."""
+    z = np.ascontiguousarray(z)
+    if out is None:
+        out = np.empty(z.shape, dtype=z.dtype)
+    n = z.shape[-1]
+    if name in PIECEWISE:
+        bias = _no_bias(n, z.dtype) if b is None else b.reshape(n)
+        kernel = k.bias_activation_parallel if z.size >= k.PARALLEL_MIN else k.bias_activation
+        kernel(_rows(z), bias, CODES[name], _rows(out))
+        return out
+    if b is None:
+        np.copyto(out, z)
+    else:
+        np.add(z, b.reshape(n), out=out)
+    return _NUMPY_FORWARD[name](out, out=out)
+
+
+def backward(name: str, da: np.ndarray, a: np.ndarray, out: np.ndarray | None = None,
+             db: np.ndarray | None = None) -> np.ndarray:
+    """dz = da g'(z) from a = g(z), in `out` (linear: da itself); `db` (C-contiguous, holding
+    a.shape[-1] values), when given, is overwritten with the sums of dz over every axis but
+    the last."""
+    da = np.ascontiguousarray(da, dtype=a.dtype)
+    n = a.shape[-1]
+    if name == "linear":  # dz is da itself: no pass beyond db's sums
+        if db is not None:
+            _rows(da).sum(axis=0, out=db.reshape(n))
+        return da
+    if out is None:
+        out = np.empty(a.shape, dtype=a.dtype)
+    if name == "softmax":
+        # the Jacobian diag(a) - a a^T, applied per row without forming it
+        np.multiply(da, a, out=out)
+        out -= a * out.sum(axis=-1, keepdims=True)
+        if db is not None:
+            _rows(out).sum(axis=0, out=db.reshape(n))
+        return out
+    sums = np.empty(n, dtype=a.dtype) if db is None else db.reshape(n)
+    kernel = k.activation_backward_parallel if a.size >= k.PARALLEL_MIN else k.activation_backward
+    kernel(_rows(da), _rows(a), CODES[name], _rows(out), sums)
+    return out

@@ -1,0 +1,230 @@
+"""Fully connected layers: dense, activation, dropout, batchnorm, flatten.
+
+Examples are rows: x is (m, n_prev), or (m, ..., n_prev) with the layer applied along the
+last axis (sequences (m, T, n) need nothing more). Dense keeps the notes' W (n, n_prev) and
+b (n, 1), so z = x W^T + b^T. Gradients are sums over the batch (the loss divides by m, never
+a layer) written into the arrays `build` puts in `self.grads`, which the optimizer may hold.
+
+Training steps write into arrays kept from the step before (`_Scratch`): a fresh array per
+step costs page faults and zeroing on every large allocation. Inference returns new arrays,
+as callers keep outputs across batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import activations, register
+from .base import Layer, zeros_like_params
+from .inits import initialize
+
+
+class _Scratch:
+    """A layer's arrays for one training step, reused while the shape stays the same."""
+
+    def __init__(self):
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple, dtype, training: bool = True) -> np.ndarray:
+        if not training:
+            return np.empty(shape, dtype=dtype)
+        a = self._arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self._arrays[name] = np.empty(shape, dtype=dtype)
+        return a
+
+
+def _positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+@register("dense")
+class Dense(Layer):
+    regularized = ("W",)
+
+    def __init__(self, units, activation="linear", bias=True, init=None):
+        super().__init__()
+        self.units = _positive_int(units, "units")
+        self.activation = activations.check(activation or "linear")
+        self.bias, self.init = bool(bias), init
+        self.scratch = _Scratch()
+
+    def build(self, input_shape, ctx):
+        if not input_shape:
+            raise ValueError("dense needs inputs with a feature axis, got scalars")
+        n_prev = int(input_shape[-1])
+        self.params["W"] = initialize(self.init or ctx.init, (self.units, n_prev), n_prev,
+                                      self.units, ctx.rng, ctx.dtype)
+        if self.bias:
+            self.params["b"] = np.zeros((self.units, 1), dtype=ctx.dtype)
+        zeros_like_params(self)
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.input_shape[:-1] + (self.units,)
+        return self.output_shape
+
+    def forward(self, x, training):
+        W = self.params["W"]
+        x2 = np.ascontiguousarray(x, dtype=W.dtype).reshape(-1, W.shape[1])
+        a2 = self.scratch.get("a", (x2.shape[0], self.units), W.dtype, training)
+        np.matmul(x2, W.T, out=a2)  # W.T is a view: BLAS reads W transposed, nothing is copied
+        activations.forward(self.activation, a2, self.params.get("b"), out=a2)
+        if training:
+            self.cache = (x.shape, x2, a2)
+        return a2.reshape(x.shape[:-1] + (self.units,))
+
+    def backward(self, da):
+        shape, x2, a2 = self.cache
+        da2 = np.ascontiguousarray(da, dtype=a2.dtype).reshape(a2.shape)
+        dz2 = activations.backward(self.activation, da2, a2, self.scratch.get("dz", a2.shape, a2.dtype),
+                                   self.grads.get("b"))
+        np.matmul(dz2.T, x2, out=self.grads["W"])
+        self.cache = None
+        if not self.needs_input_grad:
+            return None
+        dx2 = np.matmul(dz2, self.params["W"], out=self.scratch.get("dx", x2.shape, x2.dtype))
+        return dx2.reshape(shape)
+
+    def describe(self):
+        parts = ["dense", str(self.units)]
+        if self.activation != "linear":
+            parts.append(self.activation)
+        if not self.bias:
+            parts.append("no bias")
+        return " ".join(parts)
+
+
+@register("activation")
+class Activation(Layer):
+    def __init__(self, activation):
+        super().__init__()
+        self.activation = activations.check(activation)
+        self.scratch = _Scratch()
+
+    def forward(self, x, training):
+        if self.activation == "linear":
+            return x
+        a = activations.forward(self.activation, x,
+                                out=self.scratch.get("a", x.shape, x.dtype, training))
+        if training:
+            self.cache = a
+        return a
+
+    def backward(self, da):
+        if self.activation == "linear":
+            return da
+        a, self.cache = self.cache, None
+        return activations.backward(self.activation, da, a, self.scratch.get("dz", a.shape, a.dtype))
+
+    def describe(self):
+        return f"activation {self.activation}"
+
+
+@register("dropout")
+class Dropout(Layer):
+    """Inverted dropout: a = a * mask / keep_prob with mask = rand < keep_prob, training only.
+
+    `keep_prob` is read at every forward, so a gradient check may set it to 1 for a while.
+    """
+
+    def __init__(self, keep_prob):
+        super().__init__()
+        if isinstance(keep_prob, bool) or not 0 < keep_prob <= 1:
+            raise ValueError(f"keep_prob must be a number in (0, 1], got {keep_prob!r}")
+        self.keep_prob = float(keep_prob)
+        self.rng = None
+
+    def build(self, input_shape, ctx):
+        self.rng = ctx.dropout_rng
+        return super().build(input_shape, ctx)
+
+    def forward(self, x, training):
+        if not training or self.keep_prob == 1:
+            self.cache = None
+            return x
+        dtype = np.result_type(x.dtype, np.float32)  # rng.random draws float32 or float64 only
+        # the kept units' scale folded into the mask: one multiply each way
+        scaled_mask = (self.rng.random(x.shape, dtype=dtype) < self.keep_prob) \
+            * dtype.type(1 / self.keep_prob)
+        self.cache = scaled_mask
+        return x * scaled_mask
+
+    def backward(self, da):
+        scaled_mask, self.cache = self.cache, None
+        return da if scaled_mask is None else da * scaled_mask
+
+    def describe(self):
+        return f"dropout keep_prob {self.keep_prob:g}"
+
+
+@register("batchnorm")
+class BatchNorm(Layer):
+    """gamma z_norm + beta per feature (per channel of images, over batch, height and width).
+
+    Training normalises with the batch mean and biased variance and moves the running
+    statistics, `running = momentum running + (1 - momentum) batch`; inference uses those.
+    """
+
+    def __init__(self, momentum=0.9, epsilon=1e-5):
+        super().__init__()
+        if isinstance(momentum, bool) or not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
+        if isinstance(epsilon, bool) or not epsilon > 0:
+            raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+
+    def build(self, input_shape, ctx):
+        if not input_shape:
+            raise ValueError("batchnorm needs inputs with a feature axis, got scalars")
+        n = int(input_shape[-1])
+        self.params = {"gamma": np.ones(n, dtype=ctx.dtype), "beta": np.zeros(n, dtype=ctx.dtype)}
+        self.buffers = {"running_mean": np.zeros(n, dtype=ctx.dtype),
+                        "running_var": np.ones(n, dtype=ctx.dtype)}
+        zeros_like_params(self)
+        return super().build(input_shape, ctx)
+
+    def forward(self, x, training):
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        x2 = np.asarray(x, dtype=gamma.dtype).reshape(-1, gamma.shape[0])
+        if not training:
+            scale = gamma / np.sqrt(self.buffers["running_var"] + self.epsilon)
+            return (x2 * scale + (beta - self.buffers["running_mean"] * scale)).reshape(x.shape)
+        mu = x2.mean(axis=0)
+        z_centred = x2 - mu
+        var = np.mean(z_centred * z_centred, axis=0)
+        inv_std = 1 / np.sqrt(var + self.epsilon)
+        z_norm = z_centred
+        z_norm *= inv_std
+        for key, batch in (("running_mean", mu), ("running_var", var)):
+            running = self.buffers[key]
+            running *= self.momentum
+            running += (1 - self.momentum) * batch
+        self.cache = (z_norm, inv_std)
+        return (z_norm * gamma + beta).reshape(x.shape)
+
+    def backward(self, dy):
+        z_norm, inv_std = self.cache
+        self.cache = None
+        dy2 = np.asarray(dy, dtype=z_norm.dtype).reshape(z_norm.shape)
+        dbeta = dy2.sum(axis=0, out=self.grads["beta"])
+        dgamma = np.sum(dy2 * z_norm, axis=0, out=self.grads["gamma"])
+        N = z_norm.shape[0]
+        # d/dx of the batch statistics, folded: (gamma / (N sigma)) (N dy - sum dy - z_norm sum(dy z_norm))
+        dx2 = N * dy2 - dbeta - z_norm * dgamma
+        dx2 *= self.params["gamma"] * inv_std / N
+        return dx2.reshape(dy.shape)
+
+
+@register("flatten")
+class Flatten(Layer):
+    def build(self, input_shape, ctx):
+        self.input_shape = tuple(input_shape)
+        self.output_shape = (int(np.prod(input_shape, dtype=np.int64)),)
+        return self.output_shape
+
+    def forward(self, x, training):
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, da):
+        return da.reshape((da.shape[0],) + self.input_shape)
