@@ -64,11 +64,12 @@ def oracle(torch, y, dy, *leaves):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("n_C_prev", (1, 3))  # unrolled transposed / not
 @pytest.mark.parametrize("m,n,f,s,padding", GRID)
-def test_conv2d_matches_torch(m, n, f, s, padding):
+def test_conv2d_matches_torch(m, n, f, s, padding, n_C_prev):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
-    x = np.random.default_rng(3).standard_normal((m, n, n + 1, 3))
+    x = np.random.default_rng(3).standard_normal((m, n, n + 1, n_C_prev))
     layer = built(Conv2D(4, f, stride=s, padding=padding), x.shape[1:])
     y, dy, dx = run(layer, x)
     tx = nchw(torch, x)
@@ -272,12 +273,13 @@ def test_he_init_uses_the_filter_fan_in():
     assert layer.regularized == ("W",)
 
 
-def test_inference_in_chunks_equals_one_pass(monkeypatch):
+@pytest.mark.parametrize("n_C_prev", (1, 3))
+def test_inference_in_chunks_equals_one_pass(monkeypatch, n_C_prev):
     import dlcli.nn.conv as conv_module
-    x = np.random.default_rng(15).standard_normal((7, 6, 6, 3))
+    x = np.random.default_rng(15).standard_normal((7, 6, 6, n_C_prev))
     layer = built(Conv2D(4, 3, padding="same"), x.shape[1:])
     whole = layer.forward(x, False)
-    monkeypatch.setattr(conv_module, "INFERENCE_COLS", 6 * 6 * 27 * 2)
+    monkeypatch.setattr(conv_module, "INFERENCE_COLS", 6 * 6 * 9 * n_C_prev * 2)
     np.testing.assert_array_equal(layer.forward(x, False), whole)
 
 

@@ -23,6 +23,7 @@ Column order of cols is (di, dj, c), matching W.reshape(f * f * n_C_prev, n_C).
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 
@@ -68,6 +69,60 @@ def col2im(cols, f, stride, pad_top, pad_left, n_H, n_W, dA_prev):
                         col = (di * f + dj) * n_C_prev
                         for k in range(n_C_prev):
                             dA_prev[i, r, c, k] += cols[row, col + k]
+
+
+@njit(inline="always")
+def _inside(offset, stride, n_prev, n_out):
+    """The outputs w in [w0, w1) whose input w * stride + offset lies inside [0, n_prev)."""
+    w0 = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    w1 = min(n_out, (n_prev - 1 - offset) // stride + 1) if n_prev - 1 - offset >= 0 else 0
+    return w0, max(w0, w1)
+
+
+@njit(parallel=True, cache=True)
+def im2col_t(A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols_t):
+    """cols_t = im2col's cols transposed: one row per filter tap (di, dj, c), one column per output.
+
+    For few input channels, where a row of cols is only f f n_C_prev long, this layout copies
+    whole image rows per tap instead, which runs about twice as fast at n_C_prev = 1."""
+    m, n_H_prev, n_W_prev, n_C_prev = A_prev.shape
+    for i in prange(m):
+        for h in range(n_H):
+            col = (i * n_H + h) * n_W
+            for di in range(f):
+                r = h * stride + di - pad_top
+                for dj in range(f):
+                    offset = dj - pad_left
+                    w0, w1 = _inside(offset, stride, n_W_prev, n_W) if 0 <= r < n_H_prev else (0, 0)
+                    for k in range(n_C_prev):
+                        row = (di * f + dj) * n_C_prev + k
+                        for w in range(w0):
+                            cols_t[row, col + w] = 0.0
+                        for w in range(w0, w1):
+                            cols_t[row, col + w] = A_prev[i, r, w * stride + offset, k]
+                        for w in range(w1, n_W):
+                            cols_t[row, col + w] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def col2im_t(cols_t, f, stride, pad_top, pad_left, n_H, n_W, dA_prev):
+    """The adjoint of im2col_t: dA_prev (overwritten)."""
+    m, n_H_prev, n_W_prev, n_C_prev = dA_prev.shape
+    for i in prange(m):
+        dA_prev[i] = 0.0
+        for h in range(n_H):
+            col = (i * n_H + h) * n_W
+            for di in range(f):
+                r = h * stride + di - pad_top
+                if r < 0 or r >= n_H_prev:
+                    continue
+                for dj in range(f):
+                    offset = dj - pad_left
+                    w0, w1 = _inside(offset, stride, n_W_prev, n_W)
+                    for k in range(n_C_prev):
+                        row = (di * f + dj) * n_C_prev + k
+                        for w in range(w0, w1):
+                            dA_prev[i, r, w * stride + offset, k] += cols_t[row, col + w]
 
 
 @njit(parallel=True, cache=True)

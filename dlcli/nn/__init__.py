@@ -27,10 +27,11 @@ def _load_layer_modules() -> None:
 
 
 def build_layer(spec: dict):
-    if not LAYERS:
-        _load_layer_modules()
     spec = dict(spec)
     kind = spec.pop("type")
+    if kind not in LAYERS:
+        # not `if not LAYERS`: importing one layer module directly must not hide the others
+        _load_layer_modules()
     if kind not in LAYERS:
         raise ValueError(f"unknown layer type {kind!r}")
     return LAYERS[kind](**spec)
