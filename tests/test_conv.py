@@ -122,6 +122,35 @@ def test_conv2d_transpose_matches_torch(m, n, f, s):
     close(layer.grads["b"], gb, 1e-9)
 
 
+TORCH_ACTIVATIONS = {"relu": "relu", "leaky_relu": "leaky_relu", "sigmoid": "sigmoid", "tanh": "tanh",
+                     "softmax": lambda F, z: F.softmax(z, dim=1)}
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("bias", (True, False))
+@pytest.mark.parametrize("activation", sorted(TORCH_ACTIVATIONS))
+def test_conv2d_activations_match_torch(activation, bias):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = np.random.default_rng(17).standard_normal((2, 6, 5, 3))
+    layer = built(Conv2D(4, 3, padding="same", activation=activation, bias=bias), x.shape[1:])
+    y, dy, dx = run(layer, x)
+    tx = nchw(torch, x)
+    tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(layer.params["b"]).requires_grad_(True) if bias else None
+    g = TORCH_ACTIVATIONS[activation]
+    g = (lambda F, z, name=g: getattr(F, name)(z)) if isinstance(g, str) else g
+    ty = g(F, F.conv2d(F.pad(tx, (1, 1, 1, 1)), tW, tb))
+    close(y, nhwc(ty), 1e-9)
+    grads = oracle(torch, ty, dy, tx, tW, *([tb] if bias else []))
+    close(dx, grads[0].permute(0, 2, 3, 1), 1e-9)
+    close(layer.grads["W"], grads[1].permute(2, 3, 1, 0), 1e-9)
+    if bias:
+        close(layer.grads["b"], grads[2], 1e-9)
+    else:
+        assert "b" not in layer.params and layer.parameter_count() == 3 * 3 * 3 * 4
+
+
 POOL_GRID = list(itertools.product((1, 3), (6, 7), (1, 2, 3), (1, 2), ("same", "valid")))
 
 

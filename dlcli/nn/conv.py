@@ -10,33 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import build_layer, register
+from . import activations, build_layer, register
 from .base import Layer, zeros_like_params
 from .inits import initialize
 from ..kernels import conv as kconv
-from ..kernels import fused as kfused
 from ..kernels import pool as kpool
 
-
-# -- activations (shim until dlcli/nn/activations.py lands) ---------------------------------
-def _act_forward(name, Z):
-    if name == "linear":
-        return Z
-    if name == "relu":
-        return np.maximum(Z, 0)
-    raise ValueError(name)
-
-
-def _act_backward(name, dA, Z, A):
-    if name == "linear":
-        return dA
-    if name == "relu":
-        return dA * (Z > 0)
-    raise ValueError(name)
-
-
-# Activations applied by the fused bias kernels; the others go through activations.py.
-FUSED = ("linear", "relu")
 
 # Below this many input channels conv2d unrolls transposed (measured: 2x faster at 1, even at 3).
 TRANSPOSED_BELOW = 3
@@ -106,6 +85,11 @@ def _chunks(m: int, elements_per_example: int, training: bool):
 class _Weighted(_Windowed):
     regularized = ("W",)
 
+    def __init__(self, activation, bias, init):
+        super().__init__()
+        self.activation = activations.check(activation or "linear")
+        self.bias, self.init = bool(bias), init
+
     def _init_params(self, ctx, shape, fan_in, fan_out, n_C):
         self.params["W"] = initialize(self.init or ctx.init, shape, fan_in, fan_out, ctx.rng, ctx.dtype)
         if self.bias:
@@ -113,43 +97,25 @@ class _Weighted(_Windowed):
         zeros_like_params(self)
 
     def _activate(self, Z, training):
-        """Bias and activation on the layer's raw output Z; caches what _dZ needs."""
-        fused = self.activation in FUSED
-        if fused:
-            b = self.params["b"] if self.bias else np.zeros(Z.shape[-1], dtype=Z.dtype)
-            kfused.bias_relu(Z.reshape(-1, Z.shape[-1]), b, self.activation == "relu")
-            A = Z
-        else:
-            if self.bias:
-                Z += self.params["b"]
-            A = _act_forward(self.activation, Z)
+        """A = g(Z + b), over Z in place; backward needs only A."""
+        A = activations.forward(self.activation, Z, self.params.get("b"), out=Z)
         if training:
-            self.cache = (None if fused else Z, A)
+            self.cache = (A,)
         return A
 
     def _dZ(self, dA):
         """dZ from the upstream gradient, and the bias gradient on the way."""
-        Z, A = self.cache
-        dA = np.ascontiguousarray(dA, dtype=A.dtype)
-        if self.activation == "relu":
-            dZ = np.empty_like(dA)
-            kfused.relu_backward(dA.reshape(-1), A.reshape(-1), dZ.reshape(-1))
-        elif self.activation == "linear":
-            dZ = dA
-        else:
-            dZ = np.ascontiguousarray(_act_backward(self.activation, dA, Z, A))
-        if self.bias:
-            dZ.reshape(-1, A.shape[-1]).sum(axis=0, out=self.grads["b"])
-        return dZ
+        (A,) = self.cache
+        return activations.backward(self.activation, dA, A, db=self.grads.get("b"))
 
 
 @register("conv2d")
 class Conv2D(_Weighted):
     def __init__(self, filters, size, stride=1, padding="valid", activation="linear", bias=True,
                  init=None):
-        super().__init__()
+        super().__init__(activation, bias, init)
         self.n_C, self.f, self.stride = int(filters), int(size), int(stride)
-        self.padding, self.activation, self.bias, self.init = padding, activation, bias, init
+        self.padding = padding
         self.unrolled = _Unrolled()
 
     def build(self, input_shape, ctx):
@@ -216,9 +182,8 @@ class Conv2DTranspose(_Weighted):
     """Each input pixel scatters its filter: the input-gradient of a conv, run forward."""
 
     def __init__(self, filters, size, stride=1, activation="linear", bias=True, init=None):
-        super().__init__()
+        super().__init__(activation, bias, init)
         self.n_C, self.f, self.stride = int(filters), int(size), int(stride)
-        self.activation, self.bias, self.init = activation, bias, init
         self.unrolled = _Unrolled()
 
     def build(self, input_shape, ctx):
@@ -269,9 +234,9 @@ class Conv2DTranspose(_Weighted):
 @register("depthwise_conv2d")
 class DepthwiseConv2D(_Weighted):
     def __init__(self, size, stride=1, padding="valid", activation="linear", bias=True, init=None):
-        super().__init__()
+        super().__init__(activation, bias, init)
         self.f, self.stride = int(size), int(stride)
-        self.padding, self.activation, self.bias, self.init = padding, activation, bias, init
+        self.padding = padding
 
     def build(self, input_shape, ctx):
         self._geometry(input_shape, self.f, self.stride, self.padding)
@@ -410,7 +375,7 @@ class Residual(Layer):
         if projection not in ("auto", True, False):
             raise ValueError(f"projection is auto, true or false, got {projection!r}")
         self.layers = [build_layer(s) for s in layers]
-        self.activation, self.projection_mode = activation, projection
+        self.activation, self.projection_mode = activations.check(activation), projection
         self.projection = None
 
     def children(self):
@@ -439,16 +404,14 @@ class Residual(Layer):
 
     def forward(self, A_prev, training):
         Z = _run(self.layers, A_prev, training)
-        shortcut = self.projection.forward(A_prev, training) if self.projection else A_prev
-        Z = Z + shortcut
-        A = _act_forward(self.activation, Z)
+        Z = Z + (self.projection.forward(A_prev, training) if self.projection else A_prev)
+        A = activations.forward(self.activation, Z, out=Z)
         if training:
-            self.cache = (Z, A)
+            self.cache = A
         return A
 
     def backward(self, dA):
-        Z, A = self.cache
-        dZ = _act_backward(self.activation, dA, Z, A)
+        dZ = activations.backward(self.activation, dA, self.cache)
         self.cache = None
         dA_prev = _run_back(self.layers, dZ)
         return dA_prev + (self.projection.backward(dZ) if self.projection else dZ)
