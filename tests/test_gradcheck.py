@@ -12,6 +12,7 @@ from dlcli import api
 from dlcli.cli import app
 from dlcli.errors import BadInput
 from dlcli.gradcheck import PASS, check, verdict
+from dlcli.nn.losses import BinaryCrossentropy
 from dlcli.nn.model import build_model
 
 runner = CliRunner()
@@ -58,7 +59,8 @@ LAYER_CASES = {
     "branches": (IMAGE, [{"type": "branches", "paths": [
         [conv(2, size=1)],
         [conv(2, padding="same", activation="tanh")],
-        [{"type": "avgpool", "size": 3, "stride": 1}, conv(1, size=1, activation="relu")]]},
+        [{"type": "maxpool", "size": 3, "stride": 1, "padding": "same"},
+         conv(1, size=1, activation="relu")]]},
         {"type": "global_avgpool"}, dense(3, "softmax")]),
 }
 
@@ -116,14 +118,31 @@ def course_net():
     return model, x.T, y
 
 
-def test_course_n_dimensional_check():
+class CourseCost(BinaryCrossentropy):
+    """The notebook's arithmetic: sigmoid, then 1/m sum(-y log(a) - (1 - y) log(1 - a))."""
+
+    def forward(self, z, y):
+        super().forward(z, y)  # keeps what backward needs
+        a = 1 / (1 + np.exp(-z))
+        y = np.reshape(y, z.shape)
+        logprobs = np.multiply(-np.log(a), y) + np.multiply(-np.log(1 - a), 1 - y)
+        return 1. / z.shape[0] * np.sum(logprobs)
+
+
+def test_course_n_dimensional_check_to_its_digits():
     model, x, y = course_net()
+    model.loss = CourseCost()
     result = check(model, x, y, epsilon=1e-7)
     assert sum(t.checked for t in result.tensors) == 47
-    # their number is round-off at this epsilon; our arithmetic (x W^T, log-sigmoid from the
-    # logits) rounds differently, so the same order of magnitude, not the same digits
-    assert result.overall == pytest.approx(1.1890913024229996e-07, rel=0.1)
+    # at this epsilon the number is round-off in J, so their cost's arithmetic reproduces it
+    assert result.overall == pytest.approx(1.1890913024229996e-07, rel=1e-8)
     assert result.passed and verdict(result.overall) == "probably fine, check it"
+
+
+def test_our_cost_from_the_logits_rounds_less_than_the_course():
+    model, x, y = course_net()
+    result = check(model, x, y, epsilon=1e-7)
+    assert result.overall < 1e-8 and verdict(result.overall) == "great"
 
 
 def plant_wrong_backward(layer, key, factor):
@@ -276,7 +295,7 @@ def test_cli_sampling_and_seed(tmp_path):
 
 
 def test_cli_params_file(tmp_path):
-    path = write_recipe(tmp_path)
+    path = write_recipe(tmp_path, {**RECIPE, "dtype": "float64"})
     model, _ = api.prepare(api.as_recipe(path), dtype="float64")
     state = {k: v * 0.5 for k, v in model.state_dict().items()}
     np.savez(tmp_path / "params.npz", **state)
