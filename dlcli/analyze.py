@@ -251,8 +251,9 @@ def tally_tags(path, analysis: ErrorAnalysis) -> list:
         for tag in tags:
             counts[tag] += 1
             fixed[tag] += analysis.wrong_entries[i]
-    return [{"tag": tag, "count": n, "fraction_of_errors": n / len(rows),
-             "ceiling_error": analysis.error * (1 - fixed[tag] / entries)}
+    # rounded so that 0.1 - 8/1000 prints as 0.092, not 0.09200000000000001
+    return [{"tag": tag, "count": n, "fraction_of_errors": round(n / len(rows), 12),
+             "ceiling_error": round(analysis.error * (1 - fixed[tag] / entries), 12)}
             for tag, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
