@@ -78,11 +78,9 @@ class RunSplit:
 
     def repredict(self) -> dict:
         """Predictions of a run saved without them (older runs), from params.npz and the recipe."""
+        from .api import prediction_arrays
         model = self.model_and_dataset[0]
-        data = self.data
-        probabilities = model.predict_proba(data.x)
-        return {"y_true": data.y, "y_pred": model.loss.predict(probabilities),
-                "probabilities": probabilities, "index": data.index}
+        return prediction_arrays(model.predict_proba(self.data.x), model.loss, self.data)
 
 
 # -- the analysis ---------------------------------------------------------------------------
@@ -381,9 +379,8 @@ def contact_sheet(images: np.ndarray, captions: list) -> bytes:
 def write_contact_sheet(path, run_split: RunSplit, errors: list) -> None:
     import yaml
     data = run_split.data
-    position = {int(v): i for i, v in enumerate(np.asarray(data.index).reshape(-1))}
     data_cfg = (yaml.safe_load((run_split.path / "recipe.yaml").read_text()) or {}).get("data") or {}
-    images = display_images(data.x[[position[e["index"]] for e in errors]], data_cfg)
+    images = display_images(data.x[[e["index"] for e in errors]], data_cfg)
     names = run_split.model_and_dataset[1].class_names
     atomic_write_bytes(path, contact_sheet(images, [_caption(e, names) for e in errors]))
 

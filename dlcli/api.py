@@ -226,13 +226,10 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
         if data is None:
             errors[split] = None
             continue
-        probabilities = predict(data.x)
-        y_pred = model.loss.predict(probabilities)
-        errors[split] = float(model.loss.error(probabilities, data.y))
-        atomic_write_npz(run_dir / "predictions" / f"{split}.npz",
-                         {"y_true": data.y, "y_pred": y_pred, "probabilities": probabilities,
-                          "index": data.index})
-        scores = classification_scores(recipe, model, dataset, data.y, y_pred)
+        arrays = prediction_arrays(predict(data.x), model.loss, data)
+        errors[split] = float(model.loss.error(arrays["probabilities"], data.y))
+        atomic_write_npz(run_dir / "predictions" / f"{split}.npz", arrays)
+        scores = classification_scores(recipe, model, dataset, data.y, arrays["y_pred"])
         if scores:
             metrics[split] = scores
     human = recipe.evaluation.human_level_error
@@ -253,6 +250,13 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
         summary["best_epoch"] = result.best_epoch
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def prediction_arrays(probabilities, loss, data) -> dict:
+    """predictions/<split>.npz: `index` is the row in the split (SPEC); `source_index` the row
+    in the file it came from, to find the example again."""
+    return {"y_true": data.y, "y_pred": loss.predict(probabilities), "probabilities": probabilities,
+            "index": np.arange(data.y.shape[0]), "source_index": data.index}
 
 
 def classification_scores(recipe, model, dataset, y_true, y_pred):
