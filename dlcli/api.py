@@ -253,10 +253,9 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
 
 
 def prediction_arrays(probabilities, loss, data) -> dict:
-    """predictions/<split>.npz: `index` is the row in the split (SPEC); `source_index` the row
-    in the file it came from, to find the example again."""
+    """predictions/<split>.npz, exactly SPEC's arrays: `index` is the row in the split."""
     return {"y_true": data.y, "y_pred": loss.predict(probabilities), "probabilities": probabilities,
-            "index": np.arange(data.y.shape[0]), "source_index": data.index}
+            "index": np.arange(data.y.shape[0])}
 
 
 def classification_scores(recipe, model, dataset, y_true, y_pred):
