@@ -219,6 +219,8 @@ def runs_table(runs: list[dict], console: Console) -> None:
     """One row per run directory: each dict is its summary.json plus `run`, the directory name."""
     table = _table("Runs", ("run", L), ("status", L), ("epochs", R), ("seconds", R),
                    ("train", R), ("dev", R), ("test", R), ("focus", L))
+    # the run name is what the user types next (`dlcli runs show NAME`): never cut it
+    table.columns[0].min_width = max((len(r["run"]) for r in runs), default=3)
     for run in runs:
         errors = run.get("errors") or {}
         focus = (run.get("diagnosis") or {}).get("focus")
@@ -292,6 +294,8 @@ def compare_table(runs: list[tuple[str, dict, dict]], console: Console) -> None:
     best value of each row highlighted (lowest error and time, the gap nearest zero)."""
     names = [name for name, _, _ in runs]
     table = _table("Comparison", ("", L), *((name, R) for name in names))
+    for column in table.columns[1:]:
+        column.overflow = "fold"  # a long run name wraps rather than losing its end
     flats = [_flatten(recipe) for _, _, recipe in runs]
     keys = list(dict.fromkeys(k for flat in flats for k in flat if k != "name"))
     differing = [k for k in keys if len({repr(f[k]) if k in f else None for f in flats}) > 1]

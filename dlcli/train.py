@@ -11,6 +11,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 from . import optim
 from .rng import stream
@@ -63,7 +65,10 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
     result = FitResult()
     last_good = snapshot(model)
     started = time.perf_counter()
+    # overflow on the way to a NaN cost is reported once, as divergence, not as numpy warnings
+    errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
     try:
+        errstate.__enter__()
         for epoch in range(1, t_cfg.epochs + 1):
             lr = optim.learning_rate(o_cfg.learning_rate, decay, epoch - 1)
             if t_cfg.shuffle:
@@ -107,6 +112,8 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
                 break
     except KeyboardInterrupt:
         result.status = "interrupted"
+    finally:
+        errstate.__exit__(None, None, None)
     if stopper and stopper.restore_best and stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
         result.best_epoch = stopper.best_epoch
