@@ -1,0 +1,149 @@
+"""Training throughput of dlcli's fully connected layers against PyTorch CPU, in one run.
+
+    python benchmarks/mlp.py [--examples 8192] [--epochs 5] [--batches 64,256] [--profile]
+
+Both sides train 784-512-256-10 (ReLU, softmax cross-entropy, Adam with learning rate 1e-3)
+in float32 on 2 threads, on the same random data, and evaluate the training error once per
+epoch. Epochs alternate between the two sides, so a neighbour's load falls on both alike.
+Examples/second count the training steps only (as dlcli's summary.json does), the median
+over the epochs after one untimed warm-up epoch each. `--profile` adds where a dlcli step
+spends its time: forward, loss, backward, optimizer update.
+
+Targets (PyTorch 2.13 here: ~9,500 ex/s at batch 64, ~24,000 at 256): dlcli >= 1.0x at 64
+and >= 0.8x at 256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+THREADS = 2
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
+
+import numpy as np  # noqa: E402  (after the thread counts, which BLAS reads when it loads)
+
+LR = 1e-3
+SIZES = (784, 512, 256, 10)
+TARGETS = {64: 1.0, 256: 0.8}
+
+
+def data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, SIZES[0])).astype(np.float32), rng.integers(0, SIZES[-1], n)
+
+
+# -- the two sides: each gives step(xb, yb) and error(x, y) ----------------------------------
+def dlcli_side():
+    from dlcli.nn.model import build_model
+    from dlcli.optim import make_optimizer
+    layers = [{"type": "dense", "units": n, "activation": "relu"} for n in SIZES[1:-1]]
+    layers.append({"type": "dense", "units": SIZES[-1], "activation": "softmax"})
+    model = build_model({"layers": layers, "init": "he"}, "auto", 0.0, SIZES[:1], "float32")
+    opt = make_optimizer({"name": "adam", "learning_rate": LR})
+    trainable = model.trainable()
+
+    def step(xb, yb):
+        model.cost(xb, yb)
+        model.backward()
+        opt.update([(name, layer.params[key], layer.grads[key]) for name, layer, key in trainable], LR)
+
+    return step, model.error, (model, opt, trainable)
+
+
+def torch_side():
+    import torch
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    mods = []
+    for n_prev, n in zip(SIZES[:-1], SIZES[1:]):
+        mods += [torch.nn.Linear(n_prev, n), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*mods[:-1])
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(torch.from_numpy(xb)), torch.from_numpy(yb)).backward()
+        opt.step()
+
+    def error(x, y):
+        with torch.no_grad():
+            return float((model(torch.from_numpy(x)).argmax(1).numpy() != y).mean())
+
+    return step, error
+
+
+def epoch(step, error, batch, x, y, order):
+    """Seconds of training steps over one shuffled epoch; then the training error."""
+    xs, ys = x[order], y[order]
+    started = time.perf_counter()
+    for i in range(0, x.shape[0], batch):
+        step(xs[i:i + batch], ys[i:i + batch])
+    seconds = time.perf_counter() - started
+    error(x, y)
+    return seconds
+
+
+def compare(batch, x, y, epochs):
+    sides = {"dlcli": dlcli_side()[:2], "pytorch": torch_side()}
+    seconds = {name: [] for name in sides}
+    rng = np.random.default_rng(1)
+    for e in range(epochs + 1):
+        order = rng.permutation(x.shape[0])
+        for name, (step, error) in sides.items():
+            s = epoch(step, error, batch, x, y, order)
+            if e:  # the first epoch warms up JIT caches, allocators and BLAS buffers
+                seconds[name].append(s)
+    return {name: x.shape[0] / statistics.median(s) for name, s in seconds.items()}
+
+
+def profile(batch, x, y, steps=100):
+    """Mean microseconds per dlcli step in each phase."""
+    _, _, (model, opt, trainable) = dlcli_side()
+    phases = dict.fromkeys(("forward", "loss", "backward", "update"), 0.0)
+    for i in range(steps + 10):
+        xb, yb = x[(i * batch) % x.shape[0]:][:batch], y[(i * batch) % x.shape[0]:][:batch]
+        t0 = time.perf_counter()
+        z = model.forward(xb, True)
+        t1 = time.perf_counter()
+        model.loss.forward(z, yb)
+        dz = model.loss.backward()
+        t2 = time.perf_counter()
+        model.net.backward(dz)
+        t3 = time.perf_counter()
+        opt.update([(name, layer.params[key], layer.grads[key]) for name, layer, key in trainable], LR)
+        t4 = time.perf_counter()
+        if i >= 10:
+            for name, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                phases[name] += dt * 1e6 / steps
+    return phases
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=8192)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batches", default="64,256")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    x, y = data(args.examples)
+    print(f"{'batch':>5} {'dlcli ex/s':>11} {'pytorch ex/s':>13} {'ratio':>6} {'target':>7}")
+    for batch in map(int, args.batches.split(",")):
+        rates = compare(batch, x, y, args.epochs)
+        ratio = rates["dlcli"] / rates["pytorch"]
+        target = TARGETS.get(batch)
+        verdict = "" if target is None else f">={target:.1f}x {'met' if ratio >= target else 'MISSED'}"
+        print(f"{batch:>5} {rates['dlcli']:>11,.0f} {rates['pytorch']:>13,.0f} {ratio:>5.2f}x {verdict}",
+              flush=True)
+        if args.profile:
+            phases = profile(batch, x, y)
+            print("      dlcli us/step: " + ", ".join(f"{k} {v:,.0f}" for k, v in phases.items())
+                  + f" (total {sum(phases.values()):,.0f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
