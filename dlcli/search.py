@@ -595,28 +595,36 @@ def final_report(result: SearchResult, console) -> None:
 def scatter(dim: Dim, points: list, result: SearchResult, width: int = 56, height: int = 10) -> str:
     """The metric against one searched value, as text: where the good trials cluster is where
     to zoom. The x axis is logarithmic for log laws; * marks the best trial."""
-    xs = [dim.axis(t.values[dim.key]) for t, _ in points]
+    values = [t.values[dim.key] for t, _ in points]
     ys = [m for _, m in points]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    ticks = list(dim.bounds) if dim.law == "choice" else [min(values), max(values)]
+    x0, x1, y0, y1 = dim.axis(ticks[0]), dim.axis(ticks[-1]), min(ys), max(ys)
+
+    def column(value) -> int:
+        return round((dim.axis(value) - x0) / (x1 - x0) * (width - 1)) if x1 > x0 else width // 2
+
     grid = [[" "] * width for _ in range(height)]
     best = result.best["trial"] if result.best else None
-    for (t, _), x, y in zip(points, xs, ys):
-        col = round((x - x0) / (x1 - x0) * (width - 1)) if x1 > x0 else width // 2
+    for (t, y), value in zip(points, values):
         row = round((y1 - y) / (y1 - y0) * (height - 1)) if y1 > y0 else height // 2
-        if grid[row][col] != "*":
-            grid[row][col] = "*" if t.number == best else "o"
+        if grid[row][column(value)] != "*":
+            grid[row][column(value)] = "*" if t.number == best else "o"
     label = max(len(_fmt(y0)), len(_fmt(y1)))
-    lines = [f"{result.settings.metric} against {dim.key}"
-             + (" (log scale)" if dim.is_log else "")]
+    lines = [f"{result.settings.metric} against {dim.key}" + (" (log scale)" if dim.is_log else "")]
     for k, row in enumerate(grid):
         tick = _fmt(y1) if k == 0 else _fmt(y0) if k == height - 1 else ""
         lines.append(f"{tick:>{label}} |{''.join(row)}")
     lines.append(" " * label + " +" + "-" * width)
-    if dim.law == "choice":
-        names = "  ".join(f"{i}={_fmt(c)}" for i, c in enumerate(dim.bounds))
-        lines.append(" " * (label + 2) + names)
-    else:
-        lo = _fmt(min(t.values[dim.key] for t, _ in points))
-        hi = _fmt(max(t.values[dim.key] for t, _ in points))
-        lines.append(" " * (label + 2) + lo + hi.rjust(width - len(lo)))
+    lines.append(" " * (label + 2) + _ruler([(column(v), _fmt(v)) for v in ticks], width))
     return "\n".join(lines)
+
+
+def _ruler(labels: list, width: int) -> str:
+    """Axis labels at their columns: the first starts there, the last ends there, the others
+    are centred on theirs."""
+    line = [" "] * width
+    for k, (col, text) in enumerate(labels):
+        start = col if k == 0 else col - len(text) + 1 if k == len(labels) - 1 else col - len(text) // 2
+        start = max(0, min(start, width - len(text)))
+        line[start:start + len(text)] = text
+    return "".join(line).rstrip()
