@@ -321,3 +321,22 @@ def test_first_layer_skips_the_input_gradient_only():
     assert dx.shape == x.shape and none is None
     np.testing.assert_array_equal(first.grads["W"], full.grads["W"])
     np.testing.assert_array_equal(first.grads["b"], full.grads["b"])
+
+
+@pytest.mark.parametrize("cls,kwargs,n_C_prev", [
+    (Conv2D, {"filters": 4, "size": 3, "stride": 2, "padding": "same"}, 1),
+    (Conv2D, {"filters": 4, "size": 5, "padding": 2}, 3),
+    (DepthwiseConv2D, {"size": 3, "stride": 2, "padding": "same"}, 3),
+    (Conv2DTranspose, {"filters": 2, "size": 3, "stride": 2}, 3),
+    (MaxPool, {"size": 3, "stride": 2, "padding": "same"}, 3),
+    (AvgPool, {"size": 3, "stride": 2, "padding": "same"}, 3)])
+def test_parallel_drivers_equal_serial_ones(monkeypatch, cls, kwargs, n_C_prev):
+    import dlcli.nn.conv as conv_module
+    x = np.random.default_rng(18).standard_normal((5, 9, 8, n_C_prev))
+    serial_layer, parallel_layer = (built(cls(**kwargs), x.shape[1:]) for _ in range(2))
+    serial = run(serial_layer, x)
+    monkeypatch.setattr(conv_module, "PARALLEL_MIN", 0)
+    for a, b in zip(run(parallel_layer, x), serial):
+        np.testing.assert_array_equal(a, b)
+    for key, grad in serial_layer.grads.items():
+        np.testing.assert_array_equal(parallel_layer.grads[key], grad)

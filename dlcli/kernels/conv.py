@@ -19,56 +19,82 @@ Why this algorithm (measured on this 2-core machine, float32):
   parallel loop never writes a shared cell.
 
 Column order of cols is (di, dj, c), matching W.reshape(f * f * n_C_prev, n_C).
+
+Every kernel is a body for one example, `_name(i, ...)`, and two drivers over the batch:
+`name` (serial) and `name_parallel` (`prange`). Waking Numba's workqueue threads measured
+30-150 us here, more than a whole pass over a small layer (LeNet's second pool at batch
+64), so layers take the parallel driver only for large arrays (`parallel_min`).
 """
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
+@njit
+def _im2col(i, A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols):
+    _, n_H_prev, n_W_prev, n_C_prev = A_prev.shape
+    for h in range(n_H):
+        for w in range(n_W):
+            row = (i * n_H + h) * n_W + w
+            for di in range(f):
+                r = h * stride + di - pad_top
+                inside_r = 0 <= r < n_H_prev
+                for dj in range(f):
+                    c = w * stride + dj - pad_left
+                    col = (di * f + dj) * n_C_prev
+                    if inside_r and 0 <= c < n_W_prev:
+                        for k in range(n_C_prev):
+                            cols[row, col + k] = A_prev[i, r, c, k]
+                    else:
+                        for k in range(n_C_prev):
+                            cols[row, col + k] = 0.0
+
+
+@njit(cache=True)
 def im2col(A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols):
     """cols[(i, h, w), (di, dj, c)] = A_prev[i, h stride + di - pad_top, w stride + dj - pad_left, c], 0 outside."""
-    m, n_H_prev, n_W_prev, n_C_prev = A_prev.shape
-    for i in prange(m):
-        for h in range(n_H):
-            for w in range(n_W):
-                row = (i * n_H + h) * n_W + w
-                for di in range(f):
-                    r = h * stride + di - pad_top
-                    inside_r = 0 <= r < n_H_prev
-                    for dj in range(f):
-                        c = w * stride + dj - pad_left
-                        col = (di * f + dj) * n_C_prev
-                        if inside_r and 0 <= c < n_W_prev:
-                            for k in range(n_C_prev):
-                                cols[row, col + k] = A_prev[i, r, c, k]
-                        else:
-                            for k in range(n_C_prev):
-                                cols[row, col + k] = 0.0
+    for i in range(A_prev.shape[0]):
+        _im2col(i, A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols)
 
 
 @njit(parallel=True, cache=True)
+def im2col_parallel(A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols):
+    for i in prange(A_prev.shape[0]):
+        _im2col(i, A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols)
+
+
+@njit
+def _col2im(i, cols, f, stride, pad_top, pad_left, n_H, n_W, dA_prev):
+    _, n_H_prev, n_W_prev, n_C_prev = dA_prev.shape
+    dA_prev[i] = 0.0
+    for h in range(n_H):
+        for w in range(n_W):
+            row = (i * n_H + h) * n_W + w
+            for di in range(f):
+                r = h * stride + di - pad_top
+                if r < 0 or r >= n_H_prev:
+                    continue
+                for dj in range(f):
+                    c = w * stride + dj - pad_left
+                    if c < 0 or c >= n_W_prev:
+                        continue
+                    col = (di * f + dj) * n_C_prev
+                    for k in range(n_C_prev):
+                        dA_prev[i, r, c, k] += cols[row, col + k]
+
+
+@njit(cache=True)
 def col2im(cols, f, stride, pad_top, pad_left, n_H, n_W, dA_prev):
     """The adjoint of im2col: dA_prev (overwritten) = sum of each row's patch put back in place."""
-    m, n_H_prev, n_W_prev, n_C_prev = dA_prev.shape
-    for i in prange(m):
-        dA_prev[i] = 0.0
-        for h in range(n_H):
-            for w in range(n_W):
-                row = (i * n_H + h) * n_W + w
-                for di in range(f):
-                    r = h * stride + di - pad_top
-                    if r < 0 or r >= n_H_prev:
-                        continue
-                    for dj in range(f):
-                        c = w * stride + dj - pad_left
-                        if c < 0 or c >= n_W_prev:
-                            continue
-                        col = (di * f + dj) * n_C_prev
-                        for k in range(n_C_prev):
-                            dA_prev[i, r, c, k] += cols[row, col + k]
+    for i in range(dA_prev.shape[0]):
+        _col2im(i, cols, f, stride, pad_top, pad_left, n_H, n_W, dA_prev)
+
+
+@njit(parallel=True, cache=True)
+def col2im_parallel(cols, f, stride, pad_top, pad_left, n_H, n_W, dA_prev):
+    for i in prange(dA_prev.shape[0]):
+        _col2im(i, cols, f, stride, pad_top, pad_left, n_H, n_W, dA_prev)
 
 
 @njit(inline="always")
@@ -79,95 +105,139 @@ def _inside(offset, stride, n_prev, n_out):
     return w0, max(w0, w1)
 
 
-@njit(parallel=True, cache=True)
+@njit
+def _im2col_t(i, A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols_t):
+    _, n_H_prev, n_W_prev, n_C_prev = A_prev.shape
+    for h in range(n_H):
+        col = (i * n_H + h) * n_W
+        for di in range(f):
+            r = h * stride + di - pad_top
+            for dj in range(f):
+                offset = dj - pad_left
+                w0, w1 = _inside(offset, stride, n_W_prev, n_W) if 0 <= r < n_H_prev else (0, 0)
+                for k in range(n_C_prev):
+                    row = (di * f + dj) * n_C_prev + k
+                    for w in range(w0):
+                        cols_t[row, col + w] = 0.0
+                    for w in range(w0, w1):
+                        cols_t[row, col + w] = A_prev[i, r, w * stride + offset, k]
+                    for w in range(w1, n_W):
+                        cols_t[row, col + w] = 0.0
+
+
+@njit(cache=True)
 def im2col_t(A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols_t):
     """cols_t = im2col's cols transposed: one row per filter tap (di, dj, c), one column per output.
 
     For few input channels, where a row of cols is only f f n_C_prev long, this layout copies
     whole image rows per tap instead, which runs about twice as fast at n_C_prev = 1."""
-    m, n_H_prev, n_W_prev, n_C_prev = A_prev.shape
-    for i in prange(m):
-        for h in range(n_H):
-            col = (i * n_H + h) * n_W
-            for di in range(f):
-                r = h * stride + di - pad_top
-                for dj in range(f):
-                    offset = dj - pad_left
-                    w0, w1 = _inside(offset, stride, n_W_prev, n_W) if 0 <= r < n_H_prev else (0, 0)
-                    for k in range(n_C_prev):
-                        row = (di * f + dj) * n_C_prev + k
-                        for w in range(w0):
-                            cols_t[row, col + w] = 0.0
-                        for w in range(w0, w1):
-                            cols_t[row, col + w] = A_prev[i, r, w * stride + offset, k]
-                        for w in range(w1, n_W):
-                            cols_t[row, col + w] = 0.0
+    for i in range(A_prev.shape[0]):
+        _im2col_t(i, A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols_t)
 
 
 @njit(parallel=True, cache=True)
+def im2col_t_parallel(A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols_t):
+    for i in prange(A_prev.shape[0]):
+        _im2col_t(i, A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols_t)
+
+
+@njit
+def _col2im_t(i, cols_t, f, stride, pad_top, pad_left, n_H, n_W, dA_prev):
+    _, n_H_prev, n_W_prev, n_C_prev = dA_prev.shape
+    dA_prev[i] = 0.0
+    for h in range(n_H):
+        col = (i * n_H + h) * n_W
+        for di in range(f):
+            r = h * stride + di - pad_top
+            if r < 0 or r >= n_H_prev:
+                continue
+            for dj in range(f):
+                offset = dj - pad_left
+                w0, w1 = _inside(offset, stride, n_W_prev, n_W)
+                for k in range(n_C_prev):
+                    row = (di * f + dj) * n_C_prev + k
+                    for w in range(w0, w1):
+                        dA_prev[i, r, w * stride + offset, k] += cols_t[row, col + w]
+
+
+@njit(cache=True)
 def col2im_t(cols_t, f, stride, pad_top, pad_left, n_H, n_W, dA_prev):
     """The adjoint of im2col_t: dA_prev (overwritten)."""
-    m, n_H_prev, n_W_prev, n_C_prev = dA_prev.shape
-    for i in prange(m):
-        dA_prev[i] = 0.0
-        for h in range(n_H):
-            col = (i * n_H + h) * n_W
+    for i in range(dA_prev.shape[0]):
+        _col2im_t(i, cols_t, f, stride, pad_top, pad_left, n_H, n_W, dA_prev)
+
+
+@njit(parallel=True, cache=True)
+def col2im_t_parallel(cols_t, f, stride, pad_top, pad_left, n_H, n_W, dA_prev):
+    for i in prange(dA_prev.shape[0]):
+        _col2im_t(i, cols_t, f, stride, pad_top, pad_left, n_H, n_W, dA_prev)
+
+
+@njit
+def _depthwise_forward(i, A_prev, W, stride, pad_top, pad_left, Z):
+    _, n_H_prev, n_W_prev, n_C = A_prev.shape
+    f = W.shape[0]
+    n_H, n_W = Z.shape[1], Z.shape[2]
+    for h in range(n_H):
+        for w in range(n_W):
+            for c in range(n_C):
+                Z[i, h, w, c] = 0.0
             for di in range(f):
                 r = h * stride + di - pad_top
                 if r < 0 or r >= n_H_prev:
                     continue
                 for dj in range(f):
-                    offset = dj - pad_left
-                    w0, w1 = _inside(offset, stride, n_W_prev, n_W)
-                    for k in range(n_C_prev):
-                        row = (di * f + dj) * n_C_prev + k
-                        for w in range(w0, w1):
-                            dA_prev[i, r, w * stride + offset, k] += cols_t[row, col + w]
+                    q = w * stride + dj - pad_left
+                    if q < 0 or q >= n_W_prev:
+                        continue
+                    for c in range(n_C):
+                        Z[i, h, w, c] += A_prev[i, r, q, c] * W[di, dj, c]
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def depthwise_forward(A_prev, W, stride, pad_top, pad_left, Z):
     """Z[i, h, w, c] = sum_{di, dj} A_prev[i, h s + di - pad_top, w s + dj - pad_left, c] W[di, dj, c]."""
-    m, n_H_prev, n_W_prev, n_C = A_prev.shape
-    f = W.shape[0]
-    n_H, n_W = Z.shape[1], Z.shape[2]
-    for i in prange(m):
-        for h in range(n_H):
-            for w in range(n_W):
-                for c in range(n_C):
-                    Z[i, h, w, c] = 0.0
-                for di in range(f):
-                    r = h * stride + di - pad_top
-                    if r < 0 or r >= n_H_prev:
-                        continue
-                    for dj in range(f):
-                        q = w * stride + dj - pad_left
-                        if q < 0 or q >= n_W_prev:
-                            continue
-                        for c in range(n_C):
-                            Z[i, h, w, c] += A_prev[i, r, q, c] * W[di, dj, c]
+    for i in range(A_prev.shape[0]):
+        _depthwise_forward(i, A_prev, W, stride, pad_top, pad_left, Z)
 
 
 @njit(parallel=True, cache=True)
-def depthwise_backward(dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example):
-    """dA_prev (overwritten) and dW_per_example[i] (overwritten; the caller sums over i)."""
-    m, n_H_prev, n_W_prev, n_C = A_prev.shape
+def depthwise_forward_parallel(A_prev, W, stride, pad_top, pad_left, Z):
+    for i in prange(A_prev.shape[0]):
+        _depthwise_forward(i, A_prev, W, stride, pad_top, pad_left, Z)
+
+
+@njit
+def _depthwise_backward(i, dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example):
+    _, n_H_prev, n_W_prev, n_C = A_prev.shape
     f = W.shape[0]
     n_H, n_W = dZ.shape[1], dZ.shape[2]
-    for i in prange(m):
-        dA_prev[i] = 0.0
-        dW_per_example[i] = 0.0
-        for h in range(n_H):
-            for w in range(n_W):
-                for di in range(f):
-                    r = h * stride + di - pad_top
-                    if r < 0 or r >= n_H_prev:
+    dA_prev[i] = 0.0
+    dW_per_example[i] = 0.0
+    for h in range(n_H):
+        for w in range(n_W):
+            for di in range(f):
+                r = h * stride + di - pad_top
+                if r < 0 or r >= n_H_prev:
+                    continue
+                for dj in range(f):
+                    q = w * stride + dj - pad_left
+                    if q < 0 or q >= n_W_prev:
                         continue
-                    for dj in range(f):
-                        q = w * stride + dj - pad_left
-                        if q < 0 or q >= n_W_prev:
-                            continue
-                        for c in range(n_C):
-                            g = dZ[i, h, w, c]
-                            dA_prev[i, r, q, c] += g * W[di, dj, c]
-                            dW_per_example[i, di, dj, c] += g * A_prev[i, r, q, c]
+                    for c in range(n_C):
+                        g = dZ[i, h, w, c]
+                        dA_prev[i, r, q, c] += g * W[di, dj, c]
+                        dW_per_example[i, di, dj, c] += g * A_prev[i, r, q, c]
+
+
+@njit(cache=True)
+def depthwise_backward(dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example):
+    """dA_prev (overwritten) and dW_per_example[i] (overwritten; the caller sums over i)."""
+    for i in range(dZ.shape[0]):
+        _depthwise_backward(i, dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example)
+
+
+@njit(parallel=True, cache=True)
+def depthwise_backward_parallel(dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example):
+    for i in prange(dZ.shape[0]):
+        _depthwise_backward(i, dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example)

@@ -8,6 +8,7 @@ first one on ties), so the backward pass is a scatter and never compares again; 
 runs in parallel over the batch, where no two examples share an input cell.
 A padded window ("same") ignores the cells outside the input: max over the inside ones,
 average over the inside count, as Keras does.
+Each kernel comes as a serial and a `_parallel` driver of a per-example body, as in conv.py.
 """
 
 from __future__ import annotations
@@ -15,79 +16,123 @@ from __future__ import annotations
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
+@njit
+def _maxpool_forward(i, A_prev, f, stride, pad_top, pad_left, A, argmax):
+    _, n_H_prev, n_W_prev, n_C = A_prev.shape
+    n_H, n_W = A.shape[1], A.shape[2]
+    for h in range(n_H):
+        r0 = max(h * stride - pad_top, 0)
+        r1 = min(h * stride - pad_top + f, n_H_prev)
+        for w in range(n_W):
+            c0 = max(w * stride - pad_left, 0)
+            c1 = min(w * stride - pad_left + f, n_W_prev)
+            for k in range(n_C):
+                # locals, not array cells, so the compare compiles to selects, not branches
+                best, where = A_prev[i, r0, c0, k], r0 * n_W_prev + c0
+                for r in range(r0, r1):
+                    for c in range(c0, c1):
+                        v = A_prev[i, r, c, k]
+                        better = v > best
+                        best = v if better else best
+                        where = r * n_W_prev + c if better else where
+                A[i, h, w, k] = best
+                argmax[i, h, w, k] = where
+
+
+@njit(cache=True)
 def maxpool_forward(A_prev, f, stride, pad_top, pad_left, A, argmax):
-    m, n_H_prev, n_W_prev, n_C = A_prev.shape
-    n_H, n_W = A.shape[1], A.shape[2]
-    for i in prange(m):
-        for h in range(n_H):
-            r0 = max(h * stride - pad_top, 0)
-            r1 = min(h * stride - pad_top + f, n_H_prev)
-            for w in range(n_W):
-                c0 = max(w * stride - pad_left, 0)
-                c1 = min(w * stride - pad_left + f, n_W_prev)
-                for k in range(n_C):
-                    # locals, not array cells, so the compare compiles to selects, not branches
-                    best, where = A_prev[i, r0, c0, k], r0 * n_W_prev + c0
-                    for r in range(r0, r1):
-                        for c in range(c0, c1):
-                            v = A_prev[i, r, c, k]
-                            better = v > best
-                            best = v if better else best
-                            where = r * n_W_prev + c if better else where
-                    A[i, h, w, k] = best
-                    argmax[i, h, w, k] = where
+    for i in range(A_prev.shape[0]):
+        _maxpool_forward(i, A_prev, f, stride, pad_top, pad_left, A, argmax)
 
 
 @njit(parallel=True, cache=True)
+def maxpool_forward_parallel(A_prev, f, stride, pad_top, pad_left, A, argmax):
+    for i in prange(A_prev.shape[0]):
+        _maxpool_forward(i, A_prev, f, stride, pad_top, pad_left, A, argmax)
+
+
+@njit
+def _maxpool_backward(i, dA, argmax, dA_prev):
+    _, n_H_prev, n_W_prev, n_C = dA_prev.shape
+    n_H, n_W = dA.shape[1], dA.shape[2]
+    dA_prev[i] = 0.0
+    for h in range(n_H):
+        for w in range(n_W):
+            for k in range(n_C):
+                p = argmax[i, h, w, k]
+                dA_prev[i, p // n_W_prev, p % n_W_prev, k] += dA[i, h, w, k]
+
+
+@njit(cache=True)
 def maxpool_backward(dA, argmax, dA_prev):
-    m, n_H_prev, n_W_prev, n_C = dA_prev.shape
-    n_H, n_W = dA.shape[1], dA.shape[2]
-    for i in prange(m):
-        dA_prev[i] = 0.0
-        for h in range(n_H):
-            for w in range(n_W):
-                for k in range(n_C):
-                    p = argmax[i, h, w, k]
-                    dA_prev[i, p // n_W_prev, p % n_W_prev, k] += dA[i, h, w, k]
+    for i in range(dA.shape[0]):
+        _maxpool_backward(i, dA, argmax, dA_prev)
 
 
 @njit(parallel=True, cache=True)
-def avgpool_forward(A_prev, f, stride, pad_top, pad_left, A):
-    m, n_H_prev, n_W_prev, n_C = A_prev.shape
+def maxpool_backward_parallel(dA, argmax, dA_prev):
+    for i in prange(dA.shape[0]):
+        _maxpool_backward(i, dA, argmax, dA_prev)
+
+
+@njit
+def _avgpool_forward(i, A_prev, f, stride, pad_top, pad_left, A):
+    _, n_H_prev, n_W_prev, n_C = A_prev.shape
     n_H, n_W = A.shape[1], A.shape[2]
-    for i in prange(m):
-        for h in range(n_H):
-            r0 = max(h * stride - pad_top, 0)
-            r1 = min(h * stride - pad_top + f, n_H_prev)
-            for w in range(n_W):
-                c0 = max(w * stride - pad_left, 0)
-                c1 = min(w * stride - pad_left + f, n_W_prev)
-                for k in range(n_C):
-                    A[i, h, w, k] = 0.0
-                for r in range(r0, r1):
-                    for c in range(c0, c1):
-                        for k in range(n_C):
-                            A[i, h, w, k] += A_prev[i, r, c, k]
-                scale = 1.0 / ((r1 - r0) * (c1 - c0))
-                for k in range(n_C):
-                    A[i, h, w, k] *= scale
+    for h in range(n_H):
+        r0 = max(h * stride - pad_top, 0)
+        r1 = min(h * stride - pad_top + f, n_H_prev)
+        for w in range(n_W):
+            c0 = max(w * stride - pad_left, 0)
+            c1 = min(w * stride - pad_left + f, n_W_prev)
+            for k in range(n_C):
+                A[i, h, w, k] = 0.0
+            for r in range(r0, r1):
+                for c in range(c0, c1):
+                    for k in range(n_C):
+                        A[i, h, w, k] += A_prev[i, r, c, k]
+            scale = 1.0 / ((r1 - r0) * (c1 - c0))
+            for k in range(n_C):
+                A[i, h, w, k] *= scale
+
+
+@njit(cache=True)
+def avgpool_forward(A_prev, f, stride, pad_top, pad_left, A):
+    for i in range(A_prev.shape[0]):
+        _avgpool_forward(i, A_prev, f, stride, pad_top, pad_left, A)
 
 
 @njit(parallel=True, cache=True)
-def avgpool_backward(dA, f, stride, pad_top, pad_left, dA_prev):
-    m, n_H_prev, n_W_prev, n_C = dA_prev.shape
+def avgpool_forward_parallel(A_prev, f, stride, pad_top, pad_left, A):
+    for i in prange(A_prev.shape[0]):
+        _avgpool_forward(i, A_prev, f, stride, pad_top, pad_left, A)
+
+
+@njit
+def _avgpool_backward(i, dA, f, stride, pad_top, pad_left, dA_prev):
+    _, n_H_prev, n_W_prev, n_C = dA_prev.shape
     n_H, n_W = dA.shape[1], dA.shape[2]
-    for i in prange(m):
-        dA_prev[i] = 0.0
-        for h in range(n_H):
-            r0 = max(h * stride - pad_top, 0)
-            r1 = min(h * stride - pad_top + f, n_H_prev)
-            for w in range(n_W):
-                c0 = max(w * stride - pad_left, 0)
-                c1 = min(w * stride - pad_left + f, n_W_prev)
-                scale = 1.0 / ((r1 - r0) * (c1 - c0))
-                for r in range(r0, r1):
-                    for c in range(c0, c1):
-                        for k in range(n_C):
-                            dA_prev[i, r, c, k] += dA[i, h, w, k] * scale
+    dA_prev[i] = 0.0
+    for h in range(n_H):
+        r0 = max(h * stride - pad_top, 0)
+        r1 = min(h * stride - pad_top + f, n_H_prev)
+        for w in range(n_W):
+            c0 = max(w * stride - pad_left, 0)
+            c1 = min(w * stride - pad_left + f, n_W_prev)
+            scale = 1.0 / ((r1 - r0) * (c1 - c0))
+            for r in range(r0, r1):
+                for c in range(c0, c1):
+                    for k in range(n_C):
+                        dA_prev[i, r, c, k] += dA[i, h, w, k] * scale
+
+
+@njit(cache=True)
+def avgpool_backward(dA, f, stride, pad_top, pad_left, dA_prev):
+    for i in range(dA.shape[0]):
+        _avgpool_backward(i, dA, f, stride, pad_top, pad_left, dA_prev)
+
+
+@njit(parallel=True, cache=True)
+def avgpool_backward_parallel(dA, f, stride, pad_top, pad_left, dA_prev):
+    for i in prange(dA.shape[0]):
+        _avgpool_backward(i, dA, f, stride, pad_top, pad_left, dA_prev)

@@ -15,6 +15,7 @@ from .base import Layer, zeros_like_params
 from .inits import initialize
 from ..kernels import conv as kconv
 from ..kernels import pool as kpool
+from ..kernels.activations import PARALLEL_MIN
 
 
 # Below this many input channels conv2d unrolls transposed (measured: 2x faster at 1, even at 3).
@@ -23,6 +24,12 @@ TRANSPOSED_BELOW = 3
 # Largest im2col buffer (elements) inference may use; bigger batches run in chunks, so a
 # 1024-example predict does not allocate gigabytes of patches.
 INFERENCE_COLS = 1 << 23
+
+
+def kernel(module, name: str, work: int):
+    """The kernel's parallel driver for `work` elements and more, else its serial one:
+    waking the threads costs more than a small pass (kernels/conv.py)."""
+    return getattr(module, name + "_parallel" if work >= PARALLEL_MIN else name)
 
 
 def output_size(n: int, f: int, stride: int, padding) -> tuple[int, int]:
@@ -134,10 +141,10 @@ class Conv2D(_Weighted):
         args = (self.f, self.stride, self.pad_top, self.pad_left, self.n_H, self.n_W)
         if self.transposed:
             cols = self.unrolled.cols((width, rows), A_prev.dtype, training)
-            kconv.im2col_t(A_prev, *args, cols)
+            kernel(kconv, "im2col_t", cols.size)(A_prev, *args, cols)
             return cols, cols.T
         cols = self.unrolled.cols((rows, width), A_prev.dtype, training)
-        kconv.im2col(A_prev, *args, cols)
+        kernel(kconv, "im2col", cols.size)(A_prev, *args, cols)
         return cols, cols
 
     def forward(self, A_prev, training):
@@ -167,10 +174,10 @@ class Conv2D(_Weighted):
         args = (self.f, self.stride, self.pad_top, self.pad_left, self.n_H, self.n_W, dA_prev)
         if self.transposed:
             np.matmul(W2, dZ2.T, out=cols)
-            kconv.col2im_t(cols, *args)
+            kernel(kconv, "col2im_t", cols.size)(cols, *args)
         else:
             np.matmul(dZ2, W2.T, out=cols)
-            kconv.col2im(cols, *args)
+            kernel(kconv, "col2im", cols.size)(cols, *args)
         return dA_prev
 
     def describe(self):
@@ -208,7 +215,7 @@ class Conv2DTranspose(_Weighted):
         for i0, i1 in _chunks(m, hw * W_rows.shape[1], training):
             cols = self.unrolled.cols(((i1 - i0) * hw, W_rows.shape[1]), A_prev.dtype, training)
             np.matmul(A_prev[i0:i1].reshape(-1, self.n_C_prev), W_rows, out=cols)
-            kconv.col2im(cols, self.f, self.stride, 0, 0, n_H_prev, n_W_prev, Z[i0:i1])
+            kernel(kconv, "col2im", cols.size)(cols, self.f, self.stride, 0, 0, n_H_prev, n_W_prev, Z[i0:i1])
         A = self._activate(Z, training)
         if training:
             self.cache = (A_prev,) + self.cache
@@ -220,7 +227,7 @@ class Conv2DTranspose(_Weighted):
         dZ = self._dZ(dA)
         W_rows = self._W_rows()
         cols = self.unrolled.cols((m * n_H_prev * n_W_prev, W_rows.shape[1]), dZ.dtype, True)
-        kconv.im2col(dZ, self.f, self.stride, 0, 0, n_H_prev, n_W_prev, cols)
+        kernel(kconv, "im2col", cols.size)(dZ, self.f, self.stride, 0, 0, n_H_prev, n_W_prev, cols)
         A_prev2 = A_prev.reshape(-1, self.n_C_prev)
         self.grads["W"][...] = (A_prev2.T @ cols).reshape(
             self.n_C_prev, self.f, self.f, self.n_C).transpose(1, 2, 0, 3)
@@ -248,7 +255,8 @@ class DepthwiseConv2D(_Weighted):
     def forward(self, A_prev, training):
         A_prev = np.ascontiguousarray(A_prev)
         Z = np.empty((A_prev.shape[0], self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
-        kconv.depthwise_forward(A_prev, self.params["W"], self.stride, self.pad_top, self.pad_left, Z)
+        kernel(kconv, "depthwise_forward", Z.size * self.f * self.f)(
+            A_prev, self.params["W"], self.stride, self.pad_top, self.pad_left, Z)
         A = self._activate(Z, training)
         if training:
             self.cache = (A_prev,) + self.cache
@@ -259,7 +267,7 @@ class DepthwiseConv2D(_Weighted):
         dZ = self._dZ(dA)
         dA_prev = np.empty_like(A_prev)
         dW_per_example = np.empty((A_prev.shape[0],) + self.params["W"].shape, dtype=dZ.dtype)
-        kconv.depthwise_backward(dZ, A_prev, self.params["W"], self.stride, self.pad_top,
+        kernel(kconv, "depthwise_backward", dZ.size * self.f * self.f)(dZ, A_prev, self.params["W"], self.stride, self.pad_top,
                                  self.pad_left, dA_prev, dW_per_example)
         dW_per_example.sum(axis=0, out=self.grads["W"])
         self.cache = None
@@ -297,7 +305,7 @@ class MaxPool(_Pool):
         A_prev = np.ascontiguousarray(A_prev)
         A = self._output(A_prev)
         argmax = np.empty(A.shape, dtype=np.int32)
-        kpool.maxpool_forward(A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax)
+        kernel(kpool, "maxpool_forward", A_prev.size)(A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax)
         if training:
             self.cache = (A_prev.shape, argmax)
         return A
@@ -305,7 +313,7 @@ class MaxPool(_Pool):
     def backward(self, dA):
         shape, argmax = self.cache
         dA_prev = np.empty(shape, dtype=dA.dtype)
-        kpool.maxpool_backward(np.ascontiguousarray(dA), argmax, dA_prev)
+        kernel(kpool, "maxpool_backward", dA_prev.size)(np.ascontiguousarray(dA), argmax, dA_prev)
         self.cache = None
         return dA_prev
 
@@ -315,14 +323,14 @@ class AvgPool(_Pool):
     def forward(self, A_prev, training):
         A_prev = np.ascontiguousarray(A_prev)
         A = self._output(A_prev)
-        kpool.avgpool_forward(A_prev, self.f, self.stride, self.pad_top, self.pad_left, A)
+        kernel(kpool, "avgpool_forward", A_prev.size)(A_prev, self.f, self.stride, self.pad_top, self.pad_left, A)
         if training:
             self.cache = A_prev.shape
         return A
 
     def backward(self, dA):
         dA_prev = np.empty(self.cache, dtype=dA.dtype)
-        kpool.avgpool_backward(np.ascontiguousarray(dA), self.f, self.stride, self.pad_top,
+        kernel(kpool, "avgpool_backward", dA_prev.size)(np.ascontiguousarray(dA), self.f, self.stride, self.pad_top,
                                self.pad_left, dA_prev)
         self.cache = None
         return dA_prev
