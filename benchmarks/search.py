@@ -1,6 +1,6 @@
 """Caviar on a laptop: the same 16-trial search with 1 worker, then with 2.
 
-    python benchmarks/search.py [--trials 16] [--epochs 60]
+    python benchmarks/search.py [--trials 16] [--epochs 30]
 
 Prints both wall times (worker start-up included, as a user waits for it) and the speed-up;
 the target on a 2-core machine is at least 1.6x. The trials are small fully connected
@@ -49,7 +49,7 @@ def timed(workers: int, r) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args()
     r = recipe(args.trials, args.epochs)
     one, two = timed(1, r), timed(2, r)

@@ -204,6 +204,19 @@ def test_a_failing_trial_does_not_stop_the_search(tmp_path, monkeypatch):
     assert lines[1]["error"] == "RuntimeError: worker lost second line" and lines[1]["metric"] is None
 
 
+def test_a_trial_whose_data_is_missing_fails_alone(tmp_path):
+    recipe = write_recipe(tmp_path, space={"data.train": {"choice": [
+        {"builtin": "moons", "n": 200}, {"path": "missing.npz"}]}})
+    result = runner.invoke(app, ["search", str(recipe), "--json", "--trials", "4", "--workers", "1",
+                                 "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    statuses = {t["values"]["data.train"].get("path", "builtin"): t["status"] for t in doc["trials"]}
+    assert statuses == {"builtin": "completed", "missing.npz": "failed"}
+    failures = [r for r in trial_lines(doc["search"]) if r["status"] == "failed"]
+    assert all("missing.npz" in r["error"] and "\n" not in r["error"] for r in failures)
+
+
 def test_resume_runs_only_the_missing_trials(tmp_path, monkeypatch):
     with ThreadPoolExecutor(1) as executor:
         full = run_search(tmp_path, executor, trials=4)
