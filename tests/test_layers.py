@@ -394,3 +394,35 @@ def test_sigmoid_is_finite_and_quiet_at_1000(dtype):
 def test_relu_derivative_at_zero_is_zero():
     a = forward("relu", np.array([[0.0, -0.0, 1e-300]]))
     np.testing.assert_array_equal(backward("relu", np.ones((1, 3)), a), [[0.0, 0.0, 1.0]])
+
+
+def reference_batchnorm(x2, gamma, beta, epsilon, dy2):
+    """The notes' batch norm and its backward, in float64 numpy."""
+    mean, var = x2.mean(axis=0), x2.var(axis=0)
+    inv_std = 1 / np.sqrt(var + epsilon)
+    z_norm = (x2 - mean) * inv_std
+    dbeta, dgamma = dy2.sum(axis=0), (dy2 * z_norm).sum(axis=0)
+    N = x2.shape[0]
+    dx = gamma * inv_std / N * (N * dy2 - dbeta - z_norm * dgamma)
+    return [mean, var, inv_std, z_norm, gamma * z_norm + beta, dx, dgamma, dbeta]
+
+
+@pytest.mark.parametrize("rows", [3, 1000])  # fewer rows than blocks, and many
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_kernels_match_numpy(dtype, rows):
+    from dlcli.kernels.batchnorm import batchnorm_backward, batchnorm_forward
+    C = 7
+    x2 = (randn(rows, C) * 0.5 + 1000).astype(dtype)  # a mean far from zero cancels nothing
+    gamma, beta, dy2 = randn(C, seed=2, dtype=dtype), randn(C, seed=3, dtype=dtype), randn(rows, C, seed=4, dtype=dtype)
+    expected = reference_batchnorm(*(a.astype(np.float64) for a in (x2, gamma, beta)), 1e-5,
+                                   dy2.astype(np.float64))
+    stats = [np.empty(C, dtype) for _ in range(3)]
+    z_norm, out, dx = (np.empty_like(x2) for _ in range(3))
+    dgamma, dbeta = np.empty(C, dtype), np.empty(C, dtype)
+    batchnorm_forward(x2, gamma, beta, 1e-5, z_norm, out, *stats)
+    batchnorm_backward(dy2, z_norm, gamma, stats[2], dx, dgamma, dbeta)
+    ours = [*stats, z_norm, out, dx, dgamma, dbeta]
+    tol = 1e-9 if dtype == np.float64 else 2e-3
+    for name, got, want in zip("mean var inv_std z_norm out dx dgamma dbeta".split(), ours, expected):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max(), err_msg=name)

@@ -17,6 +17,7 @@ import numpy as np
 from . import activations, register
 from .base import Layer, zeros_like_params
 from .inits import initialize
+from ..kernels import batchnorm as kbn
 
 
 class _Scratch:
@@ -162,8 +163,9 @@ class Dropout(Layer):
 class BatchNorm(Layer):
     """gamma z_norm + beta per feature (per channel of images, over batch, height and width).
 
-    Training normalises with the batch mean and biased variance and moves the running
-    statistics, `running = momentum running + (1 - momentum) batch`; inference uses those.
+    Training normalises with the batch mean and biased variance (`dlcli.kernels.batchnorm`)
+    and moves the running statistics, `running = momentum running + (1 - momentum) batch`;
+    inference uses those.
     """
 
     def __init__(self, momentum=0.9, epsilon=1e-5):
@@ -173,6 +175,7 @@ class BatchNorm(Layer):
         if isinstance(epsilon, bool) or not epsilon > 0:
             raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
         self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.scratch = _Scratch()
 
     def build(self, input_shape, ctx):
         if not input_shape:
@@ -186,33 +189,27 @@ class BatchNorm(Layer):
 
     def forward(self, x, training):
         gamma, beta = self.params["gamma"], self.params["beta"]
-        x2 = np.asarray(x, dtype=gamma.dtype).reshape(-1, gamma.shape[0])
+        x2 = np.ascontiguousarray(x, dtype=gamma.dtype).reshape(-1, gamma.shape[0])
         if not training:
             scale = gamma / np.sqrt(self.buffers["running_var"] + self.epsilon)
             return (x2 * scale + (beta - self.buffers["running_mean"] * scale)).reshape(x.shape)
-        mu = x2.mean(axis=0)
-        z_centred = x2 - mu
-        var = np.mean(z_centred * z_centred, axis=0)
-        inv_std = 1 / np.sqrt(var + self.epsilon)
-        z_norm = z_centred
-        z_norm *= inv_std
-        for key, batch in (("running_mean", mu), ("running_var", var)):
+        z_norm, out = (self.scratch.get(name, x2.shape, x2.dtype) for name in ("z_norm", "out"))
+        mean, var, inv_std = (np.empty_like(gamma) for _ in range(3))
+        kbn.batchnorm_forward(x2, gamma, beta, self.epsilon, z_norm, out, mean, var, inv_std)
+        for key, batch in (("running_mean", mean), ("running_var", var)):
             running = self.buffers[key]
             running *= self.momentum
             running += (1 - self.momentum) * batch
         self.cache = (z_norm, inv_std)
-        return (z_norm * gamma + beta).reshape(x.shape)
+        return out.reshape(x.shape)
 
     def backward(self, dy):
         z_norm, inv_std = self.cache
         self.cache = None
-        dy2 = np.asarray(dy, dtype=z_norm.dtype).reshape(z_norm.shape)
-        dbeta = dy2.sum(axis=0, out=self.grads["beta"])
-        dgamma = np.sum(dy2 * z_norm, axis=0, out=self.grads["gamma"])
-        N = z_norm.shape[0]
-        # d/dx of the batch statistics, folded: (gamma / (N sigma)) (N dy - sum dy - z_norm sum(dy z_norm))
-        dx2 = N * dy2 - dbeta - z_norm * dgamma
-        dx2 *= self.params["gamma"] * inv_std / N
+        dy2 = np.ascontiguousarray(dy, dtype=z_norm.dtype).reshape(z_norm.shape)
+        dx2 = self.scratch.get("dx", z_norm.shape, z_norm.dtype)
+        kbn.batchnorm_backward(dy2, z_norm, self.params["gamma"], inv_std, dx2,
+                               self.grads["gamma"], self.grads["beta"])
         return dx2.reshape(dy.shape)
 
 
