@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,6 +24,7 @@ PASS = 1e-5  # SPEC: exit 0 below this overall difference
 VERDICTS = ((1e-7, "great"), (1e-5, "probably fine, check it"), (1e-3, "suspicious"))
 BUG = "almost certainly a bug"
 WORST = 5  # indices listed for a failing tensor
+SECONDS = 15.0  # the command's time for differences; the rest is loading data and building
 # The least round-off assumed in one evaluation of J, in units of |J| (a few ulps per sum).
 ROUNDOFF = 10 * np.finfo(np.float64).eps
 
@@ -42,14 +44,18 @@ def relative_difference(approx: np.ndarray, grad: np.ndarray) -> float:
 
 @dataclass
 class TensorCheck:
-    """One parameter tensor: the entries checked (flat indices) and both derivatives there."""
+    """One parameter tensor: the entries checked (flat indices) and both derivatives there.
+
+    Entries whose ±ε steps crossed a kink are counted but not compared: across a kink the
+    two-sided difference is not the derivative on either side.
+    """
 
     name: str
     shape: tuple
     index: np.ndarray
     backprop: np.ndarray
     numerical: np.ndarray
-    kinks: int
+    kinked: np.ndarray
 
     @property
     def size(self) -> int:
@@ -60,23 +66,41 @@ class TensorCheck:
         return len(self.index)
 
     @property
+    def kinks(self) -> int:
+        return int(np.count_nonzero(self.kinked))
+
+    @property
     def difference(self) -> float:
-        return relative_difference(self.numerical, self.backprop)
+        return _compared_difference([self])
+
+    @property
+    def verdict(self) -> str:
+        return "every entry at a kink" if self.checked and self.kinks == self.checked \
+            else verdict(self.difference)
 
     @property
     def worst(self) -> list[tuple[tuple, float, float]]:
         """(index, backprop, numerical) where the two disagree most, worst first."""
-        miss = np.abs(self.backprop - self.numerical)
+        miss = np.where(self.kinked, 0.0, np.abs(self.backprop - self.numerical))
         order = [k for k in np.argsort(-miss, kind="stable")[:WORST] if miss[k] > 0]
         return [(tuple(int(i) for i in np.unravel_index(self.index[k], self.shape)),
                  float(self.backprop[k]), float(self.numerical[k])) for k in order]
 
     def to_json(self) -> dict:
         return {"name": self.name, "difference": _finite(self.difference),
-                "checked": self.checked, "size": self.size,
-                "verdict": verdict(self.difference), "kinks": self.kinks,
+                "checked": self.checked, "size": self.size, "verdict": self.verdict,
+                "kinks": self.kinks,
                 "worst": [{"index": list(i), "backprop": b, "numerical": n}
                           for i, b, n in self.worst]}
+
+
+def _compared_difference(tensors) -> float:
+    """The relative difference over the entries compared; NaN where all were at kinks."""
+    keep = [~t.kinked for t in tensors]
+    if not any(k.any() for k in keep):
+        return 0.0 if all(t.checked == 0 for t in tensors) else float("nan")
+    return relative_difference(np.concatenate([t.numerical[k] for t, k in zip(tensors, keep)]),
+                               np.concatenate([t.backprop[k] for t, k in zip(tensors, keep)]))
 
 
 @dataclass
@@ -88,10 +112,7 @@ class GradcheckResult:
 
     @property
     def overall(self) -> float:
-        if not self.tensors:
-            return 0.0
-        return relative_difference(np.concatenate([t.numerical for t in self.tensors]),
-                                   np.concatenate([t.backprop for t in self.tensors]))
+        return _compared_difference(self.tensors)
 
     @property
     def kinks(self) -> int:
@@ -114,11 +135,14 @@ def _finite(x: float):
 
 # -- the check ------------------------------------------------------------------------------
 def check(model, X, Y, epsilon: float = 1e-7, max_per_tensor: int | None = None,
-          rng: np.random.Generator | None = None) -> GradcheckResult:
+          rng: np.random.Generator | None = None, seconds: float | None = None) -> GradcheckResult:
     """Check every trainable tensor of a float64 `model` on the batch (X, Y).
 
     A tensor larger than `max_per_tensor` is checked at that many entries drawn by `rng`.
-    The model comes back as it went in: parameters, running statistics and dropout.
+    Entries go one from every tensor per round; with `seconds`, no round starts that would
+    end past it, so a slow model checks fewer entries of every tensor (the first ones of the
+    same draw) rather than skipping tensors. The model comes back as it went in:
+    parameters, running statistics and dropout.
     """
     if epsilon <= 0:
         raise BadInput(f"epsilon must be positive, got {epsilon}")
@@ -129,24 +153,29 @@ def check(model, X, Y, epsilon: float = 1e-7, max_per_tensor: int | None = None,
     with _held(model) as dropout_off:
         j = model.cost(X, Y, training=True)
         model.backward()
-        # copies: layers overwrite their gradient arrays in place on the next backward
-        grads = {name: layer.grads[key].copy() for name, layer, key in model.trainable()}
         cost_from = _resumable_cost(model, X, Y)
-        rows = []
+        names, targets, grads = [], [], []
         for name, layer, key in model.trainable():
             theta = layer.params[key]
-            index = _sample(theta.size, max_per_tensor, rng)
-            start = int(name.split(".", 1)[0])  # the top-level layer that holds the tensor
-            plus, minus = _costs_around(theta, index, epsilon, partial(cost_from, start))
-            rows.append((name, theta.shape, index, grads[name].reshape(-1)[index], plus, minus))
-    # kinks are judged against the noise of all entries together, so all are needed first
-    joined = [np.concatenate([r[k] for r in rows]) if rows else np.empty(0) for k in (3, 4, 5)]
-    kinked = np.split(crossed_kinks(*joined[1:], j, joined[0], epsilon),
-                      np.cumsum([len(r[2]) for r in rows])[:-1])
-    tensors = [TensorCheck(name, tuple(shape), index, backprop, (plus - minus) / (2 * epsilon),
-                           int(np.count_nonzero(k)))
-               for (name, shape, index, backprop, plus, minus), k in zip(rows, kinked)]
+            names.append(name)
+            # a copy: layers overwrite their gradient arrays in place on the next backward
+            grads.append(layer.grads[key].reshape(-1).copy())
+            targets.append((theta, partial(cost_from, int(name.split(".", 1)[0])),
+                            _sample(theta.size, max_per_tensor, rng)))
+        plus, minus = _round_robin(targets, epsilon, seconds)
+    index = [order[:len(p)] for (_, _, order), p in zip(targets, plus)]
+    backprop = [g[i] for g, i in zip(grads, index)]
+    # kinks are judged against the noise of all entries together
+    kinked = np.split(crossed_kinks(_joined(plus), _joined(minus), j, _joined(backprop), epsilon),
+                      np.cumsum([len(i) for i in index])[:-1])
+    tensors = [TensorCheck(name, tuple(theta.shape), i, b, (p - m) / (2 * epsilon), k)
+               for name, (theta, _, _), i, b, p, m, k
+               in zip(names, targets, index, backprop, plus, minus, kinked)]
     return GradcheckResult(tensors, float(epsilon), int(X.shape[0]), dropout_off)
+
+
+def _joined(arrays) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.empty(0)
 
 
 def _require_float64(model) -> None:
@@ -164,9 +193,8 @@ def _float64(a) -> np.ndarray:
 
 
 def _sample(size: int, k: int | None, rng: np.random.Generator) -> np.ndarray:
-    if k is None or size <= k:
-        return np.arange(size)
-    return np.sort(rng.choice(size, k, replace=False))
+    """Flat indices in a seeded random order, at most k: any prefix is a fair sample too."""
+    return rng.permutation(size)[:k]
 
 
 @contextlib.contextmanager
@@ -210,18 +238,29 @@ def _resumable_cost(model, X, Y):
     return cost
 
 
-def _costs_around(theta, flat_index, epsilon, cost) -> tuple[np.ndarray, np.ndarray]:
-    """J(θ + ε e_i) and J(θ − ε e_i) for each flat index i of the tensor `theta`."""
-    plus, minus = np.empty(len(flat_index)), np.empty(len(flat_index))
-    for n, i in enumerate(flat_index):
-        at = np.unravel_index(i, theta.shape)
-        original = theta[at]
-        theta[at] = original + epsilon
-        plus[n] = cost()
-        theta[at] = original - epsilon
-        minus[n] = cost()
-        theta[at] = original
-    return plus, minus
+def _round_robin(targets, epsilon, seconds):
+    """J(θ + ε e_i) and J(θ − ε e_i) for each (tensor, cost from its layer, flat indices).
+
+    One entry of every tensor per round, until the indices run out or, with `seconds`, until
+    another round as long as the last would end past it.
+    """
+    plus, minus = [[] for _ in targets], [[] for _ in targets]
+    started = time.perf_counter()
+    for r in range(max((len(order) for _, _, order in targets), default=0)):
+        round_started = time.perf_counter()
+        for (theta, cost, order), p, m in zip(targets, plus, minus):
+            if r < len(order):
+                at = np.unravel_index(order[r], theta.shape)
+                original = theta[at]
+                theta[at] = original + epsilon
+                p.append(cost())
+                theta[at] = original - epsilon
+                m.append(cost())
+                theta[at] = original
+        now = time.perf_counter()
+        if seconds is not None and 2 * now - round_started - started > seconds:
+            break
+    return [np.array(p, dtype=np.float64) for p in plus], [np.array(m, dtype=np.float64) for m in minus]
 
 
 def crossed_kinks(plus, minus, j, backprop, epsilon) -> np.ndarray:
@@ -247,7 +286,7 @@ def crossed_kinks(plus, minus, j, backprop, epsilon) -> np.ndarray:
 
 # -- the command ----------------------------------------------------------------------------
 def gradcheck_cli(recipe_path, overrides, epsilon=1e-7, examples=8, max_per_tensor=200,
-                  seed=None, params=None, as_json=False) -> int:
+                  seed=None, params=None, as_json=False, seconds=SECONDS) -> int:
     from rich.console import Console
 
     from .api import as_recipe, prepare, warn
@@ -261,14 +300,18 @@ def gradcheck_cli(recipe_path, overrides, epsilon=1e-7, examples=8, max_per_tens
         load_params(model, params)
     train = dataset.splits["train"]
     result = check(model, train.x[:examples], train.y[:examples], epsilon, max_per_tensor,
-                   stream(recipe.seed if seed is None else seed, "gradcheck"))
+                   stream(recipe.seed if seed is None else seed, "gradcheck"), seconds)
     if result.dropout_off:
         warn(f"dropout turned off for the check (layers {', '.join(result.dropout_off)})")
     if result.kinks:
-        warn(f"{result.kinks} checked entries crossed a ReLU or max-pool kink within epsilon; "
-             "their numerical derivatives are unreliable (try a smaller --epsilon or --params "
-             "after some training)")
-    print_report(result, Console(stderr=as_json), getattr(recipe, "name", None))
+        warn(f"{result.kinks} checked entries crossed a ReLU or max-pool kink within epsilon and "
+             "are left out of the differences (there the two-sided difference is no "
+             "derivative); --params after some training leaves fewer units sitting at 0")
+    cut = [t for t in result.tensors if t.checked < min(t.size, max_per_tensor or t.size)]
+    if cut:
+        warn(f"checked {min(t.checked for t in cut)} entries per tensor to finish in about "
+             f"{seconds:g} s, fewer than --max-per-tensor {max_per_tensor}")
+    print_report(result, Console(stderr=as_json), recipe.name)
     if as_json:
         print(json.dumps(result.to_json()))
     return 0 if result.passed else 1
@@ -298,11 +341,12 @@ def print_report(result: GradcheckResult, console, name=None) -> None:
     if result.kinks:
         table.add_column("kinks", justify="right")
     for t in result.tensors:
-        row = [t.name, str(t.size), str(t.checked), f"{t.difference:.2e}", verdict(t.difference)]
+        shown = f"{t.difference:.2e}" if np.isfinite(t.difference) else "-"
+        row = [t.name, str(t.size), str(t.checked), shown, t.verdict]
         table.add_row(*row, *([str(t.kinks)] if result.kinks else []))
     console.print(table)
     for t in result.tensors:
-        if not t.difference < PASS:
+        if t.worst and not t.difference < PASS:
             console.print(f"{t.name}: worst entries (index: backprop vs numerical)")
             for index, b, n in t.worst:
                 console.print(f"  {list(index)}: {b:.10g} vs {n:.10g}")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from dlcli import api
 from dlcli.cli import app
 from dlcli.errors import BadInput
-from dlcli.gradcheck import PASS, check, verdict
+from dlcli.gradcheck import PASS, check, gradcheck_cli, verdict
 from dlcli.nn.losses import BinaryCrossentropy
 from dlcli.nn.model import build_model
 
@@ -215,7 +215,7 @@ def test_sampling_honours_max_per_tensor_and_seed():
     assert not np.array_equal(first["0.W"].index, other["0.W"].index)
 
 
-def test_kinks_within_epsilon_are_counted():
+def test_kinks_within_epsilon_are_counted_and_left_out():
     model = random_model((3,), [dense(4, "relu"), dense(1, "sigmoid")])
     x, y = random_batch((3,), m=4), np.array([1, 0, 1, 0])
     layer = model.layers[0]
@@ -224,8 +224,26 @@ def test_kinks_within_epsilon_are_counted():
     unit = int(np.argmax(z[0]))  # a live unit, so it has a slope to lose
     layer.params["b"][unit] += 3e-8 - z[0, unit]  # example 0 sits 3e-8 from the ReLU's kink
     result = check(model, x, y)
-    kinks = {t.name: t.kinks for t in result.tensors}
-    assert kinks["0.b"] == 1 and kinks["0.W"] >= 1 and result.kinks == sum(kinks.values())
+    by_name = {t.name: t for t in result.tensors}
+    assert by_name["0.b"].kinks == 1 and by_name["0.W"].kinks >= 1
+    assert result.kinks == sum(t.kinks for t in result.tensors)
+    # the two-sided difference across the kink is off by half the slope's jump ...
+    b = by_name["0.b"]
+    assert abs(b.numerical[b.kinked] - b.backprop[b.kinked])[0] > 1e-3
+    # ... so those entries are not compared and the correct backward still passes
+    assert_passes(result, below=1e-7)
+    assert (unit, 0) not in [index for index, _, _ in b.worst]
+
+
+def test_a_time_budget_checks_fewer_entries_of_every_tensor():
+    model = random_model((16,), [dense(8, "tanh"), dense(1, "sigmoid")])
+    x, y = random_batch((16,)), np.array([1, 0, 1, 1, 0])
+    full = check(model, x, y, rng=np.random.default_rng(5))
+    cut = check(model, x, y, rng=np.random.default_rng(5), seconds=0)  # one round only
+    assert [t.checked for t in full.tensors] == [128, 8, 8, 1]
+    assert [t.checked for t in cut.tensors] == [1, 1, 1, 1]
+    for whole, first in zip(full.tensors, cut.tensors):
+        assert first.index[0] == whole.index[0]  # the first entries of the same draw
 
 
 def test_float32_model_is_refused():
@@ -306,6 +324,14 @@ def test_cli_params_file(tmp_path):
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "bad.npz" in result.stderr
     assert "0.W" in result.stderr
+
+
+def test_cli_says_when_its_time_ran_out(tmp_path, capsys):
+    recipe = {**RECIPE, "model": {"layers": [dense(20, "tanh"), dense(1, "sigmoid")]}}
+    assert gradcheck_cli(write_recipe(tmp_path, recipe), [], seconds=0, as_json=True) == 0
+    out, err = capsys.readouterr()
+    assert [t["checked"] for t in json.loads(out)["tensors"]] == [1, 1, 1, 1]
+    assert "checked 1 entries per tensor to finish in about 0 s" in err
 
 
 def test_cli_bad_epsilon(tmp_path):
