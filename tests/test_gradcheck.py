@@ -181,6 +181,15 @@ def test_wrong_dw_fails_and_is_named():
     assert np.ravel_multi_index(index, by_name[wrong].shape) in by_name[wrong].index
 
 
+def test_a_bias_before_batchnorm_has_no_gradient_and_no_verdict_against_it():
+    model = random_model((5,), [dense(6), {"type": "batchnorm"}, dense(3, "softmax")])
+    result = check(model, random_batch((5,)), np.array([0, 2, 1, 1, 0]))
+    by_name = {t.name: t for t in result.tensors}
+    assert by_name["0.b"].zero and by_name["0.b"].verdict == "zero, up to round-off"
+    assert not any(t.zero for name, t in by_name.items() if name != "0.b")
+    assert result.passed
+
+
 def test_dropout_is_turned_off_and_restored():
     model = random_model((4,), [dense(8, "tanh"), {"type": "dropout", "keep_prob": 0.5},
                                 dense(1, "sigmoid")])
