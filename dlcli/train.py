@@ -71,7 +71,7 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
         errstate.__enter__()
         for epoch in range(1, t_cfg.epochs + 1):
             lr = optim.learning_rate(o_cfg.learning_rate, decay, epoch - 1)
-            if t_cfg.shuffle:
+            if t_cfg.shuffle and batch < m:  # one full batch: the order changes nothing
                 order = shuffle_rng.permutation(m)
                 xs, ys = train.x[order], train.y[order]
             else:
