@@ -28,7 +28,7 @@ Every kernel is a body for one example, `_name(i, ...)`, and two drivers over th
 
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 
 @njit
@@ -120,7 +120,8 @@ def _im2col_t(i, A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols_t):
                     for w in range(w0):
                         cols_t[row, col + w] = 0.0
                     for w in range(w0, w1):
-                        cols_t[row, col + w] = A_prev[i, r, w * stride + offset, k]
+                        # unsigned: Numba skips its negative-index wraparound (measured 1.4x)
+                        cols_t[row, uint64(col + w)] = A_prev[i, r, uint64(w * stride + offset), k]
                     for w in range(w1, n_W):
                         cols_t[row, col + w] = 0.0
 
