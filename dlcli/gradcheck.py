@@ -221,8 +221,8 @@ def _held(model):
     every training-mode cost evaluation moves.
     """
     saved = {name: value.copy() for name, value in model.state_dict().items()}
-    dropouts = [(prefix.rstrip("."), layer, layer.keep_prob) for prefix, layer in model.named_layers()
-                if getattr(layer, "keep_prob", 1) < 1]
+    dropouts = [(prefix.rstrip("."), layer, layer.keep_prob)
+                for prefix, layer in model.named_layers() if getattr(layer, "keep_prob", 1) < 1]
     for _, layer, _ in dropouts:
         layer.keep_prob = 1.0
     try:
@@ -276,7 +276,8 @@ def _round_robin(targets, epsilon, seconds):
         now = time.perf_counter()
         if seconds is not None and 2 * now - round_started - started > seconds:
             break
-    return [np.array(p, dtype=np.float64) for p in plus], [np.array(m, dtype=np.float64) for m in minus]
+    return ([np.array(p, dtype=np.float64) for p in plus],
+            [np.array(m, dtype=np.float64) for m in minus])
 
 
 def crossed_kinks(plus, minus, j, backprop, epsilon) -> np.ndarray:
