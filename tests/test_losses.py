@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import numerical_grad
 
+from dlcli.kernels.losses import sigmoid_crossentropy, softmax_crossentropy
 from dlcli.nn.losses import LOSSES, Loss, make_loss
 from dlcli.nn.model import build_model
 
@@ -181,3 +182,45 @@ def test_sigmoid_with_several_units_under_binary_crossentropy_is_refused():
 def test_labels_that_do_not_fit_are_value_errors(name, z, y):
     with pytest.raises(ValueError, match="needs"):
         LOSSES[name]().forward(z, y)
+
+
+# -- the kernels against numpy ----------------------------------------------------------------
+def tolerance(dtype):
+    return 1e-5 if dtype == np.float32 else 1e-12
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_crossentropy_kernel_matches_numpy(dtype):
+    r = np.random.default_rng(4)
+    z, y = (r.standard_normal((50, 12)) * 5).astype(dtype), r.integers(0, 12, 50)
+    z64 = z.astype(np.float64)
+    shifted = z64 - z64.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    dz = np.empty_like(z)
+    cost = softmax_crossentropy(z, y, dz)
+    assert cost == pytest.approx(-logp[np.arange(50), y].mean(), rel=tolerance(dtype))
+    np.testing.assert_allclose(dz, (np.exp(logp) - np.eye(12)[y]) / 50, rtol=tolerance(dtype),
+                               atol=tolerance(dtype) / 50)
+    assert dz.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_crossentropy_kernel_matches_numpy(dtype):
+    r = np.random.default_rng(5)
+    z, y = (r.standard_normal((40, 3)) * 5).astype(dtype), r.integers(-1, 2, (40, 3)).astype(dtype)
+    z64, y64 = z.astype(np.float64), y.astype(np.float64)
+    a = 1 / (1 + np.exp(-z64))
+    present = y64 >= 0
+    cell = -(y64 * np.log(a) + (1 - y64) * np.log(1 - a))
+    dz = np.empty_like(z)
+    cost = sigmoid_crossentropy(z, y, dz)
+    assert cost == pytest.approx(cell[present].sum() / 40, rel=tolerance(dtype))
+    np.testing.assert_allclose(dz, np.where(present, (a - y64) / 40, 0), rtol=tolerance(dtype),
+                               atol=tolerance(dtype) / 40)
+    assert dz.dtype == dtype
+
+
+@pytest.mark.parametrize("label", [-1, 3])
+def test_labels_outside_the_classes_are_value_errors(label):
+    with pytest.raises(ValueError, match="outside 0..C-1"):
+        LOSSES["categorical_crossentropy"]().forward(Z3, np.array([0, 1, label, 0, 0, 0, 0]))

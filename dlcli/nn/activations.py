@@ -43,16 +43,6 @@ def softmax(z, out=None):
     return out
 
 
-def log_softmax(z):
-    shifted = z - z.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def softplus(z):
-    """log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|)."""
-    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
-
-
 _NUMPY_FORWARD = {"sigmoid": sigmoid, "tanh": np.tanh, "softmax": softmax}
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import log_softmax, sigmoid, softplus
+from ..kernels import losses as k
+from .activations import sigmoid, softmax
 
 LOSSES: dict[str, type] = {}
 
@@ -61,8 +62,20 @@ class Loss:
         return float(np.mean(self.predict(out) != _labels(y)))
 
 
+class _CrossEntropy(Loss):
+    """A cross-entropy whose kernel leaves d cost / d z while it computes the cost."""
+
+    def _cost(self, kernel, z, y) -> float:
+        z = np.ascontiguousarray(z)
+        self.cache = np.empty_like(z)
+        return float(kernel(z, np.ascontiguousarray(y), self.cache))
+
+    def backward(self):
+        return self.cache
+
+
 @register
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_CrossEntropy):
     """-(1/m) sum(y log a + (1 - y) log(1 - a)), a = sigmoid(z), z (m, 1), y (m,) in {0, 1}.
 
     From the logits: -log a = softplus(-z) and -log(1 - a) = softplus(z), finite for any z.
@@ -82,13 +95,7 @@ class BinaryCrossentropy(Loss):
         if z.shape[-1] != 1 or y.shape != z.shape[:1]:
             raise ValueError(f"binary cross-entropy needs logits (m, 1) and labels (m,), "
                              f"got {z.shape} and {y.shape}")
-        y = y.astype(z.dtype).reshape(z.shape)
-        self.cache = (z, y)
-        return float(np.mean(y * softplus(-z) + (1 - y) * softplus(z)))
-
-    def backward(self):
-        z, y = self.cache
-        return (sigmoid(z) - y) / z.shape[0]
+        return self._cost(k.sigmoid_crossentropy, z, y.astype(z.dtype).reshape(z.shape))
 
     def output(self, z):
         return sigmoid(z)
@@ -98,7 +105,7 @@ class BinaryCrossentropy(Loss):
 
 
 @register
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_CrossEntropy):
     """-(1/m) sum log a[y], a = softmax(z) over z (m, C), y (m,) in 0..C-1; log-softmax from the logits."""
 
     name = "categorical_crossentropy"
@@ -109,19 +116,10 @@ class CategoricalCrossentropy(Loss):
         if z.ndim != 2 or y.shape != z.shape[:1]:
             raise ValueError(f"categorical cross-entropy needs logits (m, C) and labels (m,), "
                              f"got {z.shape} and {y.shape}")
-        logp = log_softmax(z)
-        self.cache = (logp, y)
-        return float(-np.mean(logp[np.arange(z.shape[0]), y]))
-
-    def backward(self):
-        logp, y = self.cache
-        dz = np.exp(logp)
-        dz[np.arange(dz.shape[0]), y] -= 1
-        dz /= dz.shape[0]
-        return dz
+        return self._cost(k.softmax_crossentropy, z, y)
 
     def output(self, z):
-        return np.exp(log_softmax(z))
+        return softmax(z)
 
     def predict(self, out):
         return out.argmax(axis=-1)
@@ -177,7 +175,7 @@ class MeanSquaredError(Loss):
 
 
 @register
-class MultiLabel(Loss):
+class MultiLabel(BinaryCrossentropy):
     """(1/m) sum over examples of the binary cross-entropies of the present labels.
 
     y (m, k) holds 0/1, and -1 for "not labelled", which adds nothing to the cost or the
@@ -185,23 +183,15 @@ class MultiLabel(Loss):
     """
 
     name = "multi_label"
-    output_activation = "sigmoid"
+
+    def check(self, output_shape):
+        pass  # any number of labels
 
     def forward(self, z, y):
         y = np.asarray(y)
         if y.shape != z.shape:
             raise ValueError(f"multi_label needs labels of the output's shape {z.shape}, got {y.shape}")
-        present = (y >= 0).astype(z.dtype)
-        y = (y > 0).astype(z.dtype)
-        self.cache = (z, y, present)
-        return float(np.sum(present * (y * softplus(-z) + (1 - y) * softplus(z))) / z.shape[0])
-
-    def backward(self):
-        z, y, present = self.cache
-        return present * (sigmoid(z) - y) / z.shape[0]
-
-    def output(self, z):
-        return sigmoid(z)
+        return self._cost(k.sigmoid_crossentropy, z, y.astype(z.dtype))
 
     def predict(self, out):
         return (out > 0.5).astype(np.int64)
