@@ -337,6 +337,7 @@ def run_batch(batch: list[Trial], result: SearchResult, recipe, executor, displa
                 record(result, recipe, trial, out)
     except KeyboardInterrupt:
         result.interrupted = True
+        stop_workers(executor)
     finally:
         for future in pending:
             future.cancel()
@@ -409,6 +410,14 @@ def open_executor(workers: int | None = None, scheduler: str | None = None):
     with single_threaded_children(workers > 1), \
             ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as executor:
         yield executor
+
+
+def stop_workers(executor) -> None:
+    """Ctrl-C: end the local workers now. Each has saved the trial it was running when the
+    signal came, but the pool has already handed one more trial to a worker, and that one would
+    run to its end; `--resume` reruns every unfinished trial anyway."""
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        process.terminate()
 
 
 @contextlib.contextmanager

@@ -4,9 +4,11 @@ same trials on one worker, two workers and a Dask cluster."""
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -240,6 +242,31 @@ def test_resume_runs_only_the_missing_trials(tmp_path, monkeypatch):
     changed = runner.invoke(app, ["search", str(tmp_path / "recipe.yaml"), "--resume",
                                   str(full.directory), "--trials", "9"])
     assert changed.exit_code == 2 and "--trials" in changed.output
+
+
+def test_ctrl_c_keeps_the_finished_trials_and_says_how_to_resume(tmp_path):
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "dlcli.cli", "search", str(write_recipe(tmp_path)),
+                             "--json", "--workers", "2", "--runs-dir", str(runs),
+                             "--set", "training.epochs=2000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own group, as a terminal's Ctrl-C
+    try:
+        deadline = time.monotonic() + 120
+        while not list(runs.glob("*/trials.jsonl")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    doc = json.loads(out)
+    assert f"--resume {doc['search']}" in err
+    finished = [t["trial"] for t in doc["trials"] if t["status"] != "sampled"]
+    assert 1 <= len(finished) < 4
+    assert sorted(finished) == [r["trial"] for r in trial_lines(doc["search"])]
 
 
 # -- the command line --------------------------------------------------------------------------
