@@ -102,9 +102,11 @@ def test_initialization_comparison(tmp_path):
     assert costs[-1] == pytest.approx(0.6931471805599453, rel=1e-12)
     assert accuracy(summary, "train") == 0.5 and accuracy(summary, "test") == 0.5
 
-    summary, _ = run("circles_init_small.yaml", tmp_path)
-    # small weights break symmetry but start slowly: better than zeros, not as good as He
-    assert 0.5 < accuracy(summary, "train") < 0.99
+    summary, costs = run("circles_init_small.yaml", tmp_path)
+    # weights of 0.01 break symmetry, but the signal and the gradients shrink through every
+    # layer: after the same 15,000 epochs the cost has hardly moved and He is far ahead
+    assert costs[-1] > 0.6
+    assert accuracy(summary, "train") < 0.99 - 0.3
 
 
 FOOTBALL = {
