@@ -155,11 +155,12 @@ POOL_GRID = list(itertools.product((1, 3), (6, 7), (1, 2, 3), (1, 2), ("same", "
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("n_C", (3, 9))  # the scan by channel / by cell (kernels/pool.py)
 @pytest.mark.parametrize("m,n,f,s,padding", POOL_GRID)
-def test_maxpool_matches_torch(m, n, f, s, padding):
+def test_maxpool_matches_torch(m, n, f, s, padding, n_C):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
-    x = np.random.default_rng(6).standard_normal((m, n, n + 1, 3))
+    x = np.random.default_rng(6).standard_normal((m, n, n + 1, n_C))
     y, dy, dx = run(built(MaxPool(f, s, padding), x.shape[1:]), x)
     tx = nchw(torch, x)
     ty = F.max_pool2d(padded(torch, F, tx, f, s, padding, value=-np.inf), f, s)
@@ -329,6 +330,7 @@ def test_first_layer_skips_the_input_gradient_only():
     (DepthwiseConv2D, {"size": 3, "stride": 2, "padding": "same"}, 3),
     (Conv2DTranspose, {"filters": 2, "size": 3, "stride": 2}, 3),
     (MaxPool, {"size": 3, "stride": 2, "padding": "same"}, 3),
+    (MaxPool, {"size": 3, "stride": 2, "padding": "same"}, 9),
     (AvgPool, {"size": 3, "stride": 2, "padding": "same"}, 3)])
 def test_parallel_drivers_equal_serial_ones(monkeypatch, cls, kwargs, n_C_prev):
     import dlcli.nn.conv as conv_module
