@@ -2,6 +2,11 @@
 course's N-D check, a planted wrong backward, dropout, sampling, kinks and the command."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +21,7 @@ from dlcli.nn.losses import BinaryCrossentropy
 from dlcli.nn.model import build_model
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 IMAGE = (6, 6, 2)
 
 
@@ -346,3 +352,17 @@ def test_cli_says_when_its_time_ran_out(tmp_path, capsys):
 def test_cli_bad_epsilon(tmp_path):
     result = gradcheck(write_recipe(tmp_path), "--epsilon", "0")
     assert result.exit_code == 2 and "epsilon" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["lenet5", "resnet_small"])
+def test_course_convnets_check_in_under_30_seconds(recipe):
+    data = os.environ.get("DLCLI_DATA") or str(ROOT.parent / "shared" / "data")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "dlcli.cli", "gradcheck",
+                           str(ROOT / "recipes" / f"{recipe}.yaml"), "--json"],
+                          capture_output=True, text=True, env={**os.environ, "DLCLI_DATA": data})
+    assert time.perf_counter() - started < 30
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["passed"] and all(t["checked"] >= 1 for t in doc["tensors"])
