@@ -363,17 +363,17 @@ def dask_cluster(tmp_path):
         start("scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
               "--no-dashboard")
         for _ in range(2):
-            start("worker", address, "--nthreads", "1", "--no-dashboard")
+            start("worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard")
         from distributed import Client
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
         yield address
     finally:
-        for proc in procs:
+        # workers first, while their scheduler is there to say goodbye to
+        for proc in reversed(procs):
             proc.terminate()
-        for proc in procs:
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
