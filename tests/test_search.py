@@ -164,6 +164,15 @@ def test_one_and_two_workers_give_the_same_trials(tmp_path):
     assert all(status == "completed" for *_, status in lines[0])
 
 
+def test_two_local_workers_run_one_thread_each(monkeypatch):
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    with s.open_executor(2) as executor:
+        seen = [executor.submit(os.getenv, k).result() for k in s.THREAD_VARIABLES]
+    assert seen == ["1"] * len(s.THREAD_VARIABLES)
+    assert "NUMBA_NUM_THREADS" not in os.environ and os.environ["OMP_NUM_THREADS"] == "3"
+
+
 def test_coarse_to_fine_search_writes_its_files(tmp_path):
     with ThreadPoolExecutor(1) as executor:
         result = run_search(tmp_path, executor, trials=4, rounds=2, keep=0.5)
