@@ -342,3 +342,59 @@ def test_parallel_drivers_equal_serial_ones(monkeypatch, cls, kwargs, n_C_prev):
         np.testing.assert_array_equal(a, b)
     for key, grad in serial_layer.grads.items():
         np.testing.assert_array_equal(parallel_layer.grads[key], grad)
+
+
+@pytest.mark.torch
+def test_resnet_small_model_matches_torch_in_float64():
+    """A whole residual network (batch norm, identity and projection shortcuts, pools, softmax
+    cost) gives PyTorch's cost and every parameter gradient from the same parameters."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    from dlcli.nn.model import build_model
+
+    def block(filters, stride=1):
+        return {"type": "residual", "layers": [
+            conv(filters, stride=stride, bias=False), {"type": "batchnorm"},
+            {"type": "activation", "activation": "relu"},
+            conv(filters, bias=False), {"type": "batchnorm"}]}
+
+    layers = [conv(4, bias=False), {"type": "batchnorm"}, {"type": "activation", "activation": "relu"},
+              block(4), block(6, stride=2), {"type": "maxpool", "size": 2},
+              {"type": "global_avgpool"}, {"type": "dense", "units": 3, "activation": "softmax"}]
+    model = build_model({"layers": layers}, "auto", 0.0, (8, 7, 3), "float64")
+    rng = np.random.default_rng(19)
+    state = {k: rng.standard_normal(v.shape) if not k.endswith("var") else v for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    x, y = rng.standard_normal((5, 8, 7, 3)), rng.integers(0, 3, 5)
+    cost = model.cost(x, y)
+    model.backward()
+
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in state.items()}
+
+    def tconv(a, name, stride=1, same=True):
+        W = t[name].permute(3, 2, 0, 1)
+        if same:
+            f, n_H, n_W = W.shape[2], a.shape[2], a.shape[3]
+            a = F.pad(a, torch_same_pad(n_W, f, stride) + torch_same_pad(n_H, f, stride))
+        return F.conv2d(a, W, t.get(name[:-1] + "b"), stride=stride)
+
+    def tbn(a, prefix):
+        return F.batch_norm(a, None, None, t[prefix + "gamma"], t[prefix + "beta"], training=True, eps=1e-5)
+
+    def tblock(a, i, stride=1):
+        p = f"{i}.layers."
+        z = tbn(tconv(F.relu(tbn(tconv(a, p + "0.W", stride), p + "1.")), p + "3.W"), p + "4.")
+        shortcut = tconv(a, f"{i}.projection.W", stride, same=False) if f"{i}.projection.W" in t else a
+        return F.relu(z + shortcut)
+
+    tx = torch.tensor(x).permute(0, 3, 1, 2)
+    a = F.relu(tbn(tconv(tx, "0.W"), "1."))
+    a = F.max_pool2d(tblock(tblock(a, 3), 4, stride=2), 2).mean(dim=(2, 3))
+    logits = a @ t["7.W"].T + t["7.b"][:, 0]
+    tcost = F.cross_entropy(logits, torch.tensor(y))
+    tcost.backward()
+    assert cost == pytest.approx(tcost.item(), rel=1e-12)
+    grads = {prefix + key: layer.grads[key] for prefix, layer in model.named_layers() for key in layer.params}
+    assert "4.projection.W" in grads and "3.projection.W" not in grads
+    for name, grad in grads.items():
+        close(grad, t[name].grad.numpy(), 1e-9)
