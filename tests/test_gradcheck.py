@@ -191,8 +191,9 @@ def test_a_bias_before_batchnorm_has_no_gradient_and_no_verdict_against_it():
     model = random_model((5,), [dense(6), {"type": "batchnorm"}, dense(3, "softmax")])
     result = check(model, random_batch((5,)), np.array([0, 2, 1, 1, 0]))
     by_name = {t.name: t for t in result.tensors}
-    assert by_name["0.b"].zero and by_name["0.b"].verdict == "zero, up to round-off"
-    assert not any(t.zero for name, t in by_name.items() if name != "0.b")
+    assert by_name["0.b"].difference > 0.1  # two noises
+    assert by_name["0.b"].verdict == "within round-off"
+    assert all(t.verdict == "great" for name, t in by_name.items() if name != "0.b")
     assert result.passed
 
 
