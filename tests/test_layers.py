@@ -218,6 +218,7 @@ LAYER_SPECS = [
     ({"type": "dense", "units": 3, "activation": a}, (4,)) for a in ACTIVATIONS
 ] + [
     ({"type": "dense", "units": 3, "activation": "tanh"}, (2, 4)),
+    ({"type": "dense", "units": 3, "bias": False}, (4,)),
     ({"type": "activation", "activation": "softmax"}, (2, 4)),
     ({"type": "activation", "activation": "sigmoid"}, (4,)),
     ({"type": "dropout", "keep_prob": 0.6}, (4,)),
