@@ -398,3 +398,11 @@ def test_resnet_small_model_matches_torch_in_float64():
     assert "4.projection.W" in grads and "3.projection.W" not in grads
     for name, grad in grads.items():
         close(grad, t[name].grad.numpy(), 1e-9)
+
+
+def test_weighted_layers_compute_in_their_parameters_dtype():
+    x = np.random.default_rng(20).standard_normal((2, 6, 6, 3))  # float64 data, float32 model
+    for layer in (Conv2D(4, 3), DepthwiseConv2D(3), Conv2DTranspose(2, 2)):
+        layer = built(layer, x.shape[1:], np.float32)
+        y, _, dx = run(layer, x)
+        assert y.dtype == dx.dtype == np.float32

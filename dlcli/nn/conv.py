@@ -148,7 +148,7 @@ class Conv2D(_Weighted):
         return cols, cols
 
     def forward(self, A_prev, training):
-        A_prev = np.ascontiguousarray(A_prev)
+        A_prev = np.ascontiguousarray(A_prev, dtype=self.params["W"].dtype)
         m, hw = A_prev.shape[0], self.n_H * self.n_W
         W2 = self.params["W"].reshape(-1, self.n_C)
         Z = np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
@@ -207,7 +207,7 @@ class Conv2DTranspose(_Weighted):
         return self.params["W"].transpose(2, 0, 1, 3).reshape(self.n_C_prev, -1)
 
     def forward(self, A_prev, training):
-        A_prev = np.ascontiguousarray(A_prev)
+        A_prev = np.ascontiguousarray(A_prev, dtype=self.params["W"].dtype)
         m, n_H_prev, n_W_prev, _ = A_prev.shape
         hw = n_H_prev * n_W_prev
         W_rows = self._W_rows()
@@ -253,7 +253,7 @@ class DepthwiseConv2D(_Weighted):
         return self.output_shape
 
     def forward(self, A_prev, training):
-        A_prev = np.ascontiguousarray(A_prev)
+        A_prev = np.ascontiguousarray(A_prev, dtype=self.params["W"].dtype)
         Z = np.empty((A_prev.shape[0], self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
         kernel(kconv, "depthwise_forward", Z.size * self.f * self.f)(
             A_prev, self.params["W"], self.stride, self.pad_top, self.pad_left, Z)
