@@ -251,6 +251,17 @@ def test_kinks_within_epsilon_are_counted_and_left_out():
     assert (unit, 0) not in [index for index, _, _ in b.worst]
 
 
+def test_zero_biases_on_a_blank_input_sit_on_every_kink():
+    # what LeNet's first layers see at initialization: black pixels, b = 0, so z = 0 exactly
+    model = random_model((3,), [dense(4, "relu"), dense(1, "sigmoid")])
+    x = random_batch((3,), m=4)
+    x[0] = 0.0
+    result = check(model, x, np.array([1, 0, 1, 0]))
+    b = {t.name: t for t in result.tensors}["0.b"]
+    assert b.kinks == b.checked == 4 and b.verdict == "every entry at a kink"
+    assert b.to_json()["difference"] is None and result.passed
+
+
 def test_a_time_budget_checks_fewer_entries_of_every_tensor():
     model = random_model((16,), [dense(8, "tanh"), dense(1, "sigmoid")])
     x, y = random_batch((16,)), np.array([1, 0, 1, 1, 0])
