@@ -81,8 +81,9 @@ def random_batch(input_shape, m=5, seed=1):
 
 
 def assert_passes(result, below=PASS):
+    """Passed, and every tensor below `below` but those whose gradient is round-off."""
     assert result.passed, [(t.name, t.difference) for t in result.tensors]
-    assert all(t.difference < below for t in result.tensors), \
+    assert all(t.difference < below or t.round_off for t in result.tensors), \
         [(t.name, t.difference) for t in result.tensors]
 
 
