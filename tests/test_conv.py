@@ -293,6 +293,14 @@ def test_shapes_counts_and_descriptions():
         built(Conv2D(4, 5), (3, 3, 1))
     with pytest.raises(ValueError, match="needs images"):
         built(MaxPool(2), (10,))
+    with pytest.raises(ValueError, match="stride must be a positive integer"):
+        Conv2D(4, 3, stride=0)
+    with pytest.raises(ValueError, match="filters must be a positive integer"):
+        Conv2D(2.5, 3)
+    with pytest.raises(ValueError, match="padding must be same, valid"):
+        built(Conv2D(4, 3, padding="full"), (5, 5, 1))
+    with pytest.raises(ValueError, match="unknown activation"):
+        Conv2D(4, 3, activation="swish")
 
 
 def test_he_init_uses_the_filter_fan_in():

@@ -13,6 +13,7 @@ import numpy as np
 from . import activations, build_layer, register
 from .base import Layer, zeros_like_params
 from .inits import initialize
+from .layers import _positive_int
 from ..kernels import conv as kconv
 from ..kernels import pool as kpool
 from ..kernels.activations import PARALLEL_MIN
@@ -121,8 +122,8 @@ class Conv2D(_Weighted):
     def __init__(self, filters, size, stride=1, padding="valid", activation="linear", bias=True,
                  init=None):
         super().__init__(activation, bias, init)
-        self.n_C, self.f, self.stride = int(filters), int(size), int(stride)
-        self.padding = padding
+        self.n_C, self.f = _positive_int(filters, "filters"), _positive_int(size, "size")
+        self.stride, self.padding = _positive_int(stride, "stride"), padding
         self.unrolled = _Unrolled()
 
     def build(self, input_shape, ctx):
@@ -190,7 +191,8 @@ class Conv2DTranspose(_Weighted):
 
     def __init__(self, filters, size, stride=1, activation="linear", bias=True, init=None):
         super().__init__(activation, bias, init)
-        self.n_C, self.f, self.stride = int(filters), int(size), int(stride)
+        self.n_C, self.f = _positive_int(filters, "filters"), _positive_int(size, "size")
+        self.stride = _positive_int(stride, "stride")
         self.unrolled = _Unrolled()
 
     def build(self, input_shape, ctx):
@@ -242,7 +244,7 @@ class Conv2DTranspose(_Weighted):
 class DepthwiseConv2D(_Weighted):
     def __init__(self, size, stride=1, padding="valid", activation="linear", bias=True, init=None):
         super().__init__(activation, bias, init)
-        self.f, self.stride = int(size), int(stride)
+        self.f, self.stride = _positive_int(size, "size"), _positive_int(stride, "stride")
         self.padding = padding
 
     def build(self, input_shape, ctx):
@@ -282,8 +284,8 @@ class _Pool(_Windowed):
         super().__init__()
         if padding not in ("valid", "same"):
             raise ValueError(f"a pool's padding is valid or same, got {padding!r}")
-        self.f = int(size)
-        self.stride = int(stride) if stride is not None else self.f
+        self.f = _positive_int(size, "size")
+        self.stride = self.f if stride is None else _positive_int(stride, "stride")
         self.padding = padding
 
     def build(self, input_shape, ctx):
