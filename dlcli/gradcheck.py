@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import zipfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -341,15 +342,27 @@ def gradcheck_cli(recipe_path, overrides, epsilon=1e-7, examples=8, max_per_tens
 
 def load_params(model, path) -> None:
     path = Path(path)
-    try:
-        with np.load(path) as f:
-            state = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as err:
-        raise BadInput(f"cannot read the parameters: {err}", file=path)
+    if not path.is_file():
+        raise BadInput("no such parameters file", file=path)
+    state = _read_npz(path)
+    if state is None:
+        raise BadInput("not a params.npz (an .npz of named arrays)", file=path)
     try:
         model.load_state_dict(state)
     except ValueError as err:
         raise BadInput(str(err), file=path)
+
+
+def _read_npz(path: Path) -> dict | None:
+    """The named arrays of an .npz file, or None where it is not one."""
+    try:
+        archive = np.load(path)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            return None
+        with archive:
+            return {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 def print_report(result: GradcheckResult, console, name=None) -> None:

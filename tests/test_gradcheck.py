@@ -352,6 +352,10 @@ def test_cli_params_file(tmp_path):
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "bad.npz" in result.stderr
     assert "0.W" in result.stderr
+    np.save(tmp_path / "array.npy", state["0.b"])
+    for wrong in ("array.npy", "missing.npz"):
+        result = gradcheck(path, "--params", tmp_path / wrong)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1 and wrong in result.stderr
 
 
 def test_cli_says_when_its_time_ran_out(tmp_path, capsys):
