@@ -414,7 +414,8 @@ def test_batchnorm_kernels_match_numpy(dtype, rows):
     from dlcli.kernels.batchnorm import batchnorm_backward, batchnorm_forward
     C = 7
     x2 = (randn(rows, C) * 0.5 + 1000).astype(dtype)  # a mean far from zero cancels nothing
-    gamma, beta, dy2 = randn(C, seed=2, dtype=dtype), randn(C, seed=3, dtype=dtype), randn(rows, C, seed=4, dtype=dtype)
+    gamma, beta = randn(C, seed=2, dtype=dtype), randn(C, seed=3, dtype=dtype)
+    dy2 = randn(rows, C, seed=4, dtype=dtype)
     expected = reference_batchnorm(*(a.astype(np.float64) for a in (x2, gamma, beta)), 1e-5,
                                    dy2.astype(np.float64))
     stats = [np.empty(C, dtype) for _ in range(3)]

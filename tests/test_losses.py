@@ -68,7 +68,8 @@ def test_cost_and_gradient_match_torch(name, z, y):
 def test_output_is_the_activation_of_the_logits(name, activation):
     torch = pytest.importorskip("torch")
     z = Z1 if name == "binary_crossentropy" else Z3
-    expected = torch.sigmoid(torch.tensor(z)) if activation == "sigmoid" else torch.softmax(torch.tensor(z), -1)
+    zt = torch.tensor(z)
+    expected = torch.sigmoid(zt) if activation == "sigmoid" else torch.softmax(zt, -1)
     np.testing.assert_allclose(LOSSES[name]().output(z), expected.numpy(), rtol=RTOL)
 
 
