@@ -4,7 +4,9 @@ For each checked entry, dθ_approx[i] = (J(θ + ε e_i) − J(θ − ε e_i)) / 
 model's training cost on one fixed batch: batch norm on batch statistics, L2 included (the
 notes: "remember regularization"), dropout off (a fresh random mask makes J a different
 function at every call). The score is the notes' relative difference
-||dθ_approx − dθ||₂ / (||dθ_approx||₂ + ||dθ||₂), over every checked entry and per tensor.
+||dθ_approx − dθ||₂ / (||dθ_approx||₂ + ||dθ||₂), overall and per tensor, over the checked
+entries whose ±ε steps crossed no ReLU or max-pool kink (`crossed_kinks`: there the two-sided
+difference is no derivative; such entries are counted instead).
 """
 
 from __future__ import annotations
