@@ -82,7 +82,11 @@ def gradcheck(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
               epsilon: float = typer.Option(1e-7, "--epsilon", help="The two-sided difference step."),
               examples: int = typer.Option(8, "--examples", min=1, help="Training examples in the cost."),
               max_per_tensor: int = typer.Option(200, "--max-per-tensor", min=1,
-                                                 help="Entries checked per tensor (sampled beyond this)."),
+                                                 help="Entries checked per tensor (sampled beyond this; "
+                                                      "the time budget may check fewer)."),
+              seconds: float = typer.Option(20.0, "--seconds", min=0,
+                                            help="Time budget: every tensor gets checked entries in turn "
+                                                 "until the next round would not fit (0: no budget)."),
               seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the sampled entries (default: the recipe's)."),
               params: Optional[Path] = typer.Option(None, "--params", help="A params.npz to check instead of the initial model."),
               as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
@@ -90,7 +94,8 @@ def gradcheck(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
     """Numerical gradient check of the recipe's model and cost."""
     from .gradcheck import gradcheck_cli
     _run(gradcheck_cli, recipe, set_, epsilon=epsilon, examples=examples,
-         max_per_tensor=max_per_tensor, seed=seed, params=params, as_json=as_json)
+         max_per_tensor=max_per_tensor, seed=seed, params=params, as_json=as_json,
+         seconds=seconds or None)
 
 
 @analyze_app.command("errors")

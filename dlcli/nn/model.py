@@ -142,7 +142,8 @@ class Model:
             store[key][...] = value
             loaded.append(name)
         if strict and (skipped or len(loaded) != len(own)):
-            missing = sorted(set(own) - set(loaded))
+            named = {n.split(" ")[0] for n in skipped}
+            missing = sorted(set(own) - set(loaded) - named)
             raise ValueError("state does not match the model: "
                              + ", ".join(skipped + [f"{n} (missing)" for n in missing]))
         return loaded, skipped
