@@ -227,7 +227,7 @@ def image_run(root, n_errors, x):
     p = np.full((m, 1), 0.1)
     p[:n_errors, 0] = np.linspace(0.99, 0.6, n_errors)
     return make_run(root, y_true=y_true, y_pred=(p[:, 0] >= 0.5).astype(int), probabilities=p,
-                    data={"scale": 255, "flatten": False, "normalize": False})
+                    index=np.arange(m), data={"scale": 255, "flatten": False, "normalize": False})
 
 
 def fake_load_model(monkeypatch, x, index):
@@ -242,7 +242,7 @@ def test_the_contact_sheet_has_one_tile_per_mistake(tmp_path, monkeypatch, n_err
     rng = np.random.default_rng(0)
     x = rng.uniform(0.2, 0.8, (12, 16, 16, 3))    # scaled by 1/255 in the recipe
     run = image_run(tmp_path, n_errors, x)
-    fake_load_model(monkeypatch, x, np.arange(100, 112))
+    fake_load_model(monkeypatch, x, np.arange(12))
     out = tmp_path / "mistakes.png"
     result = invoke("analyze", "errors", run, "--sheet", out, "--top", top)
     assert result.exit_code == 0, result.stderr
@@ -267,7 +267,7 @@ def test_the_contact_sheet_has_one_tile_per_mistake(tmp_path, monkeypatch, n_err
 def test_a_contact_sheet_of_non_image_data_is_exit_2(tmp_path, monkeypatch):
     x = np.random.default_rng(0).normal(size=(12, 5))
     run = image_run(tmp_path, 3, x)
-    fake_load_model(monkeypatch, x, np.arange(100, 112))
+    fake_load_model(monkeypatch, x, np.arange(12))
     result = invoke("analyze", "errors", run, "--sheet", tmp_path / "s.png")
     assert result.exit_code == 2 and "needs image data" in result.stderr
     assert not (tmp_path / "s.png").exists()
@@ -298,14 +298,16 @@ def test_a_run_without_predictions_is_repredicted_from_params(tmp_path, monkeypa
     np.savez(run / "params.npz", **{"1.W": w, "1.b": b})
     (run / "summary.json").write_text(json.dumps({"errors": {"train": 0.1, "dev": 0.2}}))
     doc = analyze.analyze_errors(run)
-    dev_rows = np.array(sorted({e["index"] for e in doc["errors"]}))
     p = 1 / (1 + np.exp(-(x.reshape(30, -1) / 255 @ w.T + b)))[:, 0]
-    np.testing.assert_array_equal(dev_rows, np.flatnonzero((p >= 0.5) != y)[
-        np.isin(np.flatnonzero((p >= 0.5) != y), dev_rows)])
+    wrong = (p >= 0.5) != y
+    from dlcli.api import load_model
+    source = load_model(run)[1].splits["dev"].index  # dev row -> row in data.npz
+    assert sorted(e["index"] for e in doc["errors"]) == [i for i, r in enumerate(source) if wrong[r]]
     assert sum(r["support"] for r in doc["per_class"]) == 15
     for e in doc["errors"]:
-        assert e["true"] == y[e["index"]]
-        assert e["probability"] == pytest.approx(max(p[e["index"]], 1 - p[e["index"]]), rel=1e-5)
+        r = source[e["index"]]
+        assert e["true"] == y[r]
+        assert e["probability"] == pytest.approx(max(p[r], 1 - p[r]), rel=1e-5)
     out = tmp_path / "sheet.png"
     assert invoke("analyze", "errors", run, "--sheet", out, "--top", 3).exit_code == 0
     assert Image.open(out).size == analyze.sheet_size(min(3, len(doc["errors"])))
