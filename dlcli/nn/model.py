@@ -52,6 +52,7 @@ class Model:
         self.loss = loss
         self.l2 = float(l2)
         self._m = None
+        self.fused_activation = None  # the last layer's activation, applied by the loss
 
     @property
     def layers(self) -> list[Layer]:
@@ -153,9 +154,12 @@ class Model:
 
     def summary(self) -> list[dict]:
         """One row per top-level layer: index, type, output shape, parameter count."""
-        return [{"index": i, "layer": layer.describe(), "output_shape": layer.output_shape,
+        rows = [{"index": i, "layer": layer.describe(), "output_shape": layer.output_shape,
                  "parameters": layer.parameter_count()}
                 for i, layer in enumerate(self.layers)]
+        if rows and self.fused_activation:  # the loss applies it, the recipe wrote it here
+            rows[-1]["layer"] += f" {self.fused_activation}"
+        return rows
 
 
 FUSED = {"sigmoid", "softmax"}
@@ -168,12 +172,15 @@ def build_model(model_cfg: dict, loss: str = "auto", l2: float = 0.0, input_shap
     last = max((i for i, s in enumerate(specs) if s.get("activation")), default=None)
     last_activation = specs[last]["activation"] if last is not None else "linear"
     loss_obj = make_loss(loss, last_activation)
+    fused = None
     if loss_obj.output_activation in FUSED and last_activation == loss_obj.output_activation:
         if last != len(specs) - 1:
             raise ValueError(f"the output activation {last_activation} must be the last layer's")
         # the loss applies the output activation from the logits (stable log-sigmoid/softmax)
         specs[-1] = {**specs[-1], "activation": "linear"}
+        fused = last_activation
     model = Model([build_layer(s) for s in specs], loss_obj, l2)
+    model.fused_activation = fused
     ctx = BuildContext(dtype=np.dtype(dtype),
                        rng=rng if rng is not None else np.random.default_rng(0),
                        init=model_cfg.get("init") or "he",
