@@ -106,7 +106,8 @@ class _Weighted(_Windowed):
 
     def _activate(self, Z, training):
         """A = g(Z + b), over Z in place; backward needs only A."""
-        A = activations.forward(self.activation, Z, self.params.get("b"), out=Z)
+        identity = self.activation == "linear" and not self.bias  # before batch norm: no pass at all
+        A = Z if identity else activations.forward(self.activation, Z, self.params.get("b"), out=Z)
         if training:
             self.cache = (A,)
         return A
