@@ -288,7 +288,9 @@ def test_shapes_counts_and_descriptions():
     assert built(MaxPool(2), (28, 28, 6)).output_shape == (14, 14, 6)
     assert built(MaxPool(3, padding="same"), (7, 7, 6)).output_shape == (3, 3, 6)
     assert built(DepthwiseConv2D(3), (7, 7, 6)).parameter_count() == 3 * 3 * 6 + 6
-    assert built(Conv2DTranspose(4, 2, stride=2), (7, 5, 6)).output_shape == (14, 10, 4)
+    transpose = built(Conv2DTranspose(4, 2, stride=2, activation="relu"), (7, 5, 6))
+    assert transpose.output_shape == (14, 10, 4) and transpose.describe() == "conv2d_transpose 2x2x4 s2 relu"
+    assert built(Conv2D(8, 3, padding=1), (5, 5, 2)).describe() == "conv2d 3x3x8 pad 1"
     with pytest.raises(ValueError, match="does not fit"):
         built(Conv2D(4, 5), (3, 3, 1))
     with pytest.raises(ValueError, match="needs images"):

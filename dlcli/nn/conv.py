@@ -62,9 +62,10 @@ class _Windowed(Layer):
         self.n_H, self.pad_top = output_size(n_H_prev, f, stride, padding)
         self.n_W, self.pad_left = output_size(n_W_prev, f, stride, padding)
 
-    def _describe(self, what, padding, activation=None):
+    def _describe(self, what, padding=None, activation=None):
         parts = [self.kind, what] + ([f"s{self.stride}"] if self.stride != 1 else [])
-        parts.append(padding if isinstance(padding, str) else f"pad {padding}")
+        if padding is not None:
+            parts.append(padding if isinstance(padding, str) else f"pad {padding}")
         if activation and activation != "linear":
             parts.append(activation)
         return " ".join(parts)
@@ -238,7 +239,7 @@ class Conv2DTranspose(_Weighted):
         return (cols @ W_rows.T).reshape(A_prev.shape)
 
     def describe(self):
-        return self._describe(f"{self.f}x{self.f}x{self.n_C}", "valid", self.activation)
+        return self._describe(f"{self.f}x{self.f}x{self.n_C}", activation=self.activation)
 
 
 @register("depthwise_conv2d")
