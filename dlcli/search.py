@@ -23,8 +23,6 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from .errors import BadInput, DlcliError
 from .rng import stream
 from .runs import append_jsonl, atomic_write_text, default_runs_dir, new_run_dir, read_jsonl
@@ -32,7 +30,8 @@ from .runs import append_jsonl, atomic_write_text, default_runs_dir, new_run_dir
 LOG_LAWS = ("log_uniform", "one_minus_log_uniform", "log_int_uniform")
 FINISHED = ("completed", "diverged", "failed")
 # Environment variables that size the thread pools of numba, OpenMP and the BLAS libraries.
-THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "MKL_NUM_THREADS")
 
 
 # -- the search space -------------------------------------------------------------------------
@@ -220,8 +219,8 @@ def failed(err: BaseException, seconds) -> dict:
 
 def outcome(evaluation: dict, summary: dict, run_dir: Path) -> dict:
     status = summary["status"]
-    return {"status": status,
-            "metric": metric_of(evaluation["metric"], summary, run_dir) if status == "completed" else None,
+    metric = metric_of(evaluation["metric"], summary, run_dir) if status == "completed" else None
+    return {"status": status, "metric": metric,
             "errors": summary["errors"], "seconds": summary.get("seconds"),
             "satisficing_met": meets(evaluation.get("satisficing") or {}, summary)}
 
@@ -318,7 +317,8 @@ def preview(recipe, *, trials=None, rounds=None, keep=None) -> SearchResult:
 
 def run_batch(batch: list[Trial], result: SearchResult, recipe, executor, display) -> None:
     """Submit every trial, record each as it finishes; a trial's failure is its own."""
-    pending = {executor.submit(run_trial, t.recipe, str(result.directory / "trials" / str(t.number))): t
+    trials_dir = result.directory / "trials"
+    pending = {executor.submit(run_trial, t.recipe, str(trials_dir / str(t.number))): t
                for t in batch}
     try:
         while pending:
@@ -521,8 +521,8 @@ def _table(result: SearchResult, rows: list, title: str, status_of=None):
     from rich.table import Table
     table = Table(title=title, title_justify="left")
     outcome_columns = (result.settings.metric, "train", "dev", "status", "s") if status_of else ()
-    for col in ("trial", "round" if status_of else "seed", *short_names([d.key for d in result.dims]),
-                *outcome_columns):
+    names = short_names([d.key for d in result.dims])
+    for col in ("trial", "round" if status_of else "seed", *names, *outcome_columns):
         table.add_column(col, justify="left" if col == "status" else "right", overflow="fold")
     best = result.best["trial"] if result.best else None
     for t in rows:
@@ -582,7 +582,8 @@ def configurations_table(result: SearchResult, console) -> None:
 
 
 def final_report(result: SearchResult, console) -> None:
-    order = {r["trial"]: k for k, r in enumerate(ranked(list(result.records.values()), result.settings))}
+    records = list(result.records.values())
+    order = {r["trial"]: k for k, r in enumerate(ranked(records, result.settings))}
     finished = [t for t in result.trials if t.number in result.records]
     finished.sort(key=lambda t: (order.get(t.number, len(order)), t.number))
     console.print(_table(result, finished, "trials, best first", lambda t, r: r["status"]))
@@ -596,8 +597,9 @@ def final_report(result: SearchResult, console) -> None:
         for d in result.dims:
             console.print(scatter(d, points, result), markup=False, highlight=False)
     if result.best:
-        console.print(f"best: trial {result.best['trial']}, {result.settings.metric} "
-                      f"{_fmt(result.best['metric'])}; its recipe is {result.directory / 'best.yaml'}")
+        best = result.best
+        console.print(f"best: trial {best['trial']}, {result.settings.metric} "
+                      f"{_fmt(best['metric'])}; its recipe: {result.directory / 'best.yaml'}")
     console.print(f"search saved in [bold]{result.directory}[/bold]")
 
 
@@ -633,7 +635,12 @@ def _ruler(labels: list, width: int) -> str:
     are centred on theirs."""
     line = [" "] * width
     for k, (col, text) in enumerate(labels):
-        start = col if k == 0 else col - len(text) + 1 if k == len(labels) - 1 else col - len(text) // 2
+        if k == 0:
+            start = col
+        elif k == len(labels) - 1:
+            start = col - len(text) + 1
+        else:
+            start = col - len(text) // 2
         start = max(0, min(start, width - len(text)))
         line[start:start + len(text)] = text
     return "".join(line).rstrip()
