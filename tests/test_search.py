@@ -109,7 +109,8 @@ def rec(trial, metric, lr, beta, units, choice, status="completed", met=True):
             "values": {"lr": lr, "beta": beta, "units": units, "c": choice}}
 
 
-DIMS = [s.Dim("lr", "log_uniform", (1e-4, 1.0)), s.Dim("beta", "one_minus_log_uniform", (0.9, 0.999)),
+DIMS = [s.Dim("lr", "log_uniform", (1e-4, 1.0)),
+        s.Dim("beta", "one_minus_log_uniform", (0.9, 0.999)),
         s.Dim("units", "int_uniform", (1, 100)), s.Dim("c", "choice", ("a", "b", "c"))]
 
 
@@ -150,7 +151,8 @@ def test_sampling_does_not_depend_on_workers(tmp_path):
     assert [t.seed for t in a.trials] == [3, 4, 5, 6, 7, 8]
     assert len({t.values["optimizer.learning_rate"] for t in a.trials}) == 6
     # a longer search starts with the same trials
-    assert [t.values for t in s.preview(recipe, trials=8).trials][:6] == [t.values for t in a.trials]
+    longer = s.preview(recipe, trials=8).trials
+    assert [t.values for t in longer][:6] == [t.values for t in a.trials]
 
 
 def test_one_and_two_workers_give_the_same_trials(tmp_path):
@@ -183,7 +185,8 @@ def test_coarse_to_fine_search_writes_its_files(tmp_path):
     assert [r["round"] for r in lines] == [0] * 4 + [1] * 4
     assert [r["seed"] for r in lines] == list(range(3, 11))
     for r in lines:
-        assert set(r) >= {"trial", "round", "seed", "values", "metric", "errors", "seconds", "status"}
+        assert set(r) >= {"trial", "round", "seed", "values", "metric", "errors", "seconds",
+                          "status"}
         assert (d / "trials" / str(r["trial"]) / "summary.json").exists()
     top = sorted(lines[:4], key=lambda r: r["metric"])[:2]
     for key in ("optimizer.learning_rate", "optimizer.beta1", "model.layers.0.units"):
@@ -212,7 +215,8 @@ def test_a_failing_trial_does_not_stop_the_search(tmp_path, monkeypatch):
         result = run_search(tmp_path, executor, trials=3)
     lines = trial_lines(result.directory)
     assert [r["status"] for r in lines] == ["completed", "failed", "completed"]
-    assert lines[1]["error"] == "RuntimeError: worker lost second line" and lines[1]["metric"] is None
+    assert lines[1]["error"] == "RuntimeError: worker lost second line"
+    assert lines[1]["metric"] is None
 
 
 def test_a_trial_whose_data_is_missing_fails_alone(tmp_path):
@@ -222,7 +226,8 @@ def test_a_trial_whose_data_is_missing_fails_alone(tmp_path):
                                  "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    statuses = {t["values"]["data.train"].get("path", "builtin"): t["status"] for t in doc["trials"]}
+    statuses = {t["values"]["data.train"].get("path", "builtin"): t["status"]
+                for t in doc["trials"]}
     assert statuses == {"builtin": "completed", "missing.npz": "failed"}
     failures = [r for r in trial_lines(doc["search"]) if r["status"] == "failed"]
     assert all("missing.npz" in r["error"] and "\n" not in r["error"] for r in failures)
@@ -238,7 +243,8 @@ def test_resume_runs_only_the_missing_trials(tmp_path, monkeypatch):
     (full.directory / "best.yaml").unlink()
     ran = []
     real = s.run_trial
-    monkeypatch.setattr(s, "run_trial", lambda d, trial_dir: ran.append(trial_dir) or real(d, trial_dir))
+    monkeypatch.setattr(s, "run_trial",
+                        lambda d, trial_dir: ran.append(trial_dir) or real(d, trial_dir))
     recipe = load_recipe(tmp_path / "recipe.yaml")
     with ThreadPoolExecutor(1) as executor:
         resumed = s.search(recipe, executor=executor, resume=full.directory)
@@ -255,9 +261,9 @@ def test_resume_runs_only_the_missing_trials(tmp_path, monkeypatch):
 
 def test_ctrl_c_keeps_the_finished_trials_and_says_how_to_resume(tmp_path):
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "dlcli.cli", "search", str(write_recipe(tmp_path)),
-                             "--json", "--workers", "2", "--runs-dir", str(runs),
-                             "--set", "training.epochs=2000"],
+    proc = subprocess.Popen([sys.executable, "-m", "dlcli.cli", "search",
+                             str(write_recipe(tmp_path)), "--json", "--workers", "2",
+                             "--runs-dir", str(runs), "--set", "training.epochs=2000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # its own group, as a terminal's Ctrl-C
     try:
@@ -307,10 +313,12 @@ def test_search_json_document(tmp_path):
     assert Path(doc["search"]).is_dir()
     assert [t["status"] for t in doc["trials"]] == ["completed", "completed"]
     for t in doc["trials"]:
-        assert set(t) == {"trial", "round", "seed", "values", "metric", "errors", "status", "seconds"}
+        assert set(t) == {"trial", "round", "seed", "values", "metric", "errors", "status",
+                          "seconds"}
         assert t["metric"] == t["errors"]["dev"]
     best = min(doc["trials"], key=lambda t: t["metric"])
-    assert doc["best"] == {"trial": best["trial"], "values": best["values"], "metric": best["metric"]}
+    assert doc["best"] == {"trial": best["trial"], "values": best["values"],
+                           "metric": best["metric"]}
 
 
 def test_human_output_has_the_table_and_the_scatter(tmp_path):
@@ -323,7 +331,8 @@ def test_human_output_has_the_table_and_the_scatter(tmp_path):
 
 
 def test_every_trial_diverging_exits_1(tmp_path):
-    recipe = write_recipe(tmp_path, space={"optimizer.learning_rate": {"log_uniform": [1e11, 1e12]}})
+    recipe = write_recipe(tmp_path,
+                          space={"optimizer.learning_rate": {"log_uniform": [1e11, 1e12]}})
     data = yaml.safe_load(recipe.read_text())
     data["optimizer"]["name"] = "gd"
     recipe.write_text(yaml.safe_dump(data))
@@ -339,12 +348,14 @@ def test_a_space_value_that_breaks_the_recipe_is_bad_input(tmp_path):
     recipe = write_recipe(tmp_path, space={"optimizer.name": {"choice": ["adam", "nonsense"]}})
     result = runner.invoke(app, ["search", str(recipe), "--dry-run", "--trials", "6"])
     assert result.exit_code == 2
-    assert "search.space.optimizer.name" in result.output and len(result.output.strip().splitlines()) == 1
+    assert "search.space.optimizer.name" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_scheduler_without_distributed_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
-    result = runner.invoke(app, ["search", str(write_recipe(tmp_path)), "--scheduler", "tcp://127.0.0.1:1",
+    result = runner.invoke(app, ["search", str(write_recipe(tmp_path)),
+                                 "--scheduler", "tcp://127.0.0.1:1",
                                  "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2 and "pip install 'dlcli[cluster]'" in result.output
 
@@ -361,7 +372,7 @@ def dask_cluster(tmp_path):
     """A scheduler and two one-thread workers on 127.0.0.1, always torn down."""
     dask = str(Path(sys.executable).parent / "dask")
     address = f"tcp://127.0.0.1:{free_port()}"
-    env = {**os.environ, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, **{k: "1" for k in s.THREAD_VARIABLES}}
     procs = []
 
     def start(*args):
