@@ -488,7 +488,8 @@ def search_cli(recipe_path, overrides, *, trials=None, rounds=None, keep=None, w
         print("dlcli: every trial failed or diverged", file=sys.stderr)
         return 1
     if result.best is None:
-        print("dlcli: warning: no trial meets the satisficing metrics", file=sys.stderr)
+        print(f"dlcli: warning: no best trial: none completed with a {result.settings.metric} "
+              "that meets evaluation.satisficing", file=sys.stderr)
     return 0
 
 

@@ -202,6 +202,39 @@ def test_coarse_to_fine_search_writes_its_files(tmp_path):
     assert (saved["trials"], saved["rounds"], saved["keep"]) == (4, 2, 0.5)
 
 
+def test_the_best_trial_meets_the_satisficing_metrics(tmp_path):
+    recipe = load_recipe(write_recipe(tmp_path, space={
+        "model.layers.0.units": {"choice": [2, 16]},
+        "optimizer.learning_rate": {"log_uniform": [1e-3, 0.3]}}),
+        overrides=["evaluation.satisficing={parameters: {max: 20}}"])
+    with ThreadPoolExecutor(1) as executor:
+        result = s.search(recipe, trials=6, executor=executor, runs_dir=tmp_path / "runs")
+    lines = trial_lines(result.directory)
+    assert {r["values"]["model.layers.0.units"] for r in lines} == {2, 16}
+    for r in lines:  # 2 units: 9 parameters; 16 units: 65
+        assert r["satisficing_met"] == (r["values"]["model.layers.0.units"] == 2)
+    small = [r for r in lines if r["satisficing_met"]]
+    assert result.best["trial"] == min(small, key=lambda r: (r["metric"], r["trial"]))["trial"]
+    assert load_recipe(result.directory / "best.yaml").model.layers[0].units == 2
+
+
+@pytest.mark.parametrize("metric", ["f1", "cost"])
+def test_f1_ranks_highest_first_and_cost_is_the_final_cost(tmp_path, metric):
+    recipe = load_recipe(write_recipe(tmp_path), overrides=[f"evaluation.metric={metric}"])
+    with ThreadPoolExecutor(1) as executor:
+        result = s.search(recipe, trials=3, executor=executor, runs_dir=tmp_path / "runs")
+    lines = trial_lines(result.directory)
+    for r in lines:
+        run = result.directory / "trials" / str(r["trial"])
+        if metric == "f1":
+            summary = json.loads((run / "summary.json").read_text())
+            assert r["metric"] == summary["metrics"]["dev"]["f1"]
+        else:
+            assert r["metric"] == read_jsonl(run / "metrics.jsonl")[-1]["cost"]
+    pick = max if metric == "f1" else min
+    assert result.best["metric"] == pick(r["metric"] for r in lines)
+
+
 def test_a_failing_trial_does_not_stop_the_search(tmp_path, monkeypatch):
     real = s.run_trial
 
