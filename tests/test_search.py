@@ -385,6 +385,15 @@ def test_a_space_value_that_breaks_the_recipe_is_bad_input(tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["--keep", "1.5"], "--keep: must be a fraction in (0, 1], got 1.5"),
+    (["--set", "search.space={}"], "search.space: nothing to search"),
+])
+def test_bad_search_settings_exit_2(tmp_path, args, needle):
+    result = runner.invoke(app, ["search", str(write_recipe(tmp_path)), "--dry-run", *args])
+    assert result.exit_code == 2 and needle in result.output, result.output
+
+
 def test_scheduler_without_distributed_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     result = runner.invoke(app, ["search", str(write_recipe(tmp_path)),
