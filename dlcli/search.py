@@ -570,9 +570,28 @@ class LiveTable:
     def update(self, result: SearchResult, running: set) -> None:
         def status(t, r):
             return r.get("status") or ("running" if t.number in running else "queued")
-        done = len(result.records)
-        self.live.update(_table(result, result.trials, f"search {result.directory.name}: "
-                                f"{done}/{len(result.trials)} finished", status))
+        rows = live_rows(result, running, max(5, self.live.console.height - 8))
+        hidden = len(result.trials) - len(rows)
+        title = (f"search {result.directory.name}: {len(result.records)}/{len(result.trials)} "
+                 f"finished" + (f" ({hidden} not shown)" if hidden else ""))
+        self.live.update(_table(result, rows, title, status))
+
+
+def live_rows(result: SearchResult, running: set, room: int) -> list[Trial]:
+    """The trials that fit the terminal: the best, the running, the latest finished, then
+    the queued, shown in trial order."""
+    if len(result.trials) <= room:
+        return result.trials
+    best = [result.best["trial"]] if result.best else []
+    latest = list(reversed(result.records))  # records are kept in the order trials finished
+    queued = [t.number for t in result.trials if t.number not in result.records]
+    numbers, shown = {t.number for t in result.trials}, set()
+    for number in (*best, *sorted(running), *latest, *queued):
+        if len(shown) == room:
+            break
+        if number in numbers:  # a resumed search has records of rounds still to come
+            shown.add(number)
+    return [t for t in result.trials if t.number in shown]
 
 
 def configurations_table(result: SearchResult, console) -> None:

@@ -142,6 +142,16 @@ def test_satisficing_filters_and_f1_ranks_higher_first():
     assert s.best_of(records[:1], SETTINGS) is None
 
 
+def test_the_live_table_keeps_the_best_the_running_and_the_latest():
+    trials = [s.Trial(n, 0, n, {}, {}) for n in range(20)]
+    records = {n: {"trial": n, "status": "completed", "metric": m}
+               for n, m in ((3, 0.1), (0, 0.3), (5, 0.2), (1, 0.4), (25, 0.0))}  # finishing order
+    result = s.SearchResult(Path("d"), trials, records, SETTINGS, [], best=records[3])
+    shown = [t.number for t in s.live_rows(result, {7, 8}, room=5)]
+    assert shown == [1, 3, 5, 7, 8]
+    assert len(s.live_rows(result, {7, 8}, room=20)) == 20
+
+
 # -- searches through an executor --------------------------------------------------------------
 def test_sampling_does_not_depend_on_workers(tmp_path):
     recipe = load_recipe(write_recipe(tmp_path))
