@@ -16,7 +16,6 @@ from .inits import initialize
 from .layers import _positive_int
 from ..kernels import conv as kconv
 from ..kernels import pool as kpool
-from ..kernels.activations import PARALLEL_MIN
 
 
 # Below this many input channels conv2d unrolls transposed (measured: 2x faster at 1, even at 3).
@@ -25,6 +24,12 @@ TRANSPOSED_BELOW = 3
 # Largest im2col buffer (elements) inference may use; bigger batches run in chunks, so a
 # 1024-example predict does not allocate gigabytes of patches.
 INFERENCE_COLS = 1 << 23
+
+
+# Elements from which a kernel runs its parallel driver. Under 2M, LeNet's layers measured
+# no faster in parallel (5% slower at batch 64) on this shared 2-core machine: the second
+# thread is often busy elsewhere and every pass waits for it.
+PARALLEL_MIN = 1 << 21
 
 
 def kernel(module, name: str, work: int):
