@@ -74,7 +74,9 @@ def prepare(recipe, dtype=None, dataset=None):
     dtype = dtype or recipe.dtype
     with located(recipe):
         if dataset is None:
-            dataset = load_dataset(recipe.to_dict()["data"], recipe.seed, dtype,
+            data_cfg = recipe.to_dict()["data"]
+            seed = recipe.seed if data_cfg.get("seed") is None else data_cfg["seed"]
+            dataset = load_dataset(data_cfg, seed, dtype,
                                    targets="real" if regression(recipe) else "auto")
         model = build(recipe, dataset.input_shape, dtype)
         check_fit(recipe, model, dataset)

@@ -522,6 +522,9 @@ Augmentation = Annotated[
 
 class Data(Strict):
     train: Source
+    # the seed of generated data and of the carving; default the recipe's. A search sets it so
+    # that every trial, whatever its own seed, is judged on the same dev set.
+    seed: Optional[NonNegativeInt] = None
     test: Optional[SourceOrFraction] = None
     dev: Optional[SourceOrFraction] = None
     train_dev: Optional[SourceOrFraction] = None

@@ -13,7 +13,6 @@ searched key, so a search is the same whatever the number or kind of workers. Tr
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import os
@@ -162,15 +161,11 @@ def narrow(dims: list[Dim], records: list[dict], settings: Settings) -> list[Dim
 def make_trials(recipe, dims: list[Dim], rng, round_: int, settings: Settings) -> list[Trial]:
     """The round's trials, each recipe validated: a space value that makes the recipe
     invalid is bad input naming search.space.<key>."""
-    from .recipe import recipe_from_dict, set_by_path
-    base = recipe.to_dict()
+    from .recipe import recipe_from_dict
     trials = []
     for j, values in enumerate(sample(dims, rng, settings.trials)):
         number = round_ * settings.trials + j
-        d = copy.deepcopy(base)
-        d["seed"] = recipe.seed + number
-        for key, value in values.items():
-            set_by_path(d, key, value)
+        d = trial_dict(recipe, recipe.seed + number, values)
         try:
             trial_recipe = recipe_from_dict(d, source=recipe.source)
         except BadInput as err:
@@ -362,13 +357,21 @@ def write_best(result: SearchResult, recipe) -> None:
     atomic_write_text(result.directory / "best.yaml", trial_yaml(recipe, best))
 
 
-def trial_yaml(recipe, rec: dict) -> str:
-    from .recipe import recipe_from_dict, set_by_path
+def trial_dict(recipe, seed: int, values: dict) -> dict:
+    """The trial's recipe: its own seed and values, the search's data (same split and dev set)."""
+    from .recipe import set_by_path
     d = recipe.to_dict()
-    d["seed"] = rec["seed"]
-    for key, value in rec["values"].items():
+    d["seed"] = seed
+    if d["data"].get("seed") is None:
+        d["data"]["seed"] = recipe.seed
+    for key, value in values.items():
         set_by_path(d, key, value)
-    return recipe_from_dict(d, source=recipe.source).to_yaml()
+    return d
+
+
+def trial_yaml(recipe, rec: dict) -> str:
+    from .recipe import recipe_from_dict
+    return recipe_from_dict(trial_dict(recipe, rec["seed"], rec["values"]), source=recipe.source).to_yaml()
 
 
 def search_yaml(recipe, settings: Settings) -> str:
