@@ -261,3 +261,13 @@ def test_quickstart_recipe_trains(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
     assert summary["errors"]["test"] < 0.2
+
+
+def test_data_seed_keeps_the_split_while_the_seed_changes_the_model(tmp_path):
+    recipe = write_recipe(tmp_path, **{"data__seed": 11})
+    a = api.train(recipe, runs_dir=tmp_path / "runs")
+    b = api.train(recipe, overrides=["seed=12"], runs_dir=tmp_path / "runs")
+    np.testing.assert_array_equal(a.dataset.splits["dev"].x, b.dataset.splits["dev"].x)
+    assert not np.array_equal(a.model.state_dict()["0.W"], b.model.state_dict()["0.W"])
+    c = api.train(write_recipe(tmp_path), overrides=["seed=12"], runs_dir=tmp_path / "runs")
+    assert not np.array_equal(a.dataset.splits["dev"].x, c.dataset.splits["dev"].x)
