@@ -313,14 +313,19 @@ def test_he_init_uses_the_filter_fan_in():
     assert layer.regularized == ("W",)
 
 
-@pytest.mark.parametrize("n_C_prev", (1, 3))
-def test_inference_in_chunks_equals_one_pass(monkeypatch, n_C_prev):
+@pytest.mark.parametrize("cls,kwargs,n_C_prev", [
+    (Conv2D, {"filters": 4, "size": 3, "padding": "same"}, 1),
+    (Conv2D, {"filters": 4, "size": 3, "stride": 2, "padding": "same"}, 3),
+    (Conv2DTranspose, {"filters": 2, "size": 3, "stride": 2}, 3)])
+def test_a_few_examples_at_a_time_equals_one_pass(monkeypatch, cls, kwargs, n_C_prev):
     import dlcli.nn.conv as conv_module
     x = np.random.default_rng(15).standard_normal((7, 6, 6, n_C_prev))
-    layer = built(Conv2D(4, 3, padding="same"), x.shape[1:])
-    whole = layer.forward(x, False)
-    monkeypatch.setattr(conv_module, "INFERENCE_COLS", 6 * 6 * 9 * n_C_prev * 2)
-    np.testing.assert_array_equal(layer.forward(x, False), whole)
+    whole, chunked = (built(cls(**kwargs), x.shape[1:]) for _ in range(2))
+    expected = run(whole, x) + (whole.forward(x, False),)
+    monkeypatch.setattr(conv_module, "CHUNK_COLS", 6 * 6 * 9 * n_C_prev * 2)  # 2 examples
+    for a, b in zip(run(chunked, x) + (chunked.forward(x, False),), expected):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(chunked.grads["W"], whole.grads["W"], rtol=1e-12)
 
 
 def test_first_layer_skips_the_input_gradient_only():
