@@ -1,11 +1,12 @@
 """Training throughput of dlcli's conv layers against PyTorch CPU, in one run (issue 6).
 
-    python benchmarks/cnn.py [--only lenet64,lenet256,resnet64] [--epochs 2] [--profile] [--no-startup]
+    python benchmarks/cnn.py [--only lenet64,lenet256,resnet64] [--epochs 3] [--profile] [--no-startup]
 
 Both sides train the same model on the same random float32 data (labels 0..9) with Adam
 (learning rate 1e-3), on 2 threads, evaluating the training error once per epoch; the
-examples/second count the whole epochs, evaluation included. Before the measured epochs
-each side runs one untimed warm-up epoch. `--profile` adds dlcli's per-layer forward and
+examples/second count the whole epochs, evaluation included. After one untimed warm-up
+epoch each, the sides alternate epoch by epoch and each reports its best epoch (and the
+median): on a machine shared with other work, the best is the one least disturbed. `--profile` adds dlcli's per-layer forward and
 backward times (nested layers indented under their block). The start-up lines time a
 fresh process up to the end of its first LeNet-5 training step, once with an empty Numba
 cache (JIT compile) and once with the cache that run left (the cached start).
@@ -79,24 +80,15 @@ def dlcli_trainer(layers, input_shape):
     return model, step, lambda x, y: model.error(x, y)
 
 
-def dlcli_epochs(layers, input_shape, batch, x, y, epochs, rng):
-    model, step, error = dlcli_trainer(layers, input_shape)
-    return model, run_epochs(step, error, batch, x, y, epochs, rng)
-
-
-def run_epochs(step, error, batch, x, y, epochs, rng):
-    """Seconds for `epochs` shuffled epochs, each ending with the training error; after a warm-up epoch."""
-    seconds = 0.0
-    for epoch in range(epochs + 1):
-        started = time.perf_counter()
-        order = rng.permutation(x.shape[0])
-        xs, ys = x[order], y[order]
-        for i in range(0, x.shape[0], batch):
-            step(xs[i:i + batch], ys[i:i + batch])
-        error(x, y)
-        if epoch:
-            seconds += time.perf_counter() - started
-    return seconds
+def epoch_seconds(step, error, batch, x, y, rng):
+    """One shuffled epoch of training steps, then the training error, in seconds."""
+    started = time.perf_counter()
+    order = rng.permutation(x.shape[0])
+    xs, ys = x[order], y[order]
+    for i in range(0, x.shape[0], batch):
+        step(xs[i:i + batch], ys[i:i + batch])
+    error(x, y)
+    return time.perf_counter() - started
 
 
 # -- PyTorch ----------------------------------------------------------------------------------------
@@ -154,13 +146,13 @@ def torch_model(layers, input_shape):
     return tnn.Sequential(*build(layers, input_shape)[0])
 
 
-def torch_epochs(layers, input_shape, batch, x, y, epochs, rng):
+def torch_trainer(layers, input_shape):
+    """(step, error) on NCHW tensors, and the conversion of NHWC numpy data to them."""
     import torch
     torch.set_num_threads(THREADS)
     net = torch_model(layers, input_shape)
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
-    tx, ty = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)
 
     def step(xb, yb):
         opt.zero_grad()
@@ -175,15 +167,18 @@ def torch_epochs(layers, input_shape, batch, x, y, epochs, rng):
         net.train()
         return wrong / xs.shape[0]
 
-    return run_epochs(step, error, batch, tx, ty, epochs, rng)
+    def tensors(x, y):
+        return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)
+
+    return step, error, tensors
 
 
 # -- per-layer profile ------------------------------------------------------------------------------
-def profile(layers, input_shape, batch, x, y, steps=10):
-    """dlcli's mean forward / backward milliseconds per layer over `steps` training steps."""
+def profile(layers, input_shape, batch, x, y, steps=20):
+    """dlcli's median forward / backward milliseconds per layer over `steps` training steps."""
     from dlcli.nn.base import walk
     model, step, _ = dlcli_trainer(layers, input_shape)
-    spent = defaultdict(float)
+    spent = defaultdict(list)
     named = [(prefix, layer) for prefix, layer in walk(model.net) if layer is not model.net]
     for prefix, layer in named:
         for phase in ("forward", "backward"):
@@ -192,25 +187,27 @@ def profile(layers, input_shape, batch, x, y, steps=10):
             def timed(*args, _inner=inner, _key=(prefix, phase)):
                 started = time.perf_counter()
                 out = _inner(*args)
-                spent[_key] += time.perf_counter() - started
+                spent[_key].append(time.perf_counter() - started)
                 return out
 
             setattr(layer, phase, timed)
     step(x[:batch], y[:batch])
     spent.clear()
-    started = time.perf_counter()
+    whole = []
     for i in range(steps):
         j = (i * batch) % (x.shape[0] - batch + 1)
+        started = time.perf_counter()
         step(x[j:j + batch], y[j:j + batch])
-    total = (time.perf_counter() - started) / steps * 1e3
-    print(f"  {'layer':44s} {'forward ms':>10s} {'backward ms':>11s}")
+        whole.append(time.perf_counter() - started)
+    ms = {key: float(np.median(times)) * 1e3 for key, times in spent.items()}
+    print(f"  {'layer (median of ' + str(steps) + ' steps)':44s} {'forward ms':>10s} {'backward ms':>11s}")
     for prefix, layer in named:
         depth = prefix.count(".") - 1
         label = f"{'  ' * depth}{prefix.rstrip('.')} {layer.describe()}"[:44]
-        print(f"  {label:44s} {spent[prefix, 'forward'] / steps * 1e3:10.2f} "
-              f"{spent[prefix, 'backward'] / steps * 1e3:11.2f}")
-    top = sum(spent[p, ph] for p, layer in named if p.count(".") == 1 for ph in ("forward", "backward"))
-    print(f"  {'whole step (loss, optimizer included)':44s} {total:10.2f}   (layers {top / steps * 1e3:.2f})")
+        print(f"  {label:44s} {ms[prefix, 'forward']:10.2f} {ms[prefix, 'backward']:11.2f}")
+    top = sum(ms[p, phase] for p, _ in named if p.count(".") == 1 for phase in ("forward", "backward"))
+    print(f"  {'whole step (loss, optimizer included)':44s} {float(np.median(whole)) * 1e3:10.2f}"
+          f"   (layers {top:.2f})")
 
 
 # -- start-up ---------------------------------------------------------------------------------------
@@ -237,7 +234,7 @@ def startup_seconds(cache_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-startup", action="store_true")
     args = parser.parse_args()
@@ -248,14 +245,23 @@ def main():
     for name in args.only.split(","):
         layers, input_shape, batch, n = CASES[name]
         x, y = data(input_shape, n)
-        _, ours = dlcli_epochs(layers, input_shape, batch, x, y, args.epochs, np.random.default_rng(1))
-        theirs = torch_epochs(layers, input_shape, batch, x, y, args.epochs, np.random.default_rng(1))
-        ours, theirs = n * args.epochs / ours, n * args.epochs / theirs
-        print(f"{name:9s} batch {batch:3d}: dlcli {ours:8.0f} ex/s   PyTorch {theirs:8.0f} ex/s   "
-              f"ratio {ours / theirs:.2f}x", flush=True)
+        _, step, error = dlcli_trainer(layers, input_shape)
+        t_step, t_error, tensors = torch_trainer(layers, input_shape)
+        sides = {"dlcli": (step, error, x, y), "PyTorch": (t_step, t_error, *tensors(x, y))}
+        seconds = {side: [] for side in sides}
+        # epochs alternate between the sides, so load from elsewhere hits both alike
+        for epoch in range(args.epochs + 1):
+            for side, (s_step, s_error, s_x, s_y) in sides.items():
+                took = epoch_seconds(s_step, s_error, batch, s_x, s_y, np.random.default_rng(epoch))
+                if epoch:  # the first is a warm-up
+                    seconds[side].append(took)
+        rate = {side: n / min(times) for side, times in seconds.items()}
+        median = {side: n / float(np.median(times)) for side, times in seconds.items()}
+        print(f"{name:9s} batch {batch:3d}: dlcli {rate['dlcli']:7.0f} ex/s (median {median['dlcli']:.0f})   "
+              f"PyTorch {rate['PyTorch']:7.0f} ex/s (median {median['PyTorch']:.0f})   "
+              f"ratio {rate['dlcli'] / rate['PyTorch']:.2f}x", flush=True)
         if args.profile:
             profile(layers, input_shape, batch, x, y)
-
 
 if __name__ == "__main__":
     main()
