@@ -6,8 +6,9 @@ Both sides train the same model on the same random float32 data (labels 0..9) wi
 (learning rate 1e-3), on 2 threads, evaluating the training error once per epoch; the
 examples/second count the whole epochs, evaluation included. After one untimed warm-up
 epoch each, the sides alternate epoch by epoch and each reports its best epoch (and the
-median): on a machine shared with other work, the best is the one least disturbed. `--profile` adds dlcli's per-layer forward and
-backward times (nested layers indented under their block). The start-up lines time a
+median): on a machine shared with other work, the best is the one least disturbed.
+`--profile` adds dlcli's per-layer forward and backward times, medians over training steps
+(nested layers indented under their block). The start-up lines time a
 fresh process up to the end of its first LeNet-5 training step, once with an empty Numba
 cache (JIT compile) and once with the cache that run left (the cached start).
 
@@ -101,8 +102,8 @@ def torch_model(layers, input_shape):
             kind = s["type"]
             if kind == "conv2d":
                 f = s["size"]
-                mods.append(tnn.Conv2d(shape[2], s["filters"], f, padding=f // 2 if s["padding"] == "same" else 0,
-                                       bias=s.get("bias", True)))
+                pad = f // 2 if s["padding"] == "same" else 0
+                mods.append(tnn.Conv2d(shape[2], s["filters"], f, padding=pad, bias=s.get("bias", True)))
                 n = shape[0] if s["padding"] == "same" else shape[0] - f + 1
                 shape = (n, n, s["filters"])
                 if s.get("activation") == "relu":

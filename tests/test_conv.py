@@ -378,7 +378,8 @@ def test_resnet_small_model_matches_torch_in_float64():
               {"type": "global_avgpool"}, {"type": "dense", "units": 3, "activation": "softmax"}]
     model = build_model({"layers": layers}, "auto", 0.0, (8, 7, 3), "float64")
     rng = np.random.default_rng(19)
-    state = {k: rng.standard_normal(v.shape) if not k.endswith("var") else v for k, v in model.state_dict().items()}
+    state = {k: v if k.endswith("var") else rng.standard_normal(v.shape)
+             for k, v in model.state_dict().items()}
     model.load_state_dict(state)
     x, y = rng.standard_normal((5, 8, 7, 3)), rng.integers(0, 3, 5)
     cost = model.cost(x, y)

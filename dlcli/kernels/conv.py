@@ -58,7 +58,7 @@ def _im2col(i, A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols):
 
 @njit(cache=True)
 def im2col(A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols):
-    """cols[(i, h, w), (di, dj, c)] = A_prev[i, h stride + di - pad_top, w stride + dj - pad_left, c], 0 outside."""
+    """cols[(i, h, w), (di, dj, c)] = A_prev[i, h s + di - pad_top, w s + dj - pad_left, c], 0 outside."""
     for i in range(A_prev.shape[0]):
         _im2col(i, A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols)
 

@@ -284,8 +284,8 @@ class DepthwiseConv2D(_Weighted):
         dZ = self._dZ(dA)
         dA_prev = np.empty_like(A_prev)
         dW_per_example = np.empty((A_prev.shape[0],) + self.params["W"].shape, dtype=dZ.dtype)
-        kernel(kconv, "depthwise_backward", dZ.size * self.f * self.f)(dZ, A_prev, self.params["W"], self.stride, self.pad_top,
-                                 self.pad_left, dA_prev, dW_per_example)
+        kernel(kconv, "depthwise_backward", dZ.size * self.f * self.f)(
+            dZ, A_prev, self.params["W"], self.stride, self.pad_top, self.pad_left, dA_prev, dW_per_example)
         dW_per_example.sum(axis=0, out=self.grads["W"])
         self.cache = None
         return dA_prev
@@ -322,7 +322,8 @@ class MaxPool(_Pool):
         A_prev = np.ascontiguousarray(A_prev)
         A = self._output(A_prev)
         argmax = np.empty(A.shape, dtype=np.int32)
-        kernel(kpool, "maxpool_forward", A_prev.size)(A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax)
+        kernel(kpool, "maxpool_forward", A_prev.size)(
+            A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax)
         if training:
             self.cache = (A_prev.shape, argmax)
         return A
@@ -340,15 +341,16 @@ class AvgPool(_Pool):
     def forward(self, A_prev, training):
         A_prev = np.ascontiguousarray(A_prev)
         A = self._output(A_prev)
-        kernel(kpool, "avgpool_forward", A_prev.size)(A_prev, self.f, self.stride, self.pad_top, self.pad_left, A)
+        kernel(kpool, "avgpool_forward", A_prev.size)(
+            A_prev, self.f, self.stride, self.pad_top, self.pad_left, A)
         if training:
             self.cache = A_prev.shape
         return A
 
     def backward(self, dA):
         dA_prev = np.empty(self.cache, dtype=dA.dtype)
-        kernel(kpool, "avgpool_backward", dA_prev.size)(np.ascontiguousarray(dA), self.f, self.stride, self.pad_top,
-                               self.pad_left, dA_prev)
+        kernel(kpool, "avgpool_backward", dA_prev.size)(
+            np.ascontiguousarray(dA), self.f, self.stride, self.pad_top, self.pad_left, dA_prev)
         self.cache = None
         return dA_prev
 
