@@ -373,6 +373,29 @@ def test_activation_backward_kernel_matches_numpy(name, dtype, parallel):
     assert dz.dtype == db.dtype == dtype
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, n", [(1, 1), (3, 6), (1001, 1), (1001, 6), (523, 16), (131, 65),
+                                     (70, 200)])
+def test_activation_kernels_block_rows_at_any_width_and_in_place(rows, n, dtype, parallel):
+    """The passes run blocks of rows as one flat loop (kernels.activations._block_rows),
+    with the leftover rows after them: every width and row count, out over the input too."""
+    forward_kernel = k.bias_activation_parallel if parallel else k.bias_activation
+    backward_kernel = k.activation_backward_parallel if parallel else k.activation_backward
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    for name in ("relu", "leaky_relu", "linear"):
+        z, b = randn(rows, n, dtype=dtype), randn(n, seed=2, dtype=dtype)
+        a = z.copy()
+        forward_kernel(a, b, k.__dict__[name.upper()], a)
+        np.testing.assert_allclose(a, reference_forward(name, z + b), rtol=tol)
+        da = randn(rows, n, seed=3, dtype=dtype)
+        expected = reference_backward(name, da.astype(np.float64), a.astype(np.float64))
+        db = np.full(n, 99, dtype=dtype)
+        backward_kernel(da, a, k.__dict__[name.upper()], da, db)
+        np.testing.assert_allclose(da, expected, rtol=tol, atol=tol)
+        np.testing.assert_allclose(db, expected.sum(axis=0), rtol=tol, atol=tol * rows)
+
+
 def test_big_arrays_take_the_parallel_kernels_with_the_same_numbers():
     rows = k.PARALLEL_MIN // 64 + 3
     z, b = randn(rows, 64), randn(64, seed=2)
