@@ -275,7 +275,7 @@ SATISFICING = ("predict_ms_per_example", "parameters", "seconds", "examples_per_
 
 
 def check_satisficing(recipe) -> None:
-    for name, bound in recipe.evaluation.satisficing.items():
+    for name in recipe.evaluation.satisficing:
         if name not in SATISFICING:
             raise recipe.error(f"evaluation.satisficing.{name}",
                                f"unknown metric; one of {', '.join(SATISFICING)}")

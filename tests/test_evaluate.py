@@ -1,7 +1,6 @@
 """Test-time tricks: ten-crop evaluation."""
 
 import numpy as np
-import pytest
 
 from dlcli import api
 from dlcli.evaluate import crop_pad, multi_crop_proba, ten_crops
