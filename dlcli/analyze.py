@@ -430,17 +430,17 @@ def errors_cli(run, split="dev", tags=None, sheet=None, top=20, as_json=False) -
 
 
 def _render(a: ErrorAnalysis, top: int, console) -> None:
-    from rich.table import Table
+    from .report import styled_table
     console.print(f"[bold]{a.split}[/bold] error {a.error:.2%} "
                   f"({len(a.errors)} mistaken examples)")
     if a.multi_label:
-        cm = Table(title="per-label counts")
+        cm = styled_table(title="per-label counts")
         for name in ("label", "TN", "FP", "FN", "TP"):
             cm.add_column(name, justify="right")
         for label, ((tn, fp), (fn, tp)) in zip(a.classes, a.confusion_matrix):
             cm.add_row(str(label), str(tn), str(fp), str(fn), str(tp))
     else:
-        cm = Table(title="confusion matrix")
+        cm = styled_table(title="confusion matrix")
         cm.add_column("true \\ predicted", justify="right")
         for c in a.classes:
             cm.add_column(str(c), justify="right")
@@ -448,7 +448,7 @@ def _render(a: ErrorAnalysis, top: int, console) -> None:
             cm.add_row(str(c), *(f"[bold]{n}[/bold]" if j == c else str(n)
                                  for j, n in zip(a.classes, counts)))
     console.print(cm)
-    scores = Table(title="precision / recall / F1")
+    scores = styled_table(title="precision / recall / F1")
     for name in ("label" if a.multi_label else "class", "precision", "recall", "f1", "support"):
         scores.add_column(name, justify="right")
     for r in a.per_class:
@@ -460,7 +460,7 @@ def _render(a: ErrorAnalysis, top: int, console) -> None:
                        style="italic")
     console.print(scores)
     if a.errors:
-        mistakes = Table(title=f"most confident mistakes (top {min(top, len(a.errors))} "
+        mistakes = styled_table(title=f"most confident mistakes (top {min(top, len(a.errors))} "
                                f"of {len(a.errors)})")
         for name in ("index", "true", "predicted", "probability"):
             mistakes.add_column(name, justify="right")
@@ -479,11 +479,11 @@ def _render(a: ErrorAnalysis, top: int, console) -> None:
 
 
 def _render_tags(a: ErrorAnalysis, console) -> None:
-    from rich.table import Table
+    from .report import styled_table
     if not a.tags:
         console.print("no tags in the sheet yet")
         return
-    table = Table(title=f"error analysis: {a.split} error {a.error:.2%}")
+    table = styled_table(title=f"error analysis: {a.split} error {a.error:.2%}")
     table.add_column("tag")
     for name in ("count", "% of mistakes", "error if all fixed"):
         table.add_column(name, justify="right")

@@ -368,11 +368,11 @@ def _read_npz(path: Path) -> dict | None:
 
 
 def print_report(result: GradcheckResult, console, name=None) -> None:
-    from rich.table import Table
+    from .report import styled_table
 
     console.print(f"gradient check{f' of {name}' if name else ''}: {result.examples} examples, "
                   f"epsilon {result.epsilon:g}")
-    table = Table()
+    table = styled_table()
     for column in ("tensor", "size", "checked", "difference", "verdict"):
         table.add_column(column, justify="left" if column in ("tensor", "verdict") else "right")
     if result.kinks:

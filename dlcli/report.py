@@ -31,10 +31,15 @@ STATUS_STYLES = {"completed": "green", "interrupted": "yellow", "diverged": "red
 L, R = "left", "right"
 
 
+def styled_table(title=None, **kwargs) -> Table:
+    """The one table style of every command's output."""
+    return Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
+                 header_style="bold", **kwargs)
+
+
 def _table(title, *columns, **kwargs) -> Table:
-    """The one table style; `columns` are (header, justify) pairs."""
-    table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
-                  header_style="bold", **kwargs)
+    """A table in the house style; `columns` are (header, justify) pairs."""
+    table = styled_table(title, **kwargs)
     for header, justify in columns:
         table.add_column(Text(header), justify=justify)
     return table

@@ -522,8 +522,8 @@ def _cell(value) -> str:
 
 def _table(result: SearchResult, rows: list, title: str, status_of=None):
     """Trials as rows: their values, then (with `status_of`) how each went."""
-    from rich.table import Table
-    table = Table(title=title, title_justify="left")
+    from .report import styled_table
+    table = styled_table(title)
     outcome_columns = (result.settings.metric, "train", "dev", "status", "s") if status_of else ()
     names = short_names([d.key for d in result.dims])
     for col in ("trial", "round" if status_of else "seed", *names, *outcome_columns):
