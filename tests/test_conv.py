@@ -335,8 +335,66 @@ def test_first_layer_skips_the_input_gradient_only():
     _, _, dx = run(full, x)
     _, _, none = run(first, x)
     assert dx.shape == x.shape and none is None
-    np.testing.assert_array_equal(first.grads["W"], full.grads["W"])
-    np.testing.assert_array_equal(first.grads["b"], full.grads["b"])
+    # the first layer runs the direct kernels (few channels, stride 1): other sums, same numbers
+    assert first.direct
+    np.testing.assert_allclose(first.grads["W"], full.grads["W"], rtol=1e-12)
+    np.testing.assert_allclose(first.grads["b"], full.grads["b"], rtol=1e-12)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("n_C_prev", (1, 2))
+@pytest.mark.parametrize("m,n,f,padding", [(1, 6, 1, "valid"), (3, 7, 3, "same"), (2, 6, 5, "same"),
+                                           (3, 7, 2, "same"), (2, 7, 3, "valid"), (3, 6, 3, 2),
+                                           (2, 5, 4, 1)])
+def test_direct_first_layer_matches_torch(m, n, f, padding, n_C_prev):
+    """A first conv2d with few channels at stride 1 trains and predicts through the direct
+    kernels, not the unrolling: forward, inference and filter gradient against PyTorch."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = np.random.default_rng(3).standard_normal((m, n, n + 1, n_C_prev))
+    layer = built(Conv2D(4, f, padding=padding, activation="relu"), x.shape[1:])
+    layer.needs_input_grad = False
+    assert layer.direct
+    y, dy, dx = run(layer, x)
+    assert dx is None
+    tx = nchw(torch, x)
+    tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(layer.params["b"]).requires_grad_(True)
+    ty = F.relu(F.conv2d(padded(torch, F, tx, f, 1, padding), tW, tb))
+    close(y, nhwc(ty), 1e-9)
+    close(layer.forward(x, False), nhwc(ty), 1e-9)
+    _, gW, gb = oracle(torch, ty, dy, tx, tW, tb)
+    close(layer.grads["W"], gW.permute(2, 3, 1, 0).numpy(), 1e-9)
+    close(layer.grads["b"], gb.numpy(), 1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,n_H_prev,n_W_prev,n_C_prev,f,n_C,pad_top,pad_left", [
+    (3, 7, 8, 1, 3, 4, 1, 1), (2, 6, 7, 2, 5, 3, 0, 0), (5, 9, 6, 1, 2, 5, 0, 0),
+    (4, 5, 5, 1, 5, 2, 2, 2), (9, 12, 12, 1, 5, 6, 2, 2), (17, 4, 4, 2, 3, 1, 1, 1)])
+def test_direct_kernels_match_unrolling(m, n_H_prev, n_W_prev, n_C_prev, f, n_C, pad_top, pad_left,
+                                        dtype):
+    """direct_forward and direct_filter_grad (serial and parallel) against im2col and GEMMs."""
+    from dlcli.kernels import conv as kconv
+    rng = np.random.default_rng(21)
+    A = rng.standard_normal((m, n_H_prev, n_W_prev, n_C_prev)).astype(dtype)
+    W = rng.standard_normal((f, f, n_C_prev, n_C)).astype(dtype)
+    n_H, n_W = n_H_prev + 2 * pad_top - f + 1, n_W_prev + 2 * pad_left - f + 1
+    cols = np.empty((m * n_H * n_W, f * f * n_C_prev))
+    kconv.im2col(A.astype(np.float64), f, 1, pad_top, pad_left, n_H, n_W, cols)
+    expected = (cols @ W.reshape(-1, n_C).astype(np.float64)).reshape(m, n_H, n_W, n_C)
+    dZ = rng.standard_normal(expected.shape).astype(dtype)
+    expected_dW = (cols.T @ dZ.reshape(-1, n_C).astype(np.float64)).reshape(W.shape)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for forward, filter_grad in ((kconv.direct_forward, kconv.direct_filter_grad),
+                                 (kconv.direct_forward_parallel, kconv.direct_filter_grad_parallel)):
+        Z = np.full(expected.shape, np.nan, dtype=dtype)
+        forward(A, W, pad_top, pad_left, Z)
+        close(Z, expected, tol)
+        dW = np.full(W.shape, np.nan, dtype=dtype)
+        filter_grad(A, dZ, pad_top, pad_left, dW)
+        close(dW, expected_dW, tol)
+        assert Z.dtype == dW.dtype == dtype
 
 
 @pytest.mark.parametrize("cls,kwargs,n_C_prev", [

@@ -33,7 +33,10 @@ Every kernel is a body for one example, `_name(i, ...)`, and two drivers over th
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange, uint64
+
+BLOCKS = 8  # example blocks of a parallel direct kernel, each with its own buffers
 
 
 @njit
@@ -247,3 +250,151 @@ def depthwise_backward(dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per
 def depthwise_backward_parallel(dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example):
     for i in prange(dZ.shape[0]):
         _depthwise_backward(i, dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example)
+
+
+# -- direct convolution for few input channels, stride 1 ---------------------------------------------
+# LeNet's first layer (5x5x6 on 28x28x1) spent twice as long unrolling its patches as in its
+# GEMM, whose 6 output columns BLAS runs far below its peak. Direct loops skip the unrolling:
+# an output row Z[i, h] is n_W n_C values, flat, and each tap (di, dj, c) adds a shifted run
+# of a "spread" input row (every pixel repeated n_C times) times that tap's weights tiled
+# along the row, a contiguous multiply-add over n_W n_C values that vectorizes. The filter
+# gradient runs the same loop with dZ's row in the weights' place.
+
+
+@njit(inline="always")
+def _spread(i, A_prev, pad_top, pad_left, n_C, S):
+    """S[rr, c, q n_C + k] = A_prev[i, rr - pad_top, q - pad_left, c] (0 outside), for every k."""
+    _, n_H_prev, n_W_prev, n_C_prev = A_prev.shape
+    S[:] = 0.0
+    for r in range(n_H_prev):
+        for q in range(n_W_prev):
+            for c in range(n_C_prev):
+                v = A_prev[i, r, q, c]
+                base = (q + pad_left) * n_C
+                for k in range(n_C):
+                    S[r + pad_top, c, base + k] = v
+
+
+@njit(inline="always")
+def _spread_shape(A_prev, f, pad_top, pad_left, n_H, n_W, n_C):
+    return (n_H + f - 1, A_prev.shape[3], (n_W + f - 1) * n_C)
+
+
+@njit(inline="always")
+def _tiled_weights(W, n_W):
+    """T[di, dj, c, w n_C + k] = W[di, dj, c, k]."""
+    f, _, n_C_prev, n_C = W.shape
+    T = np.empty((f, f, n_C_prev, n_W * n_C), dtype=W.dtype)
+    for di in range(f):
+        for dj in range(f):
+            for c in range(n_C_prev):
+                for w in range(n_W):
+                    for k in range(n_C):
+                        T[di, dj, c, w * n_C + k] = W[di, dj, c, k]
+    return T
+
+
+@njit(inline="always")
+def _direct_forward(i, A_prev, T, pad_top, pad_left, S, Z):
+    f, n_C_prev = T.shape[0], T.shape[2]
+    _, n_H, n_W, n_C = Z.shape
+    L = n_W * n_C
+    _spread(i, A_prev, pad_top, pad_left, n_C, S)
+    s, t = S.reshape(-1), T.reshape(-1)  # flat, indexed by hand: no view per tap
+    row = S.shape[2]
+    for h in range(n_H):
+        z = Z[i, h].reshape(-1)
+        z[:] = 0.0
+        for di in range(f):
+            for dj in range(f):
+                for c in range(n_C_prev):
+                    # unsigned: no negative-index wraparound test per element, so it vectorizes
+                    s0 = uint64(((h + di) * n_C_prev + c) * row + dj * n_C)
+                    t0 = uint64(((di * f + dj) * n_C_prev + c) * L)
+                    for j in range(L):
+                        z[j] += s[s0 + uint64(j)] * t[t0 + uint64(j)]
+
+
+@njit(cache=True, error_model="numpy")
+def direct_forward(A_prev, W, pad_top, pad_left, Z):
+    """Z[i, h, w, k] = sum_{di, dj, c} A_prev[i, h + di - pad_top, w + dj - pad_left, c] W[di, dj, c, k]
+    (0 outside): a stride-1 convolution without unrolling, for few input channels."""
+    n_H, n_W, n_C = Z.shape[1], Z.shape[2], Z.shape[3]
+    T = _tiled_weights(W, n_W)
+    S = np.empty(_spread_shape(A_prev, W.shape[0], pad_top, pad_left, n_H, n_W, n_C), dtype=Z.dtype)
+    for i in range(A_prev.shape[0]):
+        _direct_forward(i, A_prev, T, pad_top, pad_left, S, Z)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def direct_forward_parallel(A_prev, W, pad_top, pad_left, Z):
+    n_H, n_W, n_C = Z.shape[1], Z.shape[2], Z.shape[3]
+    T = _tiled_weights(W, n_W)
+    shape = _spread_shape(A_prev, W.shape[0], pad_top, pad_left, n_H, n_W, n_C)
+    m = A_prev.shape[0]
+    step = -(-m // BLOCKS)
+    for p in prange(BLOCKS):
+        S = np.empty(shape, dtype=Z.dtype)
+        for i in range(p * step, min(m, (p + 1) * step)):
+            _direct_forward(i, A_prev, T, pad_top, pad_left, S, Z)
+
+
+@njit(inline="always")
+def _direct_filter_grad(i0, i1, A_prev, dZ, f, pad_top, pad_left, S, G):
+    """G[di, dj, c, w n_C + k] += sum over examples i0:i1 and rows h of S[h + di, c, (w + dj) n_C + k] dZ[i, h, w, k]."""
+    n_C_prev = A_prev.shape[3]
+    _, n_H, n_W, n_C = dZ.shape
+    L = n_W * n_C
+    for i in range(i0, i1):
+        _spread(i, A_prev, pad_top, pad_left, n_C, S)
+        s, acc = S.reshape(-1), G.reshape(-1)  # flat, indexed by hand: no view per tap
+        row = S.shape[2]
+        for h in range(n_H):
+            g = dZ[i, h].reshape(-1)
+            for di in range(f):
+                for dj in range(f):
+                    for c in range(n_C_prev):
+                        s0 = uint64(((h + di) * n_C_prev + c) * row + dj * n_C)
+                        a0 = uint64(((di * f + dj) * n_C_prev + c) * L)
+                        for j in range(L):
+                            acc[a0 + uint64(j)] += s[s0 + uint64(j)] * g[j]
+
+
+@njit(inline="always")
+def _fold_filter_grad(G, dW):
+    f, _, n_C_prev, n_C = dW.shape
+    n_W = G.shape[4] // n_C
+    for di in range(f):
+        for dj in range(f):
+            for c in range(n_C_prev):
+                for k in range(n_C):
+                    total = 0.0
+                    for p in range(G.shape[0]):
+                        for w in range(n_W):
+                            total += G[p, di, dj, c, w * n_C + k]
+                    dW[di, dj, c, k] = total
+
+
+@njit(cache=True, error_model="numpy")
+def direct_filter_grad(A_prev, dZ, pad_top, pad_left, dW):
+    """dW (overwritten) = the filter gradient of direct_forward for the output gradient dZ."""
+    f, n_C_prev = dW.shape[0], dW.shape[2]
+    n_H, n_W, n_C = dZ.shape[1], dZ.shape[2], dZ.shape[3]
+    S = np.empty(_spread_shape(A_prev, f, pad_top, pad_left, n_H, n_W, n_C), dtype=dZ.dtype)
+    G = np.zeros((1, f, f, n_C_prev, n_W * n_C), dtype=dZ.dtype)
+    _direct_filter_grad(0, dZ.shape[0], A_prev, dZ, f, pad_top, pad_left, S, G[0])
+    _fold_filter_grad(G, dW)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def direct_filter_grad_parallel(A_prev, dZ, pad_top, pad_left, dW):
+    f, n_C_prev = dW.shape[0], dW.shape[2]
+    n_H, n_W, n_C = dZ.shape[1], dZ.shape[2], dZ.shape[3]
+    shape = _spread_shape(A_prev, f, pad_top, pad_left, n_H, n_W, n_C)
+    m = dZ.shape[0]
+    step = -(-m // BLOCKS)
+    G = np.zeros((BLOCKS, f, f, n_C_prev, n_W * n_C), dtype=dZ.dtype)  # a partial sum per block
+    for p in prange(BLOCKS):
+        S = np.empty(shape, dtype=dZ.dtype)
+        _direct_filter_grad(p * step, min(m, (p + 1) * step), A_prev, dZ, f, pad_top, pad_left, S, G[p])
+    _fold_filter_grad(G, dW)

@@ -142,6 +142,9 @@ class Conv2D(_Weighted):
                           f * f * self.n_C, self.n_C)
         # few input channels: the transposed unrolling copies whole image rows (kernels/conv.py)
         self.transposed = self.n_C_prev < TRANSPOSED_BELOW
+        # and at stride 1 it skips the unrolling: direct loops (kernels/conv.py), for inference
+        # and, where no input gradient is wanted (a first layer), for training too
+        self.direct = self.transposed and self.stride == 1
         self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
         return self.output_shape
 
@@ -163,6 +166,13 @@ class Conv2D(_Weighted):
         m, hw = A_prev.shape[0], self.n_H * self.n_W
         W2 = self.params["W"].reshape(-1, self.n_C)
         Z = np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
+        if self.direct and not (training and self.needs_input_grad):
+            kernel(kconv, "direct_forward", Z.size * W2.shape[0])(
+                A_prev, self.params["W"], self.pad_top, self.pad_left, Z)
+            A = self._activate(Z, training)
+            if training:
+                self.cache = (A_prev, None) + self.cache
+            return A
         Z2 = Z.reshape(m * hw, self.n_C)
         whole = self._cols(m, A_prev.dtype, True) if training else None  # kept for dW
         unroll = "im2col_t" if self.transposed else "im2col"
@@ -179,6 +189,12 @@ class Conv2D(_Weighted):
 
     def backward(self, dA):
         shape, cols, *self.cache = self.cache
+        if cols is None:  # the direct forward: shape is A_prev itself, no input gradient
+            dZ = self._dZ(dA)
+            kernel(kconv, "direct_filter_grad", dZ.size * self.f * self.f * self.n_C_prev)(
+                shape, dZ, self.pad_top, self.pad_left, self.grads["W"])
+            self.cache = None
+            return None
         dZ2 = self._dZ(dA).reshape(-1, self.n_C)
         W2 = self.params["W"].reshape(-1, self.n_C)
         np.matmul(self._patches(cols).T, dZ2, out=self.grads["W"].reshape(W2.shape))
