@@ -396,7 +396,8 @@ def test_activation_kernels_block_rows_at_any_width_and_in_place(rows, n, dtype,
         np.testing.assert_allclose(db, expected.sum(axis=0), rtol=tol, atol=tol * rows)
 
 
-def test_big_arrays_take_the_parallel_kernels_with_the_same_numbers():
+def test_big_arrays_take_the_parallel_kernels_with_the_same_numbers(monkeypatch):
+    monkeypatch.setattr(k, "PARALLEL_MIN", 1 << 14)
     rows = k.PARALLEL_MIN // 64 + 3
     z, b = randn(rows, 64), randn(64, seed=2)
     a = forward("relu", z, b)
