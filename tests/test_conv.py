@@ -480,3 +480,32 @@ def test_weighted_layers_compute_in_their_parameters_dtype():
         layer = built(layer, x.shape[1:], np.float32)
         y, _, dx = run(layer, x)
         assert y.dtype == dx.dtype == np.float32
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("f,stride,pad", [(3, 1, 0), (3, 1, 1), (5, 1, 2), (3, 2, 1), (2, 2, 0), (5, 3, 2)])
+def test_im2col_and_col2im_match_numpy(f, stride, pad, dtype, parallel):
+    """The unrolling (whole window rows copied as one run where they lie inside) and its
+    adjoint against numpy on a padded copy."""
+    from dlcli.kernels import conv as kconv
+    rng = np.random.default_rng(22)
+    A = rng.standard_normal((3, 9, 8, 4)).astype(dtype)
+    n_H, n_W = (9 + 2 * pad - f) // stride + 1, (8 + 2 * pad - f) // stride + 1
+    P = np.pad(A, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    expected = np.stack([P[:, h * stride:h * stride + f, w * stride:w * stride + f].reshape(3, -1)
+                         for h in range(n_H) for w in range(n_W)], axis=1).reshape(-1, f * f * 4)
+    unroll, fold = ((kconv.im2col_parallel, kconv.col2im_parallel) if parallel
+                    else (kconv.im2col, kconv.col2im))
+    cols = np.full(expected.shape, np.nan, dtype=dtype)
+    unroll(A, f, stride, pad, pad, n_H, n_W, cols)
+    np.testing.assert_array_equal(cols, expected)
+    dcols = rng.standard_normal(cols.shape).astype(dtype)
+    dP = np.zeros(P.shape)
+    for k, (h, w) in enumerate((h, w) for h in range(n_H) for w in range(n_W)):
+        dP[:, h * stride:h * stride + f, w * stride:w * stride + f] += \
+            dcols.reshape(3, n_H * n_W, f, f, 4)[:, k]
+    dA = np.full(A.shape, np.nan, dtype=dtype)
+    fold(dcols, f, stride, pad, pad, n_H, n_W, dA)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(dA, dP[:, pad:pad + 9, pad:pad + 8], rtol=tol, atol=tol)

@@ -23,7 +23,10 @@ Why this algorithm (measured on this 2-core machine, float32, batch 64):
   NHWC, so it vectorizes); the filter gradient is summed per example then reduced, so the
   parallel loop never writes a shared cell.
 
-Column order of cols is (di, dj, c), matching W.reshape(f * f * n_C_prev, n_C).
+Column order of cols is (di, dj, c), matching W.reshape(f * f * n_C_prev, n_C). So a
+window row that lies inside the input is f n_C_prev contiguous values on both sides, and
+im2col / col2im copy it as one run, by flat unsigned indices (LeNet's 5x5 on 14x14x6, batch
+64: 0.62 -> 0.21 ms unrolling, 0.54 -> 0.18 ms folding, against per-cell loops).
 
 Every kernel is a body for one example, `_name(i, ...)`, and two drivers over the batch:
 `name` (serial) and `name_parallel` (`prange`). Waking Numba's workqueue threads measured
@@ -42,14 +45,26 @@ BLOCKS = 8  # example blocks of a parallel direct kernel, each with its own buff
 @njit
 def _im2col(i, A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols):
     _, n_H_prev, n_W_prev, n_C_prev = A_prev.shape
+    run, width = f * n_C_prev, cols.shape[1]
+    src, dst = A_prev.reshape(-1), cols.reshape(-1)  # flat, indexed by hand: no view per run
     for h in range(n_H):
         for w in range(n_W):
             row = (i * n_H + h) * n_W + w
+            c0 = w * stride - pad_left
+            whole = 0 <= c0 and c0 + f <= n_W_prev
             for di in range(f):
                 r = h * stride + di - pad_top
                 inside_r = 0 <= r < n_H_prev
+                if inside_r and whole:
+                    # the window's row is f n_C_prev contiguous values in A_prev and in cols:
+                    # one run (unsigned indices: no wraparound test, so it vectorizes)
+                    s0 = uint64(((i * n_H_prev + r) * n_W_prev + c0) * n_C_prev)
+                    d0 = uint64(row * width + di * run)
+                    for j in range(run):
+                        dst[d0 + uint64(j)] = src[s0 + uint64(j)]
+                    continue
                 for dj in range(f):
-                    c = w * stride + dj - pad_left
+                    c = c0 + dj
                     col = (di * f + dj) * n_C_prev
                     if inside_r and 0 <= c < n_W_prev:
                         for k in range(n_C_prev):
@@ -75,16 +90,26 @@ def im2col_parallel(A_prev, f, stride, pad_top, pad_left, n_H, n_W, cols):
 @njit
 def _col2im(i, cols, f, stride, pad_top, pad_left, n_H, n_W, dA_prev):
     _, n_H_prev, n_W_prev, n_C_prev = dA_prev.shape
+    run, width = f * n_C_prev, cols.shape[1]
+    dst, src = dA_prev.reshape(-1), cols.reshape(-1)  # flat, indexed by hand
     dA_prev[i] = 0.0
     for h in range(n_H):
         for w in range(n_W):
             row = (i * n_H + h) * n_W + w
+            c0 = w * stride - pad_left
+            whole = 0 <= c0 and c0 + f <= n_W_prev
             for di in range(f):
                 r = h * stride + di - pad_top
                 if r < 0 or r >= n_H_prev:
                     continue
+                if whole:  # one contiguous run, as in _im2col
+                    d0 = uint64(((i * n_H_prev + r) * n_W_prev + c0) * n_C_prev)
+                    s0 = uint64(row * width + di * run)
+                    for j in range(run):
+                        dst[d0 + uint64(j)] += src[s0 + uint64(j)]
+                    continue
                 for dj in range(f):
-                    c = w * stride + dj - pad_left
+                    c = c0 + dj
                     if c < 0 or c >= n_W_prev:
                         continue
                     col = (di * f + dj) * n_C_prev
