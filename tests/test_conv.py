@@ -323,6 +323,7 @@ def test_a_few_examples_at_a_time_equals_one_pass(monkeypatch, cls, kwargs, n_C_
     whole, chunked = (built(cls(**kwargs), x.shape[1:]) for _ in range(2))
     expected = run(whole, x) + (whole.forward(x, False),)
     monkeypatch.setattr(conv_module, "CHUNK_COLS", 6 * 6 * 9 * n_C_prev * 2)  # 2 examples
+    monkeypatch.setattr(conv_module, "INFERENCE_CHUNK_COLS", 6 * 6 * 9 * n_C_prev * 3)  # 3
     for a, b in zip(run(chunked, x) + (chunked.forward(x, False),), expected):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(chunked.grads["W"], whole.grads["W"], rtol=1e-12)
