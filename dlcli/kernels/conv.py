@@ -1,12 +1,15 @@
-"""Convolution kernels, NHWC: im2col / col2im around one BLAS GEMM, and direct depthwise loops.
+"""Convolution kernels, NHWC: im2col / col2im around one BLAS GEMM, direct loops for few input
+channels, and direct depthwise loops.
 
 Why this algorithm (measured on this 2-core machine, float32, batch 64):
 - A dense convolution is one GEMM once the input is unrolled: cols (m n_H n_W, f f n_C_prev)
   @ W (f f n_C_prev, n_C). OpenBLAS runs it at 90-130 GFLOP/s (a 3x3x32 layer on 32x32x32:
   1.2 GFLOP in 9-13 ms). Direct Numba loops, even written row by row to vectorize, were
-  slower from 3 input channels (1.1x there, 3.7x at 6); at 1 channel (LeNet's first layer)
-  a direct forward only tied im2col + GEMM, and its filter gradient ran 5x slower than
-  the GEMM. The unrolling is memory-bound: it goes into a buffer the layer reuses and
+  slower from 3 input channels (1.1x there, 3.7x at 6). Below 3, at stride 1, the
+  `direct_*` kernels at the end of this file win: LeNet's first layer (5x5x6 on 28x28x1)
+  forward 0.9 ms against 1.8 ms for im2col_t + GEMM, its filter gradient 0.8 ms against
+  0.6 ms of GEMM but with no unrolling to keep, and its predictions a third faster.
+  The unrolling is memory-bound: it goes into a buffer the layer reuses and
   folds the zero padding in, so no padded copy of A_prev is made.
 - For few input channels a row of cols is short (25 values at 1 channel, 5x5), so
   `im2col_t` builds cols transposed: each (tap, image row) is one run along the row, and
