@@ -334,7 +334,38 @@ def _direct_forward(i, A_prev, T, pad_top, pad_left, S, Z):
     # the spread input and the weights of the next filter row lie these far on, unsigned
     p1, p2, p3 = uint64(n_C_prev * row), uint64(2 * n_C_prev * row), uint64(3 * n_C_prev * row)
     q1, q2, q3 = uint64(f * n_C_prev * L), uint64(2 * f * n_C_prev * L), uint64(3 * f * n_C_prev * L)
-    for h in range(n_H):
+    zf = Z.reshape(-1)
+    # two output rows a pass over the grouped taps, which share the weights' loads
+    for h in range(0, n_H - 1, 2):
+        z0 = uint64((i * n_H + h) * L)
+        z1 = z0 + uint64(L)
+        zf[z0:z0 + uint64(2 * L)] = 0.0
+        for di in range(0, f - 3, 4):
+            for dj in range(f):
+                for c in range(n_C_prev):
+                    s0 = uint64(((h + di) * n_C_prev + c) * row + dj * n_C)
+                    t0 = uint64(((di * f + dj) * n_C_prev + c) * L)
+                    s1, s2, s3, t1, t2, t3 = s0 + p1, s0 + p2, s0 + p3, t0 + q1, t0 + q2, t0 + q3
+                    s4 = s3 + p1
+                    for j in range(L):
+                        u = uint64(j)
+                        w0, w1, w2, w3 = t[t0 + u], t[t1 + u], t[t2 + u], t[t3 + u]
+                        zf[z0 + u] += (s[s0 + u] * w0 + s[s1 + u] * w1
+                                       + s[s2 + u] * w2 + s[s3 + u] * w3)
+                        zf[z1 + u] += (s[s1 + u] * w0 + s[s2 + u] * w1
+                                       + s[s3 + u] * w2 + s[s4 + u] * w3)
+        for di in range(f - f % 4, f):
+            for dj in range(f):
+                for c in range(n_C_prev):
+                    s0 = uint64(((h + di) * n_C_prev + c) * row + dj * n_C)
+                    t0 = uint64(((di * f + dj) * n_C_prev + c) * L)
+                    s1 = s0 + p1
+                    for j in range(L):
+                        u = uint64(j)
+                        w0 = t[t0 + u]
+                        zf[z0 + u] += s[s0 + u] * w0
+                        zf[z1 + u] += s[s1 + u] * w0
+    for h in range(n_H - n_H % 2, n_H):  # the odd last row
         z = Z[i, h].reshape(-1)
         z[:] = 0.0
         for di in range(0, f - 3, 4):
