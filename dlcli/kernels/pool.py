@@ -19,7 +19,9 @@ from numba import njit, prange, uint64
 
 # From this many channels the window scan runs a cell at a time with the channel loop
 # innermost, which vectorizes (3.5x at 32 channels); below it, a channel at a time with the
-# running maximum in registers (2.4x faster at 6 channels).
+# running maximum in registers (2.4x faster at 6 channels). Both index flat arrays with
+# unsigned indices (no view per window): 1.02 -> 0.79 ms at 64x32x32x32, 0.46 -> 0.34 ms
+# at 64x28x28x6.
 VECTOR_CHANNELS = 8
 
 
@@ -27,37 +29,41 @@ VECTOR_CHANNELS = 8
 def _maxpool_forward(i, A_prev, f, stride, pad_top, pad_left, A, argmax):
     _, n_H_prev, n_W_prev, n_C = A_prev.shape
     n_H, n_W = A.shape[1], A.shape[2]
+    # flat arrays, unsigned indices: no view per window and no wraparound test per element
     src, out, where = A_prev.reshape(-1), A.reshape(-1), argmax.reshape(-1)
+    C = uint64(n_C)
     for h in range(n_H):
         r0 = max(h * stride - pad_top, 0)
         r1 = min(h * stride - pad_top + f, n_H_prev)
         for w in range(n_W):
             c0 = max(w * stride - pad_left, 0)
             c1 = min(w * stride - pad_left + f, n_W_prev)
-            if n_C >= VECTOR_CHANNELS:
-                best, where = A[i, h, w], argmax[i, h, w]
-                best[:] = A_prev[i, r0, c0]
-                where[:] = r0 * n_W_prev + c0
-                for r in range(r0, r1):
-                    for c in range(c0, c1):
-                        cell, p = A_prev[i, r, c], r * n_W_prev + c
-                        for k in range(n_C):
-                            better = cell[k] > best[k]
-                            best[k] = cell[k] if better else best[k]
-                            where[k] = p if better else where[k]
+            o = uint64(((i * n_H + h) * n_W + w) * n_C)
+            first = uint64(((i * n_H_prev + r0) * n_W_prev + c0) * n_C)
+            if n_C < VECTOR_CHANNELS:
+                for k in range(C):
+                    # locals, not array cells, so the compare compiles to selects, not branches
+                    top, p = src[first + k], r0 * n_W_prev + c0
+                    for r in range(r0, r1):
+                        for c in range(c0, c1):
+                            v = src[uint64(((i * n_H_prev + r) * n_W_prev + c) * n_C) + k]
+                            better = v > top
+                            top = v if better else top
+                            p = r * n_W_prev + c if better else p
+                    out[o + k] = top
+                    where[o + k] = p
                 continue
-            for k in range(n_C):
-                # locals, not array cells, so the compare compiles to selects, not branches;
-                # flat unsigned indices, no wraparound tests (measured 3x at 6 channels)
-                top, p = src[uint64(((i * n_H_prev + r0) * n_W_prev + c0) * n_C + k)], r0 * n_W_prev + c0
-                for r in range(r0, r1):
-                    for c in range(c0, c1):
-                        v = src[uint64(((i * n_H_prev + r) * n_W_prev + c) * n_C + k)]
-                        better = v > top
-                        top = v if better else top
-                        p = r * n_W_prev + c if better else p
-                out[uint64(((i * n_H + h) * n_W + w) * n_C + k)] = top
-                where[uint64(((i * n_H + h) * n_W + w) * n_C + k)] = p
+            for k in range(C):
+                out[o + k] = src[first + k]
+                where[o + k] = r0 * n_W_prev + c0
+            for r in range(r0, r1):
+                for c in range(c0, c1):
+                    cell, p = uint64(((i * n_H_prev + r) * n_W_prev + c) * n_C), r * n_W_prev + c
+                    for k in range(C):  # channels innermost: the selects vectorize
+                        v = src[cell + k]
+                        better = v > out[o + k]
+                        out[o + k] = v if better else out[o + k]
+                        where[o + k] = p if better else where[o + k]
 
 
 @njit(cache=True)
