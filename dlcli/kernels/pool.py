@@ -83,11 +83,14 @@ def _maxpool_backward(i, dA, argmax, dA_prev):
     _, n_H_prev, n_W_prev, n_C = dA_prev.shape
     n_H, n_W = dA.shape[1], dA.shape[2]
     dA_prev[i] = 0.0
-    for h in range(n_H):
-        for w in range(n_W):
-            for k in range(n_C):
-                p = argmax[i, h, w, k]
-                dA_prev[i, p // n_W_prev, p % n_W_prev, k] += dA[i, h, w, k]
+    # flat, unsigned: the position p = r n_W_prev + c is the cell's index in example i
+    g, where, d = dA.reshape(-1), argmax.reshape(-1), dA_prev.reshape(-1)
+    C, base = uint64(n_C), uint64(i * n_H_prev * n_W_prev)
+    o = uint64(i * n_H * n_W * n_C)
+    for _ in range(n_H * n_W):
+        for k in range(C):
+            d[(base + uint64(where[o + k])) * C + k] += g[o + k]
+        o += C
 
 
 @njit(cache=True)
