@@ -193,11 +193,15 @@ def train_ensemble(recipe, n: int, *, runs_dir=None, quiet=True, console=None) -
     run_dir = new_run_dir(default_runs_dir(runs_dir), f"{recipe.name}-ensemble{n}")
     atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
     started = time.perf_counter()
+    data_seed = recipe.seed if recipe.data.seed is None else recipe.data.seed
     members = []
     for k in range(n):
-        member = as_recipe(recipe, [f"seed={recipe.seed + k}"])
+        # data.seed written out, so each member's run directory re-predicts on this same split
+        member = as_recipe(recipe, [f"seed={recipe.seed + k}", f"data.seed={data_seed}"])
         members.append(train(member, run_dir=run_dir / "members" / str(k), quiet=quiet,
                              console=console, dataset=dataset))
+        if members[-1].summary["status"] != "completed":
+            break  # Ctrl-C or divergence: the ensemble stops with what it has
     combined = FitResult(
         status=next((m.summary["status"] for m in members if m.summary["status"] != "completed"),
                     "completed"),
