@@ -63,12 +63,9 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
 
     stopper = EarlyStopping(t_cfg.early_stopping) if t_cfg.early_stopping else None
     result = FitResult()
-    last_good = snapshot(model)
+    last_good = snapshot(model)  # copied at epoch ends only: a NaN goes back a whole epoch
     started = time.perf_counter()
-    # overflow on the way to a NaN cost is reported once, as divergence, not as numpy warnings
-    errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
     try:
-        errstate.__enter__()
         for epoch in range(1, t_cfg.epochs + 1):
             lr = optim.learning_rate(o_cfg.learning_rate, decay, epoch - 1)
             if t_cfg.shuffle and batch < m:  # one full batch: the order changes nothing
@@ -76,30 +73,19 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
                 xs, ys = train.x[order], train.y[order]
             else:
                 xs, ys = train.x, train.y
-            epoch_cost = 0.0
             t0 = time.perf_counter()
-            for i in range(0, m, batch):
-                xb, yb = xs[i:i + batch], ys[i:i + batch]
-                if augment:
-                    xb = augment(xb, augment_rng)
-                # params are copied at epoch ends only, so a NaN restores a whole epoch back
-                cost = model.cost(xb, yb, training=True)
-                if not math.isfinite(cost):
-                    result.status, result.diverged_at = "diverged", epoch
-                    model.load_state_dict(last_good)
-                    return result
-                model.backward()
-                # rebuilt each step: a layer may hand back a new gradient array every backward
-                opt.update([(name, layer.params[key], layer.grads[key])
-                            for name, layer, key in trainable], lr)
-                epoch_cost += cost * xb.shape[0]
-                result.iterations += 1
-                result.examples += xb.shape[0]
+            cost, steps = train_epoch(model, opt, trainable, xs, ys, batch, lr,
+                                      augment and (lambda x: augment(x, augment_rng)))
             result.train_seconds += time.perf_counter() - t0
-            epoch_cost /= m
+            result.iterations += steps
+            result.examples += min(steps * batch, m)
+            if not math.isfinite(cost):
+                result.status, result.diverged_at = "diverged", epoch
+                model.load_state_dict(last_good)
+                return result
             result.epochs = epoch
-            result.costs.append(epoch_cost)
-            record = {"epoch": epoch, "iteration": result.iterations, "cost": epoch_cost,
+            result.costs.append(cost)
+            record = {"epoch": epoch, "iteration": result.iterations, "cost": cost,
                       "learning_rate": lr, "train_error": model.error(train.x, train.y)}
             if dev is not None:
                 record["dev_error"] = model.error(dev.x, dev.y)
@@ -112,12 +98,34 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
                 break
     except KeyboardInterrupt:
         result.status = "interrupted"
-    finally:
-        errstate.__exit__(None, None, None)
     if stopper and stopper.restore_best and stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
         result.best_epoch = stopper.best_epoch
     return result
+
+
+def train_epoch(model, opt, trainable, xs, ys, batch, lr, augment=None) -> tuple[float, int]:
+    """One pass of mini-batch steps: (the batch-weighted mean cost, the steps taken).
+
+    The cost is NaN at the first non-finite mini-batch cost, whose update is not taken.
+    """
+    total, steps = 0.0, 0
+    # overflow on the way to a NaN cost is reported once, as divergence, not as numpy warnings
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for i in range(0, xs.shape[0], batch):
+            xb, yb = xs[i:i + batch], ys[i:i + batch]
+            if augment:
+                xb = augment(xb)
+            cost = model.cost(xb, yb, training=True)
+            if not math.isfinite(cost):
+                return math.nan, steps
+            model.backward()
+            # rebuilt each step: a layer may hand back a new gradient array every backward
+            opt.update([(name, layer.params[key], layer.grads[key])
+                        for name, layer, key in trainable], lr)
+            total += cost * xb.shape[0]
+            steps += 1
+    return total / xs.shape[0], steps
 
 
 class EarlyStopping:
