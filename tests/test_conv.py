@@ -168,6 +168,31 @@ def test_maxpool_matches_torch(m, n, f, s, padding, n_C):
     close(dx, oracle(torch, ty, dy, tx)[0].permute(0, 2, 3, 1), 1e-9)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_C", (3, 9))  # the scan by channel / by cell
+@pytest.mark.parametrize("m,n,f,s,padding", POOL_GRID)
+def test_maxpool_inference_kernels_match_numpy(m, n, f, s, padding, n_C, dtype):
+    """The argmax-free inference scan against a numpy max over -inf padded windows, and the
+    layer in inference against the same layer training."""
+    from dlcli.kernels import pool as kpool
+    x = np.random.default_rng(16).standard_normal((m, n, n + 1, n_C)).astype(dtype)
+    layer = built(MaxPool(f, s, padding), x.shape[1:], dtype=dtype)
+    pt, pl = layer.pad_top, layer.pad_left
+    n_H, n_W = layer.n_H, layer.n_W
+    big = np.full((m, n + 2 * f + 2 * s, n + 1 + 2 * f + 2 * s, n_C), -np.inf, dtype=dtype)
+    big[:, pt:pt + n, pl:pl + n + 1] = x
+    ref = np.empty((m, n_H, n_W, n_C), dtype=dtype)
+    for h in range(n_H):
+        for w in range(n_W):
+            ref[:, h, w] = big[:, h * s:h * s + f, w * s:w * s + f].max(axis=(1, 2))
+    for name in ("maxpool_infer", "maxpool_infer_parallel"):
+        out = np.empty_like(ref)
+        getattr(kpool, name)(x, f, s, pt, pl, out)
+        np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(layer.forward(x, False), ref)
+    np.testing.assert_array_equal(layer.forward(x, True), ref)
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("m,n,f,s,padding", POOL_GRID)
 def test_avgpool_matches_torch_counting_only_inside_cells(m, n, f, s, padding):

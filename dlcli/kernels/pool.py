@@ -79,6 +79,52 @@ def maxpool_forward_parallel(A_prev, f, stride, pad_top, pad_left, A, argmax):
 
 
 @njit
+def _maxpool_infer(i, A_prev, f, stride, pad_top, pad_left, A):
+    """_maxpool_forward without the argmax: inference wants the maxima only."""
+    _, n_H_prev, n_W_prev, n_C = A_prev.shape
+    n_H, n_W = A.shape[1], A.shape[2]
+    src, out = A_prev.reshape(-1), A.reshape(-1)
+    C = uint64(n_C)
+    for h in range(n_H):
+        r0 = max(h * stride - pad_top, 0)
+        r1 = min(h * stride - pad_top + f, n_H_prev)
+        for w in range(n_W):
+            c0 = max(w * stride - pad_left, 0)
+            c1 = min(w * stride - pad_left + f, n_W_prev)
+            o = uint64(((i * n_H + h) * n_W + w) * n_C)
+            first = uint64(((i * n_H_prev + r0) * n_W_prev + c0) * n_C)
+            if n_C < VECTOR_CHANNELS:
+                for k in range(C):
+                    top = src[first + k]
+                    for r in range(r0, r1):
+                        for c in range(c0, c1):
+                            v = src[uint64(((i * n_H_prev + r) * n_W_prev + c) * n_C) + k]
+                            top = v if v > top else top  # as the training scan, NaNs too
+                    out[o + k] = top
+                continue
+            for k in range(C):
+                out[o + k] = src[first + k]
+            for r in range(r0, r1):
+                for c in range(c0, c1):
+                    cell = uint64(((i * n_H_prev + r) * n_W_prev + c) * n_C)
+                    for k in range(C):
+                        v = src[cell + k]
+                        out[o + k] = v if v > out[o + k] else out[o + k]
+
+
+@njit(cache=True)
+def maxpool_infer(A_prev, f, stride, pad_top, pad_left, A):
+    for i in range(A_prev.shape[0]):
+        _maxpool_infer(i, A_prev, f, stride, pad_top, pad_left, A)
+
+
+@njit(parallel=True, cache=True)
+def maxpool_infer_parallel(A_prev, f, stride, pad_top, pad_left, A):
+    for i in prange(A_prev.shape[0]):
+        _maxpool_infer(i, A_prev, f, stride, pad_top, pad_left, A)
+
+
+@njit
 def _maxpool_backward(i, dA, argmax, dA_prev):
     _, n_H_prev, n_W_prev, n_C = dA_prev.shape
     n_H, n_W = dA.shape[1], dA.shape[2]

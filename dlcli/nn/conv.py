@@ -344,11 +344,14 @@ class MaxPool(_Pool):
     def forward(self, A_prev, training):
         A_prev = np.ascontiguousarray(A_prev)
         A = self._output(A_prev)
+        if not training:  # no backward pass: the maxima without their positions
+            kernel(kpool, "maxpool_infer", A_prev.size * MAXPOOL_WORK)(
+                A_prev, self.f, self.stride, self.pad_top, self.pad_left, A)
+            return A
         argmax = np.empty(A.shape, dtype=np.int32)
         kernel(kpool, "maxpool_forward", A_prev.size * MAXPOOL_WORK)(
             A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax)
-        if training:
-            self.cache = (A_prev.shape, argmax)
+        self.cache = (A_prev.shape, argmax)
         return A
 
     def backward(self, dA):
