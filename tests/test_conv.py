@@ -395,6 +395,36 @@ def test_direct_first_layer_matches_torch(m, n, f, padding, n_C_prev):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", ["linear", "relu", "leaky_relu"])
+@pytest.mark.parametrize("m,n_H_prev,n_W_prev,n_C_prev,f,n_C,pad_top,pad_left", [
+    (3, 7, 8, 1, 3, 4, 1, 1), (2, 6, 7, 2, 5, 3, 0, 0), (5, 9, 6, 1, 2, 5, 0, 0),
+    (4, 5, 5, 1, 5, 2, 2, 2), (9, 12, 12, 1, 5, 6, 2, 2), (17, 4, 4, 2, 3, 1, 1, 1)])
+def test_direct_forward_act_matches_numpy(m, n_H_prev, n_W_prev, n_C_prev, f, n_C, pad_top,
+                                          pad_left, activation, dtype):
+    """direct_forward_act (serial and parallel): g(conv + b) against a numpy reference."""
+    from dlcli.kernels import conv as kconv
+    from dlcli.nn.activations import CODES
+    rng = np.random.default_rng(22)
+    A = rng.standard_normal((m, n_H_prev, n_W_prev, n_C_prev)).astype(dtype)
+    W = rng.standard_normal((f, f, n_C_prev, n_C)).astype(dtype)
+    b = rng.standard_normal(n_C).astype(dtype)
+    n_H, n_W = n_H_prev + 2 * pad_top - f + 1, n_W_prev + 2 * pad_left - f + 1
+    P = np.zeros((m, n_H + f - 1, n_W + f - 1, n_C_prev))
+    P[:, pad_top:pad_top + n_H_prev, pad_left:pad_left + n_W_prev] = A
+    Z = np.zeros((m, n_H, n_W, n_C)) + b
+    for di in range(f):
+        for dj in range(f):
+            Z += P[:, di:di + n_H, dj:dj + n_W] @ W[di, dj].astype(np.float64)
+    expected = {"linear": Z, "relu": np.maximum(Z, 0),
+                "leaky_relu": np.where(Z > 0, Z, 0.01 * Z)}[activation]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for forward in (kconv.direct_forward_act, kconv.direct_forward_act_parallel):
+        out = np.full(expected.shape, np.nan, dtype=dtype)
+        forward(A, W, b, CODES[activation], pad_top, pad_left, out)
+        close(out, expected, tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m,n_H_prev,n_W_prev,n_C_prev,f,n_C,pad_top,pad_left", [
     (3, 7, 8, 1, 3, 4, 1, 1), (2, 6, 7, 2, 5, 3, 0, 0), (5, 9, 6, 1, 2, 5, 0, 0),
     (4, 5, 5, 1, 5, 2, 2, 2), (9, 12, 12, 1, 5, 6, 2, 2), (17, 4, 4, 2, 3, 1, 1, 1)])

@@ -42,6 +42,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
+from .activations import LINEAR, _g
+
 BLOCKS = 8  # example blocks of a parallel direct kernel, each with its own buffers
 
 
@@ -323,7 +325,7 @@ def _tiled_weights(W, n_W):
 
 
 @njit(inline="always")
-def _direct_forward(i, A_prev, T, pad_top, pad_left, S, Z):
+def _direct_forward(i, A_prev, T, B, code, pad_top, pad_left, S, Z):
     f, n_C_prev = T.shape[0], T.shape[2]
     _, n_H, n_W, n_C = Z.shape
     L = n_W * n_C
@@ -339,7 +341,8 @@ def _direct_forward(i, A_prev, T, pad_top, pad_left, S, Z):
     for h in range(0, n_H - 1, 2):
         z0 = uint64((i * n_H + h) * L)
         z1 = z0 + uint64(L)
-        zf[z0:z0 + uint64(2 * L)] = 0.0
+        for j in range(2 * L):  # the accumulators start at the bias
+            zf[z0 + uint64(j)] = B[j]
         for di in range(0, f - 3, 4):
             for dj in range(f):
                 for c in range(n_C_prev):
@@ -365,9 +368,14 @@ def _direct_forward(i, A_prev, T, pad_top, pad_left, S, Z):
                         w0 = t[t0 + u]
                         zf[z0 + u] += s[s0 + u] * w0
                         zf[z1 + u] += s[s1 + u] * w0
+        # the activation while the two rows are in cache: no second pass over Z
+        if code != LINEAR:
+            for j in range(2 * L):
+                u = uint64(j)
+                zf[z0 + u] = _g(zf[z0 + u], code)
     for h in range(n_H - n_H % 2, n_H):  # the odd last row
         z = Z[i, h].reshape(-1)
-        z[:] = 0.0
+        z[:] = B[:L]
         for di in range(0, f - 3, 4):
             for dj in range(f):
                 for c in range(n_C_prev):
@@ -386,30 +394,56 @@ def _direct_forward(i, A_prev, T, pad_top, pad_left, S, Z):
                     t0 = uint64(((di * f + dj) * n_C_prev + c) * L)
                     for j in range(L):
                         z[j] += s[s0 + uint64(j)] * t[t0 + uint64(j)]
+        if code != LINEAR:
+            for j in range(L):
+                z[j] = _g(z[j], code)
+
+
+@njit(inline="always")
+def _tiled_bias(b, n_W):
+    """b over two output rows: B[j] = b[j % n_C], 2 n_W n_C values."""
+    n_C = b.shape[0]
+    B = np.empty(2 * n_W * n_C, dtype=b.dtype)
+    for j in range(B.shape[0]):
+        B[j] = b[j % n_C]
+    return B
 
 
 @njit(cache=True, error_model="numpy")
-def direct_forward(A_prev, W, pad_top, pad_left, Z):
-    """Z[i, h, w, k] = sum_{di, dj, c} A_prev[i, h + di - pad_top, w + dj - pad_left, c] W[di, dj, c, k]
-    (0 outside): a stride-1 convolution without unrolling, for few input channels."""
+def direct_forward_act(A_prev, W, b, code, pad_top, pad_left, Z):
+    """Z[i, h, w, k] = g(b[k] + sum_{di, dj, c} A_prev[i, h + di - pad_top, w + dj - pad_left, c] W[di, dj, c, k])
+    (0 outside; g relu, leaky_relu or linear by its code in kernels/activations.py): a stride-1
+    convolution without unrolling, for few input channels, its bias and activation fused in."""
     n_H, n_W, n_C = Z.shape[1], Z.shape[2], Z.shape[3]
-    T = _tiled_weights(W, n_W)
+    T, B = _tiled_weights(W, n_W), _tiled_bias(b, n_W)
     S = np.empty(_spread_shape(A_prev, W.shape[0], pad_top, pad_left, n_H, n_W, n_C), dtype=Z.dtype)
     for i in range(A_prev.shape[0]):
-        _direct_forward(i, A_prev, T, pad_top, pad_left, S, Z)
+        _direct_forward(i, A_prev, T, B, code, pad_top, pad_left, S, Z)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def direct_forward_parallel(A_prev, W, pad_top, pad_left, Z):
+def direct_forward_act_parallel(A_prev, W, b, code, pad_top, pad_left, Z):
     n_H, n_W, n_C = Z.shape[1], Z.shape[2], Z.shape[3]
-    T = _tiled_weights(W, n_W)
+    T, B = _tiled_weights(W, n_W), _tiled_bias(b, n_W)
     shape = _spread_shape(A_prev, W.shape[0], pad_top, pad_left, n_H, n_W, n_C)
     m = A_prev.shape[0]
     step = -(-m // BLOCKS)
     for p in prange(BLOCKS):
         S = np.empty(shape, dtype=Z.dtype)
         for i in range(p * step, min(m, (p + 1) * step)):
-            _direct_forward(i, A_prev, T, pad_top, pad_left, S, Z)
+            _direct_forward(i, A_prev, T, B, code, pad_top, pad_left, S, Z)
+
+
+@njit(cache=True, error_model="numpy")
+def direct_forward(A_prev, W, pad_top, pad_left, Z):
+    """The convolution alone: direct_forward_act with no bias, linear."""
+    direct_forward_act(A_prev, W, np.zeros(W.shape[3], dtype=Z.dtype), LINEAR, pad_top, pad_left, Z)
+
+
+@njit(cache=True, error_model="numpy")
+def direct_forward_parallel(A_prev, W, pad_top, pad_left, Z):
+    direct_forward_act_parallel(A_prev, W, np.zeros(W.shape[3], dtype=Z.dtype), LINEAR,
+                                pad_top, pad_left, Z)
 
 
 @njit(inline="always")

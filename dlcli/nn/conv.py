@@ -174,9 +174,17 @@ class Conv2D(_Weighted):
         W2 = self.params["W"].reshape(-1, self.n_C)
         Z = np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
         if self.direct and not (training and self.needs_input_grad):
-            kernel(kconv, "direct_forward", Z.size * W2.shape[0])(
-                A_prev, self.params["W"], self.pad_top, self.pad_left, Z)
-            A = self._activate(Z, training)
+            if self.activation in activations.PIECEWISE:  # bias and activation in the kernel
+                b = self.params["b"] if self.bias else np.zeros(self.n_C, dtype=Z.dtype)
+                kernel(kconv, "direct_forward_act", Z.size * W2.shape[0])(
+                    A_prev, self.params["W"], b, activations.CODES[self.activation],
+                    self.pad_top, self.pad_left, Z)
+                A = Z
+                self.cache = (A,) if training else self.cache
+            else:
+                kernel(kconv, "direct_forward", Z.size * W2.shape[0])(
+                    A_prev, self.params["W"], self.pad_top, self.pad_left, Z)
+                A = self._activate(Z, training)
             if training:
                 self.cache = (A_prev, None) + self.cache
             return A
