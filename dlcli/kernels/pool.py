@@ -14,6 +14,7 @@ Each kernel comes as a serial and a `_parallel` driver of a per-example body, as
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange, uint64
 
 
@@ -80,36 +81,39 @@ def maxpool_forward_parallel(A_prev, f, stride, pad_top, pad_left, A, argmax):
 
 @njit
 def _maxpool_infer(i, A_prev, f, stride, pad_top, pad_left, A):
-    """_maxpool_forward without the argmax: inference wants the maxima only."""
+    """_maxpool_forward without the argmax, in two stages per output row: the maximum down
+    the window's rows over the whole input row (contiguous, so it vectorizes at any channel
+    count), then across each window's columns. The same values as the training scan, NaNs
+    too (both keep the window's first cell unless a greater one comes)."""
     _, n_H_prev, n_W_prev, n_C = A_prev.shape
     n_H, n_W = A.shape[1], A.shape[2]
     src, out = A_prev.reshape(-1), A.reshape(-1)
-    C = uint64(n_C)
+    row = n_W_prev * n_C
+    R, C = uint64(row), uint64(n_C)
+    down = np.empty(row, dtype=A.dtype)  # the maxima down the window rows, per input column
     for h in range(n_H):
         r0 = max(h * stride - pad_top, 0)
         r1 = min(h * stride - pad_top + f, n_H_prev)
+        first = uint64((i * n_H_prev + r0) * row)
+        for x in range(R):
+            down[x] = src[first + x]
+        for r in range(r0 + 1, r1):
+            base = uint64((i * n_H_prev + r) * row)
+            for x in range(R):
+                v = src[base + x]
+                down[x] = v if v > down[x] else down[x]
         for w in range(n_W):
             c0 = max(w * stride - pad_left, 0)
             c1 = min(w * stride - pad_left + f, n_W_prev)
             o = uint64(((i * n_H + h) * n_W + w) * n_C)
-            first = uint64(((i * n_H_prev + r0) * n_W_prev + c0) * n_C)
-            if n_C < VECTOR_CHANNELS:
-                for k in range(C):
-                    top = src[first + k]
-                    for r in range(r0, r1):
-                        for c in range(c0, c1):
-                            v = src[uint64(((i * n_H_prev + r) * n_W_prev + c) * n_C) + k]
-                            top = v if v > top else top  # as the training scan, NaNs too
-                    out[o + k] = top
-                continue
+            t = uint64(c0 * n_C)
             for k in range(C):
-                out[o + k] = src[first + k]
-            for r in range(r0, r1):
-                for c in range(c0, c1):
-                    cell = uint64(((i * n_H_prev + r) * n_W_prev + c) * n_C)
-                    for k in range(C):
-                        v = src[cell + k]
-                        out[o + k] = v if v > out[o + k] else out[o + k]
+                out[o + k] = down[t + k]
+            for c in range(c0 + 1, c1):
+                t = uint64(c * n_C)
+                for k in range(C):
+                    v = down[t + k]
+                    out[o + k] = v if v > out[o + k] else out[o + k]
 
 
 @njit(cache=True)
