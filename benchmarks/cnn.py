@@ -68,15 +68,13 @@ def data(input_shape, n, seed=0):
 def dlcli_trainer(layers, input_shape):
     from dlcli.nn.model import build_model
     from dlcli.optim import make_optimizer
+    from dlcli.train import train_step
     model = build_model({"layers": layers, "init": "he"}, "auto", 0.0, input_shape, "float32")
     opt = make_optimizer({"name": "adam", "learning_rate": LR})
     trainable = model.trainable()
 
     def step(xb, yb):
-        model.cost(xb, yb)
-        model.backward()
-        # as dlcli.train does: a layer may hand back new gradient arrays each backward
-        opt.update([(name, layer.params[key], layer.grads[key]) for name, layer, key in trainable], LR)
+        train_step(model, opt, trainable, xb, yb, LR)
 
     return model, step, lambda x, y: model.error(x, y)
 

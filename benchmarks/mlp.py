@@ -40,6 +40,7 @@ def data(n, seed=0):
 def dlcli_side():
     from dlcli.nn.model import build_model
     from dlcli.optim import make_optimizer
+    from dlcli.train import train_step
     layers = [{"type": "dense", "units": n, "activation": "relu"} for n in SIZES[1:-1]]
     layers.append({"type": "dense", "units": SIZES[-1], "activation": "softmax"})
     model = build_model({"layers": layers, "init": "he"}, "auto", 0.0, SIZES[:1], "float32")
@@ -47,9 +48,7 @@ def dlcli_side():
     trainable = model.trainable()
 
     def step(xb, yb):
-        model.cost(xb, yb)
-        model.backward()
-        opt.update([(name, layer.params[key], layer.grads[key]) for name, layer, key in trainable], LR)
+        train_step(model, opt, trainable, xb, yb, LR)
 
     return step, model.error, (model, opt, trainable)
 

@@ -67,17 +67,23 @@ def located(recipe):
 
 
 # -- building -------------------------------------------------------------------------------
+def load_data(recipe, dtype=None):
+    """The recipe's dataset, seeded by data.seed where given, else by the recipe's seed."""
+    from .data import load_dataset
+    data_cfg = recipe.to_dict()["data"]
+    seed = recipe.seed if data_cfg.get("seed") is None else data_cfg["seed"]
+    with located(recipe):
+        return load_dataset(data_cfg, seed, dtype or recipe.dtype,
+                            targets="real" if regression(recipe) else "auto")
+
+
 def prepare(recipe, dtype=None, dataset=None):
     """The recipe's dataset and its model, built and initialised (init_from applied)."""
-    from .data import load_dataset
     recipe = as_recipe(recipe)
     dtype = dtype or recipe.dtype
+    if dataset is None:
+        dataset = load_data(recipe, dtype)
     with located(recipe):
-        if dataset is None:
-            data_cfg = recipe.to_dict()["data"]
-            seed = recipe.seed if data_cfg.get("seed") is None else data_cfg["seed"]
-            dataset = load_dataset(data_cfg, seed, dtype,
-                                   targets="real" if regression(recipe) else "auto")
         model = build(recipe, dataset.input_shape, dtype)
         check_fit(recipe, model, dataset)
         if recipe.model.init_from:
@@ -189,7 +195,7 @@ def train_ensemble(recipe, n: int, *, runs_dir=None, quiet=True, console=None) -
     from .evaluate import ensemble_predictor, predictor
     from .train import FitResult
     recipe = as_recipe(recipe)
-    _, dataset = prepare(recipe)
+    dataset = load_data(recipe)  # each member's train() builds and checks its own model
     run_dir = new_run_dir(default_runs_dir(runs_dir), f"{recipe.name}-ensemble{n}")
     atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
     started = time.perf_counter()

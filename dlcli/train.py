@@ -114,18 +114,24 @@ def train_epoch(model, opt, trainable, xs, ys, batch, lr, augment=None) -> tuple
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for i in range(0, xs.shape[0], batch):
             xb, yb = xs[i:i + batch], ys[i:i + batch]
-            if augment:
-                xb = augment(xb)
-            cost = model.cost(xb, yb, training=True)
+            cost = train_step(model, opt, trainable, augment(xb) if augment else xb, yb, lr)
             if not math.isfinite(cost):
                 return math.nan, steps
-            model.backward()
-            # rebuilt each step: a layer may hand back a new gradient array every backward
-            opt.update([(name, layer.params[key], layer.grads[key])
-                        for name, layer, key in trainable], lr)
             total += cost * xb.shape[0]
             steps += 1
     return total / xs.shape[0], steps
+
+
+def train_step(model, opt, trainable, xb, yb, lr) -> float:
+    """One mini-batch: forward, backward, update. Returns the cost before the update; a cost
+    that is not finite makes no update. `trainable` is `model.trainable()`."""
+    cost = model.cost(xb, yb, training=True)
+    if math.isfinite(cost):
+        model.backward()
+        # rebuilt each step: a layer may hand back a new gradient array every backward
+        opt.update([(name, layer.params[key], layer.grads[key])
+                    for name, layer, key in trainable], lr)
+    return cost
 
 
 class EarlyStopping:
