@@ -510,9 +510,24 @@ def bias_variance_cli(run, human_level_error=None, as_json=False) -> int:
         raise BadInput("the run has no summary.json (did its training finish?)", file=path)
     summary = read_json(summary_path)
     human = summary.get("human_level_error") if human_level_error is None else human_level_error
-    summary = {**summary, "human_level_error": human,
-               "diagnosis": diagnose(summary.get("errors") or {}, human)}
+    sizes = summary.get("sizes") or split_sizes(path)
+    summary = {**summary, "human_level_error": human, "sizes": sizes,
+               "diagnosis": diagnose(summary.get("errors") or {}, human, sizes)}
     report.errors_table(summary, Console(stderr=as_json))
     if as_json:
-        print(json.dumps({k: summary[k] for k in ("errors", "human_level_error", "diagnosis")}))
+        print(json.dumps({k: summary[k] for k in ("errors", "sizes", "human_level_error", "diagnosis")}))
     return 0
+
+
+def split_sizes(path: Path) -> dict:
+    """Each split's example count from its predictions (runs saved before summary.json kept
+    "sizes"); None where a split has no predictions."""
+    sizes = {}
+    for split in SPLITS:
+        file = path / "predictions" / f"{split}.npz"
+        try:
+            with np.load(file) as f:
+                sizes[split] = int(f["y_true"].shape[0])
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            sizes[split] = None
+    return sizes

@@ -232,9 +232,10 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
            extra=None) -> dict:
     """Evaluate every split with `predict`, write predictions and summary.json."""
     from .strategy import diagnose
-    errors, metrics = {}, {}
+    errors, metrics, sizes = {}, {}, {}
     for split in SPLITS:
         data = dataset.splits.get(split)
+        sizes[split] = None if data is None else int(data.y.shape[0])
         if data is None:
             errors[split] = None
             continue
@@ -250,8 +251,8 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
         "seconds": round(seconds, 3),
         "examples_per_second": round(result.examples / result.train_seconds, 1)
         if result.train_seconds > 0 else None,
-        "parameters": model.parameter_count(), "errors": errors, "human_level_error": human,
-        "diagnosis": diagnose(errors, human), "metrics": metrics,
+        "parameters": model.parameter_count(), "errors": errors, "sizes": sizes,
+        "human_level_error": human, "diagnosis": diagnose(errors, human, sizes), "metrics": metrics,
         "satisficing": satisficing(recipe, model, dataset, errors, seconds, predict),
         **(extra or {}),
     }

@@ -51,8 +51,8 @@ def _row(table: Table, *cells, style=None) -> None:
     table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells), style=style)
 
 
-def _pct(x) -> str:
-    return NONE if x is None else f"{100 * x:.2f}%"
+def _pct(x, sign=True) -> str:
+    return NONE if x is None else f"{100 * x:.2f}%" if sign else f"±{100 * x:.2f}%"
 
 
 def _num(x, digits=4) -> str:
@@ -115,26 +115,75 @@ def _epoch_stats(record: dict) -> str:
 
 # -- errors and diagnosis ---------------------------------------------------------------------
 def errors_table(summary: dict, console: Console) -> None:
-    """The course's staircase: each gap sits between the two errors it subtracts; the focus
-    is highlighted and its basic-recipe advice listed under the table."""
+    """The course's staircase: each gap sits between the two errors it subtracts, with each
+    split's size and each error's and gap's noise (two standard errors); the focus is
+    highlighted and its basic-recipe advice listed under the table, a gap within its noise is
+    marked "not significant"."""
     errors = summary.get("errors") or {}
     human = summary.get("human_level_error")
-    diagnosis = summary.get("diagnosis") or diagnose(errors, human)
+    sizes = summary.get("sizes") or {}
+    diagnosis = summary.get("diagnosis") or {}
+    if "noise" not in diagnosis:  # a summary written before the noise was part of it
+        diagnosis = diagnose(errors, human, sizes)
+    noise = diagnosis.get("noise") or {}
     focus = diagnosis.get("focus")
-    table = _table("Errors and diagnosis", ("split", L), ("error", R), ("gap", L), ("", R), ("", L))
-    _row(table, "human-level", _pct(human))
+    from_test = diagnosis.get("variance_from") == "test"
+    table = _table("Errors and diagnosis", ("split", L), ("n", R), ("error", R), ("gap", R),
+                   ("±2 SE", R), ("", L))
+    _row(table, "human-level", "", _pct(human), "", "exact" if human is not None else "")
     for split, gap in zip(SPLITS, GAPS):
-        is_focus = gap == focus
-        _row(table, "", "", GAP_LABELS[gap], _pct(diagnosis.get(gap)), "◀ focus" if is_focus else "",
-             style=FOCUS if is_focus else "dim")
-        _row(table, SPLITS[split], _pct(errors.get(split)))
+        value = diagnosis.get(gap)
+        mark = ""
+        if gap == focus:
+            mark = "◀ focus"
+        elif value is not None and value > 0 and noise.get(gap) is not None and value <= noise[gap]:
+            mark = "not significant"
+        label = GAP_LABELS[gap] + (" (test)" if gap == "variance" and from_test else "")
+        _row(table, "  " + label, "", "", _pct(value), _pct(noise.get(gap), sign=False), mark,
+             style=FOCUS if gap == focus else "dim")
+        _row(table, SPLITS[split], _count(sizes.get(split)), _pct(errors.get(split)), "",
+             _pct(_two_se(errors.get(split), sizes.get(split)), sign=False))
     console.print(table)
+    for note in diagnosis_notes(summary, diagnosis):
+        console.print(Text(note))
     if focus is None:
-        console.print("No gap to diagnose: it takes two of human-level, train, train-dev, dev and test.")
         return
     console.print(Text.assemble("Focus: ", (GAP_LABELS[focus], FOCUS), " — the basic recipe:"))
     for advice in diagnosis.get("advice") or []:
         console.print(Text(f"  • {advice}"))
+
+
+def diagnosis_notes(summary: dict, diagnosis: dict) -> list[str]:
+    """What the table cannot say by itself: which gaps are unknown and why, what stood in for
+    a missing split, why there is no focus."""
+    errors = summary.get("errors") or {}
+    notes = []
+    known = [g for g in GAPS if diagnosis.get(g) is not None]
+    if not known:
+        return ["No gap to diagnose: it takes two of human-level, train, train-dev, dev and test."]
+    if summary.get("human_level_error") is None and errors.get("train") is not None:
+        notes.append("Avoidable bias: unknown without a human-level error (a proxy for Bayes "
+                     "error): set evaluation.human_level_error in the recipe, or run dlcli "
+                     "analyze bias-variance RUN --human-level-error 0.01.")
+    if diagnosis.get("variance_from") == "test":
+        notes.append("Variance (test): test - train, the test set standing in for a dev set; "
+                     "choosing a model by its test error makes that error optimistic: carve a "
+                     "dev set with data.dev: 0.2.")
+    if diagnosis.get("focus") is None:
+        notes.append("No focus: no gap is both positive and larger than its noise (±2 SE: two "
+                     "standard errors of its two errors). More examples in the smaller split "
+                     "narrow the noise.")
+    return notes
+
+
+def _two_se(error, n):
+    from .strategy import standard_error
+    se = standard_error(error, n)
+    return None if se is None else 2 * se
+
+
+def _count(n) -> str:
+    return NONE if n is None else f"{n:,}"
 
 
 def metrics_table(metrics: dict, console: Console) -> None:
