@@ -183,7 +183,9 @@ def fit_into(recipe, model, dataset, run_dir: Path, quiet, console):
         def on_epoch(record):
             metrics.write(record)
             progress.update(record["epoch"], record)
-        return fit(model, dataset, recipe, on_epoch=on_epoch, augment=make_augment(recipe))
+        return fit(model, dataset, recipe, on_epoch=on_epoch, augment=make_augment(recipe),
+                   on_batch=progress.batch,
+                   on_interrupt=lambda: progress.stopping(f"stopping: saving {run_dir}…"))
 
 
 def train_ensemble(recipe, n: int, *, runs_dir=None, quiet=True, console=None) -> RunResult:
@@ -357,6 +359,7 @@ def load_model(run_dir):
 
 # -- command-line front ends ----------------------------------------------------------------
 def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1) -> int:
+    from rich.text import Text
     from . import report
     recipe = as_recipe(recipe_path, overrides)
     if ensemble > 1:
@@ -366,13 +369,20 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1) -> int:
     summary = result.summary
     if not quiet:
         console = _console()
-        costs = [r["cost"] for r in read_jsonl(result.run_dir / "metrics.jsonl")]
+        metrics_path = result.run_dir / "metrics.jsonl"  # an ensemble's are its members'
+        costs = [r["cost"] for r in read_jsonl(metrics_path)] if metrics_path.exists() else []
         if costs:
             report.learning_curve(costs, console)
+        stopped = report.early_stopping_note(summary, recipe, read_jsonl(metrics_path)
+                                             if metrics_path.exists() else [])
+        if stopped:
+            console.print(stopped)
         report.errors_table(summary, console)
         if summary.get("metrics"):
             report.metrics_table(summary["metrics"], console)
-        console.print(f"run saved in [bold]{result.run_dir}[/bold]")
+        console.print(Text("run saved in ") + Text(str(result.run_dir), style="bold"))
+    elif summary["status"] != "interrupted":  # whose own message names the run
+        print(f"run saved in {result.run_dir}", file=sys.stderr)
     status = summary["status"]
     if status == "diverged":
         print(f"dlcli: training diverged at epoch {summary.get('diverged_at_epoch')} (the cost "

@@ -9,16 +9,14 @@ what does not exist.
 from __future__ import annotations
 
 import math
-import time
 
 import yaml
 from rich import box
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
 from rich.table import Table
 from rich.text import Text
 
+from .progress import TrainingProgress  # noqa: F401  (the face api.train draws on)
 from .strategy import GAPS, diagnose
 
 SPLITS = {"train": "train", "train_dev": "train-dev", "dev": "dev", "test": "test"}
@@ -60,57 +58,21 @@ def _num(x, digits=4) -> str:
 
 
 # -- training ---------------------------------------------------------------------------------
-class TrainingProgress:
-    """A progress bar over the epochs: cost, learning rate, train and dev error, elapsed, ETA.
-
-    `update` only keeps the record and hands it to Rich at most every REFRESH seconds, so a
-    thousand tiny epochs a second cost nothing; Rich redraws from its own thread.
-    """
-
-    REFRESH = 0.1
-
-    def __init__(self, epochs: int, console: Console, quiet: bool = False):
-        self.epochs, self.console, self.quiet = epochs, console, quiet
-        self._progress = None
-        self._pending = None
-        self._pushed_at = -math.inf
-
-    def __enter__(self):
-        if not self.quiet:
-            self._progress = Progress(
-                TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(),
-                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"),
-                TimeRemainingColumn(), console=self.console, refresh_per_second=1 / self.REFRESH)
-            self._task = self._progress.add_task("train", total=self.epochs, stats="")
-            self._progress.start()
-        return self
-
-    def update(self, epoch: int, record: dict) -> None:
-        if self._progress is None:
-            return
-        self._pending = (epoch, record)
-        if time.monotonic() - self._pushed_at >= self.REFRESH or epoch >= self.epochs:
-            self._push()
-
-    def _push(self):
-        epoch, record = self._pending
-        self._progress.update(self._task, completed=epoch, stats=_epoch_stats(record))
-        self._pending, self._pushed_at = None, time.monotonic()
-
-    def __exit__(self, *exc):
-        if self._progress is not None:
-            if self._pending is not None:
-                self._push()
-            self._progress.stop()
-        return False
-
-
-def _epoch_stats(record: dict) -> str:
-    parts = [f"cost {record['cost']:.4f}", f"lr {record['learning_rate']:.3g}",
-             f"train {_pct(record.get('train_error'))}"]
-    if record.get("dev_error") is not None:
-        parts.append(f"dev {_pct(record['dev_error'])}")
-    return "  ".join(parts)
+def early_stopping_note(summary: dict, recipe, records=()) -> str | None:
+    """When and why early stopping ended training, and which epoch's parameters were kept."""
+    stopped = summary.get("stopped_early_at_epoch")
+    cfg = recipe.training.early_stopping
+    if not stopped or cfg is None:
+        return None
+    best = summary.get("best_epoch")
+    value = next((r.get(cfg.metric) for r in records if r.get("epoch") == best), None)
+    shown = "" if value is None else \
+        f" {_pct(value)}" if cfg.metric.endswith("_error") else f" {value:.4g}"
+    why = (f"{cfg.metric} did not improve{f' by more than {cfg.min_delta:g}' if cfg.min_delta else ''}"
+           f" for {cfg.patience} epoch{'s' if cfg.patience > 1 else ''} (best{shown} at epoch {best})")
+    kept = f"kept epoch {best}'s parameters (restore_best)" if cfg.restore_best and best else \
+        f"kept the last epoch's parameters (epoch {stopped}; restore_best: false)"
+    return f"Early stopping at epoch {stopped} of {recipe.training.epochs}: {why}; {kept}."
 
 
 # -- errors and diagnosis ---------------------------------------------------------------------

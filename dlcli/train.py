@@ -48,8 +48,13 @@ def split_cost(model, split, batch_size=1024) -> float:
     return total / m + model.l2_cost(m)
 
 
-def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
-    """Train `model` on `dataset.splits["train"]` as the recipe's optimizer/training say."""
+def fit(model, dataset, recipe, on_epoch=None, augment=None, on_batch=None,
+        on_interrupt=None) -> FitResult:
+    """Train `model` on `dataset.splits["train"]` as the recipe's optimizer/training say.
+
+    `on_batch(epoch, examples_done, m)` is called after every step (progress within an
+    epoch); `on_interrupt()` at once on Ctrl-C, before anything is saved.
+    """
     train = dataset.splits["train"]
     dev = dataset.splits.get("dev")
     t_cfg, o_cfg = recipe.training, recipe.optimizer
@@ -75,7 +80,8 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
                 xs, ys = train.x, train.y
             t0 = time.perf_counter()
             cost, steps = train_epoch(model, opt, trainable, xs, ys, batch, lr,
-                                      augment and (lambda x: augment(x, augment_rng)))
+                                      augment and (lambda x: augment(x, augment_rng)),
+                                      on_batch and (lambda done, e=epoch: on_batch(e, done, m)))
             result.train_seconds += time.perf_counter() - t0
             result.iterations += steps
             result.examples += min(steps * batch, m)
@@ -98,13 +104,18 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
                 break
     except KeyboardInterrupt:
         result.status = "interrupted"
+        if on_interrupt:
+            on_interrupt()
     if stopper and stopper.restore_best and stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
         result.best_epoch = stopper.best_epoch
+    elif stopper and result.stopped_early_at:
+        result.best_epoch = stopper.best_epoch  # said, though its parameters were not put back
     return result
 
 
-def train_epoch(model, opt, trainable, xs, ys, batch, lr, augment=None) -> tuple[float, int]:
+def train_epoch(model, opt, trainable, xs, ys, batch, lr, augment=None,
+                on_batch=None) -> tuple[float, int]:
     """One pass of mini-batch steps: (the batch-weighted mean cost, the steps taken).
 
     The cost is NaN at the first non-finite mini-batch cost, whose update is not taken.
@@ -119,6 +130,8 @@ def train_epoch(model, opt, trainable, xs, ys, batch, lr, augment=None) -> tuple
                 return math.nan, steps
             total += cost * xb.shape[0]
             steps += 1
+            if on_batch:
+                on_batch(i + xb.shape[0])
     return total / xs.shape[0], steps
 
 

@@ -252,7 +252,7 @@ def test_training_progress_quiet_shows_nothing():
 
 def test_training_progress_throttles_and_shows_an_early_stop():
     con = console()
-    with report.TrainingProgress(100_000, con) as progress:
+    with report.TrainingProgress(100_000, con, live=True) as progress:
         calls = []
         rich_update = progress._progress.update
         progress._progress.update = lambda *a, **k: (calls.append(k), rich_update(*a, **k))

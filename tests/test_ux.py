@@ -3,6 +3,7 @@ runs of searches, the command line's own flags. Terminals are 80 columns (COLUMN
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -45,6 +46,8 @@ def only_run(runs):
 
 
 def widest(text):
+    """The widest line a person sees: terminal escapes left out, redraws (\r) as lines."""
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", text).replace("\r", "\n")
     return max((len(line.rstrip()) for line in text.splitlines()), default=0)
 
 
@@ -108,3 +111,129 @@ def test_bias_variance_marks_a_gap_within_its_noise(tmp_path):
     assert "No focus" in out and "Get more training data" not in out
     assert "Avoidable bias: unknown" in out
     assert widest(out) <= 80
+
+
+# -- progress and messages -----------------------------------------------------------------------
+def test_the_live_line_fits_80_columns_keeping_epochs_time_and_eta():
+    from dlcli.progress import live_line
+    record = {"cost": 0.123456, "learning_rate": 0.0075, "train_error": 0.0533, "dev_error": 0.0933}
+    for epoch, epochs in ((1, 5), (1234, 15000), (15000, 15000)):
+        line = live_line(epoch, epochs, 0.4, 3725.0, record, (4096, 60000, 123456.0), 79)
+        assert len(line) <= 79
+        assert f"epoch {epoch}/{epochs}" in line and "1:02:05<1:33:08" in line
+        assert "cost 0.1235" in line and "train 5.33%" in line and "dev 9.33%" in line
+    wide = live_line(12, 200, 0.4, 3.0, record, (4096, 60000, 123456.0), 200)
+    assert "lr 0.0075" in wide and "ex/s" in wide and "6% of epoch" in wide
+
+
+def test_a_terminal_sees_progress_within_an_epoch_at_80_columns():
+    import io
+
+    from rich.console import Console
+
+    from dlcli.progress import TrainingProgress
+    con = Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None)
+    with TrainingProgress(10, con) as progress:
+        progress.REFRESH = 0.0
+        progress.batch(1, 640, 6400)
+        mid = progress._line()
+        progress.update(1, {"epoch": 1, "cost": 0.5, "learning_rate": 0.01, "train_error": 0.2})
+        progress.batch(2, 3200, 6400)
+        second = progress._line()
+    assert mid.startswith("epoch 1/10") and "10% of epoch" in mid and "ex/s" in mid
+    assert second.startswith("epoch 2/10") and "50% of epoch" in second and "cost 0.5000" in second
+    assert all(len(line) < 80 for line in (mid, second))
+    assert widest(con.file.getvalue()) <= 80
+
+
+def test_a_log_gets_one_plain_line_per_epoch(tmp_path):
+    result = invoke("train", write_recipe(tmp_path), "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split(" - ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all("cost " in line and "train " in line and "dev " in line for line in lines)
+    assert "\r" not in result.stdout and "\x1b[" not in result.stdout  # no redraws in a file
+
+
+def test_a_long_run_logs_at_most_one_line_a_second():
+    import io
+
+    from rich.console import Console
+
+    from dlcli.progress import TrainingProgress
+    con = Console(file=io.StringIO(), width=80)
+    with TrainingProgress(5000, con) as progress:
+        for e in range(1, 3001):  # thousands of epochs a second, stopped early
+            progress.update(e, {"epoch": e, "cost": 1 / e, "learning_rate": 0.01})
+    lines = con.file.getvalue().splitlines()
+    assert lines[0].startswith("epoch 1/5000 - ") and lines[-1].startswith("epoch 3000/5000 - ")
+    assert len(lines) < 10
+
+
+def test_early_stopping_says_when_why_and_which_epoch_was_kept(tmp_path):
+    recipe = write_recipe(tmp_path, training__epochs=300,
+                          training__early_stopping={"metric": "dev_error", "patience": 3})
+    result = invoke("train", recipe, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads((only_run(tmp_path / "runs") / "summary.json").read_text())
+    stopped, best = summary["stopped_early_at_epoch"], summary["best_epoch"]
+    assert stopped == best + 3
+    words = " ".join(result.stdout.split())
+    assert (f"Early stopping at epoch {stopped} of 300: dev_error did not improve for 3 epochs"
+            in words)
+    assert f"at epoch {best}); kept epoch {best}'s parameters" in words
+
+
+def test_early_stopping_without_restore_says_the_last_epoch_was_kept(tmp_path):
+    recipe = write_recipe(tmp_path, training__epochs=300, training__early_stopping={
+        "metric": "train_cost", "patience": 1, "min_delta": 0.5, "restore_best": False})
+    result = invoke("train", recipe, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr
+    stopped = json.loads((only_run(tmp_path / "runs") / "summary.json").read_text())["stopped_early_at_epoch"]
+    words = " ".join(result.stdout.split())
+    assert "train_cost did not improve by more than 0.5 for 1 epoch (best" in words
+    assert f"kept the last epoch's parameters (epoch {stopped}; restore_best: false)" in words
+
+
+def test_quiet_prints_only_where_the_run_was_saved_on_stderr(tmp_path):
+    result = invoke("train", write_recipe(tmp_path), "--runs-dir", tmp_path / "runs", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"run saved in {only_run(tmp_path / 'runs')}"
+
+
+def test_ctrl_c_says_stopping_at_once_then_saves(tmp_path, monkeypatch):
+    from dlcli import train as train_module
+    real, steps = train_module.train_step, []
+
+    def interrupted_step(*args):
+        steps.append(1)
+        if len(steps) == 5:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    said = []
+    monkeypatch.setattr(train_module, "train_step", interrupted_step)
+    import dlcli.api as api
+    real_write = api.atomic_write_npz
+    monkeypatch.setattr(api, "atomic_write_npz", lambda *a: (said.append(len(messages)), real_write(*a)))
+    messages = []
+    from dlcli.progress import TrainingProgress
+    real_stopping = TrainingProgress.stopping
+    monkeypatch.setattr(TrainingProgress, "stopping",
+                        lambda self, m: (messages.append(m), real_stopping(self, m)))
+    result = invoke("train", write_recipe(tmp_path), "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 130
+    assert len(messages) == 1 and messages[0].startswith("stopping: saving")
+    assert said and said[0] == 1  # said before the first file was saved
+    assert "dlcli: stopping: saving" in result.stderr
+    summary = json.loads((only_run(tmp_path / "runs") / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+
+
+def test_an_ensemble_without_quiet_prints_its_tables(tmp_path):
+    result = invoke("train", write_recipe(tmp_path), "--runs-dir", tmp_path / "runs", "--ensemble", "2")
+    assert result.exit_code == 0, result.stderr
+    assert "Errors and diagnosis" in result.stdout and "run saved in" in result.stdout
+    run = only_run(tmp_path / "runs")
+    assert json.loads((run / "summary.json").read_text())["ensemble"]["members"] == 2
