@@ -98,6 +98,15 @@ def gradcheck(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
          seconds=seconds or None)
 
 
+@app.command("course-init")
+def course_init(recipe: Path = typer.Argument(..., help="One of the course's recipes, e.g. recipes/cat_4layer.yaml."),
+                out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default RECIPE_course_init.npz beside the recipe)."),
+                seed: Optional[int] = typer.Option(None, "--seed", help="np.random.seed of the draw (default: the assignment's).")):
+    """Write the course's own initial parameters for a recipe, for model.init_from."""
+    from .course import course_init_cli
+    _run(course_init_cli, recipe, out=out, seed=seed)
+
+
 @analyze_app.command("errors")
 def analyze_errors(run: Path = typer.Argument(..., help="A run directory."),
                    split: str = typer.Option("dev", "--split", help="train | train_dev | dev | test"),

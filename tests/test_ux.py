@@ -237,3 +237,56 @@ def test_an_ensemble_without_quiet_prints_its_tables(tmp_path):
     assert "Errors and diagnosis" in result.stdout and "run saved in" in result.stdout
     run = only_run(tmp_path / "runs")
     assert json.loads((run / "summary.json").read_text())["ensemble"]["members"] == 2
+
+
+# -- the course's files --------------------------------------------------------------------------
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_course_init_draws_as_the_course_does(tmp_path):
+    recipe = write_recipe(tmp_path, model={"init": "he", "layers": [
+        {"type": "dense", "units": 5, "activation": "relu"}, {"type": "dropout", "keep_prob": 0.8},
+        {"type": "dense", "units": 1, "activation": "sigmoid"}]})
+    result = invoke("course-init", recipe, "--seed", "3")
+    assert result.exit_code == 0, result.stderr
+    out = tmp_path / "tiny_course_init.npz"
+    assert "--set model.init_from=tiny_course_init.npz" in result.stdout
+    np.random.seed(3)
+    w0 = np.random.randn(5, 2) * math.sqrt(2 / 2)
+    w2 = np.random.randn(1, 5) * math.sqrt(2 / 5)
+    with np.load(out) as f:
+        assert sorted(f.files) == ["0.W", "0.b", "2.W", "2.b"]  # the dropout layer has none
+        assert np.array_equal(f["0.W"], w0) and np.array_equal(f["2.W"], w2)
+        assert not f["0.b"].any() and f["2.b"].shape == (1, 1)
+    # not a course recipe and no seed: bad input, not a guess
+    assert invoke("course-init", recipe).exit_code == 2
+
+
+def test_the_readme_reproduction_works_as_written(tmp_path):
+    from conftest import course_data
+    course_data("generated_2d", "moons_opt.npz")
+    recipe = tmp_path / "moons_gd.yaml"
+    recipe.write_text((ROOT / "recipes" / "moons_gd.yaml").read_text())
+    env = {"DLCLI_DATA": str(course_data())}
+    result = invoke("course-init", recipe, env=env)
+    assert result.exit_code == 0, result.stderr
+    command = result.stdout.splitlines()[-1].split()
+    assert command[:3] == ["dlcli", "train", str(recipe)]
+    result = invoke(*command[1:], "--set", "training.epochs=1", "--runs-dir", tmp_path / "runs",
+                    "--quiet", env=env)
+    assert result.exit_code == 0, result.stderr
+    first = json.loads((only_run(tmp_path / "runs") / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["cost"] == pytest.approx(0.702405, abs=2e-3)  # COURSE_NUMBERS.md section 7
+
+
+@pytest.mark.slow
+def test_moons_recipes_show_the_lesson_with_dlcli_initialisation(tmp_path):
+    from conftest import course_data
+    from dlcli import api
+    course_data("generated_2d", "moons_opt.npz")
+    accuracy = {}
+    for opt in ("gd", "momentum", "adam"):
+        result = api.train(ROOT / "recipes" / f"moons_{opt}.yaml", runs_dir=tmp_path / "runs")
+        accuracy[opt] = 1 - result.summary["errors"]["train"]
+    assert accuracy["adam"] >= 0.93 and accuracy["adam"] > accuracy["gd"] + 0.05
+    assert abs(accuracy["momentum"] - accuracy["gd"]) < 0.02
