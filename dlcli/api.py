@@ -415,13 +415,29 @@ def _all_runs(runs_dir):
 
 def runs_list_cli(runs_dir) -> int:
     from . import report
+    from .search_runs import is_search, search_row
     rows = [{**read_json(p / "summary.json"), "run": p.name} for p in _all_runs(runs_dir)]
+    root = default_runs_dir(runs_dir)
+    if root.is_dir():
+        rows += [search_row(p) for p in root.iterdir() if p.is_dir() and is_search(p)]
+        rows.sort(key=lambda row: row["run"], reverse=True)
     report.runs_table(rows, _console())
     return 0
 
 
 def runs_show_cli(runs_dir, run) -> int:
     from . import report
+    from .search_runs import is_search, search_details
+    search = Path(run) if is_search(Path(run)) else None
+    if search is None and not (Path(run) / "summary.json").exists():
+        try:
+            found = find_run(run, runs_dir)
+        except BadInput:
+            found = None
+        search = found if found is not None and is_search(found) else None
+    if search is not None:
+        search_details(search, _console())
+        return 0
     r = load_run(run, runs_dir)
     report.run_details({**r.summary, "run": r.path.name}, (r.path / "recipe.yaml").read_text(),
                        r.metrics, _console())

@@ -138,25 +138,29 @@ def runs_default(ctx: typer.Context,
         _run(runs_list_cli, runs_dir)
 
 
+# --runs-dir is accepted after the subcommand too (`dlcli runs list --runs-dir X`), as before it
 @runs_app.command("list")
-def runs_list(ctx: typer.Context):
-    """Every run, newest first."""
+def runs_list(ctx: typer.Context,
+              runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP)):
+    """Every run and search, newest first."""
     from .api import runs_list_cli
-    _run(runs_list_cli, ctx.obj)
+    _run(runs_list_cli, runs_dir or ctx.obj)
 
 
 @runs_app.command("show")
-def runs_show(ctx: typer.Context, run: str = typer.Argument(..., help="A run directory or its name.")):
-    """One run: its recipe, errors, diagnosis and learning curve."""
+def runs_show(ctx: typer.Context, run: str = typer.Argument(..., help="A run or search directory, or its name."),
+              runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP)):
+    """One run: its recipe, errors, diagnosis and learning curve; a search: its trials, best first."""
     from .api import runs_show_cli
-    _run(runs_show_cli, ctx.obj, run)
+    _run(runs_show_cli, runs_dir or ctx.obj, run)
 
 
 @runs_app.command("compare")
-def runs_compare(ctx: typer.Context, runs: List[str] = typer.Argument(..., help="Two or more runs.")):
+def runs_compare(ctx: typer.Context, runs: List[str] = typer.Argument(..., help="Two or more runs."),
+                 runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP)):
     """Runs side by side: settings that differ, errors and gaps."""
     from .api import runs_compare_cli
-    _run(runs_compare_cli, ctx.obj, runs)
+    _run(runs_compare_cli, runs_dir or ctx.obj, runs)
 
 
 def main():

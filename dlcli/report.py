@@ -231,20 +231,69 @@ def model_summary(rows: list[dict], total: int, console: Console, title: str = "
     console.print(table)
 
 
+FOCUS_SHORT = {"avoidable_bias": "bias", "variance": "variance", "data_mismatch": "mismatch",
+               "dev_overfitting": "dev overfit"}
+
+
 def runs_table(runs: list[dict], console: Console) -> None:
-    """One row per run directory: each dict is its summary.json plus `run`, the directory name."""
-    table = _table("Runs", ("run", L), ("status", L), ("epochs", R), ("seconds", R),
-                   ("train", R), ("dev", R), ("test", R), ("focus", L))
-    # the run name is what the user types next (`dlcli runs show NAME`): never cut it
-    table.columns[0].min_width = max((len(r["run"]) for r in runs), default=3)
-    for run in runs:
-        errors = run.get("errors") or {}
+    """One row per run directory: each dict is its summary.json plus `run`, the directory name
+    (a search's row, `kind: "search"`, has its trial count as status and its best trial's
+    errors). Fits the console: seconds go first, then epochs, then the long focus names."""
+    def focus_of(run, short):
+        if run.get("kind") == "search":
+            best = run.get("best")
+            return f"best #{best['trial']} of {run.get('trials', 0)}" if best else NONE
         focus = (run.get("diagnosis") or {}).get("focus")
+        return (FOCUS_SHORT if short else GAP_LABELS).get(focus, NONE)
+
+    def status_of(run):
+        if run.get("kind") == "search":
+            return Text(f"{run.get('trials', 0)} trials", style="cyan")
         status = run.get("status") or NONE
-        _row(table, run["run"], Text(status, style=STATUS_STYLES.get(status, "dim")),
-             str(run.get("epochs", NONE)), _seconds(run.get("seconds")),
-             *(_pct(errors.get(s)) for s in ("train", "dev", "test")), GAP_LABELS.get(focus, NONE))
+        return Text(status, style=STATUS_STYLES.get(status, "dim"))
+
+    columns = {  # header: (justify, cell of a run)
+        "run": (L, lambda r, short: r["run"]),
+        "status": (L, lambda r, short: status_of(r)),
+        "epochs": (R, lambda r, short: NONE if r.get("kind") == "search" else str(r.get("epochs", NONE))),
+        "seconds": (R, lambda r, short: _seconds(r.get("seconds"))),
+        **{s: (R, lambda r, short, s=s: _pct((r.get("errors") or {}).get(s))) for s in ("train", "dev", "test")},
+        "focus": (L, focus_of),
+    }
+    shown, short = list(columns), False
+
+    def build():
+        table = _table("Runs", *((name, columns[name][0]) for name in shown), pad_edge=False,
+                       collapse_padding=True)
+        # the run name is what the user types next (`dlcli runs show NAME`): never cut it
+        table.columns[0].min_width = max((len(r["run"]) for r in runs), default=3)
+        for column in table.columns[1:]:
+            column.overflow = "fold"  # a last resort: wrapped in its cell, never lost
+        for run in runs:
+            cells = [columns[name][1](run, short) for name in shown]
+            if "status" not in shown:  # the status lives on as the run name's colour
+                cells[0] = Text(run["run"], style=status_of(run).style)
+            _row(table, *cells)
+        return table
+
+    table = build()
+    for drop in ("seconds", "epochs", "short focus", "status"):
+        if _width(table) <= console.width:
+            break
+        if drop == "short focus":
+            short = True
+        else:
+            shown.remove(drop)
+        table = build()
     console.print(table)
+
+
+def _width(renderable) -> int:
+    """The width a renderable takes when nothing limits it."""
+    import io
+    probe = Console(width=1000, file=io.StringIO(), color_system=None)
+    probe.print(renderable)
+    return max((len(line.rstrip()) for line in probe.file.getvalue().splitlines()), default=0)
 
 
 def _seconds(s) -> str:

@@ -290,3 +290,83 @@ def test_moons_recipes_show_the_lesson_with_dlcli_initialisation(tmp_path):
         accuracy[opt] = 1 - result.summary["errors"]["train"]
     assert accuracy["adam"] >= 0.93 and accuracy["adam"] > accuracy["gd"] + 0.05
     assert abs(accuracy["momentum"] - accuracy["gd"]) < 0.02
+
+
+# -- runs and searches ---------------------------------------------------------------------------
+def fake_runs(root):
+    """Two runs and a search, as their files are written."""
+    for name, focus, status in (("20261201-101500-cat-4layer-with-a-long-name", "dev_overfitting", "completed"),
+                                ("20261201-111500-quickstart", "variance", "interrupted")):
+        run = root / name
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({
+            "name": name, "status": status, "epochs": 2500, "seconds": 1234.5,
+            "errors": {"train": 0.0533, "train_dev": 0.08, "dev": 0.0933, "test": 0.1467},
+            "diagnosis": {"focus": focus}}))
+    search = root / "20261201-121500-search-planar-search"
+    search.mkdir()
+    (search / "search.yaml").write_text(yaml.safe_dump({
+        "name": "search-planar", "evaluation": {"metric": "error"},
+        "search": {"trials": 4, "rounds": 2, "space": {"optimizer.learning_rate": {"log_uniform": [1e-4, 1]},
+                                                       "model.layers.0.units": {"int_uniform": [2, 64]}}}}))
+    (search / "best.yaml").write_text("name: search-planar\n")
+    trials = [(0, 0.2, 0.21, "completed"), (1, 0.05, 0.0625, "completed"), (2, None, None, "failed")]
+    (search / "trials.jsonl").write_text("".join(json.dumps({
+        "trial": t, "round": 0, "seed": 1 + t, "status": status, "metric": dev, "seconds": 2.5,
+        "values": {"optimizer.learning_rate": 0.01 * (t + 1), "model.layers.0.units": 8 * (t + 1)},
+        "errors": None if dev is None else {"train": train, "dev": dev}}) + "\n"
+        for t, train, dev, status in trials))
+    return search
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_runs_list_takes_runs_dir_before_or_after_list(tmp_path, where):
+    fake_runs(tmp_path / "elsewhere")
+    args = ["runs", "--runs-dir", tmp_path / "elsewhere", "list"] if where == "before" else \
+        ["runs", "list", "--runs-dir", tmp_path / "elsewhere"]
+    result = invoke(*args, columns=200)
+    assert result.exit_code == 0, result.stderr
+    assert "20261201-111500-quickstart" in result.stdout
+
+
+def test_runs_list_shows_searches_and_fits_80_columns(tmp_path):
+    fake_runs(tmp_path / "runs")
+    wide = invoke("runs", "list", "--runs-dir", tmp_path / "runs", columns=200).stdout
+    line = next(line for line in wide.splitlines() if "search-planar-search" in line)
+    assert "3 trials" in line and "best #1 of 3" in line and "6.25%" in line and "5.00%" in line
+    out = invoke("runs", "list", "--runs-dir", tmp_path / "runs").stdout
+    assert widest(out) <= 80
+    header = next(line for line in out.splitlines() if line.strip().startswith("run"))
+    assert header.split() == ["run", "train", "dev", "test", "focus"]
+    for name in ("20261201-101500-cat-4layer-with-a-long-name", "20261201-111500-quickstart"):
+        assert name in out  # never cut
+    assert "14.67%" in out and "dev overfit" in out and "best #1 of 3" in out
+
+
+def test_runs_show_a_search_lists_its_trials_best_first(tmp_path):
+    search = fake_runs(tmp_path / "runs")
+    for target in (search, search.name):
+        result = invoke("runs", "show", target, "--runs-dir", tmp_path / "runs")
+        assert result.exit_code == 0, result.stderr
+        out = result.stdout
+        words = " ".join(out.split())
+        assert "3 finished of 8" in words and "2 completed, 1 failed" in words
+        assert "best trial 1: error 0.0625" in words and "train it again dlcli train" in words
+        rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+        assert [r[0] for r in rows] == ["1", "0"]  # best first, the failed trial left out
+        assert sorted(rows[0][1:3]) == ["0.02", "16"]
+        assert widest(out) <= 80
+
+
+def test_every_table_of_a_trained_run_fits_80_columns(tmp_path):
+    runs = tmp_path / "runs"
+    recipe = write_recipe(tmp_path, name="a-recipe-with-a-rather-long-name-for-its-runs.yaml")
+    result = invoke("train", recipe, "--runs-dir", runs)
+    assert result.exit_code == 0
+    assert widest(result.stdout) <= 80
+    invoke("train", recipe, "--runs-dir", runs, "--set", "optimizer.learning_rate=0.01", "--quiet")
+    a, b = sorted(p.name for p in runs.iterdir())
+    for args in (("runs", "show", a), ("runs", "compare", a, b), ("runs", "list"), ("show", recipe)):
+        result = invoke(*args, "--runs-dir", runs) if args[0] == "runs" else invoke(*args)
+        assert result.exit_code == 0, (args, result.stderr)
+        assert widest(result.stdout) <= 80, (args, result.stdout)
