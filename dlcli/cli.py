@@ -15,13 +15,39 @@ import typer
 
 from .errors import DlcliError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep-learning experiments from YAML recipes, on the CPU.")
 analyze_app = typer.Typer(no_args_is_help=True, help="Error analysis and bias/variance of a trained run.")
 runs_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
                        help="The run directories, as tables.")
 app.add_typer(analyze_app, name="analyze")
 app.add_typer(runs_app, name="runs")
+
+def _flags_as_flags():
+    """Typer's help shows a boolean flag's type as <bool>; a flag takes no value: show none."""
+    from typer.core import TyperOption
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_as_flags()
+
+
+def _print_version(value: bool):
+    if value:
+        from . import __version__
+        print(f"dlcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                          help="Print dlcli's version and exit.")):
+    """Deep-learning experiments from YAML recipes, on the CPU."""
+
 
 SET_HELP = "Override a recipe key by its dotted path, e.g. optimizer.learning_rate=0.01."
 RUNS_DIR_HELP = "Where run directories go (default ./runs, or $DLCLI_RUNS)."

@@ -370,3 +370,29 @@ def test_every_table_of_a_trained_run_fits_80_columns(tmp_path):
         result = invoke(*args, "--runs-dir", runs) if args[0] == "runs" else invoke(*args)
         assert result.exit_code == 0, (args, result.stderr)
         assert widest(result.stdout) <= 80, (args, result.stdout)
+
+
+# -- the command line's own flags ----------------------------------------------------------------
+def test_version():
+    import dlcli
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"dlcli {dlcli.__version__}"
+
+
+def test_shell_completion_is_offered():
+    assert "--install-completion" in invoke("--help").stdout
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'dlcli'; "
+                           "from dlcli.cli import main; main()", "--show-completion", "bash"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "_dlcli_completion" in done.stdout and "complete " in done.stdout
+
+
+@pytest.mark.parametrize("command", [["train"], ["search"], ["gradcheck"], ["analyze", "errors"],
+                                     ["analyze", "bias-variance"], []])
+def test_boolean_flags_are_shown_as_flags(command):
+    out = invoke(*command, "--help").stdout
+    assert "<bool>" not in out and "--help" in out
+    assert widest(out) <= 80
