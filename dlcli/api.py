@@ -256,6 +256,8 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
         "parameters": model.parameter_count(), "errors": errors, "sizes": sizes,
         "human_level_error": human, "diagnosis": diagnose(errors, human, sizes), "metrics": metrics,
         "satisficing": satisficing(recipe, model, dataset, errors, seconds, predict),
+        # the class names (CSV labels, builtin shapes, h5 list_classes), class k at [k]
+        **({"classes": [str(c) for c in dataset.class_names]} if dataset.class_names else {}),
         **(extra or {}),
     }
     if result.status == "diverged":
@@ -274,12 +276,13 @@ def prediction_arrays(probabilities, loss, data) -> dict:
 
 
 def classification_scores(recipe, model, dataset, y_true, y_pred):
-    """Precision / recall / F1 of the positive class for a binary task (SPEC metrics)."""
-    from .metrics import binary_scores
+    """Precision / recall / F1 of the positive class for a binary task (SPEC metrics); for
+    more classes their macro averages (as precision, recall, f1), with `per_class` rows."""
+    from .metrics import binary_scores, multiclass_scores
     if model.loss.name not in ("binary_crossentropy", "categorical_crossentropy"):
         return None
     if (dataset.n_classes or 2) != 2:
-        return None
+        return multiclass_scores(y_true, y_pred, dataset.n_classes, dataset.class_names)
     return binary_scores(y_true, y_pred, recipe.evaluation.positive_class)
 
 

@@ -109,3 +109,16 @@ def per_label(y_true, y_pred) -> list[dict]:
     mcm = multilabel_confusion(y_true, y_pred)
     tp, fp, fn = mcm[:, 1, 1], mcm[:, 0, 1], mcm[:, 1, 0]
     return _rows(list(range(mcm.shape[0])), _scores_from_counts(tp, fp, fn), tp + fn)
+
+
+def multiclass_scores(y_true, y_pred, n_classes, names=None) -> dict:
+    """summary.json's metrics of a multi-class split: macro precision / recall / F1 (the
+    unweighted mean over classes, scikit-learn's average="macro"), accuracy, and a row per
+    class (`class`, `name` where known, precision, recall, f1, support)."""
+    y_true, y_pred = _labels_1d(np.asarray(y_true)), _labels_1d(np.asarray(y_pred))
+    rows = per_class(y_true, y_pred, list(range(n_classes)))
+    if names:
+        for row in rows:
+            row["name"] = str(names[row["class"]]) if row["class"] < len(names) else None
+    accuracy = float(np.mean(y_true == y_pred)) if y_true.size else 0.0
+    return {**macro_average(rows), "accuracy": accuracy, "average": "macro", "per_class": rows}

@@ -80,12 +80,17 @@ def live_line(epoch: int, epochs: int, fraction: float, elapsed: float, record: 
     return line[:width]
 
 
-def log_line(epoch: int, epochs: int, elapsed: float, record: dict, rate: float | None) -> str:
-    """A plain line for a log: `epoch 12/200 - 0:03 - cost 0.1234 - train 5.33% - ...`."""
-    parts = [f"epoch {epoch}/{epochs}", clock(elapsed), *(t for _, t in record_parts(record))]
+def log_line(epoch: int, epochs: int, elapsed: float, record: dict, rate: float | None,
+             width: int = 80) -> str:
+    """A plain line for a log: `epoch 12/200 - 0:03 - cost 0.1234 - train 5.33% - ...`, the
+    least useful parts (learning rate, examples/s) left out where it would pass `width`."""
+    parts = [(0, f"epoch {epoch}/{epochs}"), (0, clock(elapsed)), *record_parts(record)]
     if rate:
-        parts.append(f"{_rate(rate)} ex/s")
-    return " - ".join(parts)
+        parts.append((5, f"{_rate(rate)} ex/s"))
+    while len(" - ".join(t for _, t in parts)) > width and max(p for p, _ in parts) > 0:
+        worst = max(p for p, _ in parts)
+        parts.pop(max(i for i, (p, _) in enumerate(parts) if p == worst))
+    return " - ".join(t for _, t in parts)
 
 
 class TrainingProgress:
@@ -173,7 +178,8 @@ class TrainingProgress:
 
     def _log(self, now):
         self.console.print(log_line(self._epoch, self.epochs, now - self._started, self._record,
-                                    self._rate), markup=False, highlight=False, soft_wrap=True)
+                                    self._rate, self.console.width), markup=False,
+                           highlight=False, soft_wrap=True)
         self._logged_at, self._logged_epoch = now, self._epoch
 
     def _close(self):

@@ -19,7 +19,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator,
@@ -441,13 +441,18 @@ class FileSource(Strict):
     """
 
     path: Optional[PathStr] = None
-    x: str = Field("x", validate_default=True)
+    # a CSV's feature columns may be a list (every column but y when x is left out)
+    x: Union[str, list[str]] = Field("x", validate_default=True)
     y: str = Field("y", validate_default=True)
 
     @field_validator("x", "y")
     @classmethod
     def _idx_files(cls, value: str, info: ValidationInfo) -> str:
         folder = info.data.get("path")
+        if isinstance(value, list):
+            if folder is None or not str(folder).lower().endswith(".csv"):
+                raise _fail("a list of columns needs path: a .csv file", value)
+            return value
         if folder is None:
             return _resolve(value, _base_dir(info))
         if os.path.isdir(folder):
@@ -532,6 +537,8 @@ class Data(Strict):
     flatten: bool = False
     normalize: bool = False
     augment: list[Augmentation] = []
+    # a CSV's missing cells: bad input (null), drop the row, or the column's mean
+    missing: Optional[Literal["drop", "mean"]] = None
 
 
 class Model(Strict):

@@ -149,13 +149,33 @@ def _count(n) -> str:
 
 
 def metrics_table(metrics: dict, console: Console) -> None:
-    """Precision, recall, F1 and accuracy per split (summary.json's "metrics")."""
-    table = _table("Metrics", ("split", L), ("precision", R), ("recall", R), ("F1", R), ("accuracy", R))
+    """Precision, recall, F1 and accuracy per split (summary.json's "metrics"); a multi-class
+    run's are macro averages, followed by the per-class scores of one split (dev, else test,
+    else train)."""
+    per_class = {s: m["per_class"] for s, m in metrics.items() if (m or {}).get("per_class")}
+    title = "Metrics (macro averages over the classes)" if per_class else "Metrics"
+    table = _table(title, ("split", L), ("precision", R), ("recall", R), ("F1", R), ("accuracy", R))
     order = [s for s in SPLITS if s in metrics] + [s for s in metrics if s not in SPLITS]
     for split in order:
         m = metrics[split] or {}
         _row(table, SPLITS.get(split, split),
              *(_pct(m.get(k)) for k in ("precision", "recall", "f1", "accuracy")))
+    console.print(table)
+    split = next((s for s in ("dev", "test", "train", *per_class) if s in per_class), None)
+    if split is not None:
+        _per_class_table(per_class[split], SPLITS.get(split, split), console)
+
+
+def _per_class_table(rows: list[dict], split: str, console: Console) -> None:
+    table = _table(f"Per class ({split})", ("class", L), ("precision", R), ("recall", R),
+                   ("F1", R), ("support", R))
+    table.columns[0].overflow = "fold"
+    table.columns[0].max_width = 30  # a long class name wraps rather than pushing numbers off
+    for row in rows:
+        name = row.get("name")
+        label = str(row["class"]) if name in (None, str(row["class"])) else f"{row['class']} {name}"
+        _row(table, label, *(_pct(row.get(k)) for k in ("precision", "recall", "f1")),
+             f"{row.get('support', 0):,}")
     console.print(table)
 
 

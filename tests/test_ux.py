@@ -396,3 +396,123 @@ def test_boolean_flags_are_shown_as_flags(command):
     out = invoke(*command, "--help").stdout
     assert "<bool>" not in out and "--help" in out
     assert widest(out) <= 80
+
+
+# -- a user's own CSV ----------------------------------------------------------------------------
+def csv_recipe(tmp_path, text, x=None, test=None, out="sigmoid", **data):
+    (tmp_path / "data.csv").write_text(text)
+    source = {"path": "data.csv", "y": "label", **({"x": x} if x is not None else {})}
+    recipe = {"name": "csv", "seed": 0, "data": {"train": source, **data},
+              "model": {"layers": [{"type": "dense", "units": 1 if out == "sigmoid" else 3,
+                                    "activation": out}]},
+              "training": {"epochs": 2, "batch_size": 8}}
+    if test is not None:
+        (tmp_path / "test.csv").write_text(test)
+        recipe["data"]["test"] = {"path": "test.csv", "y": "label"}
+    path = tmp_path / "csv.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def load(recipe_path):
+    from dlcli import api
+    return api.load_data(api.as_recipe(recipe_path))
+
+
+ROWS = "a,b,c,label\n" + "".join(f"{i},{10 * i},{-i},{'dog' if i % 3 else 'cat'}\n" for i in range(12))
+
+
+def test_csv_x_selects_the_feature_columns(tmp_path):
+    every = load(csv_recipe(tmp_path, ROWS))
+    assert every.input_shape == (3,)
+    two = load(csv_recipe(tmp_path, ROWS, x=["c", "a"]))
+    assert two.input_shape == (2,)
+    assert np.array_equal(two.splits["train"].x[:, 0], -two.splits["train"].x[:, 1])
+    one = load(csv_recipe(tmp_path, ROWS, x="b"))
+    assert one.input_shape == (1,) and sorted(one.splits["train"].x[:, 0]) == [10.0 * i for i in range(12)]
+
+
+@pytest.mark.parametrize("x", ["nope", ["a", "nope"]])
+def test_csv_unknown_column_is_bad_input(tmp_path, x):
+    result = invoke("train", csv_recipe(tmp_path, ROWS, x=x), "--quiet", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert "data.train.x" in result.stderr and "'nope'" in result.stderr and "a, b, c, label" in result.stderr
+
+
+def test_csv_text_labels_are_classes_with_their_names_kept(tmp_path):
+    data = load(csv_recipe(tmp_path, ROWS))
+    assert data.class_names == ["cat", "dog"] and data.n_classes == 2
+    y = data.splits["train"].y
+    assert sorted(y.tolist()) == [0] * 4 + [1] * 8
+    result = invoke("train", csv_recipe(tmp_path, ROWS), "--quiet", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((only_run(tmp_path / "runs") / "summary.json").read_text())["classes"] == ["cat", "dog"]
+
+
+def test_csv_labels_1_and_2_are_two_classes(tmp_path):
+    rows = "a,label\n" + "".join(f"{i},{1 + i % 2}\n" for i in range(10))
+    data = load(csv_recipe(tmp_path, rows))
+    assert data.n_classes == 2 and data.class_names == ["1", "2"]
+    assert set(data.splits["train"].y.tolist()) == {0, 1}
+    # a sigmoid output trains on them (before, they were three classes and bad input)
+    result = invoke("train", csv_recipe(tmp_path, rows), "--quiet", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_csv_held_out_labels_take_the_train_classes(tmp_path):
+    test = "a,b,c,label\n1,2,3,dog\n4,5,6,dog\n"
+    data = load(csv_recipe(tmp_path, ROWS, test=test))
+    assert data.splits["test"].y.tolist() == [1, 1]  # dog is class 1 of the train source's
+    result = invoke("train", csv_recipe(tmp_path, ROWS, test="a,b,c,label\n1,2,3,cow\n"), "--quiet",
+                    "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2 and "'cow'" in result.stderr and "data.test.y" in result.stderr
+
+
+MISSING_ROWS = "a,b,label\n1,2,0\n3,,1\n5,6,0\n7,NA,1\n9,10,0\n"
+
+
+def test_csv_missing_values_are_bad_input_naming_row_and_column(tmp_path):
+    result = invoke("train", csv_recipe(tmp_path, MISSING_ROWS), "--quiet", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert "row 3, column 'b': missing value" in result.stderr and "data.missing" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_csv_missing_drop_and_mean(tmp_path):
+    dropped = load(csv_recipe(tmp_path, MISSING_ROWS, missing="drop")).splits["train"]
+    assert sorted(dropped.x[:, 1].tolist()) == [2.0, 6.0, 10.0]
+    mean = load(csv_recipe(tmp_path, MISSING_ROWS, missing="mean")).splits["train"]
+    assert sorted(mean.x[:, 1].tolist()) == [2.0, 6.0, 6.0, 6.0, 10.0]
+    no_label = "a,label\n1,0\n2,\n3,1\n"
+    result = invoke("train", csv_recipe(tmp_path, no_label, missing="mean"), "--quiet",
+                    "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2 and "row 3, column 'label'" in result.stderr
+    assert load(csv_recipe(tmp_path, no_label, missing="drop")).splits["train"].x.shape == (2, 1)
+    result = invoke("train", csv_recipe(tmp_path, MISSING_ROWS, missing="sometimes"), "--quiet")
+    assert result.exit_code == 2 and "data.missing" in result.stderr
+
+
+# -- multi-class metrics -------------------------------------------------------------------------
+def test_multiclass_runs_get_per_class_and_macro_metrics(tmp_path):
+    from sklearn import metrics as sk
+    recipe = write_recipe(tmp_path, data={"train": {"builtin": "shapes", "n": 90, "size": 8}, "dev": 0.3,
+                                          "scale": 255, "flatten": True},
+                          model={"layers": [{"type": "dense", "units": 3, "activation": "softmax"}]})
+    result = invoke("train", recipe, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr
+    run = only_run(tmp_path / "runs")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["classes"] == ["circle", "square", "triangle"]
+    dev = summary["metrics"]["dev"]
+    with np.load(run / "predictions" / "dev.npz") as p:
+        y_true, y_pred = p["y_true"], p["y_pred"]
+    assert dev["f1"] == pytest.approx(sk.f1_score(y_true, y_pred, average="macro", labels=[0, 1, 2], zero_division=0))
+    assert dev["precision"] == pytest.approx(sk.precision_score(y_true, y_pred, average="macro", labels=[0, 1, 2], zero_division=0))
+    assert dev["recall"] == pytest.approx(sk.recall_score(y_true, y_pred, average="macro", labels=[0, 1, 2], zero_division=0))
+    assert dev["accuracy"] == pytest.approx(1 - summary["errors"]["dev"])
+    f1 = sk.f1_score(y_true, y_pred, average=None, labels=[0, 1, 2], zero_division=0)
+    assert [r["f1"] for r in dev["per_class"]] == pytest.approx(f1.tolist())
+    assert [r["name"] for r in dev["per_class"]] == ["circle", "square", "triangle"]
+    out = result.stdout
+    assert "Metrics (macro averages" in out and "Per class (dev)" in out and "2 triangle" in out
+    assert widest(out) <= 80

@@ -56,11 +56,13 @@ class Dataset:
 
 def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -> Dataset:
     """The recipe's data. targets: "auto" (class labels, or multi-label (m, k)) or "real"."""
-    train = read_source(cfg.get("train"), "data.train", stream(seed, "data"), targets)
-    fractions, sources = _held_out(cfg, seed, targets)
+    missing = cfg.get("missing")
+    train = read_source(cfg.get("train"), "data.train", stream(seed, "data"), targets, missing)
+    fractions, sources = _held_out(cfg, seed, targets, missing)
     raw = {name: Split(train.x[rows], train.y[rows], rows)
            for name, rows in carve(len(train.x), fractions, stream(seed, "split")).items()}
     for name, source in sources.items():
+        source = sources[name] = _align_classes(source, train, f"data.{name}")
         _check_compatible(source, train, f"data.{name}")
         raw[name] = Split(source.x, source.y, np.arange(len(source.x), dtype=np.int64))
     n_classes = _n_classes(raw, train, sources, targets)
@@ -80,7 +82,7 @@ def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -
     return Dataset(splits, input_shape, n_classes, train.class_names, is_image, preprocessing)
 
 
-def _held_out(cfg, seed, targets):
+def _held_out(cfg, seed, targets, missing=None):
     """({split: fraction}, {split: Source}) for the test, dev and train-dev the recipe names."""
     # each builtin held-out source gets its own draw, whichever others the recipe has
     rngs = dict(zip(ORDER, stream(seed, "test_data").spawn(len(ORDER))))
@@ -88,7 +90,7 @@ def _held_out(cfg, seed, targets):
     for name in ORDER:
         value = cfg.get(name)
         if isinstance(value, dict):
-            sources[name] = read_source(value, f"data.{name}", rngs[name], targets)
+            sources[name] = read_source(value, f"data.{name}", rngs[name], targets, missing)
         elif _is_fraction(value):
             fractions[name] = value
         elif value is not None:
@@ -97,8 +99,8 @@ def _held_out(cfg, seed, targets):
     return fractions, sources
 
 
-def read_source(src, key: str, rng, targets: str = "auto") -> Source:
-    """One source mapping, read and checked."""
+def read_source(src, key: str, rng, targets: str = "auto", missing=None) -> Source:
+    """One source mapping, read and checked; `missing` (data.missing) is for CSV files."""
     if not isinstance(src, dict):
         raise BadInput("must be a source: {path: FILE, x: KEY, y: KEY} or {builtin: NAME}"
                        + (", and the train source is required" if src is None else ""), key=key)
@@ -110,7 +112,7 @@ def read_source(src, key: str, rng, targets: str = "auto") -> Source:
     elif src.get("path") is None and (src.get("x") is None or src.get("y") is None):
         raise BadInput("a source needs builtin: NAME, path: FILE, or x: and y: IDX files", key=key)
     else:
-        x, y, names, origin = read_file_source(src, key)
+        x, y, names, origin = read_file_source({**src, "missing": missing}, key, targets)
     x, y = check_examples(x, y, key, origin, targets)
     return Source(x, y, names, origin)
 
@@ -123,6 +125,21 @@ def _scale(value):
     if isinstance(value, bool) or not isinstance(value, Real) or not value > 0 or value == np.inf:
         raise BadInput(f"must be a positive number, got {value!r}", key="data.scale")
     return float(value)
+
+
+def _align_classes(source, train, key) -> Source:
+    """A held-out source whose labels were named (CSV text or 1/2 labels) takes the train
+    source's class numbers for the same names; a name the train source lacks is bad input."""
+    if source.class_names is None or train.class_names is None \
+            or list(source.class_names) == list(train.class_names) or source.y.ndim != 1:
+        return source
+    codes = {name: k for k, name in enumerate(train.class_names)}
+    unknown = [name for name in source.class_names if name not in codes]
+    if unknown:
+        raise BadInput(f"{source.origin}: label {unknown[0]!r} is not a class of the train "
+                       f"source ({', '.join(map(str, train.class_names))})", key=f"{key}.y")
+    remap = np.array([codes[name] for name in source.class_names], dtype=np.int64)
+    return source._replace(y=remap[source.y], class_names=list(train.class_names))
 
 
 def _check_compatible(source, train, key) -> None:
