@@ -6,7 +6,6 @@ accuracies land near the course's.
 """
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,8 @@ import pytest
 from dlcli import api
 from dlcli.runs import read_jsonl
 
+from conftest import course_data
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 
@@ -22,9 +23,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
-def course_data(monkeypatch):
-    data = os.environ.get("DLCLI_DATA") or str(ROOT.parent / "shared" / "data")
-    monkeypatch.setenv("DLCLI_DATA", str(Path(data).resolve()))
+def course_files(monkeypatch):
+    """Every recipe here reads the course's files: skip with the reason where they are absent."""
+    monkeypatch.setenv("DLCLI_DATA", str(course_data()))
 
 
 def course_init(path, dims, seed, scale, layer_index=None):

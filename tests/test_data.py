@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +12,15 @@ from dlcli.data import augment_batch, load_dataset
 from dlcli.errors import BadInput
 from dlcli.rng import stream
 
-DATA = Path(os.environ.get("DLCLI_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
-CAT = DATA / "catvnoncat"
-MNIST = DATA / "mnist"
+from conftest import course_data
+
+# the course's files, through conftest's course_data (a skip with its reason where absent)
+def CAT():
+    return course_data("catvnoncat")
+
+
+def MNIST():
+    return course_data("mnist")
 GENERATORS = ["planar", "moons", "circles", "blobs", "spiral", "shapes"]
 
 
@@ -82,7 +86,7 @@ def test_generators_follow_the_course_recipes(name, course_seed, n, noise, file)
     from dlcli.data import toy2d
     # the course draws from np.random.seed(k)'s legacy stream: the same draws give its very data
     x, y = getattr(toy2d, name)(np.random.RandomState(course_seed), n, noise, 2)
-    course = np.load(DATA / "generated_2d" / f"{file}.npz")
+    course = np.load(course_data("generated_2d", f"{file}.npz"))
     assert np.array_equal(x, course["x"]) and np.array_equal(y, course["y"])
     default = load_dataset(builtin(name), 0).splits["train"]
     assert default.x.shape == x.shape and np.bincount(default.y).tolist() == np.bincount(y).tolist()
@@ -127,8 +131,8 @@ def test_bad_builtin_parameters(params, key):
 
 # -- the course's files --------------------------------------------------------------------
 def cat_cfg(**extra):
-    return {"train": {"path": str(CAT / "train_catvnoncat.h5"), "x": "train_set_x", "y": "train_set_y"},
-            "test": {"path": str(CAT / "test_catvnoncat.h5"), "x": "test_set_x", "y": "test_set_y"},
+    return {"train": {"path": str(CAT() / "train_catvnoncat.h5"), "x": "train_set_x", "y": "train_set_y"},
+            "test": {"path": str(CAT() / "test_catvnoncat.h5"), "x": "test_set_x", "y": "test_set_y"},
             **extra}
 
 
@@ -152,7 +156,7 @@ def test_cat_course_preprocessing():
 
 
 def test_football_npz():
-    path = str(DATA / "football_2d" / "football.npz")
+    path = str(course_data("football_2d", "football.npz"))
     ds = raw({"train": {"path": path}, "test": {"path": path, "x": "x_val", "y": "y_val"}})
     train, test = ds.splits["train"], ds.splits["test"]
     assert train.x.shape == (211, 2) and test.x.shape == (200, 2)
@@ -164,13 +168,13 @@ def test_football_npz():
 @pytest.mark.parametrize("name, x_sum, y_sum", [("planar_flower", 10.087983277441666, 200),
                                                 ("moons_opt", 229.31214774688254, 150)])
 def test_generated_2d_files(name, x_sum, y_sum):
-    train = raw({"train": {"path": str(DATA / "generated_2d" / f"{name}.npz")}}).splits["train"]
+    train = raw({"train": {"path": str(course_data("generated_2d", f"{name}.npz"))}}).splits["train"]
     assert train.x.sum() == pytest.approx(x_sum, abs=1e-9) and train.y.sum() == y_sum
 
 
 def test_mnist_idx_pair_in_a_directory_and_as_files():
-    by_dir = {"path": str(MNIST), "x": "t10k-images-idx3-ubyte.gz", "y": "t10k-labels-idx1-ubyte.gz"}
-    by_files = {"path": None, "x": str(MNIST / by_dir["x"]), "y": str(MNIST / by_dir["y"])}
+    by_dir = {"path": str(MNIST()), "x": "t10k-images-idx3-ubyte.gz", "y": "t10k-labels-idx1-ubyte.gz"}
+    by_files = {"path": None, "x": str(MNIST() / by_dir["x"]), "y": str(MNIST() / by_dir["y"])}
     for source in (by_dir, by_files):
         ds = load_dataset({"train": source, "scale": 255}, 0)
         train = ds.splits["train"]
@@ -182,9 +186,9 @@ def test_mnist_idx_pair_in_a_directory_and_as_files():
 
 
 def test_idx_compression_is_told_by_magic_bytes(tmp_path):
-    images = gzip.decompress((MNIST / "t10k-images-idx3-ubyte.gz").read_bytes())
+    images = gzip.decompress((MNIST() / "t10k-images-idx3-ubyte.gz").read_bytes())
     (tmp_path / "images.gz").write_bytes(images)  # not compressed, despite the name
-    (tmp_path / "labels.idx").write_bytes((MNIST / "t10k-labels-idx1-ubyte.gz").read_bytes())  # gzip
+    (tmp_path / "labels.idx").write_bytes((MNIST() / "t10k-labels-idx1-ubyte.gz").read_bytes())  # gzip
     ds = raw({"train": {"path": str(tmp_path), "x": "images.gz", "y": "labels.idx"}})
     assert ds.splits["train"].x.shape == (10000, 28, 28, 1)
     assert ds.splits["train"].y[:3].tolist() == [7, 2, 1]
@@ -194,7 +198,7 @@ def test_idx_compression_is_told_by_magic_bytes(tmp_path):
     ("signs", "test_signs.h5", ["0", "1", "2", "3", "4", "5"], [20] * 6, [0, 0, 0, 5, 1, 0, 3, 1, 5, 1]),
     ("happy_house", "test_happy.h5", ["0", "1"], [66, 84], [1, 1, 1, 1, 1, 1, 1, 0, 1, 0])])
 def test_test_only_h5_files(folder, file, names, counts, first):
-    ds = load_dataset({"train": {"path": str(DATA / folder / file), "x": "test_set_x", "y": "test_set_y"}}, 0)
+    ds = load_dataset({"train": {"path": str(course_data(folder, file)), "x": "test_set_x", "y": "test_set_y"}}, 0)
     y = ds.splits["train"].y
     assert ds.class_names == names and ds.n_classes == len(names)
     assert np.bincount(y).tolist() == counts and y[:10].tolist() == first
@@ -362,7 +366,7 @@ def test_unknown_extension_missing_file_and_missing_source(tmp_path):
 def test_missing_keys_list_the_keys_present(tmp_path):
     path = str(npz(tmp_path, images=np.ones((3, 2)), y=np.zeros(3)))
     bad({"train": {"path": path}}, "data.train.x", "'x'", "images, y")
-    bad({"train": {"path": str(CAT / "train_catvnoncat.h5"), "x": "train_set_x", "y": "labels"}},
+    bad({"train": {"path": str(CAT() / "train_catvnoncat.h5"), "x": "train_set_x", "y": "labels"}},
         "data.train.y", "'labels'", "list_classes, train_set_x, train_set_y")
 
 
