@@ -520,25 +520,53 @@ def _cell(value) -> str:
     return "" if value is None else _fmt(value)
 
 
-def _table(result: SearchResult, rows: list, title: str, status_of=None):
-    """Trials as rows: their values, then (with `status_of`) how each went."""
-    from .report import styled_table
-    table = styled_table(title)
+def _table(result: SearchResult, rows: list, title: str, status_of=None, width=None):
+    """Trials as rows: their values, then (with `status_of`) how each went. Given the
+    terminal's `width`, a table too wide for it is split, by columns, into tables that fit,
+    each starting with the trial number (a table broken into one-letter columns is unreadable)."""
+    from rich.console import Group
+
+    from .report import _width, styled_table
     outcome_columns = (result.settings.metric, "train", "dev", "status", "s") if status_of else ()
     names = short_names([d.key for d in result.dims])
-    for col in ("trial", "round" if status_of else "seed", *names, *outcome_columns):
-        table.add_column(col, justify="left" if col == "status" else "right", overflow="fold")
+    headers = ["trial", "round" if status_of else "seed", *names, *outcome_columns]
     best = result.best["trial"] if result.best else None
+    cells = []
     for t in rows:
-        cells = [str(t.number), str(t.round if status_of else t.seed),
-                 *(_fmt(t.values[d.key]) for d in result.dims)]
+        row = [str(t.number), str(t.round if status_of else t.seed),
+               *(_fmt(t.values[d.key]) for d in result.dims)]
         if status_of:
             r = result.records.get(t.number) or {}
             errors = r.get("errors") or {}
-            cells += [_cell(r.get("metric")), _cell(errors.get("train")), _cell(errors.get("dev")),
-                      status_of(t, r), _cell(r.get("seconds"))]
-        table.add_row(*cells, style="bold green" if t.number == best else None)
-    return table
+            row += [_cell(r.get("metric")), _cell(errors.get("train")), _cell(errors.get("dev")),
+                    status_of(t, r), _cell(r.get("seconds"))]
+        cells.append((row, "bold green" if t.number == best else None))
+
+    def build(columns, part_title):
+        table = styled_table(part_title)
+        for k in columns:
+            table.add_column(headers[k], justify="left" if headers[k] == "status" else "right",
+                             overflow="fold")
+        for row, style in cells:
+            table.add_row(*(row[k] for k in columns), style=style)
+        return table
+
+    everything = list(range(len(headers)))
+    whole = build(everything, title)
+    if width is None or _width(whole) <= width:
+        return whole
+    parts, current = [], [0]
+    for k in everything[1:]:
+        if len(current) > 1 and _width(build(current + [k], title)) > width:
+            parts.append(current)
+            current = [0]
+        current.append(k)
+    parts.append(current)
+    from rich.text import Text
+    pieces = []
+    for i, cols in enumerate(parts):  # the title above, not in, a table narrower than it
+        pieces += [Text(f"{title} ({i + 1}/{len(parts)})", style="bold"), build(cols, None)]
+    return Group(*pieces)
 
 
 def short_names(keys: list[str]) -> list[str]:
@@ -577,7 +605,7 @@ class LiveTable:
         hidden = len(result.trials) - len(rows)
         title = (f"search {result.directory.name}: {len(result.records)}/{len(result.trials)} "
                  f"finished" + (f" ({hidden} not shown)" if hidden else ""))
-        self.live.update(_table(result, rows, title, status))
+        self.live.update(_table(result, rows, title, status, self.live.console.width))
 
 
 def live_rows(result: SearchResult, running: set, room: int) -> list[Trial]:
@@ -601,7 +629,7 @@ def configurations_table(result: SearchResult, console) -> None:
     for d in result.dims:
         console.print(f"{d.key}: {d.describe()}", markup=False, highlight=False)
     console.print(_table(result, result.trials, f"{len(result.trials)} sampled configurations "
-                         "(round 0; later rounds follow its results)"))
+                         "(round 0; later rounds follow its results)", width=console.width))
 
 
 def final_report(result: SearchResult, console) -> None:
@@ -609,7 +637,8 @@ def final_report(result: SearchResult, console) -> None:
     order = {r["trial"]: k for k, r in enumerate(ranked(records, result.settings))}
     finished = [t for t in result.trials if t.number in result.records]
     finished.sort(key=lambda t: (order.get(t.number, len(order)), t.number))
-    console.print(_table(result, finished, "trials, best first", lambda t, r: r["status"]))
+    console.print(_table(result, finished, "trials, best first", lambda t, r: r["status"],
+                         console.width))
     for t in finished:
         r = result.records[t.number]
         if r["status"] == "failed":

@@ -516,3 +516,22 @@ def test_multiclass_runs_get_per_class_and_macro_metrics(tmp_path):
     out = result.stdout
     assert "Metrics (macro averages" in out and "Per class (dev)" in out and "2 triangle" in out
     assert widest(out) <= 80
+
+
+def test_a_search_table_of_many_keys_splits_to_fit_80_columns(tmp_path):
+    recipe = write_recipe(tmp_path, search={"trials": 3, "space": {
+        "optimizer.learning_rate": {"log_uniform": [1.0e-4, 1.0]},
+        "optimizer.beta1": {"one_minus_log_uniform": [0.8, 0.999]},
+        "optimizer.beta2": {"one_minus_log_uniform": [0.9, 0.9999]},
+        "model.layers.0.units": {"log_int_uniform": [2, 64]},
+        "regularization.l2": {"uniform": [0.0, 0.1]},
+        "training.batch_size": {"choice": [32, 64, 128]}}})
+    result = invoke("search", recipe, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout + result.stderr
+    assert widest(out) <= 80
+    headers = [line.split() for line in out.splitlines() if line.split()[:1] == ["trial"]]
+    assert len(headers) >= 2 and all(h[0] == "trial" for h in headers)
+    shown = {name for h in headers for name in h}
+    assert {"learning_rate", "beta1", "beta2", "units", "l2", "batch_size"} <= shown  # no name cut
+    assert "(1/2)" in out
