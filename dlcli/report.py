@@ -309,11 +309,12 @@ def runs_table(runs: list[dict], console: Console) -> None:
 
 
 def _width(renderable) -> int:
-    """The width a renderable takes when nothing limits it."""
+    """The width a renderable takes when nothing limits it (its padding included)."""
     import io
+
+    from rich.measure import Measurement
     probe = Console(width=1000, file=io.StringIO(), color_system=None)
-    probe.print(renderable)
-    return max((len(line.rstrip()) for line in probe.file.getvalue().splitlines()), default=0)
+    return Measurement.get(probe, probe.options, renderable).maximum
 
 
 def _seconds(s) -> str:
