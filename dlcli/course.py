@@ -42,7 +42,8 @@ def course_init(recipe, seed: int | None = None) -> dict:
                            f"initialisation; one of {', '.join(SCALES)}")
     model, _ = prepare(recipe)
     state = model.state_dict()
-    dense = [k[:-2] for k in state if k.endswith(".W") and state[k].ndim == 2 and "." not in k[:-2]]
+    dense = sorted((k[:-2] for k in state if k.endswith(".W") and state[k].ndim == 2
+                    and k[:-2].isdigit()), key=int)  # in layer order, as the course draws
     rs = np.random.RandomState(seed)  # the legacy generator np.random.seed drives
     out = {}
     for layer in dense:

@@ -52,17 +52,19 @@ def record_parts(record: dict | None) -> list[tuple[int, str]]:
 def live_line(epoch: int, epochs: int, fraction: float, elapsed: float, record: dict | None,
               batch: tuple | None, width: int) -> str:
     """The terminal's progress line: `epoch 12/200 ━━━━╸    0:03<0:20 cost ... train ... dev ...`,
-    plus `37% 1,234 ex/s` within an epoch, cut to `width`."""
+    plus `batch 37/120 1,234 ex/s` within an epoch, cut to `width`. `batch` is (examples
+    done, examples in the epoch, examples/s, steps done, examples per step)."""
     eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
     head = f"epoch {epoch}/{epochs}"
     times = f"{clock(elapsed)}<{clock(eta)}"
     parts = [*record_parts(record)]
     if batch is not None:
-        done, m, rate = batch
-        parts.append((4, f"{100 * done // max(m, 1)}% of epoch"))
+        done, m, rate, steps, per_step = batch
+        total = -(-m // max(per_step, 1))
+        parts.append((4, f"batch {steps}/{total}"))
         if rate:
             parts.append((5, f"{_rate(rate)} ex/s"))
-    min_bar = 10
+    min_bar = 8
 
     def used(ps):
         return len(head) + 1 + 1 + len(times) + sum(1 + len(t) for _, t in ps)
@@ -129,12 +131,13 @@ class TrainingProgress:
     def batch(self, epoch: int, done: int, m: int) -> None:
         """`done` of the epoch's `m` training examples have been through a step."""
         now = time.monotonic()
-        if epoch != self._epoch + 1 or done < self._examples_in_epoch:
-            self._epoch_started = now
+        if self._batch is None or done < self._examples_in_epoch:  # a new epoch's first step
+            self._steps, self._per_step = 0, done
+        self._steps += 1
         self._examples_in_epoch = done
         seconds = now - self._epoch_started
         rate = done / seconds if seconds > 0 else None
-        self._batch = (done, m, rate)
+        self._batch = (done, m, rate, self._steps, self._per_step)
         self._dirty = True
         if self._progress is not None and now - self._pushed_at >= self.REFRESH:
             self._push(now)

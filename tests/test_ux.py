@@ -118,12 +118,15 @@ def test_the_live_line_fits_80_columns_keeping_epochs_time_and_eta():
     from dlcli.progress import live_line
     record = {"cost": 0.123456, "learning_rate": 0.0075, "train_error": 0.0533, "dev_error": 0.0933}
     for epoch, epochs in ((1, 5), (1234, 15000), (15000, 15000)):
-        line = live_line(epoch, epochs, 0.4, 3725.0, record, (4096, 60000, 123456.0), 79)
+        line = live_line(epoch, epochs, 0.4, 3725.0, record, (4096, 60000, 123456.0, 64, 64), 79)
         assert len(line) <= 79
         assert f"epoch {epoch}/{epochs}" in line and "1:02:05<1:33:08" in line
         assert "cost 0.1235" in line and "train 5.33%" in line and "dev 9.33%" in line
-    wide = live_line(12, 200, 0.4, 3.0, record, (4096, 60000, 123456.0), 200)
-    assert "lr 0.0075" in wide and "ex/s" in wide and "6% of epoch" in wide
+    wide = live_line(12, 200, 0.4, 3.0, record, (4096, 60000, 123456.0, 64, 64), 200)
+    assert "lr 0.0075" in wide and "123k ex/s" in wide and "batch 64/938" in wide
+    # at 80 columns a short run keeps the batch count beside the errors
+    line = live_line(37, 200, 0.18, 3.0, record, (384, 600, 48210.0, 6, 64), 79)
+    assert "train 5.33% dev 9.33% batch 6/10" in line and len(line) <= 79
 
 
 def test_a_terminal_sees_progress_within_an_epoch_at_80_columns():
@@ -138,10 +141,11 @@ def test_a_terminal_sees_progress_within_an_epoch_at_80_columns():
         progress.batch(1, 640, 6400)
         mid = progress._line()
         progress.update(1, {"epoch": 1, "cost": 0.5, "learning_rate": 0.01, "train_error": 0.2})
-        progress.batch(2, 3200, 6400)
+        for done in range(640, 3201, 640):
+            progress.batch(2, done, 6400)
         second = progress._line()
-    assert mid.startswith("epoch 1/10") and "10% of epoch" in mid and "ex/s" in mid
-    assert second.startswith("epoch 2/10") and "50% of epoch" in second and "cost 0.5000" in second
+    assert mid.startswith("epoch 1/10") and "batch 1/10" in mid and "ex/s" in mid
+    assert second.startswith("epoch 2/10") and "batch 5/10" in second and "cost 0.5000" in second
     assert all(len(line) < 80 for line in (mid, second))
     assert widest(con.file.getvalue()) <= 80
 
