@@ -23,6 +23,7 @@ runs_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
 app.add_typer(analyze_app, name="analyze")
 app.add_typer(runs_app, name="runs")
 
+
 def _flags_as_flags():
     """Typer's help shows a boolean flag's type as <bool>; a flag takes no value: show none."""
     from typer.core import TyperOption

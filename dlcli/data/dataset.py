@@ -131,7 +131,8 @@ def _align_classes(source, train, key) -> Source:
     """A held-out source whose labels were named (CSV text or 1/2 labels) takes the train
     source's class numbers for the same names; a name the train source lacks is bad input."""
     if source.class_names is None or train.class_names is None \
-            or list(source.class_names) == list(train.class_names) or source.y.ndim != 1:
+            or list(source.class_names) == list(train.class_names) or source.y.ndim != 1 \
+            or source.y.max(initial=0) >= len(source.class_names):  # left to the range check
         return source
     codes = {name: k for k, name in enumerate(train.class_names)}
     unknown = [name for name in source.class_names if name not in codes]
