@@ -442,7 +442,11 @@ def runs_show_cli(runs_dir, run) -> int:
         search_details(search, _console())
         return 0
     r = load_run(run, runs_dir)
-    report.run_details({**r.summary, "run": r.path.name}, (r.path / "recipe.yaml").read_text(),
+    summary = dict(r.summary)
+    if "sizes" not in summary:  # a run saved before summary.json kept them
+        from .analyze import split_sizes
+        summary["sizes"] = split_sizes(r.path)
+    report.run_details({**summary, "run": r.path.name}, (r.path / "recipe.yaml").read_text(),
                        r.metrics, _console())
     return 0
 
