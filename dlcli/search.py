@@ -474,7 +474,8 @@ def search_cli(recipe_path, overrides, *, trials=None, rounds=None, keep=None, w
         else:
             configurations_table(result, human)
         return 0
-    display = None if as_json else LiveTable(Console(stderr=True))
+    stderr = Console(stderr=True)
+    display = None if as_json else LiveTable(stderr) if stderr.is_terminal else TrialLog(stderr)
     with open_executor(workers, scheduler) as executor, display or contextlib.nullcontext():
         result = search(recipe, trials=trials, rounds=rounds, keep=keep, executor=executor,
                         runs_dir=runs_dir, resume=resume, display=display)
@@ -606,6 +607,35 @@ class LiveTable:
         title = (f"search {result.directory.name}: {len(result.records)}/{len(result.trials)} "
                  f"finished" + (f" ({hidden} not shown)" if hidden else ""))
         self.live.update(_table(result, rows, title, status, self.live.console.width))
+
+
+class TrialLog:
+    """Off a terminal (a file, a CI log), a plain line per finished trial instead of the live
+    table, as `train` prints a line per epoch."""
+
+    def __init__(self, console):
+        self.console, self.shown = console, set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, result: SearchResult, running: set) -> None:
+        for number, r in result.records.items():
+            if number in self.shown:
+                continue
+            self.shown.add(number)
+            errors = r.get("errors") or {}
+            parts = [f"trial {number} ({len(result.records)}/{len(result.trials)} finished)",
+                     r.get("status") or "?"]
+            if r.get("metric") is not None:
+                parts.append(f"{result.settings.metric} {_fmt(r['metric'])}")
+            parts += [f"{k} {_fmt(errors[k])}" for k in ("train", "dev") if errors.get(k) is not None]
+            if result.best:
+                parts.append(f"best: trial {result.best['trial']}")
+            self.console.print(" - ".join(parts), markup=False, highlight=False, soft_wrap=True)
 
 
 def live_rows(result: SearchResult, running: set, room: int) -> list[Trial]:

@@ -539,3 +539,26 @@ def test_a_search_table_of_many_keys_splits_to_fit_80_columns(tmp_path):
     shown = {name for h in headers for name in h}
     assert {"learning_rate", "beta1", "beta2", "units", "l2", "batch_size"} <= shown  # no name cut
     assert "(1/2)" in out
+
+
+def test_a_search_logs_a_line_per_trial_off_a_terminal():
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from dlcli.search import TrialLog
+    con = Console(file=io.StringIO(), width=80)
+    log = TrialLog(con)
+    result = SimpleNamespace(records={}, trials=[0, 1, 2], best=None,
+                             settings=SimpleNamespace(metric="error"))
+    log.update(result, {0, 1})
+    result.records[1] = {"status": "completed", "metric": 0.25, "errors": {"train": 0.2, "dev": 0.25}}
+    result.best = {"trial": 1}
+    log.update(result, {0})
+    log.update(result, {0})  # nothing new: nothing printed
+    result.records[0] = {"status": "failed", "metric": None, "errors": None}
+    log.update(result, set())
+    assert con.file.getvalue().splitlines() == [
+        "trial 1 (1/3 finished) - completed - error 0.25 - train 0.2 - dev 0.25 - best: trial 1",
+        "trial 0 (2/3 finished) - failed - best: trial 1"]
