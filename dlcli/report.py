@@ -131,6 +131,10 @@ def diagnosis_notes(summary: dict, diagnosis: dict) -> list[str]:
         notes.append("Variance (test): test - train, the test set standing in for a dev set; "
                      "choosing a model by its test error makes that error optimistic: carve a "
                      "dev set with data.dev: 0.2.")
+    if diagnosis.get("focus") == "avoidable_bias" and summary.get("stopped_early_at_epoch"):
+        notes.append(f"Early stopping ended training at epoch {summary['stopped_early_at_epoch']}: "
+                     "to train longer, raise training.early_stopping.patience (or watch "
+                     "train_cost) as well as training.epochs.")
     if diagnosis.get("focus") is None:
         notes.append("No focus: no gap is both positive and larger than its noise (±2 SE: two "
                      "standard errors of its two errors). More examples in the smaller split "

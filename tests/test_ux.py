@@ -562,3 +562,20 @@ def test_a_search_logs_a_line_per_trial_off_a_terminal():
     assert con.file.getvalue().splitlines() == [
         "trial 1 (1/3 finished) - completed - error 0.25 - train 0.2 - dev 0.25 - best: trial 1",
         "trial 0 (2/3 finished) - failed - best: trial 1"]
+
+
+def test_train_longer_after_early_stopping_says_how():
+    import io
+
+    from rich.console import Console
+
+    from dlcli import report
+    from dlcli.strategy import diagnose
+    errors, sizes = {"train": 0.30, "dev": 0.31}, {"train": 5000, "dev": 5000}
+    summary = {"errors": errors, "sizes": sizes, "human_level_error": 0.01,
+               "diagnosis": diagnose(errors, 0.01, sizes), "stopped_early_at_epoch": 21}
+    con = Console(file=io.StringIO(), width=80)
+    report.errors_table(summary, con)
+    words = " ".join(con.file.getvalue().split())
+    assert "Focus: avoidable bias" in words and "Train longer" in words
+    assert "Early stopping ended training at epoch 21: to train longer, raise training.early_stopping.patience" in words
