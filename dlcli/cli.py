@@ -27,7 +27,9 @@ app.add_typer(runs_app, name="runs")
 def _flags_as_flags():
     """Typer's help shows a boolean flag's type as <bool>; a flag takes no value: show none."""
     from typer.core import TyperOption
-    shown = TyperOption.display_type_rich
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None:  # older Typer: its help shows flags as flags already
+        return
 
     def display_type_rich(self, ctx):
         return None if getattr(self, "is_flag", False) else shown(self, ctx)
