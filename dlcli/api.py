@@ -358,7 +358,7 @@ def load_model(run_dir):
 
 
 # -- command-line front ends ----------------------------------------------------------------
-def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1) -> int:
+def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1, report_page=False) -> int:
     from . import report
     recipe = as_recipe(recipe_path, overrides)
     if ensemble > 1:
@@ -375,6 +375,9 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1) -> int:
         if summary.get("metrics"):
             report.metrics_table(summary["metrics"], console)
         console.print(f"run saved in [bold]{result.run_dir}[/bold]")
+    if report_page:
+        from .page import write_beside
+        write_beside(result.run_dir)
     status = summary["status"]
     if status == "diverged":
         print(f"dlcli: training diverged at epoch {summary.get('diverged_at_epoch')} (the cost "
