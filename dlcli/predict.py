@@ -15,8 +15,9 @@ your own module, decorate it with `@register_kind`, and add that module to `KIND
         @classmethod
         def applies(cls, run) -> bool:                 # run: TrainedRun (recipe, model, spec, path)
             return run.loss_name == "triplet"
-        def read(self, run, inputs) -> Batch:          # INPUT strings -> Batch(names, x, images);
-            return super().read(run, inputs)           #   default: image / data files (predict_inputs)
+        def read(self, run, inputs) -> Batch:          # INPUT strings -> Batch(names, x, images, paths);
+            return super().read(run, inputs)           #   default: image / data files (predict_inputs;
+                                                       #   resize=False keeps images at their own size)
         def outputs(self, run, batch) -> dict:         # default: {"probabilities": run.predict_proba(x)}
             return {"embedding": run.model.predict_proba(batch.x)}
         def entries(self, run, batch, outputs) -> list[dict]:   # one JSON object per example,
@@ -145,11 +146,12 @@ class OutputKind:
     def applies(cls, run: TrainedRun) -> bool:
         return False
 
-    def read(self, run: TrainedRun, inputs: list) -> Batch:
+    def read(self, run: TrainedRun, inputs: list, resize: bool = True) -> Batch:
+        """Image and data files as training read its data (see predict_inputs)."""
         src = (run.config["data"].get("train") or {})
         return read_inputs(run.spec, inputs, InputOptions(
             x_key=self.x_key, label_key=src.get("y") if str(src.get("path", "")).endswith(".csv") else None,
-            default_x=src.get("x") if src.get("path") else None))
+            default_x=src.get("x") if src.get("path") else None), resize=resize)
 
     def outputs(self, run: TrainedRun, batch: Batch) -> dict:
         return {"probabilities": run.predict_proba(batch.x)}

@@ -116,8 +116,9 @@ class Batch(NamedTuple):
     """The inputs of one `dlcli predict`, ready for the model."""
     names: list          # what each example's "input" says: the file, or "file[row]"
     x: np.ndarray        # model inputs (preprocessed), one row per name
-    images: list         # per example: the image as read (uint8 H x W x C) where it came from an
-                         # image file, else None; kinds that draw (boxes, masks) use it
+    images: list         # per example: the image as read (uint8 H x W x C, at the size the model
+                         # got) where it came from an image file, else None; for kinds that draw
+    paths: list          # per example: the file it came from (kinds that reopen the original)
 
 
 @dataclass
@@ -128,11 +129,14 @@ class InputOptions:
     extra: dict = field(default_factory=dict)
 
 
-def read_inputs(spec: InputSpec, inputs: list, options: InputOptions) -> Batch:
-    """Every INPUT read and prepared; all-or-nothing (the first bad input is the error)."""
+def read_inputs(spec: InputSpec, inputs: list, options: InputOptions, resize: bool = True) -> Batch:
+    """Every INPUT read and prepared; all-or-nothing (the first bad input is the error).
+
+    `resize=False` keeps each image at its own size (sliding windows over a larger image);
+    such images are then one per call, as their sizes may differ."""
     if not inputs:
         raise BadInput("give at least one INPUT: an image file or a data file", key="INPUT")
-    names, xs, images = [], [], []
+    names, xs, images, paths = [], [], [], []
     for text in inputs:
         path = Path(text)
         if not path.is_file():
@@ -140,17 +144,22 @@ def read_inputs(spec: InputSpec, inputs: list, options: InputOptions) -> Batch:
             raise BadInput(f"{what}; this run takes image files (PNG / JPEG) or data files "
                            f"({', '.join(DATA_SUFFIXES)}, MNIST IDX)", file=text)
         if is_image_file(path):
-            image = read_image(path, spec)
+            image = read_image(path, spec, resize)
             names.append(str(text))
-            xs.append(prepare(spec, image_to_raw(image, spec)[None], text))
+            raw = image_to_raw(image, spec)[None]
+            xs.append(prepare(spec, raw, text) if resize else spec.preprocessing(raw))
             images.append(image)
+            paths.append(path)
         else:
             raw = read_data_file(path, options, spec.example_shape)
             x = prepare(spec, fit_examples(raw, spec, text), text)
             names.extend(f"{text}[{i}]" for i in range(len(x)))
             xs.append(x)
             images.extend([None] * len(x))
-    return Batch(names, np.concatenate(xs), images)
+            paths.extend([path] * len(x))
+    if not resize and len({x.shape[1:] for x in xs}) > 1:
+        raise BadInput("images of different sizes: give them one at a time", key="INPUT")
+    return Batch(names, np.concatenate(xs), images, paths)
 
 
 def is_image_file(path: Path) -> bool:
@@ -161,8 +170,9 @@ def is_image_file(path: Path) -> bool:
     return head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff")
 
 
-def read_image(path: Path, spec: InputSpec) -> np.ndarray:
-    """The picture as uint8 (H, W, C) with the run's channels, at the training images' size."""
+def read_image(path: Path, spec: InputSpec, resize: bool = True) -> np.ndarray:
+    """The picture as uint8 (H, W, C) with the run's channels, at the training images' size
+    (or its own, with resize=False)."""
     if not spec.is_image:
         raise BadInput(f"an image, but the run takes {_features(spec)}, not images: give a data "
                        "file", file=path)
@@ -174,7 +184,7 @@ def read_image(path: Path, spec: InputSpec) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im = im.convert(mode)
-            if im.size != (w, h):
+            if resize and im.size != (w, h):
                 im = im.resize((w, h), Image.BILINEAR)
             a = np.asarray(im, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as err:
