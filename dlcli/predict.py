@@ -234,7 +234,7 @@ class OutputKind:
         table.add_column("class", justify="right")
         table.add_column("label")
         table.add_column("probability", justify="right")
-        for name, e in zip(result.names, result.entries):
+        for name, e in _shown(result):
             ranked = e.get("top") or [{"class": e["class"], "label": e["label"],
                                        "probability": e["probabilities"][e["class"]]}]
             for j, t in enumerate(ranked[:k]):
@@ -242,6 +242,7 @@ class OutputKind:
                               Text(t["label"] if t["label"] is not None else "—"),
                               f"{t['probability']:.4f}", style=None if j == 0 else "dim")
         console.print(table)
+        _more(result, console)
 
     def table_rows(self, run: TrainedRun, names: list, entries: list) -> tuple[list, list]:
         """(header, rows) of the --out table: one row per example."""
@@ -362,9 +363,24 @@ def _generic_table(result, console, cells, headers) -> None:
     table.add_column("input")
     for h in headers:
         table.add_column(h)
-    for name, e in zip(result.names, result.entries):
+    for name, e in _shown(result):
         table.add_row(Text(name), *(Text(str(c)) for c in cells(e)))
     console.print(table)
+    _more(result, console)
+
+
+SHOWN = 20  # rows of a human table; a whole data file goes to --out or --json
+
+
+def _shown(result):
+    return list(zip(result.names, result.entries))[:SHOWN]
+
+
+def _more(result, console) -> None:
+    rest = len(result.entries) - SHOWN
+    if rest > 0:
+        where = ", ".join(map(str, result.written)) or "--out FILE.csv or --json"
+        console.print(f"… and {rest} more (all of them: {where})", style="dim")
 
 
 def kind_for(run: TrainedRun):

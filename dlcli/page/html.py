@@ -135,7 +135,10 @@ def errors_table(summary: dict) -> str:
         classes.append("gap focus" if gap == focus else "gap")
         rows.append([label, pct(errors.get(split)), "", "", ""])
         classes.append(None)
-    out = table(["split", "error", "gap", "", "noise"], rows, classes, {2: "l"})
+    headers = ["split", "error", "gap", "", "noise"]
+    if not noise:  # runs diagnosed before the noise of each gap was saved
+        headers, rows = headers[:4], [r[:4] for r in rows]
+    out = table(headers, rows, classes, {2: "l"})
     if focus:
         advice = "".join(f"<li>{esc(a)}</li>" for a in d.get("advice") or [])
         out += (f"<div class=\"focus-box\"><b>Focus: {esc(GAP_LABELS.get(focus, focus))}</b> — "
