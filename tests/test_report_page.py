@@ -211,3 +211,17 @@ def test_chromium_shows_the_search_page(search_dir, tmp_path):
     assert colour_share(shot, (255, 215, 0), tol=40) > 1e-5    # the best trial's star
     dom = browse(search_dir / "report.html", tmp_path, "--dump-dom").stdout
     assert "Trials, best first" in dom and len(re.findall(r"<svg\b", dom)) >= 5
+
+
+def test_chromium_shows_two_runs_overlaid(planar_runs, tmp_path):
+    root, runs = planar_runs
+    page = tmp_path / "cmp.html"
+    assert invoke("report", *runs, "--out", page).exit_code == 0
+    shot = tmp_path / "cmp.png"
+    browse(page, tmp_path, "--window-size=1200,1400", f"--screenshot={shot}")
+    assert shot.exists(), "no screenshot"
+    assert colour_share(shot, (31, 119, 180)) > 1e-4    # the first run's curves
+    assert colour_share(shot, (214, 39, 40)) > 1e-4     # the second run's
+    dom = browse(page, tmp_path, "--dump-dom").stdout
+    text = re.sub(r"<[^>]+>", " ", dom)
+    assert "Settings that differ" in text and "optimizer.learning_rate" in text
