@@ -70,7 +70,8 @@ def _load_kind_modules() -> None:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as err:
-            if err.name != name:
+            # skip only the module itself or a missing parent package (dlcli.detect)
+            if err.name is None or not (name == err.name or name.startswith(err.name + ".")):
                 raise
 
 
@@ -153,12 +154,18 @@ def load_trained(run) -> TrainedRun:
 def _model(run: TrainedRun, state: dict):
     """The model with the run's parameters. Fast path: built from recipe.yaml as run (every
     default filled in) without validating it again; where that model does not take the
-    parameters (a family whose build needs more than the recipe), through api.build."""
+    parameters, through api.build, which says what is wrong."""
+    import copy
+
     from .api import build, located
     from .nn.model import build_model
     cfg = run.config
+    resolve, sizes = _auto_sizes(run)
     try:
-        model = build_model(cfg["model"], cfg.get("loss", "auto"),
+        model_cfg = copy.deepcopy(cfg["model"])
+        if resolve is not None:
+            resolve(model_cfg, sizes)
+        model = build_model(model_cfg, cfg.get("loss", "auto"),
                             (cfg.get("regularization") or {}).get("l2", 0.0), run.spec.input_shape,
                             cfg.get("dtype", "float32"))
         model.load_state_dict(state)
@@ -166,12 +173,22 @@ def _model(run: TrainedRun, state: dict):
     except Exception:  # noqa: BLE001 - the validated route below decides, and says why
         pass
     with located(run.recipe):
-        model = build(run.recipe, run.spec.input_shape)
+        model = build(run.recipe, run.spec.input_shape, **({"dataset": sizes} if sizes else {}))
     try:
         model.load_state_dict(state)
     except ValueError as err:
         raise BadInput(f"the parameters do not fit the recipe's model: {err}", file=run.path / "params.npz")
     return model
+
+
+def _auto_sizes(run: TrainedRun):
+    """(resolve, sizes): how `units: auto` / `vocab: auto` become numbers without the data
+    (dlcli/text.py: the run's vocab.json and class count), or (None, None) without text runs."""
+    try:
+        from .text import resolve_auto, run_sizes
+    except ImportError:
+        return None, None
+    return resolve_auto, run_sizes(run.path, run.spec)
 
 
 def _predictor(run: TrainedRun):
