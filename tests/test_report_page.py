@@ -225,3 +225,21 @@ def test_chromium_shows_two_runs_overlaid(planar_runs, tmp_path):
     dom = browse(page, tmp_path, "--dump-dom").stdout
     text = re.sub(r"<[^>]+>", " ", dom)
     assert "Settings that differ" in text and "optimizer.learning_rate" in text
+
+
+def test_outputs_the_analysis_does_not_know_leave_a_note_not_a_traceback(tmp_path):
+    import json
+    run = tmp_path / "seq-run"
+    (run / "predictions").mkdir(parents=True)
+    (run / "recipe.yaml").write_text("name: seq\nmodel:\n  layers: []\n")
+    (run / "summary.json").write_text(json.dumps({"status": "completed", "epochs": 2,
+                                                  "errors": {"train": 0.5, "dev": 0.6}}))
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "cost": 2.0, "train_error": 0.7}\n'
+                                       '{"epoch": 2, "cost": 1.5, "train_error": 0.5}\n')
+    np.savez(run / "predictions" / "dev.npz", y_true=np.zeros((5, 3), int), y_pred=np.zeros((5, 3), int),
+             probabilities=np.full((5, 3, 4), 0.25), index=np.arange(5))
+    result = invoke("report", run)
+    assert result.exit_code == 0, result.output
+    html = (run / "report.html").read_text()
+    assert "No per-class error analysis for outputs of shape (5, 3, 4)" in html
+    assert "Errors and diagnosis" in html and len(svgs(html)) == 2
