@@ -132,7 +132,11 @@ def load_trained(run) -> TrainedRun:
     spec = load_input_spec(path, config)
     params = path / "params.npz"
     summary = read_json(path / "summary.json") if (path / "summary.json").exists() else {}
-    member_dirs = [Path(p) for p in (summary.get("ensemble") or {}).get("runs", [])]
+    # an ensemble's members live in <run>/members/<k>/ (summary.json's paths may be relative
+    # to wherever training ran)
+    member_dirs = sorted((p for p in (path / "members").glob("*") if (p / "params.npz").exists()),
+                         key=lambda p: int(p.name) if p.name.isdigit() else p.name) \
+        if (summary.get("ensemble") or {}) else []
     if not params.exists() and member_dirs:
         members = [load_trained(p) for p in member_dirs]
         return TrainedRun(path, config, members[0].model, spec,

@@ -5,6 +5,7 @@ every bad input exit 2 naming it, and the registry of output kinds."""
 import csv
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -325,6 +326,8 @@ def test_an_ensemble_predicts_with_its_members_averaged(tmp_path):
     assert not (run_dir / "params.npz").exists()
     dev = raw_split(run_dir, "dev")
     write_csv(tmp_path / "dev.csv", dev.x)
-    doc = predict_json(run_dir, tmp_path / "dev.csv")
+    import shutil
+    moved = Path(shutil.move(str(run_dir), str(tmp_path / "moved")))   # members move with it
+    doc = predict_json(moved, tmp_path / "dev.csv")
     p1 = np.array([p["probabilities"][1] for p in doc["predictions"]])
-    np.testing.assert_allclose(p1, saved(run_dir, "dev")["probabilities"].ravel(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(p1, saved(moved, "dev")["probabilities"].ravel(), rtol=1e-5, atol=1e-7)
