@@ -130,6 +130,8 @@ def check_fit(recipe, model, dataset) -> None:
     if y.ndim != 1:
         raise recipe.error("loss", f"labels of shape {y.shape} need loss: multi_label")
     c = dataset.n_classes or int(y.max()) + 1
+    from .checks import held_out_label_range
+    held_out_label_range(recipe, dataset, 2 if name == "binary_crossentropy" else out[0])
     if name == "binary_crossentropy" and c > 2:
         raise recipe.error("model.layers", f"the data has {c} classes but a sigmoid output "
                            "gives 2: use a softmax layer with that many units")
@@ -140,16 +142,37 @@ def check_fit(recipe, model, dataset) -> None:
 
 def init_from(recipe, model) -> None:
     path = Path(recipe.model.init_from)
-    try:
-        with np.load(path) as f:
-            state = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as err:
-        raise recipe.error("model.init_from", f"cannot read {path}: {err}")
+    state = read_params(path, lambda message: recipe.error("model.init_from", message))
+    bad = sorted(k for k, v in state.items() if v.dtype.kind in "fc" and not np.isfinite(v).all())
+    if bad:
+        raise recipe.error("model.init_from", f"{path}: the initial parameters hold NaN or "
+                           f"infinite values: {', '.join(bad)}")
     loaded, skipped = model.load_state_dict(state, strict=False)
     if not loaded:
         raise recipe.error("model.init_from", f"nothing in {path} matches the model's parameters")
     if skipped:
         warn(f"init_from {path}: not loaded: {', '.join(skipped)}")
+
+
+def read_params(path, error) -> dict:
+    """A params.npz as {key: array}; `error(message)` makes the BadInput for a file that is not
+    one (missing, a bare .npy, not a zip, an array larger than memory)."""
+    import zipfile
+    from .data.files import check_npz_member
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise error(f"{path} holds a single array (an .npy file), not named parameters")
+            for k in f.files:
+                try:
+                    check_npz_member(f, k, path, None)
+                except BadInput as err:
+                    raise error(err.message)
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise error(f"cannot read {path}: {err}")
+    except (AttributeError, TypeError):  # np.load gave a bare array: no context manager
+        raise error(f"{path} holds a single array (an .npy file), not named parameters")
 
 
 # -- training -------------------------------------------------------------------------------
@@ -163,6 +186,9 @@ def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, cons
     recipe = as_recipe(recipe, overrides)
     model, dataset = prepare(recipe, dataset=dataset)
     check_satisficing(recipe)
+    from .checks import check_training
+    with located(recipe):
+        check_training(recipe, model, dataset)
     run_dir = Path(run_dir) if run_dir else new_run_dir(default_runs_dir(runs_dir), recipe.name)
     started = time.perf_counter()
     result = fit_into(recipe, model, dataset, run_dir, quiet, console)
@@ -177,7 +203,7 @@ def fit_into(recipe, model, dataset, run_dir: Path, quiet, console):
     from . import report
     from .train import fit
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    atomic_write_text(run_dir / "recipe.yaml", run_recipe_yaml(recipe))
     with JsonlWriter(run_dir / "metrics.jsonl", "w") as metrics, \
             report.TrainingProgress(recipe.training.epochs, console or _console(), quiet) as progress:
         def on_epoch(record):
@@ -197,7 +223,7 @@ def train_ensemble(recipe, n: int, *, runs_dir=None, quiet=True, console=None) -
     recipe = as_recipe(recipe)
     dataset = load_data(recipe)  # each member's train() builds and checks its own model
     run_dir = new_run_dir(default_runs_dir(runs_dir), f"{recipe.name}-ensemble{n}")
-    atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    atomic_write_text(run_dir / "recipe.yaml", run_recipe_yaml(recipe))
     started = time.perf_counter()
     data_seed = recipe.seed if recipe.data.seed is None else recipe.data.seed
     members = []
@@ -218,6 +244,17 @@ def train_ensemble(recipe, n: int, *, runs_dir=None, quiet=True, console=None) -
                      extra={"ensemble": {"members": n, "runs": [str(m.run_dir) for m in members]},
                             "parameters": sum(m.summary["parameters"] for m in members)})
     return RunResult(run_dir, summary, model, dataset)
+
+
+def run_recipe_yaml(recipe) -> str:
+    """The recipe as run: builtin sources with the values they were generated with."""
+    import yaml
+    from .data.builtin import with_defaults
+    d = recipe.to_dict()
+    for name in ("train", "test", "dev", "train_dev"):
+        if isinstance(d["data"].get(name), dict) and d["data"][name].get("builtin"):
+            d["data"][name] = with_defaults(d["data"][name])
+    return yaml.safe_dump(d, sort_keys=False, default_flow_style=None, allow_unicode=True)
 
 
 def make_augment(recipe):
@@ -382,6 +419,12 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1) -> int:
         print(f"dlcli: interrupted after {summary['epochs']} epochs; saved {result.run_dir}",
               file=sys.stderr)
         return 130
+    unmet = [name for name, v in (summary.get("satisficing") or {}).items() if not v["met"]]
+    if unmet and recipe.evaluation.fail_on_unmet:
+        print(f"dlcli: satisficing metric{'s' * (len(unmet) > 1)} unmet: "
+              + ", ".join(f"{n} = {summary['satisficing'][n]['value']}" for n in unmet)
+              + " (evaluation.fail_on_unmet)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -227,9 +227,25 @@ def metric_of(name: str, summary: dict, run_dir: Path):
     if name == "error":
         return summary["errors"][split]
     if name == "f1":
-        return (summary.get("metrics") or {}).get(split, {}).get("f1")
+        return f1_of(summary, run_dir, split)
     lines = read_jsonl(run_dir / "metrics.jsonl")
     return lines[-1]["cost"] if lines else None
+
+
+def f1_of(summary: dict, run_dir: Path, split: str):
+    """The split's F1: the positive class's for two classes, the macro F1 (the unweighted mean
+    over classes, scikit-learn's average='macro') for more, from the run's predictions."""
+    import numpy as np
+    from .metrics import macro_average, per_class
+    path = run_dir / "predictions" / f"{split}.npz"
+    if not path.exists():
+        return (summary.get("metrics") or {}).get(split, {}).get("f1")
+    with np.load(path) as f:
+        probabilities, y_true, y_pred = f["probabilities"], f["y_true"], f["y_pred"]
+    classes = probabilities.shape[1] if probabilities.ndim == 2 else 1
+    if classes <= 2 or y_true.ndim != 1:
+        return (summary.get("metrics") or {}).get(split, {}).get("f1")
+    return macro_average(per_class(y_true, y_pred, np.arange(classes)))["f1"]
 
 
 def meets(satisficing: dict, summary: dict) -> bool:
@@ -380,7 +396,9 @@ def search_yaml(recipe, settings: Settings) -> str:
     d = recipe.to_dict()
     d["search"] = {**(d.get("search") or {}), "trials": settings.trials, "rounds": settings.rounds,
                    "keep": settings.keep, "space": settings.space}
-    return recipe_from_dict(d, source=recipe.source).to_yaml()
+    note = ("# evaluation.metric f1: the positive class's F1 for two classes, the macro F1 "
+            "(unweighted mean over classes) for more\n" if settings.metric == "f1" else "")
+    return note + recipe_from_dict(d, source=recipe.source).to_yaml()
 
 
 def resumed_recipe(directory: Path, trials, rounds, keep):
@@ -491,8 +509,10 @@ def search_cli(recipe_path, overrides, *, trials=None, rounds=None, keep=None, w
         print("dlcli: every trial failed or diverged", file=sys.stderr)
         return 1
     if result.best is None:
-        print(f"dlcli: warning: no best trial: none completed with a {result.settings.metric} "
-              "that meets evaluation.satisficing", file=sys.stderr)
+        with_metric = [r for r in records if r["status"] == "completed" and r["metric"] is not None]
+        why = ("none that completed meets evaluation.satisficing" if with_metric
+               else f"no completed trial has a {result.settings.metric} to rank by")
+        print(f"dlcli: warning: no best trial: {why}", file=sys.stderr)
     return 0
 
 

@@ -14,6 +14,11 @@ INITS = ("he", "xavier", "glorot", "small", "zeros")
 
 def initialize(name: str, shape: tuple, fan_in: int, fan_out: int, rng: np.random.Generator,
                dtype) -> np.ndarray:
+    from ..limits import too_big
+    # drawn in float64 and then cast: that is the peak
+    why = too_big(int(np.prod(shape, dtype=np.float64)) * 8)
+    if why:
+        raise ValueError(f"a parameter of shape {tuple(shape)} {why}")
     if name == "zeros":
         return np.zeros(shape, dtype=dtype)
     scale = {
