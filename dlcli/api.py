@@ -160,9 +160,10 @@ def read_params(path, error) -> dict:
     import zipfile
     from .data.files import check_npz_member
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not isinstance(f, np.lib.npyio.NpzFile):
-                raise error(f"{path} holds a single array (an .npy file), not named parameters")
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r")
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise error(f"{path} holds a single array (an .npy file), not named parameters")
+        with loaded as f:
             for k in f.files:
                 try:
                     check_npz_member(f, k, path, None)
@@ -171,8 +172,6 @@ def read_params(path, error) -> dict:
             return {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise error(f"cannot read {path}: {err}")
-    except (AttributeError, TypeError):  # np.load gave a bare array: no context manager
-        raise error(f"{path} holds a single array (an .npy file), not named parameters")
 
 
 # -- training -------------------------------------------------------------------------------
@@ -190,24 +189,58 @@ def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, cons
     with located(recipe):
         check_training(recipe, model, dataset)
     run_dir = Path(run_dir) if run_dir else new_run_dir(default_runs_dir(runs_dir), recipe.name)
+    from .faults import Interrupts
+    from .runs import DirectoryLock
+    run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    result = fit_into(recipe, model, dataset, run_dir, quiet, console)
-    atomic_write_npz(run_dir / "params.npz", model.state_dict())
-    summary = finish(recipe, model, dataset, result, run_dir, time.perf_counter() - started,
-                     predictor(recipe, model, dataset))
+    # one writer per run directory; the first Ctrl-C / SIGTERM stops training, any later one
+    # waits for the summary to be written (then the CLI exits 130)
+    with DirectoryLock(run_dir), disk_full_says(run_dir), Interrupts() as interrupts:
+        result = fit_into(recipe, model, dataset, run_dir, quiet, console)
+        interrupts.defer()
+        atomic_write_npz(run_dir / "params.npz", model.state_dict())
+        summary = finish(recipe, model, dataset, result, run_dir, time.perf_counter() - started,
+                         predictor(recipe, model, dataset),
+                         extra={"iterations": result.iterations})
+        (run_dir / "checkpoint.json").unlink(missing_ok=True)
+    if interrupts.count and summary["status"] == "completed":
+        raise KeyboardInterrupt  # Ctrl-C during the final evaluation: saved, now stop
     return RunResult(run_dir, summary, model, dataset)
 
 
+@contextlib.contextmanager
+def disk_full_says(run_dir: Path):
+    """A full disk mid-run: one line saying what is saved and where (exit 1)."""
+    from .runs import NO_SPACE, DiskFull
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in NO_SPACE:
+            raise
+        saved = [name for name in ("recipe.yaml", "metrics.jsonl", "params.npz", "summary.json")
+                 if (run_dir / name).exists()]
+        epochs = ""
+        if (run_dir / "metrics.jsonl").exists():
+            lines = read_jsonl(run_dir / "metrics.jsonl")
+            epochs = f" (metrics of {len(lines)} epochs)" if lines else ""
+        raise DiskFull(f"no space left on the device writing {err.filename or run_dir}; "
+                       f"saved in {run_dir}: {', '.join(saved) or 'nothing'}{epochs}") from None
+
+
 def fit_into(recipe, model, dataset, run_dir: Path, quiet, console):
-    """Run the training loop, writing recipe.yaml first and metrics.jsonl as it goes."""
+    """Run the training loop, writing recipe.yaml first, metrics.jsonl as it goes and a
+    checkpoint (params.npz, checkpoint.json) every training.checkpoint_every."""
     from . import report
+    from .faults import Checkpoints
     from .train import fit
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "recipe.yaml", run_recipe_yaml(recipe))
+    checkpoints = Checkpoints(run_dir, recipe.training.checkpoint_every)
     with JsonlWriter(run_dir / "metrics.jsonl", "w") as metrics, \
             report.TrainingProgress(recipe.training.epochs, console or _console(), quiet) as progress:
         def on_epoch(record):
             metrics.write(record)
+            checkpoints.maybe_save(model, record)
             progress.update(record["epoch"], record)
         return fit(model, dataset, recipe, on_epoch=on_epoch, augment=make_augment(recipe))
 

@@ -28,6 +28,8 @@ RUNS_DIR_HELP = "Where run directories go (default ./runs, or $DLCLI_RUNS)."
 
 
 def _run(fn, *args, **kwargs):
+    from .faults import sigterm_as_ctrl_c
+    sigterm_as_ctrl_c()
     try:
         code = fn(*args, **kwargs)
     except DlcliError as err:
@@ -36,6 +38,9 @@ def _run(fn, *args, **kwargs):
     except KeyboardInterrupt:
         print("dlcli: interrupted", file=sys.stderr)
         raise typer.Exit(130)
+    except MemoryError as err:
+        print(f"dlcli: out of memory: {err}", file=sys.stderr)
+        raise typer.Exit(1)
     raise typer.Exit(code or 0)
 
 

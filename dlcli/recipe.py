@@ -611,11 +611,22 @@ class EarlyStopping(Strict):
     min_delta: NonNegativeFloat = 0.0
 
 
+def _checkpoint_every(value):
+    """An integer is epochs, "<n>s" seconds, 0 never (params.npz is then written at the end)."""
+    if _is_int(value) and value >= 0:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?s", value.strip()):
+        return value.strip()
+    raise _fail("must be a number of epochs (an integer >= 0) or of seconds such as 60s", value)
+
+
 class Training(Strict):
     epochs: PositiveInt = 100
     batch_size: Annotated[Any, PlainValidator(_batch_size)] = 64
     shuffle: bool = True
     early_stopping: Optional[EarlyStopping] = None
+    # params.npz written at epoch ends this often, so that a killed run keeps its training
+    checkpoint_every: Annotated[Any, PlainValidator(_checkpoint_every)] = "60s"
 
 
 class Bound(Strict):

@@ -154,12 +154,11 @@ def test_yaml_alias_bomb_is_refused(tmp_path):
     one_line_exit_2(runner.invoke(app, ["show", str(path)]), "alias")
 
 
-def test_merge_keys_still_work(tmp_path):
-    path = tmp_path / "merge.yaml"
-    path.write_text("base: &d {type: dense, activation: relu}\n" if False else
-                    "data: {train: {builtin: moons}}\n"
+def test_ordinary_aliases_still_work(tmp_path):
+    path = tmp_path / "alias.yaml"
+    path.write_text("data: {train: {builtin: moons}}\n"
                     "model:\n  layers:\n    - &d {type: dense, units: 4, activation: relu}\n"
-                    "    - {<<: *d, units: 1, activation: sigmoid}\n")
+                    "    - *d\n    - {type: dense, units: 1, activation: sigmoid}\n")
     assert runner.invoke(app, ["show", str(path)]).exit_code == 0
 
 

@@ -46,10 +46,11 @@ def _missing(path, name, present, key):
 
 def read_npz(path, x_key, y_key, key):
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not isinstance(f, np.lib.npyio.NpzFile):
-                raise BadInput(f"{path} holds a single array, not named x and y arrays",
-                               key=f"{key}.path")
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r")
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # an .npy under an .npz name
+            raise BadInput(f"{path} holds a single array (an .npy file), not named x and y "
+                           "arrays", key=f"{key}.path")
+        with loaded as f:
             for name, sub in ((x_key, "x"), (y_key, "y")):
                 if name not in f.files:
                     raise _missing(path, name, f.files, f"{key}.{sub}")
