@@ -404,8 +404,8 @@ class Run:
 
 def load_run(run, runs_dir=None) -> Run:
     path = find_run(run, runs_dir)
-    summary_path = path / "summary.json"
-    summary = read_json(summary_path) if summary_path.exists() else {}
+    from .runs import run_state
+    summary = run_state(path)
     metrics_path = path / "metrics.jsonl"
     metrics = read_jsonl(metrics_path) if metrics_path.exists() else []
     return Run(path, summary, metrics)
@@ -471,16 +471,23 @@ def show_cli(recipe_path, overrides) -> int:
 
 
 def _all_runs(runs_dir):
-    root = default_runs_dir(runs_dir)
+    from .runs import runs_root
+    root = runs_root(runs_dir, must_exist=True)
     if not root.is_dir():
         return []
-    runs = [p for p in root.iterdir() if (p / "summary.json").exists()]
+    # a run without summary.json (training, or killed) is listed too: `running` / `crashed`
+    runs = [p for p in root.iterdir()
+            if (p / "summary.json").exists() or (p / "recipe.yaml").exists()]
     return sorted(runs, key=lambda p: p.name, reverse=True)
 
 
 def runs_list_cli(runs_dir) -> int:
     from . import report
-    rows = [{**read_json(p / "summary.json"), "run": p.name} for p in _all_runs(runs_dir)]
+    from .runs import run_state, runs_root
+    root = runs_root(runs_dir)
+    if not root.exists():
+        print(f"dlcli: no runs yet: {root} does not exist", file=sys.stderr)
+    rows = [{**run_state(p), "run": p.name} for p in _all_runs(runs_dir)]
     report.runs_table(rows, _console())
     return 0
 

@@ -279,3 +279,42 @@ def is_locked(directory) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def run_state(path) -> dict:
+    """What a run directory says about itself: its summary.json, or for a run without one
+    (still training, or killed) `running` / `crashed` with its last epoch, so that no run is
+    hidden from `dlcli runs`."""
+    path = Path(path)
+    summary = path / "summary.json"
+    if summary.exists():
+        try:
+            return read_json(summary)
+        except ValueError:
+            pass  # written atomically, so only a foreign file gets here
+    state = {"status": "running" if is_locked(path) else "crashed", "epochs": 0}
+    metrics = path / "metrics.jsonl"
+    if metrics.exists():
+        lines = read_jsonl(metrics)
+        if lines:
+            state["epochs"] = lines[-1].get("epoch", len(lines))
+            state["seconds"] = lines[-1].get("seconds")
+    checkpoint = path / "checkpoint.json"
+    if checkpoint.exists():
+        with contextlib.suppress(ValueError, OSError):
+            state["checkpoint_epoch"] = read_json(checkpoint).get("epoch")
+    return state
+
+
+def runs_root(runs_dir=None, must_exist=False) -> Path:
+    """The runs directory, checked: a file or an unreadable folder is bad input, and so is a
+    missing one the user named (`--runs-dir`, $DLCLI_RUNS) where it must exist."""
+    root = default_runs_dir(runs_dir)
+    named = runs_dir is not None or os.environ.get("DLCLI_RUNS")
+    if root.exists() and not root.is_dir():
+        raise BadInput("is not a directory", file=root, key="--runs-dir" if runs_dir else None)
+    if root.is_dir() and not os.access(root, os.R_OK | os.X_OK):
+        raise BadInput("permission denied", file=root, key="--runs-dir" if runs_dir else None)
+    if must_exist and named and not root.exists():
+        raise BadInput("no such runs directory", file=root, key="--runs-dir" if runs_dir else None)
+    return root
