@@ -75,11 +75,15 @@ def search(recipe: Path = typer.Argument(..., help="The recipe YAML file with a 
            dry_run: bool = typer.Option(False, "--dry-run", help="Sample and print configurations; train nothing."),
            resume: Optional[Path] = typer.Option(None, "--resume", help="A search directory to finish."),
            as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
-           set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
+           set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+           worker_timeout: float = typer.Option(60.0, "--worker-timeout", min=0,
+                                                help="Seconds to wait for a Dask worker when none "
+                                                     "is connected, then exit 1.")):
     """Random search on the right scales, coarse to fine, in parallel."""
     from .search import search_cli
     _run(search_cli, recipe, set_, trials=trials, rounds=rounds, keep=keep, workers=workers,
-         scheduler=scheduler, runs_dir=runs_dir, dry_run=dry_run, resume=resume, as_json=as_json)
+         scheduler=scheduler, runs_dir=runs_dir, dry_run=dry_run, resume=resume, as_json=as_json,
+         worker_timeout=worker_timeout)
 
 
 @app.command()

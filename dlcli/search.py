@@ -19,18 +19,20 @@ import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadInput, DlcliError
+# the executors moved to their own module; these names stay importable from here
+from .executors import (THREAD_VARIABLES, WorkerWatch, dask_executor,  # noqa: F401
+                        is_infrastructure, open_executor, single_threaded_children, stop_workers)
 from .rng import stream
-from .runs import append_jsonl, atomic_write_text, default_runs_dir, new_run_dir, read_jsonl
+from .runs import (DirectoryLock, append_jsonl, atomic_write_text, default_runs_dir, new_run_dir,
+                   read_jsonl, repair_jsonl)
 
 LOG_LAWS = ("log_uniform", "one_minus_log_uniform", "log_int_uniform")
-FINISHED = ("completed", "diverged", "failed")
-# Environment variables that size the thread pools of numba, OpenMP and the BLAS libraries.
-THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "MKL_NUM_THREADS")
+FINISHED = ("completed", "diverged", "failed")  # results; `lost` trials are rerun by --resume
+MAX_ATTEMPTS = 3  # a trial lost to its infrastructure is tried this often, then marked lost
 
 
 # -- the search space -------------------------------------------------------------------------
@@ -200,7 +202,10 @@ def run_trial(recipe_dict: dict, trial_dir: str) -> dict:
         with contextlib.redirect_stdout(sys.stderr):
             result = train(recipe_from_dict(recipe_dict), run_dir=trial_dir, quiet=True)
     except Exception as err:  # a trial that raises is a failed trial, not a failed search
-        return failed(err, time.perf_counter() - started)
+        out = failed(err, time.perf_counter() - started)
+        if is_infrastructure(err) or is_infrastructure(err.__cause__ or err):
+            out["status"] = "lost"  # a full disk is not the trial's result: retry it
+        return out
     return outcome(recipe_dict["evaluation"], result.summary, Path(trial_dir))
 
 
@@ -272,6 +277,10 @@ class SearchResult:
     dims: list[Dim]  # the first round's space
     best: dict | None = None
     interrupted: bool = False
+    lost: list = field(default_factory=list)  # trial numbers lost to the infrastructure
+    stalled: str | None = None  # why the search stopped waiting (no worker for too long)
+    worker_timeout: float = 60.0
+    notify: object = None
 
 
 def settings_of(recipe, trials=None, rounds=None, keep=None) -> Settings:
@@ -288,33 +297,56 @@ def settings_of(recipe, trials=None, rounds=None, keep=None) -> Settings:
 
 
 def search(recipe, *, trials=None, rounds=None, keep=None, executor, runs_dir=None,
-           resume=None, display=None) -> SearchResult:
+           resume=None, display=None, worker_timeout=60.0, notify=None) -> SearchResult:
     """Run (or with `resume`, finish) a search through `executor`; the Python API under
     `dlcli search`. A resumed search reads its recipe and settings back from its search.yaml
     (`recipe` is not used). `display` gets `update(result, running)` as trials progress."""
-    if resume is not None:
-        directory = Path(resume)
+    directory = Path(resume) if resume is not None else None
+    if directory is not None:
         recipe = resumed_recipe(directory, trials, rounds, keep)
         settings = settings_of(recipe)
-        records = {r["trial"]: r for r in read_jsonl(directory / "trials.jsonl")
-                   if r["status"] in FINISHED} if (directory / "trials.jsonl").exists() else {}
     else:
         settings = settings_of(recipe, trials, rounds, keep)
         directory = new_run_dir(default_runs_dir(runs_dir), f"{recipe.name}-search")
-        atomic_write_text(directory / "search.yaml", search_yaml(recipe, settings))
-        records = {}
-    dims = dims_of(settings.space)
-    result = SearchResult(directory, [], records, settings, dims)
-    write_best(result, recipe)
-    for round_, rng in enumerate(round_generators(recipe.seed, settings.rounds)):
-        if round_:
-            dims = narrow(dims, list(records.values()), settings)
-        batch = make_trials(recipe, dims, rng, round_, settings)
-        result.trials.extend(batch)
-        run_batch([t for t in batch if t.number not in records], result, recipe, executor, display)
-        if result.interrupted:
-            break
+    # one driver per search directory: two at once would train the same trials into the
+    # same trial directories and interleave trials.jsonl
+    with DirectoryLock(directory, "search directory"):
+        if resume is not None:
+            repair_jsonl(directory / "trials.jsonl")  # a crash mid-write: redo that trial
+            records = {}
+            if (directory / "trials.jsonl").exists():
+                for r in read_jsonl(directory / "trials.jsonl"):
+                    if is_result(r):
+                        records[r["trial"]] = r
+                    else:
+                        records.pop(r["trial"], None)
+        else:
+            atomic_write_text(directory / "search.yaml", search_yaml(recipe, settings))
+            records = {}
+        dims = dims_of(settings.space)
+        result = SearchResult(directory, [], records, settings, dims)
+        result.worker_timeout, result.notify = worker_timeout, notify
+        write_best(result, recipe)
+        for round_, rng in enumerate(round_generators(recipe.seed, settings.rounds)):
+            if round_:
+                dims = narrow(dims, list(records.values()), settings)
+            batch = make_trials(recipe, dims, rng, round_, settings)
+            result.trials.extend(batch)
+            run_batch([t for t in batch if t.number not in records], result, recipe, executor,
+                      display)
+            if result.interrupted or result.lost:
+                break  # a later round narrows around results this one did not get
     return result
+
+
+def is_result(record: dict) -> bool:
+    """A trials.jsonl line that is the trial's result. A trial lost to its infrastructure is
+    not (also as an older dlcli recorded it: failed with a broken pool or a cancellation)."""
+    if record.get("status") not in FINISHED:
+        return False
+    error = record.get("error") or ""
+    return not (record["status"] == "failed"
+                and error.startswith(("BrokenProcessPool", "CancelledError", "KilledWorker")))
 
 
 def preview(recipe, *, trials=None, rounds=None, keep=None) -> SearchResult:
@@ -327,25 +359,58 @@ def preview(recipe, *, trials=None, rounds=None, keep=None) -> SearchResult:
 
 
 def run_batch(batch: list[Trial], result: SearchResult, recipe, executor, display) -> None:
-    """Submit every trial, record each as it finishes; a trial's failure is its own."""
+    """Submit every trial, record each as it finishes. A trial's own failure is its result; a
+    failure of where it ran (a killed worker, a lost Dask worker, a full disk) is retried in a
+    renewed pool, up to MAX_ATTEMPTS times, then recorded `lost` for --resume to rerun."""
     trials_dir = result.directory / "trials"
-    pending = {executor.submit(run_trial, t.recipe, str(trials_dir / str(t.number))): t
-               for t in batch}
+    attempts = {t.number: 0 for t in batch}
+    watch = WorkerWatch(executor, result.worker_timeout, result.notify)
+
+    def submit(trial):
+        if getattr(executor, "broken", False):
+            executor.renew()
+        attempts[trial.number] += 1
+        return executor.submit(run_trial, trial.recipe, str(trials_dir / str(trial.number)))
+
+    pending = {}
     try:
+        for t in batch:
+            pending[submit(t)] = t
         while pending:
             if display:
                 display.update(result, {t.number for f, t in pending.items() if f.running()})
             done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            retry = []
             for future in sorted(done, key=lambda f: pending[f].number):
                 trial = pending.pop(future)
                 try:
                     out = future.result()
                 except Exception as err:  # the worker itself failed (or could not run it)
                     out = failed(err, None)
+                    if is_infrastructure(err):
+                        out["status"] = "lost"
+                if out["status"] == "lost":
+                    if attempts[trial.number] < MAX_ATTEMPTS:
+                        retry.append(trial)
+                    else:
+                        result.lost.append(trial.number)
+                        record(result, recipe, trial, out)
+                    continue
                 if out["status"] not in FINISHED:  # interrupted: not finished, resume reruns it
                     result.interrupted = True
                     continue
                 record(result, recipe, trial, out)
+            for trial in retry:
+                pending[submit(trial)] = trial
+            if pending and not done and watch.gone_for_too_long():
+                result.stalled = (f"no worker for {result.worker_timeout:g} s (--worker-timeout); "
+                                  f"{len(pending)} trials not run")
+                for future, trial in list(pending.items()):
+                    future.cancel()
+                    result.lost.append(trial.number)
+                    record(result, recipe, trial, {"status": "lost", "metric": None, "errors": None,
+                                                   "seconds": None, "error": "no worker"})
+                pending.clear()
     except KeyboardInterrupt:
         result.interrupted = True
         stop_workers(executor)
@@ -360,7 +425,8 @@ def record(result: SearchResult, recipe, trial: Trial, out: dict) -> None:
     line = {"trial": trial.number, "round": trial.round, "seed": trial.seed, "values": trial.values,
             **out}
     append_jsonl(result.directory / "trials.jsonl", line)
-    result.records[trial.number] = line
+    if line["status"] != "lost":
+        result.records[trial.number] = line
     write_best(result, recipe)
 
 
@@ -415,69 +481,10 @@ def resumed_recipe(directory: Path, trials, rounds, keep):
     return recipe
 
 
-# -- executors --------------------------------------------------------------------------------
-@contextlib.contextmanager
-def open_executor(workers: int | None = None, scheduler: str | None = None):
-    """A Dask cluster's executor when `scheduler` is given, else a local process pool."""
-    if scheduler:
-        with dask_executor(scheduler) as executor:
-            yield executor
-        return
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-    workers = workers or os.cpu_count() or 1
-    # Spawned, not forked: a fork of a process that has started Numba's or BLAS's threads can
-    # deadlock. The children inherit the environment, so they share Numba's on-disk cache.
-    with single_threaded_children(workers > 1), \
-            ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as executor:
-        yield executor
-
-
-def stop_workers(executor) -> None:
-    """Ctrl-C: end the local workers now. Each has saved the trial it was running when the
-    signal came, but the pool has already handed one more trial to a worker, and that one would
-    run to its end; `--resume` reruns every unfinished trial anyway."""
-    for process in list((getattr(executor, "_processes", None) or {}).values()):
-        process.terminate()
-
-
-@contextlib.contextmanager
-def single_threaded_children(enabled: bool):
-    """Workers spawned inside this block size their thread pools to one thread, so that W
-    workers on W cores don't each start W threads. The driver's own pools are sized
-    already (or never used by it), and its environment is restored afterwards."""
-    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
-    if enabled:
-        os.environ.update({k: "1" for k in THREAD_VARIABLES})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@contextlib.contextmanager
-def dask_executor(address: str):
-    try:
-        from distributed import Client
-    except ImportError:
-        raise BadInput("needs the distributed package: pip install 'dlcli[cluster]'",
-                       key="--scheduler")
-    try:
-        client = Client(address, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as err:
-        raise BadInput(f"cannot reach the Dask scheduler at {address}: {err}", key="--scheduler")
-    with client:
-        # pure=False: a trial writes files, so Dask must never reuse an earlier result.
-        yield client.get_executor(pure=False)
-
-
 # -- the command line -------------------------------------------------------------------------
 def search_cli(recipe_path, overrides, *, trials=None, rounds=None, keep=None, workers=None,
-               scheduler=None, runs_dir=None, dry_run=False, resume=None, as_json=False) -> int:
+               scheduler=None, runs_dir=None, dry_run=False, resume=None, as_json=False,
+               worker_timeout=60.0) -> int:
     from rich.console import Console
     from .api import as_recipe
     if resume is not None and overrides:
@@ -493,9 +500,12 @@ def search_cli(recipe_path, overrides, *, trials=None, rounds=None, keep=None, w
             configurations_table(result, human)
         return 0
     display = None if as_json else LiveTable(Console(stderr=True))
-    with open_executor(workers, scheduler) as executor, display or contextlib.nullcontext():
+    from .executors import say
+    with open_executor(workers, scheduler, worker_timeout) as executor, \
+            display or contextlib.nullcontext():
         result = search(recipe, trials=trials, rounds=rounds, keep=keep, executor=executor,
-                        runs_dir=runs_dir, resume=resume, display=display)
+                        runs_dir=runs_dir, resume=resume, display=display,
+                        worker_timeout=worker_timeout, notify=say)
     if as_json:
         print(json.dumps(json_document(result)))
     else:
@@ -504,6 +514,12 @@ def search_cli(recipe_path, overrides, *, trials=None, rounds=None, keep=None, w
         print(f"dlcli: search interrupted; finish it with: dlcli search {recipe_path} "
               f"--resume {result.directory}", file=sys.stderr)
         return 130
+    if result.lost or result.stalled:
+        why = result.stalled or (f"{len(result.lost)} trial(s) lost to dead workers or a full "
+                                 f"disk after {MAX_ATTEMPTS} attempts each")
+        print(f"dlcli: the search could not finish: {why}; rerun them with: dlcli search "
+              f"{recipe_path} --resume {result.directory}", file=sys.stderr)
+        return 1
     records = list(result.records.values())
     if not any(r["status"] == "completed" for r in records):
         print("dlcli: every trial failed or diverged", file=sys.stderr)
