@@ -70,18 +70,29 @@ class LocalPool:
             self.stop()
             self.executor.shutdown(wait=False, cancel_futures=True)
         self.executor = self._make()
+        self.stopped = False
 
     def workers(self):
         return None
 
-    def stop(self) -> None:
-        """End the local workers now (Ctrl-C, a broken pool)."""
-        for process in list((getattr(self.executor, "_processes", None) or {}).values()):
+    def stop(self, grace: float = 5.0) -> None:
+        """End the local workers now (Ctrl-C, SIGTERM, a broken pool). SIGTERM first: a worker
+        saves its trial as interrupted; a worker that would go on to a queued trial instead
+        is killed after `grace` seconds."""
+        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        for process in processes:
             with contextlib.suppress(Exception):
                 process.terminate()
+        deadline = time.monotonic() + grace
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                with contextlib.suppress(Exception):
+                    process.kill()
+        self.stopped = True
 
     def shutdown(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.executor.shutdown(wait=not getattr(self, "stopped", False), cancel_futures=True)
 
 
 class DaskPool:
