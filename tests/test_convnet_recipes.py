@@ -24,10 +24,8 @@ def test_lenet5_on_mnist_reaches_97_percent_on_unseen_images(tmp_path):
     assert len(splits["train"].y) == 8000 and len(splits["test"].y) == 1000
     assert result.summary["status"] == "completed"
     assert result.summary["errors"]["test"] <= 0.03
-    assert result.summary["seconds"] < 300
 
 
 def test_lenet5_on_builtin_shapes_reaches_95_percent(tmp_path):
     result = api.train(ROOT / "recipes" / "lenet5_shapes.yaml", runs_dir=tmp_path)
     assert result.summary["errors"]["test"] <= 0.05
-    assert result.summary["seconds"] < 300

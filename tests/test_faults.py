@@ -32,7 +32,7 @@ def start_training(tmp_path, recipe, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(predicate, what, limit=120):
+def wait_for(predicate, what, limit=600):
     """Poll until `predicate()`; the limit only keeps a broken build from hanging CI."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -373,13 +372,12 @@ def test_cli_bad_epsilon(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["lenet5", "resnet_small"])
-def test_course_convnets_check_in_under_30_seconds(recipe):
+def test_course_convnets_pass_the_check(recipe):
+    # the time they take (under 30 s) is measured in benchmarks/speed_limits.py
     data = os.environ.get("DLCLI_DATA") or str(ROOT.parent / "shared" / "data")
-    started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "dlcli.cli", "gradcheck",
                            str(ROOT / "recipes" / f"{recipe}.yaml"), "--json"],
                           capture_output=True, text=True, env={**os.environ, "DLCLI_DATA": data})
-    assert time.perf_counter() - started < 30
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["passed"] and all(t["checked"] >= 1 for t in doc["tensors"])
