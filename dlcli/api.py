@@ -256,6 +256,10 @@ def train_ensemble(recipe, n: int, *, runs_dir=None, quiet=True, console=None) -
     recipe = as_recipe(recipe)
     dataset = load_data(recipe)  # each member's train() builds and checks its own model
     run_dir = new_run_dir(default_runs_dir(runs_dir), f"{recipe.name}-ensemble{n}")
+    from .runs import DirectoryLock
+    # `runs list` tells a running ensemble from a crashed one (released at the end, or when
+    # an error drops the lock object)
+    lock = DirectoryLock(run_dir).__enter__()
     atomic_write_text(run_dir / "recipe.yaml", run_recipe_yaml(recipe))
     started = time.perf_counter()
     data_seed = recipe.seed if recipe.data.seed is None else recipe.data.seed
@@ -276,6 +280,7 @@ def train_ensemble(recipe, n: int, *, runs_dir=None, quiet=True, console=None) -
                      ensemble_predictor([predictor(recipe, m.model, dataset) for m in members]),
                      extra={"ensemble": {"members": n, "runs": [str(m.run_dir) for m in members]},
                             "parameters": sum(m.summary["parameters"] for m in members)})
+    lock.__exit__()
     return RunResult(run_dir, summary, model, dataset)
 
 

@@ -257,6 +257,8 @@ class DirectoryLock:
             os.close(self.fd)  # closing releases the flock
             self.fd = None
 
+    __del__ = __exit__
+
 
 def _read_pid(fd) -> int | None:
     try:
