@@ -292,7 +292,9 @@ def run_recipe_yaml(recipe) -> str:
     for name in ("train", "test", "dev", "train_dev"):
         if isinstance(d["data"].get(name), dict) and d["data"][name].get("builtin"):
             d["data"][name] = with_defaults(d["data"][name])
-    return yaml.safe_dump(d, sort_keys=False, default_flow_style=None, allow_unicode=True)
+    note = ("# evaluation.metric f1: the positive class's F1 for two classes, the macro F1 "
+            "(unweighted mean over classes) for more\n" if d["evaluation"]["metric"] == "f1" else "")
+    return note + yaml.safe_dump(d, sort_keys=False, default_flow_style=None, allow_unicode=True)
 
 
 def make_augment(recipe):

@@ -103,6 +103,7 @@ def test_f1_search_on_several_classes_ranks_by_macro_f1(tmp_path):
             expected = macro_average(per_class(f["y_true"], f["y_pred"], np.arange(3)))["f1"]
         assert t["metric"] == pytest.approx(expected)
     assert "macro F1" in open(f"{doc['search']}/search.yaml").read()
+    assert "macro F1" in open(f"{doc['search']}/trials/0/recipe.yaml").read()
 
 
 def test_held_out_label_out_of_range_names_its_source(tmp_path):
