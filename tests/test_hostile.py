@@ -234,6 +234,17 @@ def test_nan_in_init_from_names_the_keys(tmp_path):
 def test_csv_with_a_byte_order_mark(tmp_path):
     from dlcli.data.files import read_csv
     path = tmp_path / "d.csv"
-    path.write_bytes("\ufeffa,b,label\n1,2,0\n3,4,1\n".encode("utf-8"))
+    path.write_bytes("\ufefflabel,a,b\n0,1,2\n1,3,4\n".encode("utf-8"))
     x, y, _ = read_csv(path, "x", "label", "data.train")
     assert x.shape == (2, 2) and list(y) == [0, 1]
+
+
+def test_a_tag_sheet_saved_by_excel_with_a_byte_order_mark(tmp_path):
+    from dlcli import analyze
+    from test_analyze import lecture_run
+    run = lecture_run(tmp_path)
+    sheet = tmp_path / "excel.csv"
+    sheet.write_bytes(("\ufeffindex,true,predicted,probability,tags\r\n"
+                       + "".join(f"{i},0,1,0.7,blurry\r\n" for i in range(10))).encode("utf-8"))
+    tags = analyze.analyze_errors(run, tags=sheet)["tags"]
+    assert tags[0]["tag"] == "blurry" and tags[0]["count"] == 10
