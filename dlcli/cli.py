@@ -41,6 +41,13 @@ def _run(fn, *args, **kwargs):
     except MemoryError as err:
         print(f"dlcli: out of memory: {err}", file=sys.stderr)
         raise typer.Exit(1)
+    except OSError as err:
+        import errno
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"dlcli: no space left on the device writing {err.filename or 'a file'}",
+              file=sys.stderr)
+        raise typer.Exit(1)
     raise typer.Exit(code or 0)
 
 

@@ -77,7 +77,7 @@ def atomic_write_npz(path, arrays: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _append_line(fd: int, line: bytes) -> None:
+def _append_line(fd: int, line: bytes, path=None) -> None:
     """One line appended whole or not at all: a write cut short (a full disk) is cut back to
     where the file ended, so that readers never see half a line from us."""
     end = os.lseek(fd, 0, os.SEEK_END)
@@ -85,9 +85,11 @@ def _append_line(fd: int, line: bytes) -> None:
         written = os.write(fd, line)
         while written < len(line):
             written += os.write(fd, line[written:])
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, end)
+        if isinstance(err, OSError) and err.filename is None and path is not None:
+            raise OSError(err.errno, err.strerror, str(path)) from None
         raise
 
 
@@ -95,7 +97,7 @@ def append_jsonl(path, obj) -> None:
     """Append one line to a file that gets few lines (a search's trials), made durable at once."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
-        _append_line(fd, (json.dumps(obj, default=_jsonable) + "\n").encode())
+        _append_line(fd, (json.dumps(obj, default=_jsonable) + "\n").encode(), path)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -112,9 +114,10 @@ class JsonlWriter:
     def __init__(self, path, mode="a"):
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if mode == "w" else os.O_APPEND)
         self.fd = os.open(path, flags, 0o666)
+        self.path = path
 
     def write(self, obj) -> None:
-        _append_line(self.fd, (json.dumps(obj, default=_jsonable) + "\n").encode())
+        _append_line(self.fd, (json.dumps(obj, default=_jsonable) + "\n").encode(), self.path)
 
     def close(self) -> None:
         if self.fd is not None:

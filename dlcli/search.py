@@ -310,7 +310,7 @@ def search(recipe, *, trials=None, rounds=None, keep=None, executor, runs_dir=No
         directory = new_run_dir(default_runs_dir(runs_dir), f"{recipe.name}-search")
     # one driver per search directory: two at once would train the same trials into the
     # same trial directories and interleave trials.jsonl
-    with DirectoryLock(directory, "search directory"):
+    with DirectoryLock(directory, "search directory"), disk_full_resumable(directory):
         if resume is not None:
             repair_jsonl(directory / "trials.jsonl")  # a crash mid-write: redo that trial
             records = {}
@@ -337,6 +337,21 @@ def search(recipe, *, trials=None, rounds=None, keep=None, executor, runs_dir=No
             if result.interrupted or result.lost:
                 break  # a later round narrows around results this one did not get
     return result
+
+
+@contextlib.contextmanager
+def disk_full_resumable(directory: Path):
+    """A full disk under the driver: one line (exit 1) saying what is kept and how to go on."""
+    from .runs import NO_SPACE, DiskFull
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in NO_SPACE:
+            raise
+        kept = len(read_jsonl(directory / "trials.jsonl")) if (directory / "trials.jsonl").exists() else 0
+        raise DiskFull(f"no space left on the device writing {err.filename or directory}; "
+                       f"{directory} keeps {kept} recorded trials; free space, then finish with "
+                       f"--resume {directory}") from None
 
 
 def is_result(record: dict) -> bool:

@@ -213,3 +213,38 @@ def test_a_search_whose_last_worker_dies_exits_1(tmp_path, dask_cluster):
     assert proc.returncode == 1, err
     assert "no Dask worker is connected" in err and "--resume" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.cluster
+def test_an_unreachable_scheduler_says_what_it_waits_for(tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    result = runner.invoke(app, ["search", str(slow_recipe(tmp_path)), "--scheduler", address,
+                                 "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0] == f"dlcli: connecting to the Dask scheduler at {address} (up to 10 s)"
+    assert len(lines) == 2 and "cannot reach" in lines[1]
+
+
+def test_a_full_disk_under_a_search_is_exit_1_without_a_traceback(tmp_path):
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): run as root")
+    try:
+        path = slow_recipe(tmp_path, trials=4, epochs=300, n=200)
+        result = runner.invoke(app, ["search", str(path), "--workers", "1", "--json",
+                                     "--runs-dir", str(mnt / "runs")])
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output
+        assert "no space" in result.output or "could not finish" in result.output, result.output
+        assert "--resume" in result.output and len(result.output.strip().splitlines()) == 1
+        trials = list(mnt.glob("runs/*/trials.jsonl"))
+        if trials:  # whatever was recorded is whole lines, and lost trials are not results
+            for line in trials[0].read_text().splitlines():
+                record = json.loads(line)
+                assert record["status"] in ("completed", "lost"), record
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
