@@ -213,7 +213,9 @@ def test_a_300_character_name(tmp_path):
     one_line_exit_2(train_cli(tmp_path, write_recipe(tmp_path, dict(SMALL, name="n" * 300))), "name")
 
 
-@pytest.mark.parametrize("units", ["10**9", 10**9, 10**12])
+# 10**12 units need terabytes on any machine: refused before a byte is allocated (a size that
+# might fit on a big machine would make this test allocate it there)
+@pytest.mark.parametrize("units", ["10**9", 10**12])
 def test_absurd_units(tmp_path, units):
     recipe = dict(SMALL, model={"layers": [{"type": "dense", "units": units, "activation": "relu"},
                                            {"type": "dense", "units": 1, "activation": "sigmoid"}]})
