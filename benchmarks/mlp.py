@@ -8,7 +8,7 @@ in float32 on the same random data and evaluate the training error once per epoc
 Numba, torch.set_num_threads); PyTorch's Adam fused (`fused=True`), its default Adam reported
 beside it; one untimed warm-up epoch each, then epochs interleaved (order rotating); each
 figure the MEDIAN of the timed epochs; training steps timed, the evaluation pass NOT timed.
-The ratio is against the fused Adam. `--profile` adds where a dlcli step spends its time.
+The ratio is against the faster of PyTorch's two Adams. `--profile` adds where a dlcli step spends its time.
 
 Figures: see the README's "Speed" section (one run, machine shared with other engineers).
 Targets: dlcli >= 1.0x at batch 64 and >= 0.8x at 256.
@@ -121,7 +121,8 @@ def main():
     print(f"{'batch':>5} {'dlcli ex/s':>11} {'pytorch ex/s':>13} {'unfused ex/s':>13} {'ratio':>6} {'target':>7}")
     for batch in map(int, args.batches.split(",")):
         rates = compare(batch, x, y, args.epochs)
-        ratio = rates["dlcli"] / rates["pytorch"]
+        # against the faster PyTorch Adam of the two: fair to the other side
+        ratio = rates["dlcli"] / max(rates["pytorch"], rates["pytorch-unfused"])
         target = TARGETS.get(batch)
         verdict = "" if target is None else f">={target:.1f}x {'met' if ratio >= target else 'MISSED'}"
         print(f"{batch:>5} {rates['dlcli']:>11,.0f} {rates['pytorch']:>13,.0f} "
