@@ -30,7 +30,8 @@ def is_infrastructure(err: BaseException) -> bool:
     import errno
     from concurrent.futures import CancelledError
     from concurrent.futures.process import BrokenProcessPool
-    if isinstance(err, (BrokenProcessPool, CancelledError)):
+    from .runs import DiskFull
+    if isinstance(err, (BrokenProcessPool, CancelledError, DiskFull)):
         return True
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return True

@@ -230,7 +230,7 @@ class DiskFull(DlcliError):
 class DirectoryLock:
     """An exclusive lock on a run or search directory for as long as its writer runs.
 
-    `flock` on `<dir>/.lock`, which holds the writer's pid: the kernel drops the lock when the
+    `flock` on `<dir>/.lock` (removed when the writer is done), which holds the writer's pid: the kernel drops the lock when the
     process dies however it dies, so a crashed writer never leaves a stale lock, and a reader
     can tell a run that is still going from one whose process is gone (`is_locked`).
     """
@@ -257,6 +257,10 @@ class DirectoryLock:
 
     def __exit__(self, *exc):
         if self.fd is not None:
+            # the writer is done: the file goes (a finished directory holds only its run
+            # files); one left behind by a killed writer is harmless, nobody holds it
+            with contextlib.suppress(OSError):
+                self.path.unlink()
             os.close(self.fd)  # closing releases the flock
             self.fd = None
 

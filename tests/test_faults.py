@@ -146,6 +146,7 @@ def test_a_second_ctrl_c_during_the_save_still_writes_the_summary(tmp_path, monk
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["epochs"] == 2
     assert (run / "params.npz").exists() and not (run / "checkpoint.json").exists()
+    assert not (run / ".lock").exists()  # a finished run holds only its run files
 
 
 @pytest.fixture
