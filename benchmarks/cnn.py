@@ -3,17 +3,18 @@
     python benchmarks/cnn.py [--only lenet64,lenet256,resnet64] [--epochs 3] [--profile] [--no-startup]
 
 Both sides train the same model on the same random float32 data (labels 0..9) with Adam
-(learning rate 1e-3), on 2 threads, evaluating the training error once per epoch; the
-examples/second count the whole epochs, evaluation included. After one untimed warm-up
-epoch each, the sides alternate epoch by epoch and each reports its best epoch (and the
-median): on a machine shared with other work, the best is the one least disturbed.
-`--profile` adds dlcli's per-layer forward and backward times, medians over training steps
-(nested layers indented under their block). The start-up lines time a
-fresh process up to the end of its first LeNet-5 training step, once with an empty Numba
+(learning rate 1e-3), evaluating the training error once per epoch. Method (benchmarks/fair.py,
+the same for every benchmark): 2 threads each side (OMP, OpenBLAS, MKL, Numba,
+torch.set_num_threads); PyTorch's Adam fused (`fused=True`), its default Adam reported beside
+it; one untimed warm-up epoch each, then epochs interleaved (order rotating); each figure the
+MEDIAN of the timed epochs; training steps timed, the evaluation pass NOT timed. The ratio is
+against the faster of PyTorch's two Adams. `--profile` adds dlcli's per-layer forward and
+backward times, medians over training steps (nested layers indented under their block). The
+start-up lines time a fresh process up to the end of its first LeNet-5 training step, once with an empty Numba
 cache (JIT compile) and once with the cache that run left (the cached start).
 
-Targets (PyTorch 2.13 here: LeNet-5 ~5,000 / 7,000 ex/s at batch 64 / 256, resnet_small
-~290): LeNet-5 >= 0.8x at 64 and 0.6x at 256, resnet_small >= 0.5x, cached start < 2 s.
+Figures: the README's "Speed" section (one run, machine shared with other engineers).
+Targets: LeNet-5 >= 0.8x at 64 and 0.6x at 256, resnet_small >= 0.5x, cached start < 2 s.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ import tempfile
 import time
 from collections import defaultdict
 
-import numpy as np
+from fair import cap_threads, header, interleaved_medians, timed_epoch, torch_adam, torch_threads
 
-THREADS = 2
+cap_threads()
+import numpy as np  # noqa: E402  (after the thread counts, which BLAS and Numba read when they load)
+
 LR = 1e-3
 
 
@@ -77,17 +80,6 @@ def dlcli_trainer(layers, input_shape):
         train_step(model, opt, trainable, xb, yb, LR)
 
     return model, step, lambda x, y: model.error(x, y)
-
-
-def epoch_seconds(step, error, batch, x, y, rng):
-    """One shuffled epoch of training steps, then the training error, in seconds."""
-    started = time.perf_counter()
-    order = rng.permutation(x.shape[0])
-    xs, ys = x[order], y[order]
-    for i in range(0, x.shape[0], batch):
-        step(xs[i:i + batch], ys[i:i + batch])
-    error(x, y)
-    return time.perf_counter() - started
 
 
 # -- PyTorch ----------------------------------------------------------------------------------------
@@ -145,12 +137,12 @@ def torch_model(layers, input_shape):
     return tnn.Sequential(*build(layers, input_shape)[0])
 
 
-def torch_trainer(layers, input_shape):
+def torch_trainer(layers, input_shape, fused=True):
     """(step, error) on NCHW tensors, and the conversion of NHWC numpy data to them."""
     import torch
-    torch.set_num_threads(THREADS)
+    torch_threads(torch)
     net = torch_model(layers, input_shape)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    opt, _ = torch_adam(torch, net.parameters(), LR, fused)
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def step(xb, yb):
@@ -241,24 +233,36 @@ def main():
         with tempfile.TemporaryDirectory() as cache:
             cold, cached = startup_seconds(cache), startup_seconds(cache)
         print(f"start-up to the first LeNet-5 step: {cold:.1f} s with JIT compile, {cached:.1f} s cached")
+    import torch
+    fused = torch_adam(torch, [torch.zeros(1, requires_grad=True)], LR)[1]
+    print(header("cnn") + f"; PyTorch Adam fused: {fused}")
     for name in args.only.split(","):
         layers, input_shape, batch, n = CASES[name]
         x, y = data(input_shape, n)
         _, step, error = dlcli_trainer(layers, input_shape)
-        t_step, t_error, tensors = torch_trainer(layers, input_shape)
-        sides = {"dlcli": (step, error, x, y), "PyTorch": (t_step, t_error, *tensors(x, y))}
-        seconds = {side: [] for side in sides}
-        # epochs alternate between the sides, so load from elsewhere hits both alike
-        for epoch in range(args.epochs + 1):
-            for side, (s_step, s_error, s_x, s_y) in sides.items():
-                took = epoch_seconds(s_step, s_error, batch, s_x, s_y, np.random.default_rng(epoch))
-                if epoch:  # the first is a warm-up
-                    seconds[side].append(took)
-        rate = {side: n / min(times) for side, times in seconds.items()}
-        median = {side: n / float(np.median(times)) for side, times in seconds.items()}
-        print(f"{name:9s} batch {batch:3d}: dlcli {rate['dlcli']:7.0f} ex/s (median {median['dlcli']:.0f})   "
-              f"PyTorch {rate['PyTorch']:7.0f} ex/s (median {median['PyTorch']:.0f})   "
-              f"ratio {rate['dlcli'] / rate['PyTorch']:.2f}x", flush=True)
+        sides = {"dlcli": (step, error, x, y)}
+        for label, is_fused in (("PyTorch", True), ("unfused", False)):
+            t_step, t_error, tensors = torch_trainer(layers, input_shape, is_fused)
+            sides[label] = (t_step, t_error, *tensors(x, y))
+        rng = np.random.default_rng(0)
+        order = {}
+
+        def runner(side):
+            s_step, s_error, s_x, s_y = sides[side]
+
+            def one_epoch():
+                # every side sees the same shuffles: the k-th epoch of each uses order k
+                k = order[side] = order.get(side, -1) + 1
+                perm = np.random.default_rng(k).permutation(n)
+                import torch as _t
+                idx = perm if side == "dlcli" else _t.from_numpy(perm)
+                return timed_epoch(s_step, s_error, batch, s_x, s_y, idx)
+            return one_epoch
+        medians = interleaved_medians({side: runner(side) for side in sides}, args.epochs)
+        rate = {side: n / s for side, s in medians.items()}
+        print(f"{name:9s} batch {batch:3d}: dlcli {rate['dlcli']:7.0f} ex/s   PyTorch (fused Adam) "
+              f"{rate['PyTorch']:7.0f} ex/s   unfused {rate['unfused']:7.0f}   "
+              f"ratio {rate['dlcli'] / max(rate['PyTorch'], rate['unfused']):.2f}x", flush=True)
         if args.profile:
             profile(layers, input_shape, batch, x, y)
 

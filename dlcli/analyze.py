@@ -217,7 +217,7 @@ def sheet_text(errors: list) -> str:
 def is_tagged(path: Path) -> bool:
     """Whether the user has written in a sheet; a sheet we cannot read counts as theirs."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             return any((row.get("tags") or "").strip() for row in csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error):
         return True
@@ -259,7 +259,8 @@ def _read_sheet(path: Path, analysis: ErrorAnalysis) -> list:
     """[(index, tags)] of each row, checked against the split's mistakes."""
     seen = {}
     try:
-        with open(path, newline="") as f:
+        # utf-8-sig: a sheet saved by Excel as "CSV UTF-8" starts with a byte-order mark
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             missing = [c for c in ("index", "tags") if c not in (reader.fieldnames or [])]
             if missing:

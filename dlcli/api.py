@@ -131,6 +131,8 @@ def check_fit(recipe, model, dataset) -> None:
     if y.ndim != 1:
         raise recipe.error("loss", f"labels of shape {y.shape} need loss: multi_label")
     c = dataset.n_classes or int(y.max()) + 1
+    from .checks import held_out_label_range
+    held_out_label_range(recipe, dataset, 2 if name == "binary_crossentropy" else out[0])
     if name == "binary_crossentropy" and c > 2:
         raise recipe.error("model.layers", f"the data has {c} classes but a sigmoid output "
                            "gives 2: use a softmax layer with that many units")
@@ -141,16 +143,36 @@ def check_fit(recipe, model, dataset) -> None:
 
 def init_from(recipe, model) -> None:
     path = Path(recipe.model.init_from)
-    try:
-        with np.load(path) as f:
-            state = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as err:
-        raise recipe.error("model.init_from", f"cannot read {path}: {err}")
+    state = read_params(path, lambda message: recipe.error("model.init_from", message))
+    bad = sorted(k for k, v in state.items() if v.dtype.kind in "fc" and not np.isfinite(v).all())
+    if bad:
+        raise recipe.error("model.init_from", f"{path}: the initial parameters hold NaN or "
+                           f"infinite values: {', '.join(bad)}")
     loaded, skipped = model.load_state_dict(state, strict=False)
     if not loaded:
         raise recipe.error("model.init_from", f"nothing in {path} matches the model's parameters")
     if skipped:
         warn(f"init_from {path}: not loaded: {', '.join(skipped)}")
+
+
+def read_params(path, error) -> dict:
+    """A params.npz as {key: array}; `error(message)` makes the BadInput for a file that is not
+    one (missing, a bare .npy, not a zip, an array larger than memory)."""
+    import zipfile
+    from .data.files import check_npz_member
+    try:
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r")
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise error(f"{path} holds a single array (an .npy file), not named parameters")
+        with loaded as f:
+            for k in f.files:
+                try:
+                    check_npz_member(f, k, path, None)
+                except BadInput as err:
+                    raise error(err.message)
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise error(f"cannot read {path}: {err}")
 
 
 # -- training -------------------------------------------------------------------------------
@@ -164,26 +186,63 @@ def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, cons
     recipe = as_recipe(recipe, overrides)
     model, dataset = prepare(recipe, dataset=dataset)
     check_satisficing(recipe)
+    from .checks import check_training
+    with located(recipe):
+        check_training(recipe, model, dataset)
     run_dir = Path(run_dir) if run_dir else new_run_dir(default_runs_dir(runs_dir), recipe.name)
+    from .faults import Interrupts
+    from .runs import DirectoryLock
+    run_dir.mkdir(parents=True, exist_ok=True)
     save_input_spec(run_dir, dataset)  # what `dlcli predict` needs to read new inputs alike
     started = time.perf_counter()
-    result = fit_into(recipe, model, dataset, run_dir, quiet, console)
-    atomic_write_npz(run_dir / "params.npz", model.state_dict())
-    summary = finish(recipe, model, dataset, result, run_dir, time.perf_counter() - started,
-                     predictor(recipe, model, dataset))
+    # one writer per run directory; the first Ctrl-C / SIGTERM stops training, any later one
+    # waits for the summary to be written (then the CLI exits 130)
+    with DirectoryLock(run_dir), disk_full_says(run_dir), Interrupts() as interrupts:
+        result = fit_into(recipe, model, dataset, run_dir, quiet, console)
+        interrupts.defer()
+        atomic_write_npz(run_dir / "params.npz", model.state_dict())
+        summary = finish(recipe, model, dataset, result, run_dir, time.perf_counter() - started,
+                         predictor(recipe, model, dataset),
+                         extra={"iterations": result.iterations})
+        (run_dir / "checkpoint.json").unlink(missing_ok=True)
+    if interrupts.count and summary["status"] == "completed":
+        raise KeyboardInterrupt  # Ctrl-C during the final evaluation: saved, now stop
     return RunResult(run_dir, summary, model, dataset)
 
 
+@contextlib.contextmanager
+def disk_full_says(run_dir: Path):
+    """A full disk mid-run: one line saying what is saved and where (exit 1)."""
+    from .runs import NO_SPACE, DiskFull
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in NO_SPACE:
+            raise
+        saved = [name for name in ("recipe.yaml", "metrics.jsonl", "params.npz", "summary.json")
+                 if (run_dir / name).exists()]
+        epochs = ""
+        if (run_dir / "metrics.jsonl").exists():
+            lines = read_jsonl(run_dir / "metrics.jsonl")
+            epochs = f" (metrics of {len(lines)} epochs)" if lines else ""
+        raise DiskFull(f"no space left on the device writing {err.filename or run_dir}; "
+                       f"saved in {run_dir}: {', '.join(saved) or 'nothing'}{epochs}") from None
+
+
 def fit_into(recipe, model, dataset, run_dir: Path, quiet, console):
-    """Run the training loop, writing recipe.yaml first and metrics.jsonl as it goes."""
+    """Run the training loop, writing recipe.yaml first, metrics.jsonl as it goes and a
+    checkpoint (params.npz, checkpoint.json) every training.checkpoint_every."""
     from . import report
+    from .faults import Checkpoints
     from .train import fit
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    atomic_write_text(run_dir / "recipe.yaml", run_recipe_yaml(recipe))
+    checkpoints = Checkpoints(run_dir, recipe.training.checkpoint_every)
     with JsonlWriter(run_dir / "metrics.jsonl", "w") as metrics, \
             report.TrainingProgress(recipe.training.epochs, console or _console(), quiet) as progress:
         def on_epoch(record):
             metrics.write(record)
+            checkpoints.maybe_save(model, record)
             progress.update(record["epoch"], record)
         return fit(model, dataset, recipe, on_epoch=on_epoch, augment=make_augment(recipe),
                    on_batch=progress.batch,
@@ -201,7 +260,11 @@ def train_ensemble(recipe, n: int, *, runs_dir=None, quiet=True, console=None) -
     recipe = as_recipe(recipe)
     dataset = load_data(recipe)  # each member's train() builds and checks its own model
     run_dir = new_run_dir(default_runs_dir(runs_dir), f"{recipe.name}-ensemble{n}")
-    atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    from .runs import DirectoryLock
+    # `runs list` tells a running ensemble from a crashed one (released at the end, or when
+    # an error drops the lock object)
+    lock = DirectoryLock(run_dir).__enter__()
+    atomic_write_text(run_dir / "recipe.yaml", run_recipe_yaml(recipe))
     save_input_spec(run_dir, dataset)
     started = time.perf_counter()
     data_seed = recipe.seed if recipe.data.seed is None else recipe.data.seed
@@ -222,7 +285,21 @@ def train_ensemble(recipe, n: int, *, runs_dir=None, quiet=True, console=None) -
                      ensemble_predictor([predictor(recipe, m.model, dataset) for m in members]),
                      extra={"ensemble": {"members": n, "runs": [str(m.run_dir) for m in members]},
                             "parameters": sum(m.summary["parameters"] for m in members)})
+    lock.__exit__()
     return RunResult(run_dir, summary, model, dataset)
+
+
+def run_recipe_yaml(recipe) -> str:
+    """The recipe as run: builtin sources with the values they were generated with."""
+    import yaml
+    from .data.builtin import with_defaults
+    d = recipe.to_dict()
+    for name in ("train", "test", "dev", "train_dev"):
+        if isinstance(d["data"].get(name), dict) and d["data"][name].get("builtin"):
+            d["data"][name] = with_defaults(d["data"][name])
+    note = ("# evaluation.metric f1: the positive class's F1 for two classes, the macro F1 "
+            "(unweighted mean over classes) for more\n" if d["evaluation"]["metric"] == "f1" else "")
+    return note + yaml.safe_dump(d, sort_keys=False, default_flow_style=None, allow_unicode=True)
 
 
 def make_augment(recipe):
@@ -343,8 +420,8 @@ class Run:
 
 def load_run(run, runs_dir=None) -> Run:
     path = find_run(run, runs_dir)
-    summary_path = path / "summary.json"
-    summary = read_json(summary_path) if summary_path.exists() else {}
+    from .runs import run_state
+    summary = run_state(path)
     metrics_path = path / "metrics.jsonl"
     metrics = read_jsonl(metrics_path) if metrics_path.exists() else []
     return Run(path, summary, metrics)
@@ -402,6 +479,12 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1, report_page=F
         print(f"dlcli: interrupted after {summary['epochs']} epochs; saved {result.run_dir}",
               file=sys.stderr)
         return 130
+    unmet = [name for name, v in (summary.get("satisficing") or {}).items() if not v["met"]]
+    if unmet and recipe.evaluation.fail_on_unmet:
+        print(f"dlcli: satisficing metric{'s' * (len(unmet) > 1)} unmet: "
+              + ", ".join(f"{n} = {summary['satisficing'][n]['value']}" for n in unmet)
+              + " (evaluation.fail_on_unmet)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -415,18 +498,24 @@ def show_cli(recipe_path, overrides) -> int:
 
 
 def _all_runs(runs_dir):
-    root = default_runs_dir(runs_dir)
+    from .runs import runs_root
+    root = runs_root(runs_dir, must_exist=True)
     if not root.is_dir():
         return []
-    runs = [p for p in root.iterdir() if (p / "summary.json").exists()]
+    # a run without summary.json (training, or killed) is listed too: `running` / `crashed`
+    runs = [p for p in root.iterdir() if not (p / "search.yaml").exists()
+            and ((p / "summary.json").exists() or (p / "recipe.yaml").exists())]
     return sorted(runs, key=lambda p: p.name, reverse=True)
 
 
 def runs_list_cli(runs_dir) -> int:
     from . import report
+    from .runs import run_state, runs_root
     from .search_runs import is_search, search_row
-    rows = [{**read_json(p / "summary.json"), "run": p.name} for p in _all_runs(runs_dir)]
-    root = default_runs_dir(runs_dir)
+    root = runs_root(runs_dir)
+    if not root.exists():
+        print(f"dlcli: no runs yet: {root} does not exist", file=sys.stderr)
+    rows = [{**run_state(p), "run": p.name} for p in _all_runs(runs_dir)]
     if root.is_dir():
         rows += [search_row(p) for p in root.iterdir() if p.is_dir() and is_search(p)]
         rows.sort(key=lambda row: row["run"], reverse=True)

@@ -57,6 +57,8 @@ RUNS_DIR_HELP = "Where run directories go (default ./runs, or $DLCLI_RUNS)."
 
 
 def _run(fn, *args, **kwargs):
+    from .faults import sigterm_as_ctrl_c
+    sigterm_as_ctrl_c()
     try:
         code = fn(*args, **kwargs)
     except DlcliError as err:
@@ -65,6 +67,16 @@ def _run(fn, *args, **kwargs):
     except KeyboardInterrupt:
         print("dlcli: interrupted", file=sys.stderr)
         raise typer.Exit(130)
+    except MemoryError as err:
+        print(f"dlcli: out of memory: {err}", file=sys.stderr)
+        raise typer.Exit(1)
+    except OSError as err:
+        import errno
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"dlcli: no space left on the device writing {err.filename or 'a file'}",
+              file=sys.stderr)
+        raise typer.Exit(1)
     raise typer.Exit(code or 0)
 
 
@@ -101,12 +113,15 @@ def search(recipe: Path = typer.Argument(..., help="The recipe YAML file with a 
            resume: Optional[Path] = typer.Option(None, "--resume", help="A search directory to finish."),
            as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
            set_: List[str] = typer.Option([], "--set", help=SET_HELP),
-           report: bool = typer.Option(False, "--report", help="Write report.html beside the search at the end.")):
+           report: bool = typer.Option(False, "--report", help="Write report.html beside the search at the end."),
+           worker_timeout: float = typer.Option(60.0, "--worker-timeout", min=0,
+                                                help="Seconds to wait for a Dask worker when none "
+                                                     "is connected, then exit 1.")):
     """Random search on the right scales, coarse to fine, in parallel."""
     from .search import search_cli
     _run(search_cli, recipe, set_, trials=trials, rounds=rounds, keep=keep, workers=workers,
          scheduler=scheduler, runs_dir=runs_dir, dry_run=dry_run, resume=resume, as_json=as_json,
-         report=report)
+         report=report, worker_timeout=worker_timeout)
 
 
 @app.command()

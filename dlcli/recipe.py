@@ -70,13 +70,18 @@ def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node, path)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
         # `{path: ${VAR}/f.h5}` is the usual culprit: YAML reads `{` as a flow mapping
+        text_lines = text.splitlines()
+        if line and line > len(text_lines):  # an error at the end of the file: its last line
+            line = len(text_lines) or None
         hint = (" (quote a value that holds ${VAR}, e.g. \"${DLCLI_DATA}/train.h5\")"
-                if line and "${" in text.splitlines()[line - 1] else "")
+                if line and "${" in text_lines[line - 1] else "")
         raise BadInput(f"YAML syntax error: {err.problem or err.context}{hint}", file=path,
                        line=line)
     except yaml.YAMLError as err:
@@ -91,6 +96,40 @@ def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
     lines: dict[str, int] = {}
     _index_lines(node, "", lines, path)
     return data, lines
+
+
+MAX_NODES = 100_000  # a recipe has hundreds; "billion laughs" aliases expand to billions
+
+
+def _check_expansion(root, path: Path) -> None:
+    """Refuse a document whose aliases expand past MAX_NODES nodes (a "billion laughs" bomb)
+    before anything walks it expanded. Counts each node once per path that reaches it,
+    memoising per node so that the count itself stays linear in the file."""
+    sizes: dict[int, int] = {}
+
+    def size(node, depth=0) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if depth > 200:
+            raise BadInput("YAML nested deeper than 200 levels", file=path, line=node.start_mark.line + 1)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        sizes[id(node)] = MAX_NODES + 1  # a cycle (a recursive alias) counts as too many
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_NODES:
+                break
+        sizes[id(node)] = total
+        if total > MAX_NODES:
+            raise BadInput(f"YAML aliases expand to more than {MAX_NODES:,} values; refusing "
+                           "the recipe (an alias bomb?)", file=path, line=node.start_mark.line + 1)
+        return total
+    size(root)
 
 
 def _index_lines(node, prefix: str, lines: dict, path: Path) -> None:
@@ -579,11 +618,22 @@ class EarlyStopping(Strict):
     min_delta: NonNegativeFloat = 0.0
 
 
+def _checkpoint_every(value):
+    """An integer is epochs, "<n>s" seconds, 0 never (params.npz is then written at the end)."""
+    if _is_int(value) and value >= 0:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?s", value.strip()):
+        return value.strip()
+    raise _fail("must be a number of epochs (an integer >= 0) or of seconds such as 60s", value)
+
+
 class Training(Strict):
     epochs: PositiveInt = 100
     batch_size: Annotated[Any, PlainValidator(_batch_size)] = 64
     shuffle: bool = True
     early_stopping: Optional[EarlyStopping] = None
+    # params.npz written at epoch ends this often, so that a killed run keeps its training
+    checkpoint_every: Annotated[Any, PlainValidator(_checkpoint_every)] = "60s"
 
 
 class Bound(Strict):
@@ -603,6 +653,8 @@ class Evaluation(Strict):
     positive_class: NonNegativeInt = 1
     satisficing: dict[str, Bound] = {}
     multi_crop: Optional[_one_of(10)] = None
+    # SPEC's exit 1 "a satisficing metric unmet where the user asked to fail on it"
+    fail_on_unmet: bool = False
 
 
 # name: (is each end an int, the rule lo and hi obey, the rule as a message says it)
@@ -651,9 +703,15 @@ class Search(Strict):
     space: dict[str, Distribution] = {}
 
 
+MAX_NAME_BYTES = 200  # a run directory's name adds a date and suffixes; file names stop at 255
+
+
 def _check_name(name: str) -> str:
     if not name.strip() or any(c in name for c in "/\\\0"):
         raise _fail("must be a non-empty name without / or \\ (it names the run directory)", name)
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise _fail(f"must be at most {MAX_NAME_BYTES} bytes (it names the run directory), got "
+                    f"{len(name.encode())}", ...)
     return name
 
 

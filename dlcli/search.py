@@ -19,18 +19,20 @@ import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadInput, DlcliError
+# the executors moved to their own module; these names stay importable from here
+from .executors import (THREAD_VARIABLES, WorkerWatch, dask_executor,  # noqa: F401
+                        is_infrastructure, open_executor, single_threaded_children, stop_workers)
 from .rng import stream
-from .runs import append_jsonl, atomic_write_text, default_runs_dir, new_run_dir, read_jsonl
+from .runs import (DirectoryLock, append_jsonl, atomic_write_text, default_runs_dir, new_run_dir,
+                   read_jsonl, repair_jsonl)
 
 LOG_LAWS = ("log_uniform", "one_minus_log_uniform", "log_int_uniform")
-FINISHED = ("completed", "diverged", "failed")
-# Environment variables that size the thread pools of numba, OpenMP and the BLAS libraries.
-THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "MKL_NUM_THREADS")
+FINISHED = ("completed", "diverged", "failed")  # results; `lost` trials are rerun by --resume
+MAX_ATTEMPTS = 3  # a trial lost to its infrastructure is tried this often, then marked lost
 
 
 # -- the search space -------------------------------------------------------------------------
@@ -200,7 +202,10 @@ def run_trial(recipe_dict: dict, trial_dir: str) -> dict:
         with contextlib.redirect_stdout(sys.stderr):
             result = train(recipe_from_dict(recipe_dict), run_dir=trial_dir, quiet=True)
     except Exception as err:  # a trial that raises is a failed trial, not a failed search
-        return failed(err, time.perf_counter() - started)
+        out = failed(err, time.perf_counter() - started)
+        if is_infrastructure(err) or is_infrastructure(err.__cause__ or err):
+            out["status"] = "lost"  # a full disk is not the trial's result: retry it
+        return out
     return outcome(recipe_dict["evaluation"], result.summary, Path(trial_dir))
 
 
@@ -227,9 +232,25 @@ def metric_of(name: str, summary: dict, run_dir: Path):
     if name == "error":
         return summary["errors"][split]
     if name == "f1":
-        return (summary.get("metrics") or {}).get(split, {}).get("f1")
+        return f1_of(summary, run_dir, split)
     lines = read_jsonl(run_dir / "metrics.jsonl")
     return lines[-1]["cost"] if lines else None
+
+
+def f1_of(summary: dict, run_dir: Path, split: str):
+    """The split's F1: the positive class's for two classes, the macro F1 (the unweighted mean
+    over classes, scikit-learn's average='macro') for more, from the run's predictions."""
+    import numpy as np
+    from .metrics import macro_average, per_class
+    path = run_dir / "predictions" / f"{split}.npz"
+    if not path.exists():
+        return (summary.get("metrics") or {}).get(split, {}).get("f1")
+    with np.load(path) as f:
+        probabilities, y_true, y_pred = f["probabilities"], f["y_true"], f["y_pred"]
+    classes = probabilities.shape[1] if probabilities.ndim == 2 else 1
+    if classes <= 2 or y_true.ndim != 1:
+        return (summary.get("metrics") or {}).get(split, {}).get("f1")
+    return macro_average(per_class(y_true, y_pred, np.arange(classes)))["f1"]
 
 
 def meets(satisficing: dict, summary: dict) -> bool:
@@ -256,6 +277,10 @@ class SearchResult:
     dims: list[Dim]  # the first round's space
     best: dict | None = None
     interrupted: bool = False
+    lost: list = field(default_factory=list)  # trial numbers lost to the infrastructure
+    stalled: str | None = None  # why the search stopped waiting (no worker for too long)
+    worker_timeout: float = 60.0
+    notify: object = None
 
 
 def settings_of(recipe, trials=None, rounds=None, keep=None) -> Settings:
@@ -272,33 +297,71 @@ def settings_of(recipe, trials=None, rounds=None, keep=None) -> Settings:
 
 
 def search(recipe, *, trials=None, rounds=None, keep=None, executor, runs_dir=None,
-           resume=None, display=None) -> SearchResult:
+           resume=None, display=None, worker_timeout=60.0, notify=None) -> SearchResult:
     """Run (or with `resume`, finish) a search through `executor`; the Python API under
     `dlcli search`. A resumed search reads its recipe and settings back from its search.yaml
     (`recipe` is not used). `display` gets `update(result, running)` as trials progress."""
-    if resume is not None:
-        directory = Path(resume)
+    directory = Path(resume) if resume is not None else None
+    if directory is not None:
         recipe = resumed_recipe(directory, trials, rounds, keep)
         settings = settings_of(recipe)
-        records = {r["trial"]: r for r in read_jsonl(directory / "trials.jsonl")
-                   if r["status"] in FINISHED} if (directory / "trials.jsonl").exists() else {}
     else:
         settings = settings_of(recipe, trials, rounds, keep)
         directory = new_run_dir(default_runs_dir(runs_dir), f"{recipe.name}-search")
-        atomic_write_text(directory / "search.yaml", search_yaml(recipe, settings))
-        records = {}
-    dims = dims_of(settings.space)
-    result = SearchResult(directory, [], records, settings, dims)
-    write_best(result, recipe)
-    for round_, rng in enumerate(round_generators(recipe.seed, settings.rounds)):
-        if round_:
-            dims = narrow(dims, list(records.values()), settings)
-        batch = make_trials(recipe, dims, rng, round_, settings)
-        result.trials.extend(batch)
-        run_batch([t for t in batch if t.number not in records], result, recipe, executor, display)
-        if result.interrupted:
-            break
+    # one driver per search directory: two at once would train the same trials into the
+    # same trial directories and interleave trials.jsonl
+    with DirectoryLock(directory, "search directory"), disk_full_resumable(directory):
+        if resume is not None:
+            repair_jsonl(directory / "trials.jsonl")  # a crash mid-write: redo that trial
+            records = {}
+            if (directory / "trials.jsonl").exists():
+                for r in read_jsonl(directory / "trials.jsonl"):
+                    if is_result(r):
+                        records[r["trial"]] = r
+                    else:
+                        records.pop(r["trial"], None)
+        else:
+            atomic_write_text(directory / "search.yaml", search_yaml(recipe, settings))
+            records = {}
+        dims = dims_of(settings.space)
+        result = SearchResult(directory, [], records, settings, dims)
+        result.worker_timeout, result.notify = worker_timeout, notify
+        write_best(result, recipe)
+        for round_, rng in enumerate(round_generators(recipe.seed, settings.rounds)):
+            if round_:
+                dims = narrow(dims, list(records.values()), settings)
+            batch = make_trials(recipe, dims, rng, round_, settings)
+            result.trials.extend(batch)
+            run_batch([t for t in batch if t.number not in records], result, recipe, executor,
+                      display)
+            if result.interrupted or result.lost:
+                break  # a later round narrows around results this one did not get
     return result
+
+
+@contextlib.contextmanager
+def disk_full_resumable(directory: Path):
+    """A full disk under the driver: one line (exit 1) saying what is kept and how to go on."""
+    from .runs import NO_SPACE, DiskFull
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in NO_SPACE:
+            raise
+        kept = len(read_jsonl(directory / "trials.jsonl")) if (directory / "trials.jsonl").exists() else 0
+        raise DiskFull(f"no space left on the device writing {err.filename or directory}; "
+                       f"{directory} keeps {kept} recorded trials; free space, then finish with "
+                       f"--resume {directory}") from None
+
+
+def is_result(record: dict) -> bool:
+    """A trials.jsonl line that is the trial's result. A trial lost to its infrastructure is
+    not (also as an older dlcli recorded it: failed with a broken pool or a cancellation)."""
+    if record.get("status") not in FINISHED:
+        return False
+    error = record.get("error") or ""
+    return not (record["status"] == "failed"
+                and error.startswith(("BrokenProcessPool", "CancelledError", "KilledWorker")))
 
 
 def preview(recipe, *, trials=None, rounds=None, keep=None) -> SearchResult:
@@ -311,25 +374,58 @@ def preview(recipe, *, trials=None, rounds=None, keep=None) -> SearchResult:
 
 
 def run_batch(batch: list[Trial], result: SearchResult, recipe, executor, display) -> None:
-    """Submit every trial, record each as it finishes; a trial's failure is its own."""
+    """Submit every trial, record each as it finishes. A trial's own failure is its result; a
+    failure of where it ran (a killed worker, a lost Dask worker, a full disk) is retried in a
+    renewed pool, up to MAX_ATTEMPTS times, then recorded `lost` for --resume to rerun."""
     trials_dir = result.directory / "trials"
-    pending = {executor.submit(run_trial, t.recipe, str(trials_dir / str(t.number))): t
-               for t in batch}
+    attempts = {t.number: 0 for t in batch}
+    watch = WorkerWatch(executor, result.worker_timeout, result.notify)
+
+    def submit(trial):
+        if getattr(executor, "broken", False):
+            executor.renew()
+        attempts[trial.number] += 1
+        return executor.submit(run_trial, trial.recipe, str(trials_dir / str(trial.number)))
+
+    pending = {}
     try:
+        for t in batch:
+            pending[submit(t)] = t
         while pending:
             if display:
                 display.update(result, {t.number for f, t in pending.items() if f.running()})
             done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            retry = []
             for future in sorted(done, key=lambda f: pending[f].number):
                 trial = pending.pop(future)
                 try:
                     out = future.result()
                 except Exception as err:  # the worker itself failed (or could not run it)
                     out = failed(err, None)
+                    if is_infrastructure(err):
+                        out["status"] = "lost"
+                if out["status"] == "lost":
+                    if attempts[trial.number] < MAX_ATTEMPTS:
+                        retry.append(trial)
+                    else:
+                        result.lost.append(trial.number)
+                        record(result, recipe, trial, out)
+                    continue
                 if out["status"] not in FINISHED:  # interrupted: not finished, resume reruns it
                     result.interrupted = True
                     continue
                 record(result, recipe, trial, out)
+            for trial in retry:
+                pending[submit(trial)] = trial
+            if pending and not done and watch.gone_for_too_long():
+                result.stalled = (f"no worker for {result.worker_timeout:g} s (--worker-timeout); "
+                                  f"{len(pending)} trials not run")
+                for future, trial in list(pending.items()):
+                    future.cancel()
+                    result.lost.append(trial.number)
+                    record(result, recipe, trial, {"status": "lost", "metric": None, "errors": None,
+                                                   "seconds": None, "error": "no worker"})
+                pending.clear()
     except KeyboardInterrupt:
         result.interrupted = True
         stop_workers(executor)
@@ -344,7 +440,8 @@ def record(result: SearchResult, recipe, trial: Trial, out: dict) -> None:
     line = {"trial": trial.number, "round": trial.round, "seed": trial.seed, "values": trial.values,
             **out}
     append_jsonl(result.directory / "trials.jsonl", line)
-    result.records[trial.number] = line
+    if line["status"] != "lost":
+        result.records[trial.number] = line
     write_best(result, recipe)
 
 
@@ -380,7 +477,9 @@ def search_yaml(recipe, settings: Settings) -> str:
     d = recipe.to_dict()
     d["search"] = {**(d.get("search") or {}), "trials": settings.trials, "rounds": settings.rounds,
                    "keep": settings.keep, "space": settings.space}
-    return recipe_from_dict(d, source=recipe.source).to_yaml()
+    note = ("# evaluation.metric f1: the positive class's F1 for two classes, the macro F1 "
+            "(unweighted mean over classes) for more\n" if settings.metric == "f1" else "")
+    return note + recipe_from_dict(d, source=recipe.source).to_yaml()
 
 
 def resumed_recipe(directory: Path, trials, rounds, keep):
@@ -397,72 +496,13 @@ def resumed_recipe(directory: Path, trials, rounds, keep):
     return recipe
 
 
-# -- executors --------------------------------------------------------------------------------
-@contextlib.contextmanager
-def open_executor(workers: int | None = None, scheduler: str | None = None):
-    """A Dask cluster's executor when `scheduler` is given, else a local process pool."""
-    if scheduler:
-        with dask_executor(scheduler) as executor:
-            yield executor
-        return
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-    workers = workers or os.cpu_count() or 1
-    # Spawned, not forked: a fork of a process that has started Numba's or BLAS's threads can
-    # deadlock. The children inherit the environment, so they share Numba's on-disk cache.
-    with single_threaded_children(workers > 1), \
-            ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as executor:
-        yield executor
-
-
-def stop_workers(executor) -> None:
-    """Ctrl-C: end the local workers now. Each has saved the trial it was running when the
-    signal came, but the pool has already handed one more trial to a worker, and that one would
-    run to its end; `--resume` reruns every unfinished trial anyway."""
-    for process in list((getattr(executor, "_processes", None) or {}).values()):
-        process.terminate()
-
-
-@contextlib.contextmanager
-def single_threaded_children(enabled: bool):
-    """Workers spawned inside this block size their thread pools to one thread, so that W
-    workers on W cores don't each start W threads. The driver's own pools are sized
-    already (or never used by it), and its environment is restored afterwards."""
-    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
-    if enabled:
-        os.environ.update({k: "1" for k in THREAD_VARIABLES})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@contextlib.contextmanager
-def dask_executor(address: str):
-    try:
-        from distributed import Client
-    except ImportError:
-        raise BadInput("needs the distributed package: pip install 'dlcli[cluster]'",
-                       key="--scheduler")
-    try:
-        client = Client(address, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as err:
-        raise BadInput(f"cannot reach the Dask scheduler at {address}: {err}", key="--scheduler")
-    with client:
-        # pure=False: a trial writes files, so Dask must never reuse an earlier result.
-        yield client.get_executor(pure=False)
-
-
 # -- the command line -------------------------------------------------------------------------
 def search_cli(recipe_path, overrides, *, trials=None, rounds=None, keep=None, workers=None,
                scheduler=None, runs_dir=None, dry_run=False, resume=None, as_json=False,
-               report=False) -> int:
+               report=False, worker_timeout=60.0) -> int:
     from rich.console import Console
     from .api import as_recipe
+    from .search_report import LiveTable, TrialLog, configurations_table, final_report
     if resume is not None and overrides:
         raise BadInput("a resumed search keeps the recipe in its search.yaml", key="--set")
     recipe = resumed_recipe(Path(resume), trials, rounds, keep) if resume is not None \
@@ -477,9 +517,12 @@ def search_cli(recipe_path, overrides, *, trials=None, rounds=None, keep=None, w
         return 0
     stderr = Console(stderr=True)
     display = None if as_json else LiveTable(stderr) if stderr.is_terminal else TrialLog(stderr)
-    with open_executor(workers, scheduler) as executor, display or contextlib.nullcontext():
+    from .executors import say
+    with open_executor(workers, scheduler, worker_timeout) as executor, \
+            display or contextlib.nullcontext():
         result = search(recipe, trials=trials, rounds=rounds, keep=keep, executor=executor,
-                        runs_dir=runs_dir, resume=resume, display=display)
+                        runs_dir=runs_dir, resume=resume, display=display,
+                        worker_timeout=worker_timeout, notify=say)
     if as_json:
         print(json.dumps(json_document(result)))
     else:
@@ -491,13 +534,21 @@ def search_cli(recipe_path, overrides, *, trials=None, rounds=None, keep=None, w
         print(f"dlcli: search interrupted; finish it with: dlcli search {recipe_path} "
               f"--resume {result.directory}", file=sys.stderr)
         return 130
+    if result.lost or result.stalled:
+        why = result.stalled or (f"{len(result.lost)} trial(s) lost to dead workers or a full "
+                                 f"disk after {MAX_ATTEMPTS} attempts each")
+        print(f"dlcli: the search could not finish: {why}; rerun them with: dlcli search "
+              f"{recipe_path} --resume {result.directory}", file=sys.stderr)
+        return 1
     records = list(result.records.values())
     if not any(r["status"] == "completed" for r in records):
         print("dlcli: every trial failed or diverged", file=sys.stderr)
         return 1
     if result.best is None:
-        print(f"dlcli: warning: no best trial: none completed with a {result.settings.metric} "
-              "that meets evaluation.satisficing", file=sys.stderr)
+        with_metric = [r for r in records if r["status"] == "completed" and r["metric"] is not None]
+        why = ("none that completed meets evaluation.satisficing" if with_metric
+               else f"no completed trial has a {result.settings.metric} to rank by")
+        print(f"dlcli: warning: no best trial: {why}", file=sys.stderr)
     return 0
 
 
@@ -516,7 +567,6 @@ def json_document(result: SearchResult) -> dict:
                                                "metric": best["metric"]}}
 
 
-# -- what the user sees -----------------------------------------------------------------------
 def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -525,208 +575,13 @@ def _cell(value) -> str:
     return "" if value is None else _fmt(value)
 
 
-def _table(result: SearchResult, rows: list, title: str, status_of=None, width=None):
-    """Trials as rows: their values, then (with `status_of`) how each went. Given the
-    terminal's `width`, a table too wide for it is split, by columns, into tables that fit,
-    each starting with the trial number (a table broken into one-letter columns is unreadable)."""
-    from rich.console import Group
-
-    from .report import _width, styled_table
-    outcome_columns = (result.settings.metric, "train", "dev", "status", "s") if status_of else ()
-    names = short_names([d.key for d in result.dims])
-    headers = ["trial", "round" if status_of else "seed", *names, *outcome_columns]
-    best = result.best["trial"] if result.best else None
-    cells = []
-    for t in rows:
-        row = [str(t.number), str(t.round if status_of else t.seed),
-               *(_fmt(t.values[d.key]) for d in result.dims)]
-        if status_of:
-            r = result.records.get(t.number) or {}
-            errors = r.get("errors") or {}
-            row += [_cell(r.get("metric")), _cell(errors.get("train")), _cell(errors.get("dev")),
-                    status_of(t, r), _cell(r.get("seconds"))]
-        cells.append((row, "bold green" if t.number == best else None))
-
-    def build(columns, part_title):
-        table = styled_table(part_title)
-        for k in columns:
-            table.add_column(headers[k], justify="left" if headers[k] == "status" else "right",
-                             overflow="fold")
-        for row, style in cells:
-            table.add_row(*(row[k] for k in columns), style=style)
-        return table
-
-    everything = list(range(len(headers)))
-    whole = build(everything, title)
-    if width is None or _width(whole) <= width:
-        return whole
-    parts, current = [], [0]
-    for k in everything[1:]:
-        if len(current) > 1 and _width(build(current + [k], title)) > width:
-            parts.append(current)
-            current = [0]
-        current.append(k)
-    parts.append(current)
-    from rich.text import Text
-    pieces = []
-    for i, cols in enumerate(parts):  # the title above, not in, a table narrower than it
-        pieces += [Text(f"{title} ({i + 1}/{len(parts)})", style="bold"), build(cols, None)]
-    return Group(*pieces)
+_MOVED = ("LiveTable", "TrialLog", "configurations_table", "final_report", "live_rows", "scatter",
+          "short_names")
 
 
-def short_names(keys: list[str]) -> list[str]:
-    """Each dotted key by its shortest unique tail (`optimizer.learning_rate` -> `learning_rate`),
-    so that a table of many searched keys still fits a terminal."""
-    def tail(key, k):
-        return ".".join(key.split(".")[-k:])
-    names = []
-    for key in keys:
-        k = 1
-        while sum(tail(other, k) == tail(key, k) for other in keys) > 1:
-            k += 1
-        names.append(tail(key, k))
-    return names
-
-
-class LiveTable:
-    """The trials as they run (queued / running / done), the best so far in green; it gives
-    way to the final table, sorted, when the search ends."""
-
-    def __init__(self, console):
-        from rich.live import Live
-        self.live = Live(console=console, refresh_per_second=4, transient=True)
-
-    def __enter__(self):
-        self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.live.__exit__(*exc)
-
-    def update(self, result: SearchResult, running: set) -> None:
-        def status(t, r):
-            return r.get("status") or ("running" if t.number in running else "queued")
-        rows = live_rows(result, running, max(5, self.live.console.height - 8))
-        hidden = len(result.trials) - len(rows)
-        title = (f"search {result.directory.name}: {len(result.records)}/{len(result.trials)} "
-                 f"finished" + (f" ({hidden} not shown)" if hidden else ""))
-        self.live.update(_table(result, rows, title, status, self.live.console.width))
-
-
-class TrialLog:
-    """Off a terminal (a file, a CI log), a plain line per finished trial instead of the live
-    table, as `train` prints a line per epoch."""
-
-    def __init__(self, console):
-        self.console, self.shown = console, set()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, result: SearchResult, running: set) -> None:
-        for number, r in result.records.items():
-            if number in self.shown:
-                continue
-            self.shown.add(number)
-            errors = r.get("errors") or {}
-            parts = [f"trial {number} ({len(result.records)}/{len(result.trials)} finished)",
-                     r.get("status") or "?"]
-            if r.get("metric") is not None:
-                parts.append(f"{result.settings.metric} {_fmt(r['metric'])}")
-            parts += [f"{k} {_fmt(errors[k])}" for k in ("train", "dev") if errors.get(k) is not None]
-            if result.best:
-                parts.append(f"best: trial {result.best['trial']}")
-            self.console.print(" - ".join(parts), markup=False, highlight=False, soft_wrap=True)
-
-
-def live_rows(result: SearchResult, running: set, room: int) -> list[Trial]:
-    """The trials that fit the terminal: the best, the running, the latest finished, then
-    the queued, shown in trial order."""
-    if len(result.trials) <= room:
-        return result.trials
-    best = [result.best["trial"]] if result.best else []
-    latest = list(reversed(result.records))  # records are kept in the order trials finished
-    queued = [t.number for t in result.trials if t.number not in result.records]
-    numbers, shown = {t.number for t in result.trials}, set()
-    for number in (*best, *sorted(running), *latest, *queued):
-        if len(shown) == room:
-            break
-        if number in numbers:  # a resumed search has records of rounds still to come
-            shown.add(number)
-    return [t for t in result.trials if t.number in shown]
-
-
-def configurations_table(result: SearchResult, console) -> None:
-    for d in result.dims:
-        console.print(f"{d.key}: {d.describe()}", markup=False, highlight=False)
-    console.print(_table(result, result.trials, f"{len(result.trials)} sampled configurations "
-                         "(round 0; later rounds follow its results)", width=console.width))
-
-
-def final_report(result: SearchResult, console) -> None:
-    records = list(result.records.values())
-    order = {r["trial"]: k for k, r in enumerate(ranked(records, result.settings))}
-    finished = [t for t in result.trials if t.number in result.records]
-    finished.sort(key=lambda t: (order.get(t.number, len(order)), t.number))
-    console.print(_table(result, finished, "trials, best first", lambda t, r: r["status"],
-                         console.width))
-    for t in finished:
-        r = result.records[t.number]
-        if r["status"] == "failed":
-            console.print(f"trial {t.number} failed: {r['error']}", markup=False, highlight=False)
-    points = [(t, result.records[t.number]["metric"]) for t in finished
-              if result.records[t.number]["metric"] is not None]
-    if points:
-        for d in result.dims:
-            console.print(scatter(d, points, result), markup=False, highlight=False)
-    if result.best:
-        best = result.best
-        console.print(f"best: trial {best['trial']}, {result.settings.metric} "
-                      f"{_fmt(best['metric'])}; its recipe: {result.directory / 'best.yaml'}")
-    console.print(f"search saved in [bold]{result.directory}[/bold]")
-
-
-def scatter(dim: Dim, points: list, result: SearchResult, width: int = 56, height: int = 10) -> str:
-    """The metric against one searched value, as text: where the good trials cluster is where
-    to zoom. The x axis is logarithmic for log laws; * marks the best trial."""
-    values = [t.values[dim.key] for t, _ in points]
-    ys = [m for _, m in points]
-    ticks = list(dim.bounds) if dim.law == "choice" else [min(values), max(values)]
-    x0, x1, y0, y1 = dim.axis(ticks[0]), dim.axis(ticks[-1]), min(ys), max(ys)
-
-    def column(value) -> int:
-        return round((dim.axis(value) - x0) / (x1 - x0) * (width - 1)) if x1 > x0 else width // 2
-
-    grid = [[" "] * width for _ in range(height)]
-    best = result.best["trial"] if result.best else None
-    for (t, y), value in zip(points, values):
-        row = round((y1 - y) / (y1 - y0) * (height - 1)) if y1 > y0 else height // 2
-        if grid[row][column(value)] != "*":
-            grid[row][column(value)] = "*" if t.number == best else "o"
-    label = max(len(_fmt(y0)), len(_fmt(y1)))
-    lines = [f"{result.settings.metric} against {dim.key}" + (" (log scale)" if dim.is_log else "")]
-    for k, row in enumerate(grid):
-        tick = _fmt(y1) if k == 0 else _fmt(y0) if k == height - 1 else ""
-        lines.append(f"{tick:>{label}} |{''.join(row)}")
-    lines.append(" " * label + " +" + "-" * width)
-    lines.append(" " * (label + 2) + _ruler([(column(v), _fmt(v)) for v in ticks], width))
-    return "\n".join(lines)
-
-
-def _ruler(labels: list, width: int) -> str:
-    """Axis labels at their columns: the first starts there, the last ends there, the others
-    are centred on theirs."""
-    line = [" "] * width
-    for k, (col, text) in enumerate(labels):
-        if k == 0:
-            start = col
-        elif k == len(labels) - 1:
-            start = col - len(text) + 1
-        else:
-            start = col - len(text) // 2
-        start = max(0, min(start, width - len(text)))
-        line[start:start + len(text)] = text
-    return "".join(line).rstrip()
+def __getattr__(name):
+    """The rendering moved to search_report.py; its names stay reachable from here."""
+    if name in _MOVED:
+        from . import search_report
+        return getattr(search_report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -69,6 +69,7 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None, on_batch=None,
     stopper = EarlyStopping(t_cfg.early_stopping) if t_cfg.early_stopping else None
     result = FitResult()
     last_good = snapshot(model)  # copied at epoch ends only: a NaN goes back a whole epoch
+    boundary_iterations = 0  # the optimizer steps of the epochs in last_good
     started = time.perf_counter()
     try:
         for epoch in range(1, t_cfg.epochs + 1):
@@ -88,22 +89,27 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None, on_batch=None,
             if not math.isfinite(cost):
                 result.status, result.diverged_at = "diverged", epoch
                 model.load_state_dict(last_good)
+                result.iterations = boundary_iterations
                 return result
-            result.epochs = epoch
-            result.costs.append(cost)
             record = {"epoch": epoch, "iteration": result.iterations, "cost": cost,
                       "learning_rate": lr, "train_error": model.error(train.x, train.y)}
             if dev is not None:
                 record["dev_error"] = model.error(dev.x, dev.y)
             record["seconds"] = time.perf_counter() - started
             last_good = snapshot(model)
+            # the epoch counts once its parameters are kept: an interrupt goes back to here
+            result.epochs, boundary_iterations = epoch, result.iterations
+            result.costs.append(cost)
             if on_epoch:
                 on_epoch(record)
             if stopper and stopper.update(epoch, stopper.value(model, record, dev), last_good):
                 result.stopped_early_at = epoch
                 break
     except KeyboardInterrupt:
+        # params.npz then holds the last completed epoch, as summary.json's epochs says
         result.status = "interrupted"
+        model.load_state_dict(last_good)
+        result.iterations = boundary_iterations
         if on_interrupt:
             on_interrupt()
     if stopper and stopper.restore_best and stopper.best_state is not None:

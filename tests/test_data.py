@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import time
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,10 +100,9 @@ def test_planar_is_the_course_flower():
     np.testing.assert_allclose(r, np.abs(4 * np.sin(4 * t)), atol=1e-9)  # r = a sin 4t, a = 4
 
 
-def test_shapes_are_uint8_pixels_and_fast():
-    started = time.perf_counter()
+def test_shapes_are_uint8_pixels():
+    # its speed (3,000 images well under a second) is measured in benchmarks/speed_limits.py
     x = raw(builtin("shapes", n=3000)).splits["train"].x
-    assert time.perf_counter() - started < 1.0
     assert x.min() >= 0 and x.max() <= 255 and np.array_equal(x, np.round(x))
     # every image shows a shape: two colours at least
     assert (x.reshape(3000, -1, 3).std(axis=1).max(axis=1) > 0).all()

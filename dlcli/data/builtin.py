@@ -42,6 +42,19 @@ def generate(src: dict, rng, key: str):
     return x, y, None
 
 
+def with_defaults(src: dict) -> dict:
+    """A builtin source with the values it is generated with written out and the keys it does
+    not take dropped: what a run's recipe.yaml records."""
+    entry = GENERATORS.get(src.get("builtin"))
+    if entry is None:
+        return src
+    out = {"builtin": src["builtin"]}
+    for k, default in entry[1].items():
+        out[k] = src[k] if src.get(k) is not None else default
+    out.update({k: v for k, v in src.items() if k not in out and v is not None})
+    return out
+
+
 def _int(value, lo, hi, key):
     if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
         bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"

@@ -47,6 +47,8 @@ class Dataset:
     class_names: list | None
     is_image: bool
     preprocessing: Preprocessing = field(repr=False)
+    # held-out splits read from their own source: split -> its file or generator, for messages
+    origins: dict = field(default_factory=dict, repr=False)
 
     def preprocess(self, x_raw) -> np.ndarray:
         """Raw examples as the source holds them -> model inputs, with the train statistics."""
@@ -79,7 +81,8 @@ def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -
         raise BadInput(f"augmentation needs images (m, n_H, n_W, n_C) but the examples have shape "
                        f"{input_shape}" + (" (drop flatten: true and flatten in the model)"
                                            if preprocessing.flatten else ""), key="data.augment")
-    return Dataset(splits, input_shape, n_classes, train.class_names, is_image, preprocessing)
+    return Dataset(splits, input_shape, n_classes, train.class_names, is_image, preprocessing,
+                   {name: source.origin for name, source in sources.items()})
 
 
 def _held_out(cfg, seed, targets, missing=None):

@@ -49,13 +49,15 @@ def _missing(path, name, present, key):
 
 def read_npz(path, x_key, y_key, key):
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not isinstance(f, np.lib.npyio.NpzFile):
-                raise BadInput(f"{path} holds a single array, not named x and y arrays",
-                               key=f"{key}.path")
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r")
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # an .npy under an .npz name
+            raise BadInput(f"{path} holds a single array (an .npy file), not named x and y "
+                           "arrays", key=f"{key}.path")
+        with loaded as f:
             for name, sub in ((x_key, "x"), (y_key, "y")):
                 if name not in f.files:
                     raise _missing(path, name, f.files, f"{key}.{sub}")
+                check_npz_member(f, name, path, f"{key}.{sub}")
             return f[x_key], f[y_key], None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise BadInput(f"cannot read {path}: {err}", key=f"{key}.path")
@@ -72,9 +74,34 @@ def read_h5(path, x_key, y_key, key):
             if isinstance(f.get("list_classes"), h5py.Dataset):
                 names = [v.decode() if isinstance(v, bytes) else str(v)
                          for v in np.atleast_1d(f["list_classes"][()]).tolist()]
+            for name, sub in ((x_key, "x"), (y_key, "y")):
+                _check_size(path, name, f[name].shape, f[name].dtype, f"{key}.{sub}")
             return f[x_key][()], f[y_key][()], names
     except OSError as err:
         raise BadInput(f"cannot read {path}: not a readable HDF5 file ({err})", key=f"{key}.path")
+
+
+def _check_size(path, name, shape, dtype, key):
+    from ..limits import too_big
+    nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    why = too_big(nbytes)
+    if why:
+        raise BadInput(f"{path}: array {name!r} declares shape {tuple(shape)} of {np.dtype(dtype)}, "
+                       f"which {why}", key=key)
+
+
+def check_npz_member(f, name, path, key):
+    """Refuse an .npz array whose header declares more than memory holds, before reading it."""
+    from numpy.lib import format as npy_format
+    try:
+        with f.zip.open(name + ".npy") as member:
+            version = npy_format.read_magic(member)
+            reader = (npy_format.read_array_header_1_0 if version == (1, 0)
+                      else npy_format.read_array_header_2_0)
+            shape, _, dtype = reader(member)
+    except KeyError:
+        return
+    _check_size(path, name, shape, dtype, key)
 
 
 MISSING = {"", "na", "nan", "n/a", "null", "none", "?"}  # cells that mean "no value"
@@ -93,7 +120,8 @@ def read_csv(path, x_key, y_key, key, missing=None, targets="auto"):
     input with "mean").
     """
     try:
-        rows = [row for row in csv.reader(path.read_text().splitlines()) if row]
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark
+        rows = [row for row in csv.reader(path.read_text(encoding="utf-8-sig").splitlines()) if row]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise BadInput(f"cannot read {path} as CSV text: {err}", key=f"{key}.path")
     if not rows:

@@ -14,6 +14,12 @@ INITS = ("he", "xavier", "glorot", "small", "zeros")
 
 def initialize(name: str, shape: tuple, fan_in: int, fan_out: int, rng: np.random.Generator,
                dtype) -> np.ndarray:
+    from ..limits import too_big
+    # drawn in float64 then cast; training adds its gradient and (Adam) two moments
+    size = int(np.prod(shape, dtype=np.float64))
+    why = too_big(size * (8 + 4 * np.dtype(dtype).itemsize))
+    if why:
+        raise ValueError(f"a parameter of shape {tuple(shape)} {why}")
     if name == "zeros":
         return np.zeros(shape, dtype=dtype)
     scale = {

@@ -190,8 +190,12 @@ class BatchNorm(Layer):
     def forward(self, x, training):
         gamma, beta = self.params["gamma"], self.params["beta"]
         x2 = np.ascontiguousarray(x, dtype=gamma.dtype).reshape(-1, gamma.shape[0])
-        if not training:
+        if not training or not self.trainable:
+            # a frozen batch norm runs in inference mode, as Keras' does: its running
+            # statistics are part of what was frozen, so they must not move
             scale = gamma / np.sqrt(self.buffers["running_var"] + self.epsilon)
+            if training:
+                self.cache = ("frozen", scale)
             return (x2 * scale + (beta - self.buffers["running_mean"] * scale)).reshape(x.shape)
         z_norm, out = (self.scratch.get(name, x2.shape, x2.dtype) for name in ("z_norm", "out"))
         mean, var, inv_std = (np.empty_like(gamma) for _ in range(3))
@@ -206,6 +210,8 @@ class BatchNorm(Layer):
     def backward(self, dy):
         z_norm, inv_std = self.cache
         self.cache = None
+        if isinstance(z_norm, str):  # frozen: an affine map by `scale`, no parameter grads
+            return (np.ascontiguousarray(dy).reshape(-1, inv_std.shape[0]) * inv_std).reshape(dy.shape)
         dy2 = np.ascontiguousarray(dy, dtype=z_norm.dtype).reshape(z_norm.shape)
         dx2 = self.scratch.get("dx", z_norm.shape, z_norm.dtype)
         kbn.batchnorm_backward(dy2, z_norm, self.params["gamma"], inv_std, dx2,
