@@ -47,6 +47,7 @@ class Dataset:
     class_names: list | None
     is_image: bool
     preprocessing: Preprocessing = field(repr=False)
+    vocab: object = field(default=None, repr=False)  # a text run's dlcli.text.Vocabulary
 
     def preprocess(self, x_raw) -> np.ndarray:
         """Raw examples as the source holds them -> model inputs, with the train statistics."""
@@ -56,6 +57,9 @@ class Dataset:
 
 def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -> Dataset:
     """The recipe's data. targets: "auto" (class labels, or multi-label (m, k)) or "real"."""
+    from ..text import is_text_source, load_text_dataset
+    if is_text_source(cfg.get("train")):  # token ids and a vocabulary (dlcli/text.py)
+        return load_text_dataset(cfg, seed, dtype)
     train = read_source(cfg.get("train"), "data.train", stream(seed, "data"), targets)
     fractions, sources = _held_out(cfg, seed, targets)
     raw = {name: Split(train.x[rows], train.y[rows], rows)
