@@ -265,3 +265,22 @@ def test_predict_language_model_steps(tmp_path):
     assert len(entry["tokens"]) == 5 and len(entry["probabilities"]) == 5
     assert all(abs(sum(p) - 1) < 1e-5 for p in entry["probabilities"]) and entry["next"] == entry["tokens"][-1]
     assert _cli("predict", run, "T-REX!").exit_code == 2  # characters the vocabulary lacks
+
+
+def test_embedding_init_from_glove_file(tmp_path):
+    from dlcli import api
+    (tmp_path / "vectors.txt").write_text("love 1 2 3\nyou -1 -2 -3\nnotinvocab 9 9 9\nbad 1 2\n")
+    (tmp_path / "train.csv").write_text("text,label\nI love you,0\nyou ok,1\n")
+    (tmp_path / "r.yaml").write_text("""
+data: {train: {path: train.csv, x: text, y: label, unit: word, lower: true}}
+model:
+  layers:
+    - {type: embedding, dim: 3, init_from: vectors.txt, trainable: false}
+    - {type: rnn, units: 2}
+    - {type: dense, units: auto, activation: softmax}
+""")
+    model, ds = api.prepare(api.as_recipe(tmp_path / "r.yaml"))
+    E = model.layers[0].params["E"]
+    np.testing.assert_array_equal(E[:, ds.vocab.index["love"]], [1, 2, 3])
+    np.testing.assert_array_equal(E[:, ds.vocab.index["you"]], [-1, -2, -3])
+    assert "0.E" not in {name for name, _, _ in model.trainable()}  # trainable: false
