@@ -75,7 +75,8 @@ def load_data(recipe, dtype=None):
     seed = recipe.seed if data_cfg.get("seed") is None else data_cfg["seed"]
     with located(recipe):
         return load_dataset(data_cfg, seed, dtype or recipe.dtype,
-                            targets="real" if regression(recipe) else "auto")
+                            targets="real" if regression(recipe) else
+                            "sequence" if token_model(recipe) else "auto")
 
 
 def prepare(recipe, dtype=None, dataset=None):
@@ -90,6 +91,12 @@ def prepare(recipe, dtype=None, dataset=None):
         if recipe.model.init_from:
             init_from(recipe, model)
     return model, dataset
+
+
+def token_model(recipe) -> bool:
+    """A model that reads token ids (embedding / one_hot first): (m, T) labels are per step."""
+    layers = recipe.to_dict()["model"]["layers"]
+    return bool(layers) and layers[0].get("type") in ("embedding", "one_hot")
 
 
 def regression(recipe) -> bool:
@@ -137,6 +144,9 @@ def check_fit(recipe, model, dataset) -> None:
                            "needs one vector per example (add a flatten or global_avgpool layer)")
     y = dataset.splits["train"].y
     if name == "multi_label":
+        if y.ndim == 2 and ((y != 0) & (y != 1) & (y != -1)).any():
+            raise recipe.error("data.train.y", "multi_label needs labels 0, 1 or -1 (not "
+                               f"labelled), the data has {int(y.max())}")
         if y.ndim != 2 or y.shape[1] != out[0]:
             raise recipe.error("model.layers", f"multi_label needs labels of shape (m, {out[0]}), "
                                f"the data has {y.shape}")

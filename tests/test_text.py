@@ -288,3 +288,29 @@ model:
     np.testing.assert_array_equal(E[:, ds.vocab.index["love"]], [1, 2, 3])
     np.testing.assert_array_equal(E[:, ds.vocab.index["you"]], [-1, -2, -3])
     assert "0.E" not in {name for name, _, _ in model.trainable()}  # trainable: false
+
+
+def test_npz_sequence_labels_with_padding(tmp_path):
+    """Integer ids and (m, T) labels with -1 padding from an .npz: masked like text data."""
+    from dlcli import api
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 7, (40, 6))
+    y = np.roll(x, -1, 1)
+    x[:20, 4:] = -1
+    y[:20, 4:] = -1
+    np.savez(tmp_path / "seq.npz", x=x, y=y)
+    (tmp_path / "r.yaml").write_text("""
+data: {train: {path: seq.npz}}
+model:
+  layers:
+    - {type: embedding, dim: 4}
+    - {type: gru, units: 5, return_sequences: true}
+    - {type: dense, units: auto, activation: softmax}
+""")
+    model, ds = api.prepare(api.as_recipe(tmp_path / "r.yaml"), dtype="float64")
+    assert model.layers[-1].params["W"].shape == (7, 5)
+    train = ds.splits["train"]
+    assert train.x.dtype.kind == "f"  # the .npz path reads x as numbers of the recipe's dtype
+    full = model.cost(train.x, train.y)
+    assert model.mask_layers[0].mask is not None and not model.mask_layers[0].mask[:20, 4:].any()
+    assert model.cost(train.x.astype(np.int64), train.y) == pytest.approx(full, rel=1e-12)
