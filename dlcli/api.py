@@ -406,6 +406,8 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1, report_page=F
         report.errors_table(summary, console)
         if summary.get("metrics"):
             report.metrics_table(summary["metrics"], console)
+        if summary.get("sequence_metrics"):
+            report.sequence_table(summary["sequence_metrics"], console)
         console.print(f"run saved in [bold]{result.run_dir}[/bold]")
     if report_page:
         from .page import write_beside

@@ -314,3 +314,16 @@ model:
     full = model.cost(train.x, train.y)
     assert model.mask_layers[0].mask is not None and not model.mask_layers[0].mask[:20, 4:].any()
     assert model.cost(train.x.astype(np.int64), train.y) == pytest.approx(full, rel=1e-12)
+
+
+def test_sequence_table_shows_perplexity_and_loss_per_token():
+    import io
+
+    from rich.console import Console
+
+    from dlcli.report import sequence_table
+    buf = io.StringIO()
+    sequence_table({"train": {"sequence_error": 0.5, "perplexity": float(np.e ** 2), "bleu": None},
+                    "dev": None}, Console(file=buf, width=80))
+    out = buf.getvalue()
+    assert "50.00%" in out and "7.389" in out and " 2 " in out and "dev" not in out
