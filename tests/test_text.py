@@ -102,10 +102,10 @@ def test_sequence_cost_is_the_sum_over_unmasked_steps_over_m():
 def test_padding_adds_nothing_to_cost_or_gradients(trim, monkeypatch):
     """An example padded with more steps gives the same cost and gradients (many-to-many,
     bidirectional), with the batch trimmed to its longest example and without (the masks alone)."""
-    from dlcli.nn import recurrent
+    from dlcli.nn import sequence
     from dlcli.nn.model import build_model
     if not trim:
-        monkeypatch.setattr(recurrent, "TRIM_SAFE", set())
+        monkeypatch.setattr(sequence, "TRIM_SAFE", set())
     for last in ({"type": "dense", "units": 6, "activation": "softmax"},):
         for rnn in ({"type": "lstm", "units": 4, "return_sequences": True},
                     {"type": "bidirectional", "layer": {"type": "gru", "units": 3, "return_sequences": True}}):
