@@ -187,6 +187,10 @@ def test_train_sample_deterministic_per_seed(tmp_path):
     short = json.loads(_cli("sample", run, "--n", 6, "--max-length", 3, "--json").stdout)["samples"]
     assert all(len(s) <= 3 for s in short)
     assert _cli("sample", run, "--temperature", 0).exit_code == 2
+    # error analysis treats each unmasked step as a token to classify: the token error
+    analysis = _cli("analyze", "errors", run, "--json")
+    assert analysis.exit_code == 0, analysis.output
+    assert json.loads(analysis.stdout)["error"] == pytest.approx(summary["errors"]["dev"])
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
