@@ -75,7 +75,8 @@ def load_data(recipe, dtype=None):
     seed = recipe.seed if data_cfg.get("seed") is None else data_cfg["seed"]
     with located(recipe):
         return load_dataset(data_cfg, seed, dtype or recipe.dtype,
-                            targets="real" if regression(recipe) else "auto")
+                            targets="real" if regression(recipe) else
+                            "sequence" if token_model(recipe) else "auto")
 
 
 def prepare(recipe, dtype=None, dataset=None):
@@ -85,11 +86,17 @@ def prepare(recipe, dtype=None, dataset=None):
     if dataset is None:
         dataset = load_data(recipe, dtype)
     with located(recipe):
-        model = build(recipe, dataset.input_shape, dtype)
+        model = build(recipe, dataset.input_shape, dtype, dataset)
         check_fit(recipe, model, dataset)
         if recipe.model.init_from:
             init_from(recipe, model)
     return model, dataset
+
+
+def token_model(recipe) -> bool:
+    """A model that reads token ids (embedding / one_hot first): (m, T) labels are per step."""
+    layers = recipe.to_dict()["model"]["layers"]
+    return bool(layers) and layers[0].get("type") in ("embedding", "one_hot")
 
 
 def regression(recipe) -> bool:
@@ -101,27 +108,45 @@ def regression(recipe) -> bool:
     return not activations or activations[-1] == "linear"
 
 
-def build(recipe, input_shape, dtype=None):
+def build(recipe, input_shape, dtype=None, dataset=None):
     from .nn.model import build_model
     from .rng import stream
     cfg = recipe.to_dict()
+    if dataset is not None:  # `units: auto`, `vocab: auto` from the data (dlcli/text.py)
+        from .text import resolve_auto
+        resolve_auto(cfg["model"], dataset)
     try:
-        return build_model(cfg["model"], cfg["loss"], recipe.regularization.l2, input_shape,
-                           dtype or recipe.dtype, rng=stream(recipe.seed, "init"),
-                           dropout_rng=stream(recipe.seed, "dropout"))
+        model = build_model(cfg["model"], cfg["loss"], recipe.regularization.l2, input_shape,
+                            dtype or recipe.dtype, rng=stream(recipe.seed, "init"),
+                            dropout_rng=stream(recipe.seed, "dropout"))
     except (ValueError, TypeError) as err:
         raise recipe.error("model.layers", f"{err} (input shape {tuple(input_shape)})")
+    if getattr(dataset, "splits", None):  # GloVe vectors at training time, not when re-loaded
+        from .text import init_word_vectors
+        init_word_vectors(model, cfg["model"], dataset)
+    return model
 
 
 def check_fit(recipe, model, dataset) -> None:
     """The labels must be ones the model's output can give."""
     out = model.net.output_shape
     name = model.loss.name
+    y = dataset.splits["train"].y
+    if len(out) == 2 and y.ndim == 2 and name == "categorical_crossentropy":
+        # a sequence output (m, T, C) against labels (m, T), -1 at padded steps
+        if y.shape[1] != out[0] or int(y.max()) >= out[1]:
+            raise recipe.error("model.layers", f"the network's output (m, {out[0]}, {out[1]}) "
+                               f"cannot give labels of shape {y.shape} with values up to "
+                               f"{int(y.max())} (units: auto sizes the last dense layer)")
+        return
     if len(out) != 1:
         raise recipe.error("model.layers", f"the network's output has shape {out}; a classifier "
                            "needs one vector per example (add a flatten or global_avgpool layer)")
     y = dataset.splits["train"].y
     if name == "multi_label":
+        if y.ndim == 2 and ((y != 0) & (y != 1) & (y != -1)).any():
+            raise recipe.error("data.train.y", "multi_label needs labels 0, 1 or -1 (not "
+                               f"labelled), the data has {int(y.max())}")
         if y.ndim != 2 or y.shape[1] != out[0]:
             raise recipe.error("model.layers", f"multi_label needs labels of shape (m, {out[0]}), "
                                f"the data has {y.shape}")
@@ -201,6 +226,8 @@ def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, cons
         result = fit_into(recipe, model, dataset, run_dir, quiet, console)
         interrupts.defer()
         atomic_write_npz(run_dir / "params.npz", model.state_dict())
+        if getattr(dataset, "vocab", None) is not None:
+            dataset.vocab.save(run_dir / "vocab.json")
         summary = finish(recipe, model, dataset, result, run_dir, time.perf_counter() - started,
                          predictor(recipe, model, dataset),
                          extra={"iterations": result.iterations})
@@ -314,7 +341,7 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
            extra=None) -> dict:
     """Evaluate every split with `predict`, write predictions and summary.json."""
     from .strategy import diagnose
-    errors, metrics, sizes = {}, {}, {}
+    errors, metrics, sizes, sequence = {}, {}, {}, {}
     for split in SPLITS:
         data = dataset.splits.get(split)
         sizes[split] = None if data is None else int(data.y.shape[0])
@@ -323,6 +350,9 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
             continue
         arrays = prediction_arrays(predict(data.x), model.loss, data)
         errors[split] = float(model.loss.error(arrays["probabilities"], data.y))
+        if arrays["probabilities"].ndim == 3:  # a sequence output (SPEC "Sequences")
+            from .nn.sequence import sequence_metrics
+            sequence[split] = sequence_metrics(arrays["probabilities"], data.y)
         atomic_write_npz(run_dir / "predictions" / f"{split}.npz", arrays)
         scores = classification_scores(recipe, model, dataset, data.y, arrays["y_pred"])
         if scores:
@@ -340,6 +370,8 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
         **({"classes": [str(c) for c in dataset.class_names]} if dataset.class_names else {}),
         **(extra or {}),
     }
+    if sequence:
+        summary["sequence_metrics"] = {split: sequence.get(split) for split in SPLITS}
     if result.status == "diverged":
         summary["diverged_at_epoch"] = result.diverged_at
     if result.stopped_early_at:
@@ -463,6 +495,8 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1, report_page=F
         report.errors_table(summary, console)
         if summary.get("metrics"):
             report.metrics_table(summary["metrics"], console)
+        if summary.get("sequence_metrics"):
+            report.sequence_table(summary["sequence_metrics"], console)
         console.print(Text("run saved in ") + Text(str(result.run_dir), style="bold"))
     elif summary["status"] != "interrupted":  # whose own message names the run
         print(f"run saved in {result.run_dir}", file=sys.stderr)

@@ -45,6 +45,8 @@ def record_parts(record: dict | None) -> list[tuple[int, str]]:
         parts.append((2, f"train {_pct(record['train_error'])}"))
     if record.get("dev_error") is not None:
         parts.append((2, f"dev {_pct(record['dev_error'])}"))
+    if record.get("clipped"):  # optimizer.clip changed the gradients of that many steps
+        parts.append((3, f"clipped {record['clipped']}"))
     parts.append((6, f"lr {record['learning_rate']:.3g}"))
     return parts
 

@@ -49,6 +49,7 @@ class Dataset:
     preprocessing: Preprocessing = field(repr=False)
     # held-out splits read from their own source: split -> its file or generator, for messages
     origins: dict = field(default_factory=dict, repr=False)
+    vocab: object = field(default=None, repr=False)  # a text run's dlcli.text.Vocabulary
 
     def preprocess(self, x_raw) -> np.ndarray:
         """Raw examples as the source holds them -> model inputs, with the train statistics."""
@@ -58,6 +59,9 @@ class Dataset:
 
 def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -> Dataset:
     """The recipe's data. targets: "auto" (class labels, or multi-label (m, k)) or "real"."""
+    from ..text import is_text_source, load_text_dataset
+    if is_text_source(cfg.get("train")):  # token ids and a vocabulary (dlcli/text.py)
+        return load_text_dataset(cfg, seed, dtype)
     missing = cfg.get("missing")
     train = read_source(cfg.get("train"), "data.train", stream(seed, "data"), targets, missing)
     fractions, sources = _held_out(cfg, seed, targets, missing)
