@@ -396,9 +396,18 @@ class Branches(Strict):
     paths: list[Annotated[list[Layer], Field(min_length=1)]] = Field(min_length=1)
 
 
+# sequence to sequence (course 5.3): dlcli/nn/attention.py
+class AttentionDecoder(Strict):
+    type: str = "attention_decoder"
+    units: PositiveInt
+    steps: PositiveInt
+    attention_units: PositiveInt = 10
+    init: Optional[Init] = None
+
+
 LAYER_CLASSES = {cls.model_fields["type"].default: cls for cls in (
     Dense, Conv2D, DepthwiseConv2D, Conv2DTranspose, MaxPool, AvgPool, GlobalAvgPool, Flatten,
-    BatchNorm, Dropout, ActivationLayer, Residual, Branches)}
+    BatchNorm, Dropout, ActivationLayer, Residual, Branches, AttentionDecoder)}
 
 
 def _layer_type(value):
