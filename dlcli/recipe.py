@@ -33,7 +33,7 @@ from .nn.inits import INITS
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "softmax", "linear")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")  # those `loss: auto` knows a loss for
 LOSSES = ("auto", "binary_crossentropy", "categorical_crossentropy", "mse", "multi_label")
-BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes")
+BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes", "dates")
 OPTIMIZERS = ("gd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("none", "inverse_time", "exponential", "staircase", "inverse_sqrt")
 EARLY_STOPPING_METRICS = ("dev_error", "dev_cost", "train_error", "train_cost")
@@ -452,6 +452,9 @@ class FileSource(Strict):
     path: Optional[PathStr] = None
     x: str = Field("x", validate_default=True)
     y: str = Field("y", validate_default=True)
+    # two text columns (sequence to sequence, dlcli/data/pairs.py): how each is split
+    unit: Optional[_one_of("char", "word")] = None
+    target_unit: Optional[_one_of("char", "word")] = None
 
     @field_validator("x", "y")
     @classmethod

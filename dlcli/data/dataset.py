@@ -20,6 +20,7 @@ from .builtin import generate
 from .carving import ORDER, carve
 from .examples import check_examples
 from .files import read_file_source
+from .pairs import is_pair_source, read_pairs
 from .preprocess import Preprocessing
 
 SPLIT_ORDER = ("train", "train_dev", "dev", "test")  # the order of the errors table
@@ -30,6 +31,7 @@ class Source(NamedTuple):
     y: np.ndarray
     class_names: list | None
     origin: str  # the file(s) or generator, for messages
+    vocab: dict | None = None  # sequence pairs: {"source": Vocabulary, "target": Vocabulary}
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Dataset:
     class_names: list | None
     is_image: bool
     preprocessing: Preprocessing = field(repr=False)
+    vocab: dict | None = None  # sequence pairs' vocabularies (dlcli.data.pairs), saved as vocab.json
 
     def preprocess(self, x_raw) -> np.ndarray:
         """Raw examples as the source holds them -> model inputs, with the train statistics."""
@@ -57,7 +60,7 @@ class Dataset:
 def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -> Dataset:
     """The recipe's data. targets: "auto" (class labels, or multi-label (m, k)) or "real"."""
     train = read_source(cfg.get("train"), "data.train", stream(seed, "data"), targets)
-    fractions, sources = _held_out(cfg, seed, targets)
+    fractions, sources = _held_out(cfg, seed, targets, train.vocab)
     raw = {name: Split(train.x[rows], train.y[rows], rows)
            for name, rows in carve(len(train.x), fractions, stream(seed, "split")).items()}
     for name, source in sources.items():
@@ -77,10 +80,11 @@ def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -
         raise BadInput(f"augmentation needs images (m, n_H, n_W, n_C) but the examples have shape "
                        f"{input_shape}" + (" (drop flatten: true and flatten in the model)"
                                            if preprocessing.flatten else ""), key="data.augment")
-    return Dataset(splits, input_shape, n_classes, train.class_names, is_image, preprocessing)
+    return Dataset(splits, input_shape, n_classes, train.class_names, is_image, preprocessing,
+                   train.vocab)
 
 
-def _held_out(cfg, seed, targets):
+def _held_out(cfg, seed, targets, vocab=None):
     """({split: fraction}, {split: Source}) for the test, dev and train-dev the recipe names."""
     # each builtin held-out source gets its own draw, whichever others the recipe has
     rngs = dict(zip(ORDER, stream(seed, "test_data").spawn(len(ORDER))))
@@ -88,7 +92,7 @@ def _held_out(cfg, seed, targets):
     for name in ORDER:
         value = cfg.get(name)
         if isinstance(value, dict):
-            sources[name] = read_source(value, f"data.{name}", rngs[name], targets)
+            sources[name] = read_source(value, f"data.{name}", rngs[name], targets, vocab)
         elif _is_fraction(value):
             fractions[name] = value
         elif value is not None:
@@ -97,11 +101,14 @@ def _held_out(cfg, seed, targets):
     return fractions, sources
 
 
-def read_source(src, key: str, rng, targets: str = "auto") -> Source:
-    """One source mapping, read and checked."""
+def read_source(src, key: str, rng, targets: str = "auto", vocab=None) -> Source:
+    """One source mapping, read and checked (`vocab`: the train source's, for held-out pairs)."""
     if not isinstance(src, dict):
         raise BadInput("must be a source: {path: FILE, x: KEY, y: KEY} or {builtin: NAME}"
                        + (", and the train source is required" if src is None else ""), key=key)
+    if is_pair_source(src):  # sequence to sequence: one-hot sources, target ids (pairs.py)
+        x, y, vocab, origin = read_pairs(src, key, rng, vocab)
+        return Source(x, y, list(vocab["target"].tokens), origin, vocab)
     if src.get("builtin") is not None:
         if src.get("path") is not None:
             raise BadInput("a source is either builtin: or path:, not both", key=key)
