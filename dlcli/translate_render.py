@@ -28,14 +28,14 @@ def attention_heatmap(t, console) -> None:
     from rich.text import Text
     if t.attention is None:
         return
-    table = Table(box=None, show_header=True, pad_edge=False, padding=(0, 0),
-                  title=f"attention: {t.input!r} -> {t.text!r}", title_justify="left")
+    console.print(Text.assemble(("attention ", "bold"), f"{t.input} -> {t.text}"))
+    table = Table(box=None, show_header=True, pad_edge=False, padding=(0, 0))
     table.add_column("", justify="right")
     for tok in t.source_tokens:
         table.add_column(Text(tok if tok.strip() else "␣"), justify="center", min_width=1)
+    peak = float(t.attention.max()) if t.attention.size else 1.0
     for out_tok, row in zip(t.tokens_with_end(), t.attention):
         cells = []
-        peak = float(row.max()) if row.size else 1.0
         for w in row[:len(t.source_tokens)]:
             level = int(round(float(w) / peak * (len(SHADES) - 1))) if peak > 0 else 0
             cells.append(Text(SHADES[level], style="yellow"))
