@@ -24,6 +24,7 @@ def _load_layer_modules() -> None:
         from . import conv  # noqa: F401
     except ImportError:  # conv layers land in their own module
         pass
+    from . import embedding, recurrent  # noqa: F401
     from . import attention  # noqa: F401
 
 

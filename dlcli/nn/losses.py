@@ -112,6 +112,10 @@ class CategoricalCrossentropy(_CrossEntropy):
     output_activation = "softmax"
 
     def forward(self, z, y):
+        if z.ndim == 3:  # a sequence (m, T, C): the sum over unmasked steps (nn/sequence.py)
+            from .sequence import sequence_crossentropy
+            cost, self.cache = sequence_crossentropy(z, y)
+            return cost
         y = _labels(y).astype(np.intp, copy=False)
         if z.ndim != 2 or y.shape != z.shape[:1]:
             raise ValueError(f"categorical cross-entropy needs logits (m, C) and labels (m,), "
@@ -123,6 +127,12 @@ class CategoricalCrossentropy(_CrossEntropy):
 
     def predict(self, out):
         return out.argmax(axis=-1)
+
+    def error(self, out, y):
+        if out.ndim == 3:  # token error over the unmasked steps
+            from .sequence import token_error
+            return token_error(out, y)
+        return super().error(out, y)
 
 
 @register

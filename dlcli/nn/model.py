@@ -53,6 +53,7 @@ class Model:
         self.l2 = float(l2)
         self._m = None
         self.fused_activation = None  # the last layer's activation, applied by the loss
+        self.mask_layers = []  # recurrent layers that skip padded steps (nn/recurrent.py)
 
     @property
     def layers(self) -> list[Layer]:
@@ -63,10 +64,15 @@ class Model:
         self.input_shape = tuple(input_shape)
         if self.layers:
             self.layers[0].needs_input_grad = False  # the data needs no gradient
-        return self.net.build(input_shape, ctx)
+        shape = self.net.build(input_shape, ctx)
+        self.mask_layers = [layer for _, layer in walk(self.net) if getattr(layer, "uses_mask", False)]
+        return shape
 
     # -- training step ------------------------------------------------------------------
     def forward(self, x, training=False):
+        if self.mask_layers:  # token ids with -1 padding: the steps every recurrent layer skips
+            from .recurrent import set_mask
+            set_mask(self.mask_layers, x)
         return self.net.forward(x, training)
 
     def cost(self, x, y, training=True) -> float:

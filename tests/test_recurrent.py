@@ -1,0 +1,372 @@
+"""Recurrent layers against the course's formulas written in torch ops (float64 autograd),
+finite differences, numpy references of the kernels, and the course's numbers (COURSE_NUMBERS §16)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import numerical_grad
+from dlcli.nn import build_layer
+from dlcli.nn.base import BuildContext
+
+N_X, N_A = 3, 4
+
+
+def _layer(spec, n_x=N_X, T=7, seed=0):
+    layer = build_layer(spec)
+    layer.build((T, n_x), BuildContext(dtype=np.dtype(np.float64), rng=np.random.default_rng(seed)))
+    for p in layer.params.values():  # biases start at 0: give them values so they are tested
+        p += 0.1 * np.random.default_rng(seed + 1).standard_normal(p.shape)
+    return layer
+
+
+def _all_params(layer):
+    from dlcli.nn.base import walk
+    return {prefix + k: (l, k) for prefix, l in walk(layer) for k in l.params}
+
+
+def _mask(m, T, rng):
+    lengths = rng.integers(1, T + 1, size=m)
+    lengths[0] = T
+    return np.arange(T)[None, :] < lengths[:, None]
+
+
+# -- the course's formulas in torch ------------------------------------------------------------
+def _torch_direction(kind, x, P, mask, reverse, act="tanh"):
+    """States (m, T, n_a) of one direction; the backward one aligned by step."""
+    import torch
+    m, T, _ = x.shape
+    n = P[next(iter(P))].shape[0]
+    a = torch.zeros(m, n, dtype=torch.float64)
+    c = torch.zeros(m, n, dtype=torch.float64)
+    outs = [None] * T
+    g = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}[act]
+    for t in (reversed(range(T)) if reverse else range(T)):
+        xt = x[:, t]
+        keep = mask[:, t:t + 1]
+        if kind == "rnn":
+            a_new = g(a @ P["Waa"].T + xt @ P["Wax"].T + P["ba"].T)
+            c_new = c
+        elif kind == "lstm":
+            concat = torch.cat([a, xt], 1)
+            Gf = torch.sigmoid(concat @ P["Wf"].T + P["bf"].T)
+            Gi = torch.sigmoid(concat @ P["Wi"].T + P["bi"].T)
+            cc = torch.tanh(concat @ P["Wc"].T + P["bc"].T)
+            c_new = Gf * c + Gi * cc
+            Go = torch.sigmoid(concat @ P["Wo"].T + P["bo"].T)
+            a_new = Go * torch.tanh(c_new)
+        else:  # the lectures' GRU: Gr inside the candidate
+            concat = torch.cat([a, xt], 1)
+            Gr = torch.sigmoid(concat @ P["Wr"].T + P["br"].T)
+            Gu = torch.sigmoid(concat @ P["Wu"].T + P["bu"].T)
+            cc = torch.tanh(torch.cat([Gr * a, xt], 1) @ P["Wc"].T + P["bc"].T)
+            a_new = Gu * cc + (1 - Gu) * a
+            c_new = c
+        a = torch.where(keep, a_new, a)
+        c = torch.where(keep, c_new, c)
+        outs[t] = a
+    return torch.stack(outs, 1), a
+
+
+def _torch_layer(spec, x, params, mask):
+    """Output of a (possibly bidirectional) layer spec, params: name -> torch tensor."""
+    import torch
+    if spec["type"] == "bidirectional":
+        inner = spec["layer"]
+        parts = []
+        for name, rev in (("forward", False), ("backward", True)):
+            P = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(name + ".")}
+            seq, last = _torch_direction(inner["type"], x, P, mask, rev, inner.get("activation", "tanh"))
+            parts.append(seq if inner.get("return_sequences") else last)
+        return torch.cat(parts, -1)
+    seq, last = _torch_direction(spec["type"], x, params, mask, False, spec.get("activation", "tanh"))
+    return seq if spec.get("return_sequences") else last
+
+
+GRID = list(itertools.product(["rnn", "gru", "lstm"], [1, 3], [1, 7], [False, True], [False, True],
+                              [False, True]))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kind,m,T,sequences,masked,bidirectional", GRID)
+def test_layer_matches_torch(kind, m, T, sequences, masked, bidirectional):
+    import torch
+    rng = np.random.default_rng(m * 100 + T)
+    inner = {"type": kind, "units": N_A, "return_sequences": sequences}
+    spec = {"type": "bidirectional", "layer": inner} if bidirectional else inner
+    layer = _layer(spec, T=T)
+    x = rng.standard_normal((m, T, N_X))
+    mask = _mask(m, T, rng) if masked else np.ones((m, T), bool)
+    layer.mask = mask if masked else None
+    y = layer.forward(x, True)
+    R = rng.standard_normal(y.shape)
+    dx = layer.backward(R)
+
+    named = _all_params(layer)
+    tp = {name: torch.tensor(l.params[k], requires_grad=True) for name, (l, k) in named.items()}
+    tx = torch.tensor(x, requires_grad=True)
+    ty = _torch_layer(spec, tx, tp, torch.tensor(mask)[..., None].expand(m, T, 1)[..., 0])
+    (ty * torch.tensor(R)).sum().backward()
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-9, atol=1e-12)
+    for name, (l, k) in named.items():
+        np.testing.assert_allclose(l.grads[k], tp[name].grad.numpy(), rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+def test_stacked_with_embedding_and_dense_matches_torch(kind):
+    """embedding -> kind (sequences) -> kind -> dense, padded ids, through the Model's mask."""
+    import torch
+    from dlcli.nn.model import build_model
+    T, m, V = 6, 3, 9
+    model = build_model({"layers": [{"type": "embedding", "dim": 5, "vocab": V},
+                                    {"type": kind, "units": 4, "return_sequences": True},
+                                    {"type": kind, "units": 3, "return_sequences": True},
+                                    {"type": "dense", "units": V, "activation": "softmax"}]},
+                        input_shape=(T,), dtype="float64", rng=np.random.default_rng(3))
+    rng = np.random.default_rng(4)
+    for _, layer, key in model.trainable():
+        layer.params[key] += 0.1 * rng.standard_normal(layer.params[key].shape)
+    ids = rng.integers(0, V, size=(m, T))
+    mask = _mask(m, T, rng)
+    ids[~mask] = -1
+    y = rng.integers(0, V, size=(m, T))
+    y[~mask] = -1
+    cost = model.cost(ids, y)
+    model.backward()
+
+    names = {name: (layer, key) for name, layer, key in model.trainable()}
+    tp = {name: torch.tensor(l.params[k], requires_grad=True) for name, (l, k) in names.items()}
+    tmask = torch.tensor(mask)
+    e = tp["0.E"].T[torch.tensor(np.maximum(ids, 0))] * tmask[..., None]
+    h, _ = _torch_direction(kind, e, {k[2:]: v for k, v in tp.items() if k.startswith("1.")}, tmask, False)
+    h, _ = _torch_direction(kind, h, {k[2:]: v for k, v in tp.items() if k.startswith("2.")}, tmask, False)
+    z = h @ tp["3.W"].T + tp["3.b"].T
+    logp = torch.log_softmax(z, -1)
+    ty = torch.tensor(np.maximum(y, 0))
+    tcost = -(torch.gather(logp, -1, ty[..., None])[..., 0] * tmask).sum() / m
+    tcost.backward()
+    assert cost == pytest.approx(tcost.item(), rel=1e-12)
+    for name, (l, k) in names.items():
+        np.testing.assert_allclose(l.grads[k], tp[name].grad.numpy(), rtol=1e-9, atol=1e-13,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+def test_bptt_by_finite_differences(kind):
+    rng = np.random.default_rng(7)
+    layer = _layer({"type": "bidirectional", "layer": {"type": kind, "units": 3, "return_sequences": True}},
+                   n_x=2, T=4)
+    x = rng.standard_normal((2, 4, 2))
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)
+    R = rng.standard_normal((2, 4, 6))
+
+    def f():
+        layer.mask = mask
+        return float(np.sum(layer.forward(x, True) * R))
+    f()
+    dx = layer.backward(R)
+    np.testing.assert_allclose(dx, numerical_grad(f, x), rtol=1e-6, atol=1e-8)
+    for name, (l, k) in _all_params(layer).items():
+        f()
+        l.backward(R[..., :3] if name.startswith("forward") else R[..., 3:])
+        grad = l.grads[k].copy()
+        np.testing.assert_allclose(grad, numerical_grad(f, l.params[k]), rtol=1e-6, atol=1e-8,
+                                   err_msg=name)
+
+
+def test_masked_many_to_one_ignores_padding():
+    """Padding after a sequence changes neither the last state nor any gradient."""
+    rng = np.random.default_rng(2)
+    layer = _layer({"type": "lstm", "units": 4}, T=5)
+    x = rng.standard_normal((1, 3, N_X))
+    padded = np.concatenate([x, rng.standard_normal((1, 2, N_X))], axis=1)
+    short = layer.forward(x, True)
+    layer.backward(np.ones_like(short))
+    grads = {k: v.copy() for k, v in layer.grads.items()}
+    layer.mask = np.array([[1, 1, 1, 0, 0]], bool)
+    long = layer.forward(padded, True)
+    dx = layer.backward(np.ones_like(long))
+    np.testing.assert_allclose(long, short, rtol=1e-12)
+    assert np.all(dx[:, 3:] == 0)
+    for k in grads:
+        np.testing.assert_allclose(layer.grads[k], grads[k], rtol=1e-12, atol=1e-15)
+
+
+# -- kernels against numpy ----------------------------------------------------------------------
+def _np_sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lstm_kernel_matches_numpy_loop(dtype):
+    from dlcli.kernels import recurrent as k
+    rng = np.random.default_rng(0)
+    T, m, n = 5, 4, 6
+    XZ = rng.standard_normal((T, m, 4 * n)).astype(dtype)
+    Wa_T = (0.3 * rng.standard_normal((n, 4 * n))).astype(dtype)
+    a0, c0 = (rng.standard_normal((m, n)).astype(dtype) for _ in range(2))
+    mask = np.ones((T, m), np.uint8)
+    mask[3:, 1] = 0
+    A, C = np.empty((T, m, n), dtype), np.empty((T, m, n), dtype)
+    G = np.empty((T, m, 4 * n), dtype)
+    k.lstm_forward(XZ, Wa_T, a0, c0, mask, A, C, G)
+    a, c = a0.astype(np.float64), c0.astype(np.float64)
+    for t in range(T):
+        z = a @ Wa_T + XZ[t]
+        f, i, cc, o = (_np_sigmoid(z[:, :n]), _np_sigmoid(z[:, n:2 * n]), np.tanh(z[:, 2 * n:3 * n]),
+                       _np_sigmoid(z[:, 3 * n:]))
+        keep = mask[t][:, None] == 1
+        c = np.where(keep, f * c + i * cc, c)
+        a = np.where(keep, o * np.tanh(c), a)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(A[t], a, rtol=tol, atol=tol)
+        np.testing.assert_allclose(C[t], c, rtol=tol, atol=tol)
+
+
+def test_gru_and_rnn_kernels_match_numpy_loop():
+    from dlcli.kernels import recurrent as k
+    rng = np.random.default_rng(1)
+    T, m, n = 4, 3, 5
+    XZ = rng.standard_normal((T, m, 3 * n))
+    Wur_T, Wc_T = 0.3 * rng.standard_normal((n, 2 * n)), 0.3 * rng.standard_normal((n, n))
+    c0 = rng.standard_normal((m, n))
+    mask = np.ones((T, m), np.uint8)
+    C, RC, G = np.empty((T, m, n)), np.empty((T, m, n)), np.empty((T, m, 3 * n))
+    k.gru_forward(XZ, Wur_T, Wc_T, c0, mask, C, G, RC)
+    c = c0
+    for t in range(T):
+        zur = c @ Wur_T + XZ[t, :, :2 * n]
+        u, r = _np_sigmoid(zur[:, :n]), _np_sigmoid(zur[:, n:])
+        cc = np.tanh((r * c) @ Wc_T + XZ[t, :, 2 * n:])
+        c = u * cc + (1 - u) * c
+        np.testing.assert_allclose(C[t], c, rtol=1e-12)
+    XZ1 = rng.standard_normal((T, m, n))
+    A = np.empty((T, m, n))
+    k.rnn_forward(XZ1, Wc_T, c0, mask, k.ACTIVATION_CODES["relu"], A)
+    a = c0
+    for t in range(T):
+        a = np.maximum(a @ Wc_T + XZ1[t], 0)
+        np.testing.assert_allclose(A[t], a, rtol=1e-12)
+
+
+# -- the course's numbers (COURSE_NUMBERS §16), through the kernels -----------------------------
+def _softmax_rows(z):
+    e = np.exp(z - z.max(axis=0))
+    return e / e.sum(axis=0)
+
+
+def _cell(kind, params):
+    from dlcli.nn.recurrent import LSTMCell, RNNCell
+    n_a = params["Waa" if kind == "rnn" else "Wf"].shape[0]
+    n_x = (params["Wax"] if kind == "rnn" else params["Wf"]).shape[1] - (0 if kind == "rnn" else n_a)
+    cell = RNNCell(n_a) if kind == "rnn" else LSTMCell(n_a)
+    cell.build(n_x, BuildContext(dtype=np.dtype(np.float64)))
+    for k, v in params.items():
+        cell.params[k][...] = v
+    return cell
+
+
+def test_course_rnn_cell_forward():
+    np.random.seed(1)
+    xt, a_prev = np.random.randn(3, 10), np.random.randn(5, 10)
+    Waa, Wax, Wya = np.random.randn(5, 5), np.random.randn(5, 3), np.random.randn(2, 5)
+    ba, by = np.random.randn(5, 1), np.random.randn(2, 1)
+    cell = _cell("rnn", {"Waa": Waa, "Wax": Wax, "ba": ba})
+    A, _ = cell.forward(np.ascontiguousarray(xt.T[None]), (a_prev.T,), np.ones((1, 10), np.uint8))
+    a_next = A[0].T
+    yt = _softmax_rows(Wya @ a_next + by)
+    np.testing.assert_allclose(a_next[4], [0.59584544, 0.18141802, 0.61311866, 0.99808218, 0.85016201,
+                                           0.99980978, -0.18887155, 0.99815551, 0.6531151, 0.82872037],
+                               rtol=1e-7)
+    np.testing.assert_allclose(yt[1], [0.9888161, 0.01682021, 0.21140899, 0.36817467, 0.98988387,
+                                       0.88945212, 0.36920224, 0.9966312, 0.9982559, 0.17746526],
+                               rtol=1e-6)
+
+
+def _course_lstm_params():
+    Wf, bf = np.random.randn(5, 8), np.random.randn(5, 1)
+    Wi, bi = np.random.randn(5, 8), np.random.randn(5, 1)
+    Wo, bo = np.random.randn(5, 8), np.random.randn(5, 1)
+    Wc, bc = np.random.randn(5, 8), np.random.randn(5, 1)
+    Wy, by = np.random.randn(2, 5), np.random.randn(2, 1)
+    return {"Wf": Wf, "bf": bf, "Wi": Wi, "bi": bi, "Wo": Wo, "bo": bo, "Wc": Wc, "bc": bc}, Wy, by
+
+
+def test_course_lstm_cell_forward():
+    np.random.seed(1)
+    xt, a_prev, c_prev = np.random.randn(3, 10), np.random.randn(5, 10), np.random.randn(5, 10)
+    params, Wy, by = _course_lstm_params()
+    cell = _cell("lstm", params)
+    A, run = cell.forward(np.ascontiguousarray(xt.T[None]), (a_prev.T, c_prev.T),
+                          np.ones((1, 10), np.uint8))
+    a_next, c_next = A[0].T, run.C[0].T
+    yt = _softmax_rows(Wy @ a_next + by)
+    np.testing.assert_allclose(a_next[4], [-0.66408471, 0.0036921, 0.02088357, 0.22834167, -0.85575339,
+                                           0.00138482, 0.76566531, 0.34631421, -0.00215674, 0.43827275],
+                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(c_next[2], [0.63267805, 1.00570849, 0.35504474, 0.20690913, -1.64566718,
+                                           0.11832942, 0.76449811, -0.0981561, -0.74348425, -0.26810932],
+                               rtol=1e-7)
+    np.testing.assert_allclose(yt[1], [0.79913913, 0.15986619, 0.22412122, 0.15606108, 0.97057211,
+                                       0.31146381, 0.00943007, 0.12666353, 0.39380172, 0.07828381],
+                               rtol=1e-6)
+    # the numpy step agrees with the kernel
+    a2, c2, _ = cell.step(xt.T, a_prev.T, c_prev.T)
+    np.testing.assert_allclose(a2, A[0], rtol=1e-12)
+
+
+def test_course_lstm_forward():
+    np.random.seed(1)
+    x, a0 = np.random.randn(3, 10, 7), np.random.randn(5, 10)
+    params, Wy, by = _course_lstm_params()
+    cell = _cell("lstm", params)
+    X = np.ascontiguousarray(x.transpose(2, 1, 0))  # (n_x, m, T) -> (T, m, n_x)
+    A, run = cell.forward(X, (a0.T, np.zeros((10, 5))), np.ones((7, 10), np.uint8))
+    a = A.transpose(2, 1, 0)  # the course's (n_a, m, T)
+    c = run.C.transpose(2, 1, 0)
+    y = np.stack([_softmax_rows(Wy @ a[:, :, t] + by) for t in range(7)], axis=2)
+    assert a[4][3][6] == pytest.approx(0.17211776753291672, rel=1e-12)
+    assert y[1][4][3] == pytest.approx(0.9508734618501101, rel=1e-12)
+    assert c[1][2][1] == pytest.approx(-0.8555449167181981, rel=1e-12)
+
+
+def test_lstm_step_backward_matches_kernel():
+    rng = np.random.default_rng(5)
+    layer = _layer({"type": "lstm", "units": 4, "return_sequences": True}, T=3)
+    x = rng.standard_normal((2, 3, N_X))
+    R = rng.standard_normal((2, 3, 4))
+    layer.forward(x, True)
+    dx = layer.backward(R)
+    kernel_grads = {k: v.copy() for k, v in layer.grads.items()}
+    cell = layer.cell
+    cell.zero_grad()
+    a, c = cell.zero_state(2)
+    steps = []
+    for t in range(3):
+        a, c, s = cell.step(x[:, t], a, c)
+        steps.append(s)
+    da, dc = np.zeros((2, 4)), np.zeros((2, 4))
+    dxs = []
+    for t in reversed(range(3)):
+        dxt, da, dc = cell.step_backward(R[:, t] + da, dc, steps[t])
+        dxs.append(dxt)
+    np.testing.assert_allclose(np.stack(dxs[::-1], 1), dx, rtol=1e-10)
+    for k in kernel_grads:
+        np.testing.assert_allclose(cell.grads[k], kernel_grads[k], rtol=1e-10, atol=1e-14)
+
+
+def test_params_are_views_of_the_stacked_gates():
+    layer = _layer({"type": "lstm", "units": 4})
+    assert [k for k in layer.params] == ["Wf", "Wi", "Wc", "Wo", "bf", "bi", "bc", "bo"]
+    assert layer.params["Wf"].shape == (4, 4 + N_X) and layer.params["bo"].shape == (4, 1)
+    assert layer.parameter_count() == 4 * 4 * (4 + N_X + 1)
+    layer.params["Wi"][...] = 0  # written in place, as the optimizer and init_from do
+    assert np.all(layer.cell.W[4:8] == 0)
+    gru = _layer({"type": "gru", "units": 4})
+    assert [k for k in gru.params] == ["Wu", "Wr", "Wc", "bu", "br", "bc"]
+    rnn = _layer({"type": "rnn", "units": 4})
+    assert {k: v.shape for k, v in rnn.params.items()} == {"Waa": (4, 4), "Wax": (4, N_X), "ba": (4, 1)}
