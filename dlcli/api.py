@@ -74,7 +74,8 @@ def load_data(recipe, dtype=None):
     seed = recipe.seed if data_cfg.get("seed") is None else data_cfg["seed"]
     with located(recipe):
         return load_dataset(data_cfg, seed, dtype or recipe.dtype,
-                            targets="real" if regression(recipe) else "auto")
+                            targets="real" if regression(recipe) else "auto",
+                            token_ids=recipe.model.layers[0].type in ("embedding", "one_hot"))
 
 
 def prepare(recipe, dtype=None, dataset=None):
@@ -167,6 +168,9 @@ def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, cons
     started = time.perf_counter()
     result = fit_into(recipe, model, dataset, run_dir, quiet, console)
     atomic_write_npz(run_dir / "params.npz", model.state_dict())
+    if getattr(dataset, "pair_vocab", None):  # sequence pairs' vocabularies (dlcli/translate.py)
+        from .translate import save_vocab
+        save_vocab(run_dir, dataset.pair_vocab)
     summary = finish(recipe, model, dataset, result, run_dir, time.perf_counter() - started,
                      predictor(recipe, model, dataset))
     return RunResult(run_dir, summary, model, dataset)

@@ -455,6 +455,7 @@ class FileSource(Strict):
     # two text columns (sequence to sequence, dlcli/data/pairs.py): how each is split
     unit: Optional[_one_of("char", "word")] = None
     target_unit: Optional[_one_of("char", "word")] = None
+    max_length: Optional[PositiveInt] = None  # T_x: sources padded or cut to it (default: the longest)
 
     @field_validator("x", "y")
     @classmethod

@@ -103,7 +103,7 @@ def translate(model, vocab: dict, texts, beam: int = 1, alpha: float = 0.7,
     if beam < 1:
         raise BadInput(f"must be at least 1, got {beam}", key="--beam")
     texts = list(texts)
-    x = encode_sources(texts, src, dtype=model.dtype)
+    x = encode_sources(texts, src, dtype=model.dtype, ids=getattr(model.layers[0], "needs_ids", False))
     layer = attention_layer(model)
     probs, attention = [], []
     for i in range(0, len(texts), batch_size):

@@ -31,7 +31,7 @@ class Source(NamedTuple):
     y: np.ndarray
     class_names: list | None
     origin: str  # the file(s) or generator, for messages
-    vocab: dict | None = None  # sequence pairs: {"source": Vocabulary, "target": Vocabulary}
+    pair_vocab: dict | None = None  # sequence pairs: {"source": Vocabulary, "target": Vocabulary}
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Dataset:
     class_names: list | None
     is_image: bool
     preprocessing: Preprocessing = field(repr=False)
-    vocab: dict | None = None  # sequence pairs' vocabularies (dlcli.data.pairs), saved as vocab.json
+    pair_vocab: dict | None = None  # sequence pairs' vocabularies (data/pairs.py), saved as vocab.json
 
     def preprocess(self, x_raw) -> np.ndarray:
         """Raw examples as the source holds them -> model inputs, with the train statistics."""
@@ -57,10 +57,14 @@ class Dataset:
         return self.preprocessing(x[..., None] if x.ndim in (1, 3) else x)
 
 
-def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -> Dataset:
-    """The recipe's data. targets: "auto" (class labels, or multi-label (m, k)) or "real"."""
-    train = read_source(cfg.get("train"), "data.train", stream(seed, "data"), targets)
-    fractions, sources = _held_out(cfg, seed, targets, train.vocab)
+def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto",
+                 token_ids: bool = False) -> Dataset:
+    """The recipe's data. targets: "auto" (class labels, or multi-label (m, k)) or "real".
+    token_ids: sequence pairs give token ids (m, T) (the model starts with embedding or
+    one_hot), else one-hot vectors (m, T, V)."""
+    train = read_source(cfg.get("train"), "data.train", stream(seed, "data"), targets,
+                        token_ids=token_ids)
+    fractions, sources = _held_out(cfg, seed, targets, train.pair_vocab, token_ids)
     raw = {name: Split(train.x[rows], train.y[rows], rows)
            for name, rows in carve(len(train.x), fractions, stream(seed, "split")).items()}
     for name, source in sources.items():
@@ -80,11 +84,13 @@ def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -
         raise BadInput(f"augmentation needs images (m, n_H, n_W, n_C) but the examples have shape "
                        f"{input_shape}" + (" (drop flatten: true and flatten in the model)"
                                            if preprocessing.flatten else ""), key="data.augment")
+    if train.pair_vocab:  # a sequence's classes: the target vocabulary (for units: auto)
+        n_classes = len(train.pair_vocab["target"].tokens)
     return Dataset(splits, input_shape, n_classes, train.class_names, is_image, preprocessing,
-                   train.vocab)
+                   pair_vocab=train.pair_vocab)
 
 
-def _held_out(cfg, seed, targets, vocab=None):
+def _held_out(cfg, seed, targets, vocab=None, token_ids=False):
     """({split: fraction}, {split: Source}) for the test, dev and train-dev the recipe names."""
     # each builtin held-out source gets its own draw, whichever others the recipe has
     rngs = dict(zip(ORDER, stream(seed, "test_data").spawn(len(ORDER))))
@@ -92,7 +98,7 @@ def _held_out(cfg, seed, targets, vocab=None):
     for name in ORDER:
         value = cfg.get(name)
         if isinstance(value, dict):
-            sources[name] = read_source(value, f"data.{name}", rngs[name], targets, vocab)
+            sources[name] = read_source(value, f"data.{name}", rngs[name], targets, vocab, token_ids)
         elif _is_fraction(value):
             fractions[name] = value
         elif value is not None:
@@ -101,13 +107,13 @@ def _held_out(cfg, seed, targets, vocab=None):
     return fractions, sources
 
 
-def read_source(src, key: str, rng, targets: str = "auto", vocab=None) -> Source:
+def read_source(src, key: str, rng, targets: str = "auto", vocab=None, token_ids=False) -> Source:
     """One source mapping, read and checked (`vocab`: the train source's, for held-out pairs)."""
     if not isinstance(src, dict):
         raise BadInput("must be a source: {path: FILE, x: KEY, y: KEY} or {builtin: NAME}"
                        + (", and the train source is required" if src is None else ""), key=key)
     if is_pair_source(src):  # sequence to sequence: one-hot sources, target ids (pairs.py)
-        x, y, vocab, origin = read_pairs(src, key, rng, vocab)
+        x, y, vocab, origin = read_pairs(src, key, rng, vocab, token_ids)
         return Source(x, y, list(vocab["target"].tokens), origin, vocab)
     if src.get("builtin") is not None:
         if src.get("path") is not None:

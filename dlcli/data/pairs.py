@@ -1,7 +1,7 @@
 """Sequence-to-sequence sources: `{builtin: dates, n}` and two text columns of a CSV/TSV file.
 
     {builtin: dates, n: 10000}                      the course's dates (dlcli.data.dates)
-    {path: pairs.tsv, x: human, y: machine, unit: char, target_unit: char|word}
+    {path: pairs.tsv, x: human, y: machine, unit: char, target_unit: char|word, max_length: 30}
 
 Examples come out as the course's date model takes them: x one-hot (m, Tx, V_source), the
 source padded with `<pad>` to Tx (the course's `string_to_int`: longer strings are cut, an
@@ -91,15 +91,18 @@ def target_vocabulary(texts, unit: str) -> Vocabulary:
     return Vocabulary(unit, tokens + [EOS], max(lengths) + 1)
 
 
-def encode_sources(texts, vocab: Vocabulary, dtype=np.float32) -> np.ndarray:
-    """One-hot (m, Tx, V): tokens cut to Tx, padded with <pad>."""
+def encode_sources(texts, vocab: Vocabulary, dtype=np.float32, ids: bool = False) -> np.ndarray:
+    """One-hot (m, Tx, V), or token ids (m, Tx) with `ids`: tokens cut to Tx, padded with <pad>."""
     m, V = len(texts), len(vocab.tokens)
-    x = np.zeros((m, vocab.length, V), dtype=dtype)
     pad = vocab.ids[PAD]
+    rows = np.full((m, vocab.length), pad, dtype=np.int64)
     for r, text in enumerate(texts):
-        ids = vocab.encode(text)[:vocab.length]
-        ids += [pad] * (vocab.length - len(ids))
-        x[r, np.arange(vocab.length), ids] = 1
+        encoded = vocab.encode(text)[:vocab.length]
+        rows[r, :len(encoded)] = encoded
+    if ids:
+        return rows
+    x = np.zeros((m, vocab.length, V), dtype=dtype)
+    np.put_along_axis(x, rows[..., None], 1, axis=2)
     return x
 
 
@@ -126,10 +129,11 @@ def is_pair_source(src) -> bool:
                                       or src.get("target_unit") is not None)
 
 
-def read_pairs(src: dict, key: str, rng, vocab: dict | None = None):
+def read_pairs(src: dict, key: str, rng, vocab: dict | None = None, token_ids: bool = False):
     """(x, y, {"source": Vocabulary, "target": Vocabulary}, origin) of a pair source.
 
     `vocab`: the train source's vocabularies, for a held-out source (None: build them here).
+    `token_ids`: x as ids (m, Tx) for a model that starts with embedding / one_hot.
     """
     if src.get("builtin") == "dates":
         from .dates import HUMAN_VOCAB, MACHINE_VOCAB, TX, TY, date_pairs
@@ -144,9 +148,9 @@ def read_pairs(src: dict, key: str, rng, vocab: dict | None = None):
         for name, value in (("unit", unit), ("target_unit", target_unit)):
             if value not in UNITS:
                 raise BadInput(f"must be char or word, got {value!r}", key=f"{key}.{name}")
-        vocab = vocab or {"source": source_vocabulary([p[0] for p in pairs], unit),
+        vocab = vocab or {"source": source_vocabulary([p[0] for p in pairs], unit, src.get("max_length")),
                           "target": target_vocabulary([p[1] for p in pairs], target_unit)}
-    x = encode_sources([p[0] for p in pairs], vocab["source"])
+    x = encode_sources([p[0] for p in pairs], vocab["source"], ids=token_ids)
     y = encode_targets([p[1] for p in pairs], vocab["target"], origin, f"{key}.y")
     return x, y, vocab, origin
 
