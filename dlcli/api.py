@@ -85,7 +85,7 @@ def prepare(recipe, dtype=None, dataset=None):
     if dataset is None:
         dataset = load_data(recipe, dtype)
     with located(recipe):
-        model = build(recipe, dataset.input_shape, dtype)
+        model = build(recipe, dataset.input_shape, dtype, dataset)
         check_fit(recipe, model, dataset)
         if recipe.model.init_from:
             init_from(recipe, model)
@@ -101,22 +101,37 @@ def regression(recipe) -> bool:
     return not activations or activations[-1] == "linear"
 
 
-def build(recipe, input_shape, dtype=None):
+def build(recipe, input_shape, dtype=None, dataset=None):
     from .nn.model import build_model
     from .rng import stream
     cfg = recipe.to_dict()
+    if dataset is not None:  # `units: auto`, `vocab: auto` from the data (dlcli/text.py)
+        from .text import resolve_auto
+        resolve_auto(cfg["model"], dataset)
     try:
-        return build_model(cfg["model"], cfg["loss"], recipe.regularization.l2, input_shape,
-                           dtype or recipe.dtype, rng=stream(recipe.seed, "init"),
-                           dropout_rng=stream(recipe.seed, "dropout"))
+        model = build_model(cfg["model"], cfg["loss"], recipe.regularization.l2, input_shape,
+                            dtype or recipe.dtype, rng=stream(recipe.seed, "init"),
+                            dropout_rng=stream(recipe.seed, "dropout"))
     except (ValueError, TypeError) as err:
         raise recipe.error("model.layers", f"{err} (input shape {tuple(input_shape)})")
+    if dataset is not None:
+        from .text import init_word_vectors
+        init_word_vectors(model, cfg["model"], dataset)
+    return model
 
 
 def check_fit(recipe, model, dataset) -> None:
     """The labels must be ones the model's output can give."""
     out = model.net.output_shape
     name = model.loss.name
+    y = dataset.splits["train"].y
+    if len(out) == 2 and y.ndim == 2 and name == "categorical_crossentropy":
+        # a sequence output (m, T, C) against labels (m, T), -1 at padded steps
+        if y.shape[1] != out[0] or int(y.max()) >= out[1]:
+            raise recipe.error("model.layers", f"the network's output (m, {out[0]}, {out[1]}) "
+                               f"cannot give labels of shape {y.shape} with values up to "
+                               f"{int(y.max())} (units: auto sizes the last dense layer)")
+        return
     if len(out) != 1:
         raise recipe.error("model.layers", f"the network's output has shape {out}; a classifier "
                            "needs one vector per example (add a flatten or global_avgpool layer)")
@@ -168,9 +183,8 @@ def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, cons
     started = time.perf_counter()
     result = fit_into(recipe, model, dataset, run_dir, quiet, console)
     atomic_write_npz(run_dir / "params.npz", model.state_dict())
-    if getattr(dataset, "pair_vocab", None):  # sequence pairs' vocabularies (dlcli/translate.py)
-        from .translate import save_vocab
-        save_vocab(run_dir, dataset.pair_vocab)
+    if getattr(dataset, "vocab", None) is not None:
+        dataset.vocab.save(run_dir / "vocab.json")
     summary = finish(recipe, model, dataset, result, run_dir, time.perf_counter() - started,
                      predictor(recipe, model, dataset))
     return RunResult(run_dir, summary, model, dataset)
@@ -236,7 +250,7 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
            extra=None) -> dict:
     """Evaluate every split with `predict`, write predictions and summary.json."""
     from .strategy import diagnose
-    errors, metrics = {}, {}
+    errors, metrics, sequence = {}, {}, {}
     for split in SPLITS:
         data = dataset.splits.get(split)
         if data is None:
@@ -244,6 +258,13 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
             continue
         arrays = prediction_arrays(predict(data.x), model.loss, data)
         errors[split] = float(model.loss.error(arrays["probabilities"], data.y))
+        if arrays["probabilities"].ndim == 3:  # a sequence output (SPEC "Sequences")
+            from .nn.sequence import sequence_metrics
+            sequence[split] = sequence_metrics(arrays["probabilities"], data.y)
+            if getattr(dataset.vocab, "get", None) and "target" in dataset.vocab:  # pairs: BLEU
+                from .translate import split_bleu
+                sequence[split]["bleu"] = split_bleu(arrays["probabilities"], data.y,
+                                                     dataset.vocab["target"])
         atomic_write_npz(run_dir / "predictions" / f"{split}.npz", arrays)
         scores = classification_scores(recipe, model, dataset, data.y, arrays["y_pred"])
         if scores:
@@ -259,6 +280,8 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
         "satisficing": satisficing(recipe, model, dataset, errors, seconds, predict),
         **(extra or {}),
     }
+    if sequence:
+        summary["sequence_metrics"] = {split: sequence.get(split) for split in SPLITS}
     if result.status == "diverged":
         summary["diverged_at_epoch"] = result.diverged_at
     if result.stopped_early_at:

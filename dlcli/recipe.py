@@ -300,9 +300,15 @@ def _tagged(tag_of, *members, error: str):
 
 
 # layers
+def _units(value):
+    if value == "auto" or (_is_int(value) and value >= 1):
+        return value
+    raise _fail("must be a positive integer or auto (the classes or the target vocabulary)", value)
+
+
 class Dense(Strict):
     type: str = "dense"
-    units: PositiveInt
+    units: Annotated[Any, PlainValidator(_units)]
     activation: Activation = "linear"
     bias: bool = True
     init: Optional[Init] = None
@@ -396,6 +402,64 @@ class Branches(Strict):
     paths: list[Annotated[list[Layer], Field(min_length=1)]] = Field(min_length=1)
 
 
+# sequences (nn/recurrent.py, nn/embedding.py)
+def _vocab(value):
+    if value == "auto" or (_is_int(value) and value >= 1):
+        return value
+    raise _fail("must be a positive integer or auto (the data's vocabulary)", value)
+
+
+Vocab = Annotated[Any, PlainValidator(_vocab)]
+
+
+class Embedding(Strict):
+    type: str = "embedding"
+    dim: PositiveInt
+    vocab: Vocab = "auto"
+    init_from: Optional[PathStr] = None
+    trainable: bool = True
+    init: Optional[Init] = None
+
+
+class OneHot(Strict):
+    type: str = "one_hot"
+    vocab: Vocab = "auto"
+
+
+class SimpleRNN(Strict):
+    type: str = "rnn"
+    units: PositiveInt
+    activation: _one_of("tanh", "relu", "sigmoid", "linear", "leaky_relu") = "tanh"
+    return_sequences: bool = False
+    init: Optional[Init] = None
+
+
+class GRU(Strict):
+    type: str = "gru"
+    units: PositiveInt
+    return_sequences: bool = False
+    init: Optional[Init] = None
+
+
+class LSTM(Strict):
+    type: str = "lstm"
+    units: PositiveInt
+    return_sequences: bool = False
+    init: Optional[Init] = None
+
+
+def _recurrent_kind(value):
+    if isinstance(value, BaseModel):
+        return value.type
+    return value.get("type") if isinstance(value, dict) else None
+
+
+class Bidirectional(Strict):
+    type: str = "bidirectional"
+    layer: _tagged(_recurrent_kind, ("rnn", SimpleRNN), ("gru", GRU), ("lstm", LSTM),
+                   error="must be a recurrent layer: {type: lstm|gru|rnn, units: N, ...}")
+
+
 # sequence to sequence (course 5.3): dlcli/nn/attention.py
 class AttentionDecoder(Strict):
     type: str = "attention_decoder"
@@ -407,7 +471,8 @@ class AttentionDecoder(Strict):
 
 LAYER_CLASSES = {cls.model_fields["type"].default: cls for cls in (
     Dense, Conv2D, DepthwiseConv2D, Conv2DTranspose, MaxPool, AvgPool, GlobalAvgPool, Flatten,
-    BatchNorm, Dropout, ActivationLayer, Residual, Branches, AttentionDecoder)}
+    BatchNorm, Dropout, ActivationLayer, Residual, Branches,
+    Embedding, OneHot, SimpleRNN, GRU, LSTM, Bidirectional, AttentionDecoder)}
 
 
 def _layer_type(value):
@@ -452,10 +517,11 @@ class FileSource(Strict):
     path: Optional[PathStr] = None
     x: str = Field("x", validate_default=True)
     y: str = Field("y", validate_default=True)
-    # two text columns (sequence to sequence, dlcli/data/pairs.py): how each is split
-    unit: Optional[_one_of("char", "word")] = None
+    unit: Optional[_one_of("char", "word")] = None  # x is a text column (dlcli/text.py)
+    lower: bool = False
+    # two text columns (sequence to sequence, dlcli/data/pairs.py): how y is split; T_x
     target_unit: Optional[_one_of("char", "word")] = None
-    max_length: Optional[PositiveInt] = None  # T_x: sources padded or cut to it (default: the longest)
+    max_length: Optional[PositiveInt] = None  # sources padded or cut to it (default: the longest)
 
     @field_validator("x", "y")
     @classmethod
@@ -475,20 +541,29 @@ class FileSource(Strict):
         return self
 
 
+class TextSource(Strict):
+    """`{text: FILE, unit: char|word, task: language_model}` (dlcli/text.py)."""
+
+    text: PathStr
+    unit: _one_of("char", "word") = "char"
+    task: _one_of("language_model") = "language_model"
+    lower: bool = False
+
+
 def _source_kind(value):
     if isinstance(value, BaseModel):
-        return "builtin" if isinstance(value, BuiltinSource) else "file"
+        return {BuiltinSource: "builtin", TextSource: "text"}.get(type(value), "file")
     if isinstance(value, dict):
-        return "builtin" if "builtin" in value else "file"
+        return "builtin" if "builtin" in value else "text" if "text" in value else "file"
     return None
 
 
 SOURCE_USAGE = "a data source mapping ({path: FILE, x: KEY, y: KEY} or {builtin: NAME})"
 Source = _tagged(_source_kind, ("builtin", BuiltinSource), ("file", FileSource),
-                 error=f"must be {SOURCE_USAGE}")
+                 ("text", TextSource), error=f"must be {SOURCE_USAGE}")
 SourceOrFraction = _tagged(
     lambda v: "fraction" if isinstance(v, (int, float)) else _source_kind(v),
-    ("fraction", Fraction), ("builtin", BuiltinSource), ("file", FileSource),
+    ("fraction", Fraction), ("builtin", BuiltinSource), ("file", FileSource), ("text", TextSource),
     error=f"must be a fraction in (0, 1) or {SOURCE_USAGE}")
 
 
@@ -568,6 +643,19 @@ class Decay(Strict):
     k: PositiveFloat = 1.0
 
 
+class Clip(Strict):
+    """{value: 5} clips every gradient entry to [-5, 5]; {norm: 5} rescales to a global norm."""
+
+    value: Optional[PositiveFloat] = None
+    norm: Optional[PositiveFloat] = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.value is None) == (self.norm is None):
+            raise _fail("needs exactly one of value: or norm:, e.g. {value: 5}", ...)
+        return self
+
+
 class Optimizer(Strict):
     name: _one_of(*OPTIMIZERS) = "gd"
     learning_rate: PositiveFloat = 0.01
@@ -576,6 +664,7 @@ class Optimizer(Strict):
     beta2: Beta = 0.999
     epsilon: PositiveFloat = 1e-8
     decay: Decay = Decay()
+    clip: Optional[Clip] = None
 
 
 class EarlyStopping(Strict):

@@ -110,6 +110,8 @@ def _epoch_stats(record: dict) -> str:
              f"train {_pct(record.get('train_error'))}"]
     if record.get("dev_error") is not None:
         parts.append(f"dev {_pct(record['dev_error'])}")
+    if record.get("clipped"):  # optimizer.clip changed the gradients of that many steps
+        parts.append(f"clipped {record['clipped']}")
     return "  ".join(parts)
 
 

@@ -54,6 +54,8 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
     dev = dataset.splits.get("dev")
     t_cfg, o_cfg = recipe.training, recipe.optimizer
     opt = optim.make_optimizer(o_cfg.model_dump())
+    clip = getattr(o_cfg, "clip", None)
+    opt.clip, opt.clipped = (clip.model_dump() if clip else None), 0  # dlcli/clipping.py
     decay = o_cfg.decay.model_dump()
     shuffle_rng = stream(recipe.seed, "shuffle")
     augment_rng = stream(recipe.seed, "augment")
@@ -89,6 +91,8 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None) -> FitResult:
                       "learning_rate": lr, "train_error": model.error(train.x, train.y)}
             if dev is not None:
                 record["dev_error"] = model.error(dev.x, dev.y)
+            if opt.clip:  # the steps of this epoch whose gradients were clipped
+                record["clipped"], opt.clipped = opt.clipped, 0
             record["seconds"] = time.perf_counter() - started
             last_good = snapshot(model)
             if on_epoch:
@@ -128,6 +132,9 @@ def train_step(model, opt, trainable, xb, yb, lr) -> float:
     cost = model.cost(xb, yb, training=True)
     if math.isfinite(cost):
         model.backward()
+        if getattr(opt, "clip", None):
+            from .clipping import clip_gradients
+            opt.clipped += clip_gradients([layer.grads[key] for _, layer, key in trainable], opt.clip)
         # rebuilt each step: a layer may hand back a new gradient array every backward
         opt.update([(name, layer.params[key], layer.grads[key])
                     for name, layer, key in trainable], lr)

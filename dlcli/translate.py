@@ -32,17 +32,15 @@ VOCAB_FILE = "vocab.json"
 
 # -- vocabularies in the run ------------------------------------------------------------------
 def save_vocab(run_dir, vocab: dict) -> None:
-    from .runs import atomic_write_json
-    atomic_write_json(Path(run_dir) / VOCAB_FILE, {k: v.to_json() for k, v in vocab.items()})
+    from .data.pairs import PairVocab
+    PairVocab(vocab).save(Path(run_dir) / VOCAB_FILE)
 
 
 def read_vocab(run_dir) -> dict:
-    from .data.pairs import Vocabulary
+    from .data.pairs import PairVocab
     path = Path(run_dir) / VOCAB_FILE
     try:
-        data = json.loads(path.read_text())
-        return {"source": Vocabulary.from_json(data["source"]),
-                "target": Vocabulary.from_json(data["target"])}
+        return PairVocab.from_json(json.loads(path.read_text()))
     except FileNotFoundError:
         raise BadInput("the run has no vocab.json: it was not trained on sequence pairs", file=path.parent)
     except (OSError, ValueError, KeyError, TypeError) as err:

@@ -49,7 +49,8 @@ class Dataset:
     class_names: list | None
     is_image: bool
     preprocessing: Preprocessing = field(repr=False)
-    pair_vocab: dict | None = None  # sequence pairs' vocabularies (data/pairs.py), saved as vocab.json
+    vocab: object = field(default=None, repr=False)  # a text run's dlcli.text.Vocabulary
+    # (sequence pairs: a dlcli.data.pairs.PairVocab, source and target)
 
     def preprocess(self, x_raw) -> np.ndarray:
         """Raw examples as the source holds them -> model inputs, with the train statistics."""
@@ -62,6 +63,9 @@ def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto",
     """The recipe's data. targets: "auto" (class labels, or multi-label (m, k)) or "real".
     token_ids: sequence pairs give token ids (m, T) (the model starts with embedding or
     one_hot), else one-hot vectors (m, T, V)."""
+    from ..text import is_text_source, load_text_dataset
+    if is_text_source(cfg.get("train")) and not is_pair_source(cfg.get("train")):
+        return load_text_dataset(cfg, seed, dtype)  # token ids and a vocabulary (dlcli/text.py)
     train = read_source(cfg.get("train"), "data.train", stream(seed, "data"), targets,
                         token_ids=token_ids)
     fractions, sources = _held_out(cfg, seed, targets, train.pair_vocab, token_ids)
@@ -87,7 +91,7 @@ def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto",
     if train.pair_vocab:  # a sequence's classes: the target vocabulary (for units: auto)
         n_classes = len(train.pair_vocab["target"].tokens)
     return Dataset(splits, input_shape, n_classes, train.class_names, is_image, preprocessing,
-                   pair_vocab=train.pair_vocab)
+                   vocab=train.pair_vocab)
 
 
 def _held_out(cfg, seed, targets, vocab=None, token_ids=False):

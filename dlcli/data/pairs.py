@@ -73,6 +73,25 @@ class Vocabulary:
         return cls(d["unit"], list(d["tokens"]), int(d["length"]))
 
 
+class PairVocab(dict):
+    """{"source": Vocabulary, "target": Vocabulary}; as a dataset's `vocab` it sizes
+    `vocab: auto` (len: the source's tokens) and saves itself as the run's vocab.json."""
+
+    def __len__(self):
+        return len(self["source"].tokens)
+
+    def to_json(self) -> dict:
+        return {k: v.to_json() for k, v in self.items()}
+
+    def save(self, path) -> None:
+        from ..runs import atomic_write_json
+        atomic_write_json(path, self.to_json())
+
+    @classmethod
+    def from_json(cls, d) -> "PairVocab":
+        return cls(source=Vocabulary.from_json(d["source"]), target=Vocabulary.from_json(d["target"]))
+
+
 def source_vocabulary(texts, unit: str, length: int | None = None) -> Vocabulary:
     """The course's layout: the tokens sorted, then <unk> and <pad>."""
     probe = Vocabulary(unit, [], 0)
@@ -130,7 +149,7 @@ def is_pair_source(src) -> bool:
 
 
 def read_pairs(src: dict, key: str, rng, vocab: dict | None = None, token_ids: bool = False):
-    """(x, y, {"source": Vocabulary, "target": Vocabulary}, origin) of a pair source.
+    """(x, y, PairVocab {"source": Vocabulary, "target": Vocabulary}, origin) of a pair source.
 
     `vocab`: the train source's vocabularies, for a held-out source (None: build them here).
     `token_ids`: x as ids (m, Tx) for a model that starts with embedding / one_hot.
@@ -140,16 +159,17 @@ def read_pairs(src: dict, key: str, rng, vocab: dict | None = None, token_ids: b
         n = src.get("n") or 10000
         pairs = date_pairs(rng, n)
         origin = "builtin dates"
-        vocab = vocab or {"source": Vocabulary("char", list(HUMAN_VOCAB), TX),
-                          "target": Vocabulary("char", list(MACHINE_VOCAB), TY)}
+        vocab = vocab or PairVocab(source=Vocabulary("char", list(HUMAN_VOCAB), TX),
+                                   target=Vocabulary("char", list(MACHINE_VOCAB), TY))
     else:
         pairs, origin = read_text_columns(src, key)
         unit, target_unit = src.get("unit") or "char", src.get("target_unit") or "char"
         for name, value in (("unit", unit), ("target_unit", target_unit)):
             if value not in UNITS:
                 raise BadInput(f"must be char or word, got {value!r}", key=f"{key}.{name}")
-        vocab = vocab or {"source": source_vocabulary([p[0] for p in pairs], unit, src.get("max_length")),
-                          "target": target_vocabulary([p[1] for p in pairs], target_unit)}
+        vocab = vocab or PairVocab(
+            source=source_vocabulary([p[0] for p in pairs], unit, src.get("max_length")),
+            target=target_vocabulary([p[1] for p in pairs], target_unit))
     x = encode_sources([p[0] for p in pairs], vocab["source"], ids=token_ids)
     y = encode_targets([p[1] for p in pairs], vocab["target"], origin, f"{key}.y")
     return x, y, vocab, origin
