@@ -1,0 +1,68 @@
+"""`dlcli predict` on a sequence-to-sequence run, and `dlcli train` on the dates builtin."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dlcli import api
+from dlcli.cli import app
+
+RECIPE = {
+    "name": "tiny-dates", "seed": 3,
+    "data": {"train": {"builtin": "dates", "n": 300}, "test": 0.2, "dev": 0.2},
+    "model": {"init": "xavier", "layers": [
+        {"type": "attention_decoder", "units": 8, "steps": 10, "attention_units": 4},
+        {"type": "dense", "units": 11, "activation": "softmax"}]},
+    "optimizer": {"name": "adam", "learning_rate": 0.01},
+    "training": {"epochs": 2, "batch_size": 60},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return api.train(RECIPE, runs_dir=tmp_path_factory.mktemp("runs"))
+
+
+def test_train_writes_vocabularies_and_sequence_metrics(tiny_run):
+    vocab = json.loads((tiny_run.run_dir / "vocab.json").read_text())
+    assert len(vocab["source"]["tokens"]) == 37 and vocab["source"]["length"] == 30
+    assert vocab["target"]["tokens"] == list("-0123456789") and vocab["target"]["length"] == 10
+    s = tiny_run.summary
+    assert set(s["sequence_metrics"]["test"]) >= {"sequence_error", "perplexity", "bleu"}
+    assert s["sequence_metrics"]["test"]["bleu"] is None  # character targets: no BLEU
+    with np.load(tiny_run.run_dir / "predictions" / "test.npz") as f:
+        assert f["probabilities"].shape == (60, 10, 11) and f["y_true"].shape == (60, 10)
+
+
+def test_predict_gives_the_runs_own_predictions(tiny_run, tmp_path):
+    test = tiny_run.dataset.splits["test"]
+    src = tiny_run.dataset.vocab["source"]
+    texts = [src.decode(x.argmax(axis=1)) for x in test.x[:5]]
+    png = tmp_path / "map.png"
+    result = CliRunner().invoke(app, ["predict", str(tiny_run.run_dir), *texts, "--json",
+                                      "--attention", str(png)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    with np.load(tiny_run.run_dir / "predictions" / "test.npz") as f:
+        y_pred, probs = f["y_pred"][:5], f["probabilities"][:5]
+    tgt = list("-0123456789")
+    for p, yp, pr in zip(doc["predictions"], y_pred, probs):
+        assert p["text"] == "".join(tgt[v] for v in yp)
+        assert p["tokens"] == [tgt[v] for v in yp]
+        assert p["probabilities"] == pytest.approx(pr.max(axis=1).tolist(), rel=1e-5)
+        assert p["probability"] == pytest.approx(float(np.prod(pr.max(axis=1))), rel=1e-4)
+        w = np.array(p["attention"]["weights"])
+        assert w.shape == (10, len(p["input"]))
+    assert png.exists() and (tmp_path / "map-5.png").exists()
+
+
+def test_predict_table_beam_and_bad_option(tiny_run):
+    runner = CliRunner()
+    out = runner.invoke(app, ["predict", str(tiny_run.run_dir), "Tuesday, June 5, 2018", "--beam", "3"])
+    assert out.exit_code == 0, out.output
+    assert "tuesday june 5 2018" in out.stdout and "P(y|x)" in out.stdout
+    assert "attention" in out.stdout
+    bad = runner.invoke(app, ["predict", str(tiny_run.run_dir), "3 may 1979", "--windows"])
+    assert bad.exit_code == 2
