@@ -66,3 +66,31 @@ def test_predict_table_beam_and_bad_option(tiny_run):
     assert "attention" in out.stdout
     bad = runner.invoke(app, ["predict", str(tiny_run.run_dir), "3 may 1979", "--windows"])
     assert bad.exit_code == 2
+
+
+def test_show_prints_the_courses_52960_parameters():
+    from pathlib import Path
+
+    from conftest import course_data
+    course_data("dates", "dates_10000.tsv")
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    for name in ("dates_attention.yaml", "dates_builtin.yaml"):
+        out = CliRunner().invoke(app, ["show", str(recipes / name)], env={"COLUMNS": "100"})
+        assert out.exit_code == 0, out.output
+        assert "52,960" in out.stdout
+        assert "attention_decoder 64" in out.stdout and "(m, 10, 64)" in out.stdout
+        assert "34,325" in out.stdout  # attention 1,290 + 11, post-attention LSTM 33,024
+
+
+def test_gradcheck_passes_on_an_attention_recipe(tmp_path):
+    recipe = tmp_path / "gc.yaml"
+    recipe.write_text(
+        "seed: 2\ndtype: float64\ndata: {train: {builtin: dates, n: 20}}\nmodel:\n  init: xavier\n"
+        "  layers:\n    - {type: bidirectional, layer: {type: lstm, units: 3, return_sequences: true}}\n"
+        "    - {type: attention_decoder, units: 4, steps: 10, attention_units: 3}\n"
+        "    - {type: dense, units: 11, activation: softmax}\n")
+    out = CliRunner().invoke(app, ["gradcheck", str(recipe), "--examples", "3", "--json",
+                                   "--max-per-tensor", "20"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert any(k.startswith("1.lstm.") for k in json.dumps(doc).split('"'))
