@@ -101,6 +101,19 @@ def gradcheck(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
          seconds=seconds or None)
 
 
+@app.command()
+def sample(run: Path = typer.Argument(..., help="A language-model run directory."),
+           n: int = typer.Option(10, "--n", min=1, help="How many sequences."),
+           seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the draws (default: the run's recipe seed)."),
+           temperature: float = typer.Option(1.0, "--temperature", help="Divides the logits: < 1 surer, > 1 more varied."),
+           max_length: int = typer.Option(50, "--max-length", min=1, help="Tokens at most per sequence."),
+           as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")):
+    """Sequences drawn from a trained language model, one token at a time."""
+    from .sample import sample_cli
+    _run(sample_cli, run, n=n, seed=seed, temperature=temperature, max_length=max_length,
+         as_json=as_json)
+
+
 @analyze_app.command("errors")
 def analyze_errors(run: Path = typer.Argument(..., help="A run directory."),
                    split: str = typer.Option("dev", "--split", help="train | train_dev | dev | test"),

@@ -303,7 +303,8 @@ def _tagged(tag_of, *members, error: str):
 def _units(value):
     if value == "auto" or (_is_int(value) and value >= 1):
         return value
-    raise _fail("must be a positive integer or auto (the classes or the target vocabulary)", value)
+    raise _fail("must be a positive integer", value, hint=" (or auto: the classes or the target vocabulary)"
+                if isinstance(value, str) else "")
 
 
 class Dense(Strict):
@@ -406,7 +407,8 @@ class Branches(Strict):
 def _vocab(value):
     if value == "auto" or (_is_int(value) and value >= 1):
         return value
-    raise _fail("must be a positive integer or auto (the data's vocabulary)", value)
+    raise _fail("must be a positive integer", value, hint=" (or auto: the data's vocabulary)"
+                if isinstance(value, str) else "")
 
 
 Vocab = Annotated[Any, PlainValidator(_vocab)]
@@ -517,11 +519,6 @@ class FileSource(Strict):
     path: Optional[PathStr] = None
     x: str = Field("x", validate_default=True)
     y: str = Field("y", validate_default=True)
-    unit: Optional[_one_of("char", "word")] = None  # x is a text column (dlcli/text.py)
-    lower: bool = False
-    # two text columns (sequence to sequence, dlcli/data/pairs.py): how y is split; T_x
-    target_unit: Optional[_one_of("char", "word")] = None
-    max_length: Optional[PositiveInt] = None  # sources padded or cut to it (default: the longest)
 
     @field_validator("x", "y")
     @classmethod
@@ -550,20 +547,37 @@ class TextSource(Strict):
     lower: bool = False
 
 
+class TextColumnSource(Strict):
+    """`{path: FILE.csv|.tsv, x: COLUMN, y: COLUMN, unit: word|char}`: a text column, a label column."""
+
+    path: PathStr
+    x: str = "x"
+    y: str = "y"
+    unit: _one_of("char", "word")
+    lower: bool = False
+    # two text columns (sequence to sequence, dlcli/data/pairs.py): how y is split; T_x
+    target_unit: Optional[_one_of("char", "word")] = None
+    max_length: Optional[PositiveInt] = None  # sources padded or cut to it (default: the longest)
+
+
 def _source_kind(value):
     if isinstance(value, BaseModel):
-        return {BuiltinSource: "builtin", TextSource: "text"}.get(type(value), "file")
+        return {BuiltinSource: "builtin", TextSource: "text",
+                TextColumnSource: "text_column"}.get(type(value), "file")
     if isinstance(value, dict):
-        return "builtin" if "builtin" in value else "text" if "text" in value else "file"
+        return ("builtin" if "builtin" in value else "text" if "text" in value
+                else "text_column" if "unit" in value else "file")
     return None
 
 
 SOURCE_USAGE = "a data source mapping ({path: FILE, x: KEY, y: KEY} or {builtin: NAME})"
 Source = _tagged(_source_kind, ("builtin", BuiltinSource), ("file", FileSource),
-                 ("text", TextSource), error=f"must be {SOURCE_USAGE}")
+                 ("text", TextSource), ("text_column", TextColumnSource),
+                 error=f"must be {SOURCE_USAGE}")
 SourceOrFraction = _tagged(
     lambda v: "fraction" if isinstance(v, (int, float)) else _source_kind(v),
     ("fraction", Fraction), ("builtin", BuiltinSource), ("file", FileSource), ("text", TextSource),
+    ("text_column", TextColumnSource),
     error=f"must be a fraction in (0, 1) or {SOURCE_USAGE}")
 
 

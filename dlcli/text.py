@@ -296,7 +296,6 @@ def resolve_auto(model_cfg: dict, dataset) -> None:
     the text source's vocabulary (or 1 + the largest id of integer inputs), and the number of
     classes (or the target vocabulary's size)."""
     vocab = getattr(dataset, "vocab", None)
-    train = dataset.splits["train"]
     for i, spec in enumerate(model_cfg["layers"]):
         if spec.get("type") in ("embedding", "one_hot") and spec.get("vocab") == "auto":
             if vocab is not None:
@@ -310,7 +309,7 @@ def resolve_auto(model_cfg: dict, dataset) -> None:
         if spec.get("type") == "dense" and spec.get("units") == "auto":
             n = dataset.n_classes
             if n is None:
-                y = train.y
+                y = dataset.splits["train"].y
                 if y.dtype.kind not in "iu":
                     raise BadInput("units: auto needs class labels (or a text target)",
                                    key=f"model.layers.{i}.units")
