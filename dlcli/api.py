@@ -115,7 +115,7 @@ def build(recipe, input_shape, dtype=None, dataset=None):
                             dropout_rng=stream(recipe.seed, "dropout"))
     except (ValueError, TypeError) as err:
         raise recipe.error("model.layers", f"{err} (input shape {tuple(input_shape)})")
-    if dataset is not None:
+    if getattr(dataset, "splits", None):  # GloVe vectors at training time, not when re-loaded
         from .text import init_word_vectors
         init_word_vectors(model, cfg["model"], dataset)
     return model

@@ -50,7 +50,7 @@ from .predict_inputs import Batch, InputOptions, InputSpec, load_input_spec, rea
 KINDS: list = []
 # Modules that register kinds of other families; each is imported when `predict` first runs,
 # and a module that is not there (a branch without that family) is skipped.
-KIND_MODULES: list[str] = ["dlcli.translate_kind"]
+KIND_MODULES: list[str] = ["dlcli.text_kind", "dlcli.translate_kind"]
 OPTIONS = ("beam", "length_alpha", "attention", "windows")
 
 
@@ -119,7 +119,8 @@ def load_trained(run) -> TrainedRun:
     if not params.exists():
         raise BadInput("the run has no params.npz (was it trained?)", file=path)
     with located(recipe):
-        model = build(recipe, spec.input_shape)
+        from .text import run_sizes  # `units: auto`, `vocab: auto` from the run's files
+        model = build(recipe, spec.input_shape, dataset=run_sizes(path, spec))
     try:
         with np.load(params, allow_pickle=False) as f:
             model.load_state_dict({k: f[k] for k in f.files})

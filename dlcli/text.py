@@ -291,6 +291,15 @@ def load_word_vectors(path, vocab: Vocabulary, E: np.ndarray) -> int:
 
 
 # -- `auto` sizes and word vectors, filled in before / after the build ------------------------
+def run_sizes(run_path, spec):
+    """What `resolve_auto` needs when a trained run is loaded without its data: the run's
+    vocab.json (where it has one) and the number of classes saved with it."""
+    from types import SimpleNamespace
+    path = Path(run_path) / "vocab.json"
+    return SimpleNamespace(vocab=Vocabulary.load(path) if path.exists() else None,
+                           n_classes=spec.n_classes, splits={})
+
+
 def resolve_auto(model_cfg: dict, dataset) -> None:
     """`vocab: auto` of embedding / one_hot layers and `units: auto` of dense layers, in place:
     the text source's vocabulary (or 1 + the largest id of integer inputs), and the number of
@@ -300,6 +309,8 @@ def resolve_auto(model_cfg: dict, dataset) -> None:
         if spec.get("type") in ("embedding", "one_hot") and spec.get("vocab") == "auto":
             if vocab is not None:
                 spec["vocab"] = len(vocab)
+            elif not dataset.splits:  # a re-loaded run without a vocabulary: params.npz decides
+                continue
             else:
                 x = np.concatenate([s.x.reshape(-1) for s in dataset.splits.values()])
                 if x.size == 0 or np.any(np.mod(x, 1) != 0):
@@ -308,6 +319,8 @@ def resolve_auto(model_cfg: dict, dataset) -> None:
                 spec["vocab"] = int(x.max()) + 1
         if spec.get("type") == "dense" and spec.get("units") == "auto":
             n = dataset.n_classes
+            if n is None and not dataset.splits:
+                continue
             if n is None:
                 y = dataset.splits["train"].y
                 if y.dtype.kind not in "iu":

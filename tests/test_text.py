@@ -226,3 +226,42 @@ model: {layers: [{type: one_hot}, {type: rnn, units: 3, return_sequences: true},
 """)
     result = _cli("train", tmp_path / "r.yaml", "--quiet", "--runs-dir", tmp_path)
     assert result.exit_code == 2 and "nothing.txt" in result.output and "data.train.text" in result.output
+
+
+def test_predict_text_classifier_gives_the_runs_own_predictions(tmp_path):
+    import csv
+    recipe = tmp_path / "emo.yaml"
+    recipe.write_text(f"""
+data:
+  train: {{path: "{course_data('emojify', 'train.csv')}", x: sentence, y: emoji, unit: word, lower: true}}
+  test: {{path: "{course_data('emojify', 'test.csv')}", x: sentence, y: emoji, unit: word, lower: true}}
+model:
+  layers:
+    - {{type: embedding, dim: 8, vocab: auto}}
+    - {{type: lstm, units: 6}}
+    - {{type: dense, units: auto, activation: softmax}}
+optimizer: {{name: adam, learning_rate: 0.01}}
+training: {{epochs: 2, batch_size: 32}}
+""")
+    assert _cli("train", recipe, "--quiet", "--runs-dir", tmp_path / "runs").exit_code == 0
+    run = next((tmp_path / "runs").iterdir())
+    with open(course_data("emojify", "test.csv")) as f:
+        sentences = [row["sentence"] for row in csv.DictReader(f)][:5]
+    result = _cli("predict", run, *sentences, "--json")
+    assert result.exit_code == 0, result.output
+    got = np.array([p["probabilities"] for p in json.loads(result.stdout)["predictions"]])
+    with np.load(run / "predictions" / "test.npz") as f:
+        np.testing.assert_allclose(got, f["probabilities"][:5], rtol=1e-5, atol=1e-7)
+    assert json.loads(result.stdout)["predictions"][0]["tokens"] == sentences[0].lower().split()
+
+
+def test_predict_language_model_steps(tmp_path):
+    recipe = _dinos_recipe(tmp_path)
+    assert _cli("train", recipe, "--quiet", "--runs-dir", tmp_path / "runs").exit_code == 0
+    run = next((tmp_path / "runs").iterdir())
+    result = _cli("predict", run, "trex", "--json")
+    assert result.exit_code == 0, result.output
+    entry = json.loads(result.stdout)["predictions"][0]
+    assert len(entry["tokens"]) == 5 and len(entry["probabilities"]) == 5
+    assert all(abs(sum(p) - 1) < 1e-5 for p in entry["probabilities"]) and entry["next"] == entry["tokens"][-1]
+    assert _cli("predict", run, "T-REX!").exit_code == 2  # characters the vocabulary lacks

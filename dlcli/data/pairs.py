@@ -11,7 +11,8 @@ are not all of one length, each ends with `<eos>` so that a translation knows wh
 Vocabularies are built from the train source (the file given as data.train, before dev and
 test are carved from it; the dates' are the course's fixed 37 and 11 symbols) and reused for
 every held-out source and for `predict`; the run saves them as vocab.json:
-`{"source": {"unit", "tokens", "length"}, "target": {...}}` (`length`: Tx, Ty).
+`{"task": "translate", "unit", "tokens", "source": {"unit", "tokens", "length"}, "target": {...}}`
+(`length`: Tx, Ty; the top-level unit and tokens repeat the source's, as a text run's file).
 """
 
 from __future__ import annotations
@@ -81,7 +82,11 @@ class PairVocab(dict):
         return len(self["source"].tokens)
 
     def to_json(self) -> dict:
-        return {k: v.to_json() for k, v in self.items()}
+        # "task", "unit", "tokens" at the top: the layout of a text run's vocab.json
+        # (dlcli/text.py), so that its readers size `vocab: auto` and know the run's task
+        src = self["source"]
+        return {"task": "translate", "unit": src.unit, "tokens": src.tokens,
+                **{k: v.to_json() for k, v in self.items()}}
 
     def save(self, path) -> None:
         from ..runs import atomic_write_json

@@ -77,6 +77,9 @@ class Model:
 
     def cost(self, x, y, training=True) -> float:
         """The mini-batch cost (loss + lambda/(2m) sum ||W||^2), ready for backward()."""
+        if self.mask_layers:  # padded to the longest in this mini-batch, not in the split
+            from .recurrent import trim_padding
+            x, y = trim_padding(x, y)
         z = self.forward(x, training)
         self._m = x.shape[0]
         return self.loss.forward(z, y) + self.l2_cost(self._m)

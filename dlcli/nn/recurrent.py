@@ -381,8 +381,10 @@ class Recurrent(Layer):
 
     def _mask_tm(self, m, T):
         mask = self.mask
-        if mask is None or mask.shape != (m, T):
+        if mask is None or mask.shape[0] != m or mask.shape[1] > T:
             return _ones_mask(T, m)
+        if mask.shape[1] < T:  # the mask of a trimmed batch: the steps beyond it are padding
+            mask = np.concatenate([mask, np.zeros((m, T - mask.shape[1]), dtype=mask.dtype)], axis=1)
         return self._time_major(mask.astype(np.uint8, copy=False))
 
     def forward(self, x, training):
@@ -505,3 +507,20 @@ def set_mask(layers, x) -> None:
     mask = (x != -1) if x.ndim == 2 and x.dtype.kind in "iu" else None
     for layer in layers:
         layer.mask = mask
+
+
+def trim_padding(x, y):
+    """Token ids (m, T) and their labels cut after the last step any example uses: the steps
+    cut are padding in every example, which adds nothing to the cost (SPEC: sequences are
+    padded to the longest in the mini-batch). Labels (m, T) are cut alike; other x, y pass."""
+    x = np.asarray(x)
+    if x.ndim != 2 or x.dtype.kind not in "iu" or x.shape[1] < 2:
+        return x, y
+    used = np.nonzero((x != -1).any(axis=0))[0]
+    T = int(used[-1]) + 1 if used.size else 1
+    if T == x.shape[1]:
+        return x, y
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == x.shape[1]:
+        y = y[:, :T]
+    return x[:, :T], y
