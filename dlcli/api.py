@@ -75,8 +75,9 @@ def load_data(recipe, dtype=None):
     seed = recipe.seed if data_cfg.get("seed") is None else data_cfg["seed"]
     with located(recipe):
         return load_dataset(data_cfg, seed, dtype or recipe.dtype,
-                            targets="real" if regression(recipe) else "auto",
-                            token_ids=recipe.model.layers[0].type in ("embedding", "one_hot"))
+                            targets="real" if regression(recipe) else
+                            "sequence" if token_model(recipe) else "auto",
+                            token_ids=token_model(recipe))
 
 
 def prepare(recipe, dtype=None, dataset=None):
@@ -91,6 +92,12 @@ def prepare(recipe, dtype=None, dataset=None):
         if recipe.model.init_from:
             init_from(recipe, model)
     return model, dataset
+
+
+def token_model(recipe) -> bool:
+    """A model that reads token ids (embedding / one_hot first): (m, T) labels are per step."""
+    layers = recipe.to_dict()["model"]["layers"]
+    return bool(layers) and layers[0].get("type") in ("embedding", "one_hot")
 
 
 def regression(recipe) -> bool:
@@ -138,6 +145,9 @@ def check_fit(recipe, model, dataset) -> None:
                            "needs one vector per example (add a flatten or global_avgpool layer)")
     y = dataset.splits["train"].y
     if name == "multi_label":
+        if y.ndim == 2 and ((y != 0) & (y != 1) & (y != -1)).any():
+            raise recipe.error("data.train.y", "multi_label needs labels 0, 1 or -1 (not "
+                               f"labelled), the data has {int(y.max())}")
         if y.ndim != 2 or y.shape[1] != out[0]:
             raise recipe.error("model.layers", f"multi_label needs labels of shape (m, {out[0]}), "
                                f"the data has {y.shape}")
@@ -401,6 +411,8 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1, report_page=F
         report.errors_table(summary, console)
         if summary.get("metrics"):
             report.metrics_table(summary["metrics"], console)
+        if summary.get("sequence_metrics"):
+            report.sequence_table(summary["sequence_metrics"], console)
         console.print(f"run saved in [bold]{result.run_dir}[/bold]")
     if report_page:
         from .page import write_beside

@@ -150,6 +150,19 @@ def metrics_table(metrics: dict, console: Console) -> None:
     console.print(table)
 
 
+def sequence_table(sequence_metrics: dict, console: Console) -> None:
+    """summary.json's "sequence_metrics": per split, the sequence error, the perplexity, its
+    log (the loss per token, what compares language models) and BLEU."""
+    table = _table("Sequences", ("split", L), ("sequence error", R), ("perplexity", R),
+                   ("loss per token", R), ("BLEU", R))
+    for split, m in sequence_metrics.items():
+        if m:
+            p = m.get("perplexity")
+            _row(table, SPLITS.get(split, split), _pct(m.get("sequence_error")), _num(p),
+                 _num(math.log(p) if p else None), _num(m.get("bleu")))
+    console.print(table)
+
+
 # -- learning curve ---------------------------------------------------------------------------
 # the dot bit of each (row, column) inside a braille cell of 4 rows x 2 columns
 BRAILLE_DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))

@@ -370,3 +370,15 @@ def test_params_are_views_of_the_stacked_gates():
     assert [k for k in gru.params] == ["Wu", "Wr", "Wc", "bu", "br", "bc"]
     rnn = _layer({"type": "rnn", "units": 4})
     assert {k: v.shape for k, v in rnn.params.items()} == {"Waa": (4, 4), "Wax": (4, N_X), "ba": (4, 1)}
+
+
+def test_sequence_layer_schemas_match_their_classes():
+    import inspect
+
+    from dlcli.nn import LAYERS, _load_layer_modules
+    from dlcli.recipe import LAYER_CLASSES
+    _load_layer_modules()
+    for name in ("embedding", "one_hot", "rnn", "gru", "lstm", "bidirectional"):
+        fields = set(LAYER_CLASSES[name].model_fields) - {"type"}
+        params = set(inspect.signature(LAYERS[name].__init__).parameters) - {"self"}
+        assert fields and fields <= params, name

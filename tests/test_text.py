@@ -98,10 +98,14 @@ def test_sequence_cost_is_the_sum_over_unmasked_steps_over_m():
     assert loss.error(out, y) == pytest.approx(np.mean(pred[present] != y[present]))
 
 
-def test_padding_adds_nothing_to_cost_or_gradients():
-    """An example padded with more steps gives the same cost and gradients (many-to-many and
-    many-to-one, bidirectional)."""
+@pytest.mark.parametrize("trim", [True, False])
+def test_padding_adds_nothing_to_cost_or_gradients(trim, monkeypatch):
+    """An example padded with more steps gives the same cost and gradients (many-to-many,
+    bidirectional), with the batch trimmed to its longest example and without (the masks alone)."""
+    from dlcli.nn import recurrent
     from dlcli.nn.model import build_model
+    if not trim:
+        monkeypatch.setattr(recurrent, "TRIM_SAFE", set())
     for last in ({"type": "dense", "units": 6, "activation": "softmax"},):
         for rnn in ({"type": "lstm", "units": 4, "return_sequences": True},
                     {"type": "bidirectional", "layer": {"type": "gru", "units": 3, "return_sequences": True}}):
@@ -265,3 +269,61 @@ def test_predict_language_model_steps(tmp_path):
     assert len(entry["tokens"]) == 5 and len(entry["probabilities"]) == 5
     assert all(abs(sum(p) - 1) < 1e-5 for p in entry["probabilities"]) and entry["next"] == entry["tokens"][-1]
     assert _cli("predict", run, "T-REX!").exit_code == 2  # characters the vocabulary lacks
+
+
+def test_embedding_init_from_glove_file(tmp_path):
+    from dlcli import api
+    (tmp_path / "vectors.txt").write_text("love 1 2 3\nyou -1 -2 -3\nnotinvocab 9 9 9\nbad 1 2\n")
+    (tmp_path / "train.csv").write_text("text,label\nI love you,0\nyou ok,1\n")
+    (tmp_path / "r.yaml").write_text("""
+data: {train: {path: train.csv, x: text, y: label, unit: word, lower: true}}
+model:
+  layers:
+    - {type: embedding, dim: 3, init_from: vectors.txt, trainable: false}
+    - {type: rnn, units: 2}
+    - {type: dense, units: auto, activation: softmax}
+""")
+    model, ds = api.prepare(api.as_recipe(tmp_path / "r.yaml"))
+    E = model.layers[0].params["E"]
+    np.testing.assert_array_equal(E[:, ds.vocab.index["love"]], [1, 2, 3])
+    np.testing.assert_array_equal(E[:, ds.vocab.index["you"]], [-1, -2, -3])
+    assert "0.E" not in {name for name, _, _ in model.trainable()}  # trainable: false
+
+
+def test_npz_sequence_labels_with_padding(tmp_path):
+    """Integer ids and (m, T) labels with -1 padding from an .npz: masked like text data."""
+    from dlcli import api
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 7, (40, 6))
+    y = np.roll(x, -1, 1)
+    x[:20, 4:] = -1
+    y[:20, 4:] = -1
+    np.savez(tmp_path / "seq.npz", x=x, y=y)
+    (tmp_path / "r.yaml").write_text("""
+data: {train: {path: seq.npz}}
+model:
+  layers:
+    - {type: embedding, dim: 4}
+    - {type: gru, units: 5, return_sequences: true}
+    - {type: dense, units: auto, activation: softmax}
+""")
+    model, ds = api.prepare(api.as_recipe(tmp_path / "r.yaml"), dtype="float64")
+    assert model.layers[-1].params["W"].shape == (7, 5)
+    train = ds.splits["train"]
+    assert train.x.dtype.kind == "f"  # the .npz path reads x as numbers of the recipe's dtype
+    full = model.cost(train.x, train.y)
+    assert model.mask_layers[0].mask is not None and not model.mask_layers[0].mask[:20, 4:].any()
+    assert model.cost(train.x.astype(np.int64), train.y) == pytest.approx(full, rel=1e-12)
+
+
+def test_sequence_table_shows_perplexity_and_loss_per_token():
+    import io
+
+    from rich.console import Console
+
+    from dlcli.report import sequence_table
+    buf = io.StringIO()
+    sequence_table({"train": {"sequence_error": 0.5, "perplexity": float(np.e ** 2), "bleu": None},
+                    "dev": None}, Console(file=buf, width=80))
+    out = buf.getvalue()
+    assert "50.00%" in out and "7.389" in out and " 2 " in out and "dev" not in out

@@ -48,7 +48,12 @@ def labels(y, key: str, origin: str, targets: str = "auto"):
     if y.ndim == 1 and y.min() < 0:
         raise BadInput(f"{origin}: class labels must be 0, 1, 2, ..., got {_first(y, y < 0)}",
                        key=key)
-    if y.ndim == 2:
+    if y.ndim == 2 and targets == "sequence":  # labels 0..C-1 per step, -1 a padded step
+        bad = y < -1
+        if bad.any():
+            raise BadInput(f"{origin}: sequence labels (m, T) must hold 0, 1, ... or -1 (a "
+                           f"padded step), got {_first(y, bad)}", key=key)
+    elif y.ndim == 2:
         bad = (y != 0) & (y != 1) & (y != -1)
         if bad.any():
             raise BadInput(f"{origin}: multi-label y must hold 0, 1 or -1 (not labelled), got "

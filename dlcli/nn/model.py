@@ -79,7 +79,7 @@ class Model:
         """The mini-batch cost (loss + lambda/(2m) sum ||W||^2), ready for backward()."""
         if self.mask_layers:  # padded to the longest in this mini-batch, not in the split
             from .recurrent import trim_padding
-            x, y = trim_padding(x, y)
+            x, y = trim_padding(x, y, self.layers)
         z = self.forward(x, training)
         self._m = x.shape[0]
         return self.loss.forward(z, y) + self.l2_cost(self._m)

@@ -504,17 +504,25 @@ def mask_layers(net) -> list:
 def set_mask(layers, x) -> None:
     """Token ids (m, T) with -1 at padded steps mask those steps in every layer of `layers`."""
     x = np.asarray(x)
-    mask = (x != -1) if x.ndim == 2 and x.dtype.kind in "iu" else None
+    # rank 2 into a model with recurrent layers can only be token ids (an .npz's may be floats)
+    mask = (x != -1) if x.ndim == 2 and x.dtype.kind in "iuf" else None
     for layer in layers:
         layer.mask = mask
 
 
-def trim_padding(x, y):
+# layers through which steps that are padding in every example change nothing downstream
+TRIM_SAFE = {"embedding", "one_hot", "rnn", "gru", "lstm", "bidirectional", "dense",
+             "activation", "dropout"}
+
+
+def trim_padding(x, y, layers=()):
     """Token ids (m, T) and their labels cut after the last step any example uses: the steps
     cut are padding in every example, which adds nothing to the cost (SPEC: sequences are
-    padded to the longest in the mini-batch). Labels (m, T) are cut alike; other x, y pass."""
+    padded to the longest in the mini-batch). Labels (m, T) are cut alike; other x, y pass.
+    Only for models made of TRIM_SAFE layers (an attention over all steps might see them)."""
     x = np.asarray(x)
-    if x.ndim != 2 or x.dtype.kind not in "iu" or x.shape[1] < 2:
+    if x.ndim != 2 or x.dtype.kind not in "iuf" or x.shape[1] < 2 \
+            or any(layer.kind not in TRIM_SAFE for layer in layers):
         return x, y
     used = np.nonzero((x != -1).any(axis=0))[0]
     T = int(used[-1]) + 1 if used.size else 1
