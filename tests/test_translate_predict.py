@@ -94,3 +94,19 @@ def test_gradcheck_passes_on_an_attention_recipe(tmp_path):
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     assert any(k.startswith("1.lstm.") for k in json.dumps(doc).split('"'))
+
+
+def test_a_model_that_starts_with_one_hot_reads_token_ids(tmp_path):
+    recipe = {**RECIPE, "data": {"train": {"builtin": "dates", "n": 100}, "dev": 0.2},
+              "training": {"epochs": 1, "batch_size": 50},
+              "model": {"init": "xavier", "layers": [
+                  {"type": "one_hot", "vocab": "auto"},
+                  {"type": "attention_decoder", "units": 5, "steps": 10, "attention_units": 3},
+                  {"type": "dense", "units": "auto", "activation": "softmax"}]}}
+    run = api.train(recipe, runs_dir=tmp_path)
+    assert run.dataset.splits["train"].x.shape == (80, 30)   # ids, not one-hot
+    assert run.model.layers[0].vocab == 37 and run.model.layers[2].units == 11
+    out = CliRunner().invoke(app, ["predict", str(run.run_dir), "3 may 1979", "--json"])
+    assert out.exit_code == 0, out.output
+    p = json.loads(out.stdout)["predictions"][0]
+    assert len(p["text"]) == 10 and len(p["attention"]["weights"]) == 10
