@@ -110,3 +110,43 @@ def test_a_model_that_starts_with_one_hot_reads_token_ids(tmp_path):
     assert out.exit_code == 0, out.output
     p = json.loads(out.stdout)["predictions"][0]
     assert len(p["text"]) == 10 and len(p["attention"]["weights"]) == 10
+
+
+def test_word_level_pairs_get_bleu_in_the_summary(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["red", "blue", "green", "cat", "dog", "big", "small"]
+    rows = []
+    for _ in range(120):
+        sentence = " ".join(rng.choice(words, size=rng.integers(5, 8)))
+        rows.append(f"{sentence}\t{sentence.upper()}")   # "translate" into capitals
+    f = tmp_path / "pairs.tsv"
+    f.write_text("en\tcaps\n" + "\n".join(rows) + "\n")
+    recipe = {**RECIPE, "data": {"train": {"path": str(f), "x": "en", "y": "caps", "unit": "word",
+                                           "target_unit": "word"}, "test": 0.25},
+              "training": {"epochs": 30, "batch_size": 15},
+              "model": {"init": "xavier", "layers": [
+                  {"type": "attention_decoder", "units": 16, "steps": 8, "attention_units": 4},
+                  {"type": "dense", "units": "auto", "activation": "softmax"}]}}
+    run = api.train(recipe, runs_dir=tmp_path / "runs")
+    bleu = run.summary["sequence_metrics"]["test"]["bleu"]
+    assert isinstance(bleu, float) and 0 < bleu <= 1  # it learns some 4-grams
+    assert run.model.layers[1].units == 8  # 7 capitalised words and <eos>
+    # the same figure from the saved predictions, through nltk's corpus_bleu
+    nltk_bleu = pytest.importorskip("nltk.translate.bleu_score")
+    tokens = json.loads((run.run_dir / "vocab.json").read_text())["target"]["tokens"]
+    with np.load(run.run_dir / "predictions" / "test.npz") as f:
+        y_true, y_pred = f["y_true"], f["y_pred"]
+
+    def words_of(ids):
+        out = []
+        for i in ids:
+            if i < 0 or tokens[i] == "<eos>":
+                break
+            out.append(tokens[i])
+        return out
+    refs = [[words_of(t)] for t in y_true]
+    hyps = [words_of(p) for p in y_pred]
+    if all(len(h) >= 4 for h in hyps):  # nltk's count differs on shorter ones (see test_bleu)
+        assert bleu == pytest.approx(nltk_bleu.corpus_bleu(refs, hyps), abs=1e-12)
+    from dlcli.bleu import corpus_bleu
+    assert bleu == pytest.approx(corpus_bleu(refs, hyps), abs=1e-12)
