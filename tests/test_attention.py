@@ -128,3 +128,36 @@ def test_float32_matches_float64():
             dst[k][...] = src[k]
     a = np.random.default_rng(8).normal(size=(3, 5, 6))
     assert np.allclose(l32.forward(a.astype(np.float32), False), l64.forward(a, False), atol=1e-5)
+
+
+def numpy_forward(layer, a):
+    """SPEC's formulas step by step in numpy (the course's RepeatVector + concatenate)."""
+    p, lp = layer.params, layer.lstm.params
+    m, Tx, _ = a.shape
+    n_s = layer.units
+    s, c = np.zeros((m, n_s)), np.zeros((m, n_s))
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    outs, alphas = [], []
+    for _ in range(layer.steps):
+        concat = np.concatenate([np.repeat(s[:, None, :], Tx, axis=1), a], axis=2)
+        e = np.maximum(np.tanh(concat @ p["W1"].T + p["b1"][:, 0]) @ p["W2"].T + p["b2"][0], 0)[..., 0]
+        alpha = np.exp(e - e.max(axis=1, keepdims=True))
+        alpha /= alpha.sum(axis=1, keepdims=True)
+        z = np.concatenate([s, (alpha[..., None] * a).sum(axis=1)], axis=1)
+        gate = {g: z @ lp["W" + g].T + lp["b" + g][:, 0] for g in "fico"}
+        c = sig(gate["f"]) * c + sig(gate["i"]) * np.tanh(gate["c"])
+        s = sig(gate["o"]) * np.tanh(c)
+        outs.append(s)
+        alphas.append(alpha)
+    return np.stack(outs, 1), np.stack(alphas, 1)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_kernel_forward_equals_numpy(dtype, tol):
+    layer = make_layer(n_a=8, n_s=6, steps=5, A=4, seed=11, dtype=dtype)
+    a = np.random.default_rng(12).normal(size=(4, 9, 8))
+    out = layer.forward(a.astype(dtype), training=False)
+    params64 = make_layer(n_a=8, n_s=6, steps=5, A=4, seed=11)
+    expected, alpha = numpy_forward(params64, a)
+    assert out.dtype == dtype
+    assert rel(out, expected) < tol and rel(layer.attention, alpha) < tol
