@@ -28,31 +28,12 @@ from .inits import initialize
 GATES = ("f", "i", "c", "o")  # stacking order of the gates in the kernel's one GEMM
 
 
-_BLAS = []
-
-
 def _one_blas_thread():
-    """BLAS on one thread while the layer runs: its GEMMs are too small to share (rnn's
-    finding; here batch 100 of the date model on the loaded machine: forward + backward
-    160 ms with OpenBLAS's 2 threads, 25-30 ms on one). rnn's `_loop_threads` where it
-    exists, else the same thing here: one ThreadpoolController, made once (making one scans
-    the loaded libraries, milliseconds)."""
-    try:
-        from .recurrent import _loop_threads
-        return _loop_threads()
-    except ImportError:
-        pass
-    import contextlib
-    if not _BLAS:
-        try:
-            import scipy.linalg.cython_blas  # noqa: F401  numba's np.dot BLAS, loaded first
-            from threadpoolctl import ThreadpoolController
-            _BLAS.append(ThreadpoolController())
-        except ImportError:
-            _BLAS.append(None)
-    if _BLAS[0] is None:
-        return contextlib.nullcontext()
-    return _BLAS[0].limit(limits=1, user_api="blas")
+    """BLAS on one thread while the layer runs (rnn's `_loop_threads`): its GEMMs are too small
+    to share; batch 100 of the date model on the loaded machine: forward + backward 160 ms
+    with OpenBLAS's 2 threads, 25-30 ms on one."""
+    from .recurrent import _loop_threads
+    return _loop_threads()
 
 
 class AttentionCache(NamedTuple):
