@@ -115,6 +115,10 @@ def analyze(pred: dict, split: str) -> ErrorAnalysis:
     y_true, y_pred = np.asarray(pred["y_true"]), np.asarray(pred["y_pred"])
     probabilities = np.asarray(pred["probabilities"], dtype=np.float64)
     index = np.asarray(pred["index"]).astype(np.int64).reshape(-1)
+    if probabilities.ndim == 3:  # a sequence output: each unmasked step is a token to classify
+        present = y_true >= 0
+        index = np.broadcast_to(index[:, None], y_true.shape)[present]
+        y_true, y_pred, probabilities = y_true[present], y_pred[present], probabilities[present]
     if y_true.size and not np.all(np.mod(y_true, 1) == 0):
         raise BadInput(f"the {split} labels are not classes (a regression run?): error analysis "
                        "needs a classifier", key="--split")

@@ -102,10 +102,10 @@ def test_sequence_cost_is_the_sum_over_unmasked_steps_over_m():
 def test_padding_adds_nothing_to_cost_or_gradients(trim, monkeypatch):
     """An example padded with more steps gives the same cost and gradients (many-to-many,
     bidirectional), with the batch trimmed to its longest example and without (the masks alone)."""
-    from dlcli.nn import recurrent
+    from dlcli.nn import sequence
     from dlcli.nn.model import build_model
     if not trim:
-        monkeypatch.setattr(recurrent, "TRIM_SAFE", set())
+        monkeypatch.setattr(sequence, "TRIM_SAFE", set())
     for last in ({"type": "dense", "units": 6, "activation": "softmax"},):
         for rnn in ({"type": "lstm", "units": 4, "return_sequences": True},
                     {"type": "bidirectional", "layer": {"type": "gru", "units": 3, "return_sequences": True}}):
@@ -187,6 +187,10 @@ def test_train_sample_deterministic_per_seed(tmp_path):
     short = json.loads(_cli("sample", run, "--n", 6, "--max-length", 3, "--json").stdout)["samples"]
     assert all(len(s) <= 3 for s in short)
     assert _cli("sample", run, "--temperature", 0).exit_code == 2
+    # error analysis treats each unmasked step as a token to classify: the token error
+    analysis = _cli("analyze", "errors", run, "--json")
+    assert analysis.exit_code == 0, analysis.output
+    assert json.loads(analysis.stdout)["error"] == pytest.approx(summary["errors"]["dev"])
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])

@@ -19,6 +19,9 @@ Algorithm (the cuDNN layout, written for a CPU):
 No prange: a step's elementwise work at m = 32, n_a = 128 is 4096 elements (~15-30 us), about
 the cost of waking the other core; BLAS (the per-step GEMM) uses its own threads.
 Kernels take float32 or float64 arrays (one compiled version each), C-contiguous.
+Measured (benchmarks/rnn.py, char LM T 40, 128 units, float32, at load average 11-14 on the
+2-core machine): a training step's LSTM forward + backward 167 ms at batch 32 and 445 ms at
+128 (GRU 72 / 273 ms), the whole step 3.4-7.9x PyTorch's nn.LSTM / nn.GRU on that machine.
 Activation codes of the simple RNN: 0 tanh, 1 relu, 2 sigmoid, 3 linear, 4 leaky_relu.
 """
 

@@ -71,14 +71,14 @@ class Model:
     # -- training step ------------------------------------------------------------------
     def forward(self, x, training=False):
         if self.mask_layers:  # token ids with -1 padding: the steps every recurrent layer skips
-            from .recurrent import set_mask
+            from .sequence import set_mask
             set_mask(self.mask_layers, x)
         return self.net.forward(x, training)
 
     def cost(self, x, y, training=True) -> float:
         """The mini-batch cost (loss + lambda/(2m) sum ||W||^2), ready for backward()."""
         if self.mask_layers:  # padded to the longest in this mini-batch, not in the split
-            from .recurrent import trim_padding
+            from .sequence import trim_padding
             x, y = trim_padding(x, y, self.layers)
         z = self.forward(x, training)
         self._m = x.shape[0]

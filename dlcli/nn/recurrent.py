@@ -27,7 +27,7 @@ The cell API (stable: `attention_decoder` builds on it)
 The time loop and BPTT run in `dlcli.kernels.recurrent`; per-run caches are NamedTuples of
 whole-sequence arrays (the kernels fill them for all steps at once, not a list per step).
 
-Masks: a model whose inputs are token ids (m, T) marks padding with id -1; `set_mask` hands
+Masks: a model whose inputs are token ids (m, T) marks padding with id -1; `nn.sequence.set_mask` hands
 `ids != -1` to every layer with `uses_mask` before each forward pass.
 """
 
@@ -496,39 +496,4 @@ class Bidirectional(Layer):
         return f"bidirectional {self.forward_layer.describe()}"
 
 
-def mask_layers(net) -> list:
-    from .base import walk
-    return [layer for _, layer in walk(net) if getattr(layer, "uses_mask", False)]
-
-
-def set_mask(layers, x) -> None:
-    """Token ids (m, T) with -1 at padded steps mask those steps in every layer of `layers`."""
-    x = np.asarray(x)
-    # rank 2 into a model with recurrent layers can only be token ids (an .npz's may be floats)
-    mask = (x != -1) if x.ndim == 2 and x.dtype.kind in "iuf" else None
-    for layer in layers:
-        layer.mask = mask
-
-
-# layers through which steps that are padding in every example change nothing downstream
-TRIM_SAFE = {"embedding", "one_hot", "rnn", "gru", "lstm", "bidirectional", "dense",
-             "activation", "dropout"}
-
-
-def trim_padding(x, y, layers=()):
-    """Token ids (m, T) and their labels cut after the last step any example uses: the steps
-    cut are padding in every example, which adds nothing to the cost (SPEC: sequences are
-    padded to the longest in the mini-batch). Labels (m, T) are cut alike; other x, y pass.
-    Only for models made of TRIM_SAFE layers (an attention over all steps might see them)."""
-    x = np.asarray(x)
-    if x.ndim != 2 or x.dtype.kind not in "iuf" or x.shape[1] < 2 \
-            or any(layer.kind not in TRIM_SAFE for layer in layers):
-        return x, y
-    used = np.nonzero((x != -1).any(axis=0))[0]
-    T = int(used[-1]) + 1 if used.size else 1
-    if T == x.shape[1]:
-        return x, y
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == x.shape[1]:
-        y = y[:, :T]
-    return x[:, :T], y
+from .sequence import set_mask, trim_padding  # noqa: E402,F401  (their old home; kept importable)
