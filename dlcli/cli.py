@@ -150,8 +150,9 @@ def analyze_beam(run: Path = typer.Argument(..., help="A run of a sequence-to-se
 
 
 @app.command()
-def predict(run: Path = typer.Argument(..., help="A run directory (or its name under runs/)."),
-            inputs: List[str] = typer.Argument(..., help="Image files, data files (.npz .h5 .csv IDX) or texts."),
+def predict(run: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory (or its name under runs/)."),
+            inputs: List[str] = typer.Argument(..., metavar="INPUT...",
+                                               help="Image files, data files (.npz .h5 .csv IDX) or texts."),
             x_key: Optional[str] = typer.Option(None, "--x", help="The input array (or CSV columns) of a data file."),
             as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
             out: Optional[Path] = typer.Option(None, "--out", help="Write the predictions: FILE.csv, FILE.npz or a directory."),

@@ -13,7 +13,7 @@ your own module, decorate it with `@register_kind`, and add that module to `KIND
         priority = 10                                  # tried before lower priorities; classifier is 0
         options = frozenset()                          # of OPTIONS ("beam", "windows"...) it accepts
         @classmethod
-        def applies(cls, run) -> bool:                 # run: TrainedRun (recipe, model, spec, path)
+        def applies(cls, run) -> bool:                 # run: TrainedRun (path, config, recipe, model, spec)
             return run.loss_name == "triplet"
         def read(self, run, inputs) -> Batch:          # INPUT strings -> Batch(names, x, images, paths);
             return super().read(run, inputs)           #   default: image / data files (predict_inputs;
@@ -37,9 +37,11 @@ is the face (JSON or a table, exit code).
 from __future__ import annotations
 
 import csv
-import io
 import importlib
+import io
+import zipfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +70,8 @@ def _load_kind_modules() -> None:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as err:
-            if err.name != name:
+            # skip only the module itself or a missing parent package (dlcli.detect)
+            if err.name is None or not (name == err.name or name.startswith(err.name + ".")):
                 raise
 
 
@@ -77,15 +80,17 @@ def _load_kind_modules() -> None:
 class TrainedRun:
     """What a kind needs: the run's directory, recipe, model (params loaded) and input spec."""
     path: Path
-    recipe: object                 # recipe.Recipe
+    config: dict                   # recipe.yaml as run (every default filled in), as a dict
     model: object                  # nn.model.Model with the run's parameters
     spec: InputSpec
     predict_proba: object = None   # x -> outputs, honouring multi-crop and ensembles
     members: list = field(default_factory=list)
 
-    @property
-    def config(self) -> dict:
-        return self.recipe.to_dict()
+    @cached_property
+    def recipe(self):
+        """The validated recipe.Recipe (loaded on first use: pydantic costs ~0.1 s)."""
+        from .recipe import load_recipe
+        return load_recipe(self.path / "recipe.yaml")
 
     @property
     def loss_name(self) -> str:
@@ -95,39 +100,109 @@ class TrainedRun:
         return self.spec.label(c)
 
 
+def _numba_without_scipy() -> None:
+    """Start Numba without importing scipy.linalg (~0.2 s of CPU, a fifth of predicting one
+    image). Numba's array maths imports scipy's BLAS once, only to choose how np.vdot and
+    np.inner compile (BLAS or a plain loop); no dlcli kernel calls them, and np.dot still finds
+    scipy when a kernel compiled in this process needs it, as the block is lifted at once."""
+    import sys
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    sys.modules["scipy.linalg.cython_blas"] = None   # `import` of it fails at once, parents unread
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        del sys.modules["scipy.linalg.cython_blas"]
+
+
 def load_trained(run) -> TrainedRun:
     """The run's model with its params.npz (an ensemble: its members'), without its data."""
-    from types import SimpleNamespace
+    import yaml
 
-    from .api import build, located
-    from .evaluate import ensemble_predictor, predictor
-    from .recipe import load_recipe
+    from .evaluate import ensemble_predictor
     from .runs import find_run, read_json
     path = find_run(run)
     recipe_path = path / "recipe.yaml"
-    if not recipe_path.exists():
-        raise BadInput("the run has no recipe.yaml", file=path)
-    recipe = load_recipe(recipe_path)
-    spec = load_input_spec(path, recipe)
+    try:
+        config = yaml.safe_load(recipe_path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise BadInput(f"cannot read the run's recipe: {err}", file=recipe_path)
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise BadInput("not a run's recipe (no model:)", file=recipe_path)
+    spec = load_input_spec(path, config)
     params = path / "params.npz"
     summary = read_json(path / "summary.json") if (path / "summary.json").exists() else {}
-    member_dirs = [Path(p) for p in (summary.get("ensemble") or {}).get("runs", [])]
+    # an ensemble's members live in <run>/members/<k>/ (summary.json's paths may be relative
+    # to wherever training ran)
+    member_dirs = sorted((p for p in (path / "members").glob("*") if (p / "params.npz").exists()),
+                         key=lambda p: int(p.name) if p.name.isdigit() else p.name) \
+        if (summary.get("ensemble") or {}) else []
     if not params.exists() and member_dirs:
         members = [load_trained(p) for p in member_dirs]
-        return TrainedRun(path, recipe, members[0].model, spec,
+        return TrainedRun(path, config, members[0].model, spec,
                           ensemble_predictor([m.predict_proba for m in members]), members)
     if not params.exists():
         raise BadInput("the run has no params.npz (was it trained?)", file=path)
-    with located(recipe):
-        from .text import run_sizes  # `units: auto`, `vocab: auto` from the run's files
-        model = build(recipe, spec.input_shape, dataset=run_sizes(path, spec))
     try:
         with np.load(params, allow_pickle=False) as f:
-            model.load_state_dict({k: f[k] for k in f.files})
-    except (OSError, ValueError) as err:
+            state = {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise BadInput(f"cannot load the parameters: {err}", file=params)
-    run_predict = predictor(recipe, model, SimpleNamespace(is_image=spec.is_image))
-    return TrainedRun(path, recipe, model, spec, run_predict)
+    run = TrainedRun(path, config, None, spec)
+    _numba_without_scipy()
+    run.model = _model(run, state)
+    run.predict_proba = _predictor(run)
+    return run
+
+
+def _model(run: TrainedRun, state: dict):
+    """The model with the run's parameters. Fast path: built from recipe.yaml as run (every
+    default filled in) without validating it again; where that model does not take the
+    parameters, through api.build, which says what is wrong."""
+    import copy
+
+    from .api import build, located
+    from .nn.model import build_model
+    cfg = run.config
+    resolve, sizes = _auto_sizes(run)
+    try:
+        model_cfg = copy.deepcopy(cfg["model"])
+        if resolve is not None:
+            resolve(model_cfg, sizes)
+        model = build_model(model_cfg, cfg.get("loss", "auto"),
+                            (cfg.get("regularization") or {}).get("l2", 0.0), run.spec.input_shape,
+                            cfg.get("dtype", "float32"))
+        model.load_state_dict(state)
+        return model
+    except Exception:  # noqa: BLE001 - the validated route below decides, and says why
+        pass
+    with located(run.recipe):
+        model = build(run.recipe, run.spec.input_shape, **({"dataset": sizes} if sizes else {}))
+    try:
+        model.load_state_dict(state)
+    except ValueError as err:
+        raise BadInput(f"the parameters do not fit the recipe's model: {err}", file=run.path / "params.npz")
+    return model
+
+
+def _auto_sizes(run: TrainedRun):
+    """(resolve, sizes): how `units: auto` / `vocab: auto` become numbers without the data
+    (dlcli/text.py: the run's vocab.json and class count), or (None, None) without text runs."""
+    try:
+        from .text import resolve_auto, run_sizes
+    except ImportError:
+        return None, None
+    return resolve_auto, run_sizes(run.path, run.spec)
+
+
+def _predictor(run: TrainedRun):
+    """x -> outputs as training evaluated them: evaluation.multi_crop averages ten crops."""
+    from .evaluate import crop_pad, multi_crop_proba
+    model = run.model
+    if (run.config.get("evaluation") or {}).get("multi_crop") and run.spec.is_image:
+        pad = crop_pad((run.config.get("data") or {}).get("augment") or [])
+        return lambda x: multi_crop_proba(model, x, pad)
+    return model.predict_proba
 
 
 # -- output kinds -----------------------------------------------------------------------------
@@ -180,7 +255,7 @@ class OutputKind:
         table.add_column("class", justify="right")
         table.add_column("label")
         table.add_column("probability", justify="right")
-        for name, e in zip(result.names, result.entries):
+        for name, e in _shown(result):
             ranked = e.get("top") or [{"class": e["class"], "label": e["label"],
                                        "probability": e["probabilities"][e["class"]]}]
             for j, t in enumerate(ranked[:k]):
@@ -188,6 +263,7 @@ class OutputKind:
                               Text(t["label"] if t["label"] is not None else "—"),
                               f"{t['probability']:.4f}", style=None if j == 0 else "dim")
         console.print(table)
+        _more(result, console)
 
     def table_rows(self, run: TrainedRun, names: list, entries: list) -> tuple[list, list]:
         """(header, rows) of the --out table: one row per example."""
@@ -308,9 +384,24 @@ def _generic_table(result, console, cells, headers) -> None:
     table.add_column("input")
     for h in headers:
         table.add_column(h)
-    for name, e in zip(result.names, result.entries):
+    for name, e in _shown(result):
         table.add_row(Text(name), *(Text(str(c)) for c in cells(e)))
     console.print(table)
+    _more(result, console)
+
+
+SHOWN = 20  # rows of a human table; a whole data file goes to --out or --json
+
+
+def _shown(result):
+    return list(zip(result.names, result.entries))[:SHOWN]
+
+
+def _more(result, console) -> None:
+    rest = len(result.entries) - SHOWN
+    if rest > 0:
+        where = ", ".join(map(str, result.written)) or "--out FILE.csv or --json"
+        console.print(f"… and {rest} more (all of them: {where})", style="dim")
 
 
 def kind_for(run: TrainedRun):
@@ -360,12 +451,11 @@ def predict(run, inputs: list, *, x_key=None, top=None, out=None, **options) -> 
 def predict_cli(run, inputs, *, x_key=None, as_json=False, out=None, top=None, **options) -> int:
     import json
     import sys
-
-    from rich.console import Console
     result = predict(run, inputs, x_key=x_key, top=top, out=out, **options)
     if as_json:
         print(json.dumps(result.to_json()))
     else:
+        from rich.console import Console
         result.kind.render(result, Console())
     for path in result.written:
         print(f"wrote {path}", file=sys.stderr)

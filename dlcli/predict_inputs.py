@@ -69,18 +69,20 @@ def save_input_spec(run_dir, dataset) -> None:
     atomic_write_npz(Path(run_dir) / SPEC_FILE, arrays)
 
 
-def load_input_spec(run_dir, recipe) -> InputSpec:
+def load_input_spec(run_dir, config: dict) -> InputSpec:
+    """config: the run's recipe.yaml as a dict."""
     from .data.preprocess import Preprocessing
-    data = recipe.to_dict()["data"]
+    data = config.get("data") or {}
     path = Path(run_dir) / SPEC_FILE
     if not path.exists():
-        return _spec_from_dataset(recipe)
+        from .recipe import load_recipe
+        return _spec_from_dataset(load_recipe(Path(run_dir) / "recipe.yaml"))
     try:
         with np.load(path, allow_pickle=False) as f:
             a = {k: f[k] for k in f.files}
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise BadInput(f"cannot read the run's preprocessing: {err}", file=path)
-    pre = Preprocessing(np.dtype(recipe.dtype), float(data.get("scale") or 1),
+    pre = Preprocessing(np.dtype(config.get("dtype", "float32")), float(data.get("scale") or 1),
                         bool(data.get("flatten")), bool(data.get("normalize")),
                         a.get("mean"), a.get("std"))
     raw_max = float(a["raw_max"])

@@ -5,6 +5,7 @@ every bad input exit 2 naming it, and the registry of output kinds."""
 import csv
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -278,3 +279,55 @@ def test_a_registered_kind_takes_over_the_runs_it_applies_to(quick_run, tmp_path
     assert doc["predictions"][0]["beam"] == 4
     with pytest.raises(ValueError):
         P.register_kind(type("Nameless", (P.OutputKind,), {}))
+
+
+# -- the other kinds of run that exist today ------------------------------------------------------
+def small_recipe(tmp_path, layers, loss="auto", train=None):
+    return {"name": "small", "seed": 3,
+            "data": {"train": train or {"builtin": "planar", "n": 300}, "dev": 0.2},
+            "model": {"layers": layers}, "loss": loss,
+            "optimizer": {"name": "adam", "learning_rate": 0.01},
+            "training": {"epochs": 5, "batch_size": 64}}
+
+
+def test_a_regression_run_gives_its_outputs_as_values(tmp_path):
+    from dlcli.predict import predict
+    run_dir = api.train(small_recipe(tmp_path, [{"type": "dense", "units": 4, "activation": "tanh"},
+                                                {"type": "dense", "units": 1}], loss="mse"),
+                        runs_dir=tmp_path / "runs").run_dir
+    dev = raw_split(run_dir, "dev")
+    write_csv(tmp_path / "dev.csv", dev.x)
+    result = predict(run_dir, [tmp_path / "dev.csv"])
+    values = np.array([e["value"] for e in result.entries])
+    np.testing.assert_allclose(values, saved(run_dir, "dev")["probabilities"], rtol=1e-5, atol=1e-6)
+    assert all(e["class"] is None for e in result.entries)
+
+
+def test_a_multi_label_run_lists_the_labels_present(tmp_path):
+    from dlcli.predict import predict
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    y = np.stack([x[:, 0] > 0, x[:, 1] > 0, x[:, 0] + x[:, 2] > 0], axis=1).astype(int)
+    np.savez(tmp_path / "ml.npz", x=x, y=y)
+    run_dir = api.train(small_recipe(tmp_path, [{"type": "dense", "units": 3, "activation": "sigmoid"}],
+                                     loss="multi_label", train={"path": str(tmp_path / "ml.npz")}),
+                        runs_dir=tmp_path / "runs").run_dir
+    dev = raw_split(run_dir, "dev")
+    np.savez(tmp_path / "dev.npz", x=dev.x)
+    result = predict(run_dir, [tmp_path / "dev.npz"])
+    expected = saved(run_dir, "dev")["y_pred"]
+    assert [e["class"] for e in result.entries] == [np.flatnonzero(row).tolist() for row in expected]
+
+
+def test_an_ensemble_predicts_with_its_members_averaged(tmp_path):
+    from dlcli.recipe import load_recipe
+    recipe = load_recipe("recipes/quickstart.yaml", ["training.epochs=4"])
+    run_dir = api.train_ensemble(recipe, 2, runs_dir=tmp_path / "runs").run_dir
+    assert not (run_dir / "params.npz").exists()
+    dev = raw_split(run_dir, "dev")
+    write_csv(tmp_path / "dev.csv", dev.x)
+    import shutil
+    moved = Path(shutil.move(str(run_dir), str(tmp_path / "moved")))   # members move with it
+    doc = predict_json(moved, tmp_path / "dev.csv")
+    p1 = np.array([p["probabilities"][1] for p in doc["predictions"]])
+    np.testing.assert_allclose(p1, saved(moved, "dev")["probabilities"].ravel(), rtol=1e-5, atol=1e-7)

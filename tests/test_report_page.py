@@ -211,3 +211,35 @@ def test_chromium_shows_the_search_page(search_dir, tmp_path):
     assert colour_share(shot, (255, 215, 0), tol=40) > 1e-5    # the best trial's star
     dom = browse(search_dir / "report.html", tmp_path, "--dump-dom").stdout
     assert "Trials, best first" in dom and len(re.findall(r"<svg\b", dom)) >= 5
+
+
+def test_chromium_shows_two_runs_overlaid(planar_runs, tmp_path):
+    root, runs = planar_runs
+    page = tmp_path / "cmp.html"
+    assert invoke("report", *runs, "--out", page).exit_code == 0
+    shot = tmp_path / "cmp.png"
+    browse(page, tmp_path, "--window-size=1200,1400", f"--screenshot={shot}")
+    assert shot.exists(), "no screenshot"
+    assert colour_share(shot, (31, 119, 180)) > 1e-4    # the first run's curves
+    assert colour_share(shot, (214, 39, 40)) > 1e-4     # the second run's
+    dom = browse(page, tmp_path, "--dump-dom").stdout
+    text = re.sub(r"<[^>]+>", " ", dom)
+    assert "Settings that differ" in text and "optimizer.learning_rate" in text
+
+
+def test_outputs_the_analysis_does_not_know_leave_a_note_not_a_traceback(tmp_path):
+    import json
+    run = tmp_path / "seq-run"
+    (run / "predictions").mkdir(parents=True)
+    (run / "recipe.yaml").write_text("name: seq\nmodel:\n  layers: []\n")
+    (run / "summary.json").write_text(json.dumps({"status": "completed", "epochs": 2,
+                                                  "errors": {"train": 0.5, "dev": 0.6}}))
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "cost": 2.0, "train_error": 0.7}\n'
+                                       '{"epoch": 2, "cost": 1.5, "train_error": 0.5}\n')
+    np.savez(run / "predictions" / "dev.npz", y_true=np.zeros((5, 3), int), y_pred=np.zeros((5, 3), int),
+             probabilities=np.full((5, 3, 4), 0.25), index=np.arange(5))
+    result = invoke("report", run)
+    assert result.exit_code == 0, result.output
+    html = (run / "report.html").read_text()
+    assert "No per-class error analysis for outputs of shape (5, 3, 4)" in html
+    assert "Errors and diagnosis" in html and len(svgs(html)) == 2

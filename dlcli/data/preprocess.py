@@ -24,7 +24,8 @@ class Preprocessing:
 
     def fit(self, x_train) -> "Preprocessing":
         self.example_shape = tuple(np.shape(x_train)[1:])
-        self.raw_max = float(np.max(x_train)) if np.size(x_train) else None
+        numeric = np.size(x_train) and np.asarray(x_train).dtype.kind in "biuf"
+        self.raw_max = float(np.max(x_train)) if numeric else None
         if self.normalize:
             x = self._scaled(x_train).astype(np.float64)
             self.mean = x.mean(axis=0)

@@ -112,8 +112,11 @@ def _add_analysis(content: RunContent, n_mistakes: int) -> None:
         with np.load(content.path / "predictions" / f"{split}.npz") as f:
             pred = {k: f[k] for k in f.files}
         analysis = analyze(pred, split)
-    except (BadInput, KeyError, ValueError) as err:
-        content.analysis_note = f"no error analysis for this run: {err}"
+    except Exception as err:  # noqa: BLE001 - outputs analyze does not know (boxes, sequences):
+        # the page goes on without this section, saying why
+        shape = np.shape(pred.get("probabilities")) if "pred" in locals() else None
+        content.analysis_note = (f"No per-class error analysis for outputs of shape {shape}: {err}"
+                                 if shape else f"No error analysis: {err}")
         return
     content.split, content.analysis = split, analysis.to_json()
     content.class_names = _class_names(content.path)
@@ -139,7 +142,7 @@ def _add_pictures(content: RunContent) -> None:
     from ..recipe import load_recipe
     try:
         dataset = load_data(load_recipe(content.path / "recipe.yaml"))
-    except BadInput:
+    except (BadInput, OSError):
         return   # the data moved or went: the page goes without pictures
     data = dataset.splits.get(content.split)
     if data is None:

@@ -39,7 +39,7 @@ figure{margin:0}pre{background:#f6f8fa;border:1px solid #e3e6ea;padding:10px 12p
 .mistakes img{width:120px;height:120px;object-fit:contain;image-rendering:pixelated;
  border:1px solid #ccd;background:#fff}
 .note{color:#5b6670;font-style:italic}
-.kv td{text-align:left}
+.kv td{text-align:left}.scroll{overflow-x:auto;max-width:100%}
 """
 
 
@@ -77,7 +77,8 @@ def table(headers: list, rows: list, classes=None, header_classes=None) -> str:
         cls = (classes or [None] * len(rows))[k]
         body.append(f"<tr{f' class={chr(34)}{cls}{chr(34)}' if cls else ''}>"
                     + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -135,7 +136,10 @@ def errors_table(summary: dict) -> str:
         classes.append("gap focus" if gap == focus else "gap")
         rows.append([label, pct(errors.get(split)), "", "", ""])
         classes.append(None)
-    out = table(["split", "error", "gap", "", "noise"], rows, classes, {2: "l"})
+    headers = ["split", "error", "gap", "", "noise"]
+    if not noise:  # runs diagnosed before the noise of each gap was saved
+        headers, rows = headers[:4], [r[:4] for r in rows]
+    out = table(headers, rows, classes, {2: "l"})
     if focus:
         advice = "".join(f"<li>{esc(a)}</li>" for a in d.get("advice") or [])
         out += (f"<div class=\"focus-box\"><b>Focus: {esc(GAP_LABELS.get(focus, focus))}</b> — "
@@ -209,7 +213,7 @@ def _value(v) -> str:
 def search_page(sc) -> str:
     best_trial = sc.ranked[0]["trial"] if sc.ranked else None
     keys = [d.key for d in sc.dims]
-    headers = ["rank", "trial", "round"] + [esc(k) for k in keys] + [esc(sc.metric), "train error",
+    headers = ["rank", "trial", "round"] + [esc(k).replace(".", ".<wbr>") for k in keys] + [esc(sc.metric), "train error",
                                                                     "dev error", "status", "seconds"]
     rows, classes = [], []
     for rank, r in enumerate(sc.ranked + sc.others, start=1):
