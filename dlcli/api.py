@@ -76,7 +76,8 @@ def load_data(recipe, dtype=None):
     with located(recipe):
         return load_dataset(data_cfg, seed, dtype or recipe.dtype,
                             targets="real" if regression(recipe) else
-                            "sequence" if token_model(recipe) else "auto")
+                            "sequence" if token_model(recipe) else "auto",
+                            token_ids=token_model(recipe))
 
 
 def prepare(recipe, dtype=None, dataset=None):
@@ -353,6 +354,10 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
         if arrays["probabilities"].ndim == 3:  # a sequence output (SPEC "Sequences")
             from .nn.sequence import sequence_metrics
             sequence[split] = sequence_metrics(arrays["probabilities"], data.y)
+            if getattr(dataset.vocab, "get", None) and "target" in dataset.vocab:  # pairs: BLEU
+                from .translate import split_bleu
+                sequence[split]["bleu"] = split_bleu(arrays["probabilities"], data.y,
+                                                     dataset.vocab["target"])
         atomic_write_npz(run_dir / "predictions" / f"{split}.npz", arrays)
         scores = classification_scores(recipe, model, dataset, data.y, arrays["y_pred"])
         if scores:

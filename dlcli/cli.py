@@ -189,6 +189,19 @@ def analyze_bias_variance(run: Path = typer.Argument(..., help="A run directory.
     _run(bias_variance_cli, run, human_level_error=human_level_error, as_json=as_json)
 
 
+@analyze_app.command("beam")
+def analyze_beam(run: Path = typer.Argument(..., help="A run of a sequence-to-sequence recipe."),
+                 split: str = typer.Option("dev", "--split", help="train | train_dev | dev | test"),
+                 beam: int = typer.Option(3, "--beam", help="The beam width K (1: greedy)."),
+                 length_alpha: float = typer.Option(0.7, "--length-alpha",
+                                                    help="Length normalization: (1/T_y^alpha) sum log P."),
+                 show: int = typer.Option(10, "--show", min=0, help="Errors to list."),
+                 as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")):
+    """Beam search error analysis: for each error, P(y*|x) against P(yhat|x)."""
+    from .translate_render import analyze_beam_cli
+    _run(analyze_beam_cli, run, split=split, beam=beam, alpha=length_alpha, as_json=as_json, show=show)
+
+
 @app.command()
 def predict(run: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory (or its name under runs/)."),
             inputs: List[str] = typer.Argument(..., metavar="INPUT...",

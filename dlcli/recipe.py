@@ -33,7 +33,7 @@ from .nn.inits import INITS
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "softmax", "linear")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")  # those `loss: auto` knows a loss for
 LOSSES = ("auto", "binary_crossentropy", "categorical_crossentropy", "mse", "multi_label")
-BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes")
+BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes", "dates")
 OPTIMIZERS = ("gd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("none", "inverse_time", "exponential", "staircase", "inverse_sqrt")
 EARLY_STOPPING_METRICS = ("dev_error", "dev_cost", "train_error", "train_cost")
@@ -501,10 +501,19 @@ class Bidirectional(Strict):
                    error="must be a recurrent layer: {type: lstm|gru|rnn, units: N, ...}")
 
 
+# sequence to sequence (course 5.3): dlcli/nn/attention.py
+class AttentionDecoder(Strict):
+    type: str = "attention_decoder"
+    units: PositiveInt
+    steps: PositiveInt
+    attention_units: PositiveInt = 10
+    init: Optional[Init] = None
+
+
 LAYER_CLASSES = {cls.model_fields["type"].default: cls for cls in (
     Dense, Conv2D, DepthwiseConv2D, Conv2DTranspose, MaxPool, AvgPool, GlobalAvgPool, Flatten,
     BatchNorm, Dropout, ActivationLayer, Residual, Branches,
-    Embedding, OneHot, SimpleRNN, GRU, LSTM, Bidirectional)}
+    Embedding, OneHot, SimpleRNN, GRU, LSTM, Bidirectional, AttentionDecoder)}
 
 
 def _layer_type(value):
@@ -590,6 +599,9 @@ class TextColumnSource(Strict):
     y: str = "y"
     unit: _one_of("char", "word")
     lower: bool = False
+    # two text columns (sequence to sequence, dlcli/data/pairs.py): how y is split; T_x
+    target_unit: Optional[_one_of("char", "word")] = None
+    max_length: Optional[PositiveInt] = None  # sources padded or cut to it (default: the longest)
 
 
 def _source_kind(value):

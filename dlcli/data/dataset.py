@@ -20,6 +20,7 @@ from .builtin import generate
 from .carving import ORDER, carve
 from .examples import check_examples
 from .files import read_file_source
+from .pairs import is_pair_source, read_pairs
 from .preprocess import Preprocessing
 
 SPLIT_ORDER = ("train", "train_dev", "dev", "test")  # the order of the errors table
@@ -30,6 +31,7 @@ class Source(NamedTuple):
     y: np.ndarray
     class_names: list | None
     origin: str  # the file(s) or generator, for messages
+    pair_vocab: dict | None = None  # sequence pairs: {"source": Vocabulary, "target": Vocabulary}
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Dataset:
     # held-out splits read from their own source: split -> its file or generator, for messages
     origins: dict = field(default_factory=dict, repr=False)
     vocab: object = field(default=None, repr=False)  # a text run's dlcli.text.Vocabulary
+    # (sequence pairs: a dlcli.data.pairs.PairVocab, source and target)
 
     def preprocess(self, x_raw) -> np.ndarray:
         """Raw examples as the source holds them -> model inputs, with the train statistics."""
@@ -57,14 +60,18 @@ class Dataset:
         return self.preprocessing(x[..., None] if x.ndim in (1, 3) else x)
 
 
-def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -> Dataset:
-    """The recipe's data. targets: "auto" (class labels, or multi-label (m, k)) or "real"."""
+def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto",
+                 token_ids: bool = False) -> Dataset:
+    """The recipe's data. targets: "auto" (class labels, or multi-label (m, k)) or "real".
+    token_ids: sequence pairs give token ids (m, T) (the model starts with embedding or
+    one_hot), else one-hot vectors (m, T, V)."""
     from ..text import is_text_source, load_text_dataset
-    if is_text_source(cfg.get("train")):  # token ids and a vocabulary (dlcli/text.py)
-        return load_text_dataset(cfg, seed, dtype)
+    if is_text_source(cfg.get("train")) and not is_pair_source(cfg.get("train")):
+        return load_text_dataset(cfg, seed, dtype)  # token ids and a vocabulary (dlcli/text.py)
     missing = cfg.get("missing")
-    train = read_source(cfg.get("train"), "data.train", stream(seed, "data"), targets, missing)
-    fractions, sources = _held_out(cfg, seed, targets, missing)
+    train = read_source(cfg.get("train"), "data.train", stream(seed, "data"), targets, missing,
+                        token_ids=token_ids)
+    fractions, sources = _held_out(cfg, seed, targets, missing, train.pair_vocab, token_ids)
     raw = {name: Split(train.x[rows], train.y[rows], rows)
            for name, rows in carve(len(train.x), fractions, stream(seed, "split")).items()}
     for name, source in sources.items():
@@ -85,11 +92,13 @@ def load_dataset(cfg: dict, seed: int, dtype="float32", targets: str = "auto") -
         raise BadInput(f"augmentation needs images (m, n_H, n_W, n_C) but the examples have shape "
                        f"{input_shape}" + (" (drop flatten: true and flatten in the model)"
                                            if preprocessing.flatten else ""), key="data.augment")
+    if train.pair_vocab:  # a sequence's classes: the target vocabulary (for units: auto)
+        n_classes = len(train.pair_vocab["target"].tokens)
     return Dataset(splits, input_shape, n_classes, train.class_names, is_image, preprocessing,
-                   {name: source.origin for name, source in sources.items()})
+                   {name: source.origin for name, source in sources.items()}, vocab=train.pair_vocab)
 
 
-def _held_out(cfg, seed, targets, missing=None):
+def _held_out(cfg, seed, targets, missing=None, vocab=None, token_ids=False):
     """({split: fraction}, {split: Source}) for the test, dev and train-dev the recipe names."""
     # each builtin held-out source gets its own draw, whichever others the recipe has
     rngs = dict(zip(ORDER, stream(seed, "test_data").spawn(len(ORDER))))
@@ -97,7 +106,8 @@ def _held_out(cfg, seed, targets, missing=None):
     for name in ORDER:
         value = cfg.get(name)
         if isinstance(value, dict):
-            sources[name] = read_source(value, f"data.{name}", rngs[name], targets, missing)
+            sources[name] = read_source(value, f"data.{name}", rngs[name], targets, missing, vocab,
+                                        token_ids)
         elif _is_fraction(value):
             fractions[name] = value
         elif value is not None:
@@ -106,11 +116,16 @@ def _held_out(cfg, seed, targets, missing=None):
     return fractions, sources
 
 
-def read_source(src, key: str, rng, targets: str = "auto", missing=None) -> Source:
-    """One source mapping, read and checked; `missing` (data.missing) is for CSV files."""
+def read_source(src, key: str, rng, targets: str = "auto", missing=None, vocab=None,
+                token_ids=False) -> Source:
+    """One source mapping, read and checked; `missing` (data.missing) is for CSV files,
+    `vocab` the train source's, for held-out pairs."""
     if not isinstance(src, dict):
         raise BadInput("must be a source: {path: FILE, x: KEY, y: KEY} or {builtin: NAME}"
                        + (", and the train source is required" if src is None else ""), key=key)
+    if is_pair_source(src):  # sequence to sequence: one-hot sources, target ids (pairs.py)
+        x, y, vocab, origin = read_pairs(src, key, rng, vocab, token_ids)
+        return Source(x, y, list(vocab["target"].tokens), origin, vocab)
     if src.get("builtin") is not None:
         if src.get("path") is not None:
             raise BadInput("a source is either builtin: or path:, not both", key=key)

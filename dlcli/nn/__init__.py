@@ -25,6 +25,7 @@ def _load_layer_modules() -> None:
     except ImportError:  # conv layers land in their own module
         pass
     from . import embedding, recurrent  # noqa: F401
+    from . import attention  # noqa: F401
 
 
 def build_layer(spec: dict):
