@@ -105,17 +105,23 @@ def build(recipe, input_shape, dtype=None):
     from .rng import stream
     cfg = recipe.to_dict()
     try:
-        return build_model(cfg["model"], cfg["loss"], recipe.regularization.l2, input_shape,
-                           dtype or recipe.dtype, rng=stream(recipe.seed, "init"),
-                           dropout_rng=stream(recipe.seed, "dropout"))
+        model = build_model(cfg["model"], cfg["loss"], recipe.regularization.l2, input_shape,
+                            dtype or recipe.dtype, rng=stream(recipe.seed, "init"),
+                            dropout_rng=stream(recipe.seed, "dropout"))
     except (ValueError, TypeError) as err:
         raise recipe.error("model.layers", f"{err} (input shape {tuple(input_shape)})")
+    if hasattr(model.loss, "configure"):  # detection: score / IoU thresholds, max boxes
+        model.loss.configure(recipe.evaluation)
+    return model
 
 
 def check_fit(recipe, model, dataset) -> None:
     """The labels must be ones the model's output can give."""
     out = model.net.output_shape
     name = model.loss.name
+    from .detect.fit import check_dense_fit
+    if check_dense_fit(recipe, model, dataset):  # boxes or masks (dlcli/detect/fit.py)
+        return
     if len(out) != 1:
         raise recipe.error("model.layers", f"the network's output has shape {out}; a classifier "
                            "needs one vector per example (add a flatten or global_avgpool layer)")
@@ -221,18 +227,26 @@ def train_ensemble(recipe, n: int, *, runs_dir=None, quiet=True, console=None) -
 
 
 def make_augment(recipe):
+    """(x, y, rng) -> (x, y): the batch augmented; boxes and masks move with their images."""
     specs = recipe.to_dict()["data"]["augment"]
     if not specs:
         return None
     from .data import augment_batch
-    return lambda x, rng: augment_batch(x, specs, rng)
+    from .detect.data import augment_with_targets, target_kind
+
+    def augment(x, y, rng):
+        if target_kind(y) is not None:
+            return augment_with_targets(x, y, specs, rng)
+        return augment_batch(x, specs, rng), y
+    return augment
 
 
 def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predict,
            extra=None) -> dict:
     """Evaluate every split with `predict`, write predictions and summary.json."""
     from .strategy import diagnose
-    errors, metrics = {}, {}
+    from .detect.fit import dense_scores
+    errors, metrics, extra_scores = {}, {}, {}
     for split in SPLITS:
         data = dataset.splits.get(split)
         if data is None:
@@ -240,6 +254,7 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
             continue
         arrays = prediction_arrays(predict(data.x), model.loss, data)
         errors[split] = float(model.loss.error(arrays["probabilities"], data.y))
+        dense_scores(model.loss, arrays, data.y, split, extra_scores)
         atomic_write_npz(run_dir / "predictions" / f"{split}.npz", arrays)
         scores = classification_scores(recipe, model, dataset, data.y, arrays["y_pred"])
         if scores:
@@ -253,7 +268,7 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
         "parameters": model.parameter_count(), "errors": errors, "human_level_error": human,
         "diagnosis": diagnose(errors, human), "metrics": metrics,
         "satisficing": satisficing(recipe, model, dataset, errors, seconds, predict),
-        **(extra or {}),
+        **extra_scores, **(extra or {}),
     }
     if result.status == "diverged":
         summary["diverged_at_epoch"] = result.diverged_at
@@ -274,6 +289,8 @@ def classification_scores(recipe, model, dataset, y_true, y_pred):
     """Precision / recall / F1 of the positive class for a binary task (SPEC metrics)."""
     from .metrics import binary_scores
     if model.loss.name not in ("binary_crossentropy", "categorical_crossentropy"):
+        return None
+    if np.ndim(y_true) != 1:  # per-pixel labels: segmentation reports IoU instead
         return None
     if (dataset.n_classes or 2) != 2:
         return None

@@ -32,8 +32,10 @@ from .nn.inits import INITS
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "softmax", "linear")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")  # those `loss: auto` knows a loss for
-LOSSES = ("auto", "binary_crossentropy", "categorical_crossentropy", "mse", "multi_label")
-BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes")
+LOSSES = ("auto", "binary_crossentropy", "categorical_crossentropy", "mse", "multi_label",
+          "localization", "yolo")  # the last two: dlcli/detect
+BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes",
+            "shapes_detection", "shapes_segmentation")  # the last two: dlcli/detect/data.py
 OPTIMIZERS = ("gd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("none", "inverse_time", "exponential", "staircase", "inverse_sqrt")
 EARLY_STOPPING_METRICS = ("dev_error", "dev_cost", "train_error", "train_cost")
@@ -334,6 +336,7 @@ class Conv2DTranspose(Strict):
     filters: PositiveInt
     size: PositiveInt
     stride: PositiveInt = 1
+    padding: _one_of("valid", "same") = "valid"  # same: output n s, as Keras (U-Net)
     activation: Activation = "linear"
     bias: bool = True
     init: Optional[Init] = None
@@ -396,9 +399,21 @@ class Branches(Strict):
     paths: list[Annotated[list[Layer], Field(min_length=1)]] = Field(min_length=1)
 
 
+# detection and segmentation (dlcli/detect/layers.py)
+class SkipConcat(Strict):
+    type: str = "skip_concat"
+    layers: list[Layer] = Field(min_length=1)
+
+
+class Yolo(Strict):
+    type: str = "yolo"
+    anchors: list[Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)]] = Field(min_length=1)
+    classes: PositiveInt
+
+
 LAYER_CLASSES = {cls.model_fields["type"].default: cls for cls in (
     Dense, Conv2D, DepthwiseConv2D, Conv2DTranspose, MaxPool, AvgPool, GlobalAvgPool, Flatten,
-    BatchNorm, Dropout, ActivationLayer, Residual, Branches)}
+    BatchNorm, Dropout, ActivationLayer, Residual, Branches, SkipConcat, Yolo)}
 
 
 def _layer_type(value):
@@ -421,6 +436,7 @@ Layer = Annotated[
     BeforeValidator(_layer_type)]
 Residual.model_rebuild()
 Branches.model_rebuild()
+SkipConcat.model_rebuild()
 
 
 # data
@@ -430,6 +446,7 @@ class BuiltinSource(Strict):
     noise: Optional[NonNegativeFloat] = None
     classes: Optional[PositiveInt] = None
     size: Optional[PositiveInt] = None
+    max_objects: Optional[PositiveInt] = None  # shapes_detection / shapes_segmentation
 
 
 class FileSource(Strict):
@@ -443,6 +460,8 @@ class FileSource(Strict):
     path: Optional[PathStr] = None
     x: str = Field("x", validate_default=True)
     y: str = Field("y", validate_default=True)
+    boxes: Optional[str] = None  # detection: (m, K, 5) [class, b_x, b_y, b_h, b_w]
+    masks: Optional[str] = None  # segmentation: (m, n_H, n_W) class ids
 
     @field_validator("x", "y")
     @classmethod
@@ -596,6 +615,10 @@ class Evaluation(Strict):
     positive_class: NonNegativeInt = 1
     satisficing: dict[str, Bound] = {}
     multi_crop: Optional[_one_of(10)] = None
+    # detection (SPEC): boxes scored p_c x class probability under this are dropped, then NMS
+    score_threshold: Probability = 0.6
+    iou_threshold: Probability = 0.5
+    max_boxes: PositiveInt = 10
 
 
 # name: (is each end an int, the rule lo and hi obey, the rule as a message says it)

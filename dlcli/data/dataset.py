@@ -102,6 +102,9 @@ def read_source(src, key: str, rng, targets: str = "auto") -> Source:
     if not isinstance(src, dict):
         raise BadInput("must be a source: {path: FILE, x: KEY, y: KEY} or {builtin: NAME}"
                        + (", and the train source is required" if src is None else ""), key=key)
+    from ..detect.data import is_dense_source, read_dense_source
+    if is_dense_source(src):  # boxes or masks ride as y (dlcli/detect/data.py)
+        return Source(*read_dense_source(src, key, rng))
     if src.get("builtin") is not None:
         if src.get("path") is not None:
             raise BadInput("a source is either builtin: or path:, not both", key=key)

@@ -24,6 +24,7 @@ def _load_layer_modules() -> None:
         from . import conv  # noqa: F401
     except ImportError:  # conv layers land in their own module
         pass
+    from ..detect import layers as _detect  # noqa: F401  (skip_concat, yolo)
 
 
 def build_layer(spec: dict):
