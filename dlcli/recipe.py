@@ -445,7 +445,8 @@ class BuiltinSource(Strict):
     n: Optional[PositiveInt] = None
     noise: Optional[NonNegativeFloat] = None
     classes: Optional[PositiveInt] = None
-    size: Optional[PositiveInt] = None
+    # [n_H, n_W] for shapes_detection / shapes_segmentation (the course's U-Net is 96x128)
+    size: Optional[Union[PositiveInt, Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]]] = None
     max_objects: Optional[PositiveInt] = None  # shapes_detection / shapes_segmentation
 
 

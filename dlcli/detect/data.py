@@ -102,47 +102,58 @@ def _generate(src, key, rng):
     if src.get("noise") is not None:
         raise BadInput(f"builtin {name} takes no 'noise' (its parameters: {', '.join(DEFAULTS)})",
                        key=f"{key}.noise")
+    size = p["size"]
+    if isinstance(size, list) and len(size) == 2:  # [n_H, n_W]: the course's U-Net is 96x128
+        p["size"], p["width"] = size
     lows = {"n": 1, "size": 16, "max_objects": 1, "classes": 1}
+    if "width" in p:
+        lows["width"] = 16
     for k, lo in lows.items():
         v = p[k]
         hi = 3 if k == "classes" else None
         if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi and v > hi):
             bound = f"between {lo} and {hi}" if hi else f"at least {lo}"
             raise BadInput(f"must be an integer {bound}, got {v!r}", key=f"{key}.{k}")
-    x, boxes, masks = scenes(rng, p["n"], p["size"], p["max_objects"], p["classes"])
+    x, boxes, masks = scenes(rng, p["n"], (p["size"], p.get("width", p["size"])),
+                             p["max_objects"], p["classes"])
     kind = DENSE_BUILTINS[name]
     return x, boxes if kind == "boxes" else masks, class_names(kind, p["classes"]), f"builtin {name}"
 
 
 # -- the scenes generator ----------------------------------------------------------------------
-def scenes(rng, n: int, size: int, max_objects: int = 3, classes: int = 3):
-    """x (n, size, size, 3) uint8, boxes (n, max_objects, 5) float32, masks (n, size, size) uint8.
+def scenes(rng, n: int, size, max_objects: int = 3, classes: int = 3):
+    """x (n, n_H, n_W, 3) uint8, boxes (n, max_objects, 5) float32, masks (n, n_H, n_W) uint8;
+    `size` is n_H = n_W or a pair (n_H, n_W).
 
     Each image holds 1..max_objects shapes of half-extent 8-22% of the image, the later drawn
     on top; a box bounds its shape's visible pixels; an object hidden entirely is a padding row.
     """
-    grid = np.arange(size, dtype=np.float64)
+    size_h, size_w = (size, size) if np.isscalar(size) else size
+    size = min(size_h, size_w)
+    rows_grid = np.arange(size_h, dtype=np.float64)
+    grid = np.arange(size_w, dtype=np.float64)
     angle = rng.uniform(0, 2 * np.pi, n)[:, None, None]
-    ramp = ((grid[None, None, :] - size / 2) * np.cos(angle)
-            + (grid[None, :, None] - size / 2) * np.sin(angle)) / size + 0.5  # 0..1 across
+    ramp = ((grid[None, None, :] - size_w / 2) * np.cos(angle)
+            + (rows_grid[None, :, None] - size_h / 2) * np.sin(angle)) / size + 0.5  # ~0..1 across
     c0 = rng.uniform(40, 215, (n, 3))
     c1 = np.clip(c0 + rng.uniform(-40, 40, (n, 3)), 0, 255)
     image = c0[:, None, None, :] + (c1 - c0)[:, None, None, :] * ramp[..., None]
     count = rng.integers(1, max_objects + 1, n)
-    owner = np.full((n, size, size), -1, dtype=np.int64)  # the object on top at each pixel
+    owner = np.full((n, size_h, size_w), -1, dtype=np.int64)  # the object on top at each pixel
     cls = np.full((n, max_objects), -1, dtype=np.int64)
     for j in range(max_objects):
         present = count > j
         cls[present, j] = rng.integers(0, classes, int(present.sum()))
         h = rng.uniform(0.08, 0.22, n) * size
-        cy, cx = h + rng.random((2, n)) * (size - 1 - 2 * h)
-        dy = grid[None, :, None] - cy[:, None, None]
+        cy = h + rng.random(n) * (size_h - 1 - 2 * h)
+        cx = h + rng.random(n) * (size_w - 1 - 2 * h)
+        dy = rows_grid[None, :, None] - cy[:, None, None]
         dx = grid[None, None, :] - cx[:, None, None]
-        inside = np.zeros((n, size, size), dtype=bool)
+        inside = np.zeros((n, size_h, size_w), dtype=bool)
         for k in range(classes):
             sel = cls[:, j] == k
             inside[sel] = MASKS[k](dx[sel], dy[sel], h[sel, None, None])
-        centre = image[np.arange(n), np.clip(cy.astype(int), 0, size - 1), np.clip(cx.astype(int), 0, size - 1)]
+        centre = image[np.arange(n), cy.astype(int), cx.astype(int)]
         colour = (centre + rng.integers(64, 193, (n, 3))) % 256
         image = np.where(inside[..., None], colour[:, None, None, :], image)
         owner[inside] = j

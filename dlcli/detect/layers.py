@@ -32,7 +32,9 @@ class SkipConcat(Branches):
                              "heights and widths must agree with the input") from None
 
     def describe(self):
-        return f"skip_concat [{', '.join(layer.describe() for layer in self.paths[1])}]"
+        inner = self.paths[1]
+        return (f"skip_concat input + [{inner[0].describe()} ... {inner[-1].describe()}] "
+                f"({len(inner)} layers)")
 
 
 from . import yolo  # noqa: E402,F401  (registers the "yolo" head)

@@ -26,28 +26,41 @@ COCO_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 COCO_RECALLS = np.linspace(0.0, 1.0, 101)
 
 
-def match(detections, truths, cls: int, threshold: float):
-    """(scores, is_true_positive, n_truths) of one class over all images."""
-    scores, hits, n_truths = [], [], 0
+def pairs(detections, truths, cls: int):
+    """Per image holding class `cls`: (its detections' scores, highest first, and their IoU
+    with its ground-truth boxes (n_det, n_gt)); and the count of ground-truth boxes."""
+    out, n_truths = [], 0
     for det, gt in zip(detections, truths):
         det = np.asarray(det, dtype=np.float64).reshape(-1, 6)
         gt = np.asarray(gt, dtype=np.float64).reshape(-1, 5)
-        det = det[det[:, 0] == cls]
-        gt = gt[gt[:, 0] == cls]
+        det, gt = det[det[:, 0] == cls], gt[gt[:, 0] == cls]
         n_truths += len(gt)
+        if not len(det):
+            continue
         det = det[np.argsort(-det[:, 1], kind="mergesort")]
-        taken = np.zeros(len(gt), dtype=bool)
-        overlaps = iou(det[:, 2:], gt[:, 1:]) if len(gt) and len(det) else np.zeros((len(det), 0))
-        for d in range(len(det)):
-            best, best_iou = -1, min(threshold, 1 - 1e-10)
-            for g in range(len(gt)):
-                if not taken[g] and overlaps[d, g] >= best_iou:
-                    best, best_iou = g, overlaps[d, g]
-            if best >= 0:
-                taken[best] = True
-            scores.append(det[d, 1])
-            hits.append(best >= 0)
-    return np.asarray(scores), np.asarray(hits, dtype=bool), n_truths
+        out.append((det[:, 1], iou(det[:, 2:], gt[:, 1:]) if len(gt) else np.zeros((len(det), 0))))
+    return out, n_truths
+
+
+def match(image_pairs, threshold: float):
+    """(scores, is_true_positive) of all detections: each, in descending score, takes the
+    untaken ground-truth box of highest IoU at or above the threshold (COCOeval's rule)."""
+    least = min(threshold, 1 - 1e-10)
+    scores, hits = [], []
+    for det_scores, overlaps in image_pairs:
+        hit = np.zeros(len(det_scores), dtype=bool)
+        if overlaps.shape[1]:
+            free = overlaps.copy()
+            for d in range(len(det_scores)):
+                g = int(np.argmax(free[d]))
+                if free[d, g] >= least:
+                    hit[d] = True
+                    free[:, g] = -1.0
+        scores.append(det_scores)
+        hits.append(hit)
+    if not scores:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    return np.concatenate(scores), np.concatenate(hits)
 
 
 def average_precision(scores, hits, n_truths, interpolation="all"):
@@ -70,8 +83,11 @@ def average_precision(scores, hits, n_truths, interpolation="all"):
 
 
 def class_aps(detections, truths, n_classes, threshold, interpolation="all") -> list:
-    return [average_precision(*match(detections, truths, c, threshold), interpolation)
-            for c in range(n_classes)]
+    aps = []
+    for c in range(n_classes):
+        image_pairs, n_truths = pairs(detections, truths, c)
+        aps.append(average_precision(*match(image_pairs, threshold), n_truths, interpolation))
+    return aps
 
 
 def _mean(values):
@@ -89,10 +105,18 @@ class DetectionScores:
         return {"map_50": self.map_50, "map_50_95": self.map_50_95, "ap_50": self.ap_50}
 
 
+def map_50(detections, truths, n_classes: int) -> float:
+    """mAP@0.5 alone (VOC all-point): what a detection run's error needs each epoch."""
+    return _mean(class_aps(detections, truths, n_classes, 0.5, "all"))
+
+
 def evaluate(detections, truths, n_classes: int) -> DetectionScores:
     """mAP@0.5 (VOC all-point) and mAP@[.5:.95] (COCO) over a split's images."""
-    ap_50 = class_aps(detections, truths, n_classes, 0.5, "all")
-    coco = [class_aps(detections, truths, n_classes, t, "coco") for t in COCO_THRESHOLDS]
-    # COCOeval averages over every (threshold, class) cell that has ground truth
-    cells = [v for row in coco for v in row if v is not None]
+    ap_50, cells = [], []
+    for c in range(n_classes):
+        image_pairs, n_truths = pairs(detections, truths, c)
+        ap_50.append(average_precision(*match(image_pairs, 0.5), n_truths, "all"))
+        # COCOeval averages over every (threshold, class) cell that has ground truth
+        cells += [average_precision(*match(image_pairs, t), n_truths, "coco") for t in COCO_THRESHOLDS]
+    cells = [v for v in cells if v is not None]
     return DetectionScores(_mean(ap_50), float(np.mean(cells)) if cells else 0.0, ap_50)

@@ -21,7 +21,7 @@ import numpy as np
 from ..nn import register
 from ..nn.base import Layer
 from ..nn.losses import Loss, register as register_loss
-from .map import evaluate
+from .map import evaluate, map_50
 from .nms import per_class_nms
 from .targets import encode
 
@@ -180,7 +180,9 @@ class YoloLoss(Loss):
         return detections(out, self.score_threshold, self.iou_threshold, self.max_boxes)
 
     def error(self, out, y):
-        return 1.0 - self.scores(out, y).map_50
+        found = self.predict(out)
+        return 1.0 - map_50([as_list(d) for d in found], [as_list(b) for b in np.asarray(y)],
+                            self.classes)
 
     def scores(self, out, y):
         """mAP of the decoded outputs against the boxes y (m, K, 5)."""
