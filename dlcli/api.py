@@ -388,6 +388,9 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1) -> int:
         report.errors_table(summary, console)
         if summary.get("metrics"):
             report.metrics_table(summary["metrics"], console)
+        if summary.get("detection") or summary.get("segmentation"):
+            from .detect.render import dense_tables
+            dense_tables(summary, console, result.dataset.class_names)
         console.print(f"run saved in [bold]{result.run_dir}[/bold]")
     status = summary["status"]
     if status == "diverged":

@@ -175,3 +175,30 @@ def test_unet_course_has_the_course_parameter_count():
     result = invoke("show", recipe, "--set", "data.train.n=4", "--set", "data.test=0.5")
     assert result.exit_code == 0, result.stderr
     assert "8,640,471" in result.stdout and "(m, 96, 128, 23)" in result.stdout
+
+
+def test_kmeans_anchors_find_the_shape_clusters():
+    from dlcli.detect.anchors import kmeans_anchors
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.1, 0.1], [0.2, 0.4], [0.5, 0.3]])
+    shapes = np.concatenate([c * rng.uniform(0.95, 1.05, (60, 2)) for c in centres])
+    anchors, assign = kmeans_anchors(shapes, 3, seed=1)
+    np.testing.assert_allclose(anchors, centres, rtol=0.03)  # by area: 0.01, 0.08, 0.15
+    np.testing.assert_array_equal(assign, np.repeat([0, 1, 2], 60))
+
+
+def test_analyze_anchors_on_a_recipe(tmp_path):
+    recipe = write_recipe(tmp_path / "det.yaml", "  train: {builtin: shapes_detection, n: 64, size: 32}",
+                          YOLO_LAYERS)
+    result = invoke("analyze", "anchors", recipe, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert len(doc["anchors"]) == 2 and sum(doc["counts"]) == doc["boxes"] > 64
+    assert doc["current"] == [[0.2, 0.2], [0.4, 0.4]]
+    assert doc["mean_iou"] >= doc["current_mean_iou"] - 1e-9  # k-means fits them at least as well
+    result = invoke("analyze", "anchors", recipe, "--k", "3")
+    assert result.exit_code == 0 and "anchors" in result.stdout
+    seg = write_recipe(tmp_path / "seg.yaml", "  train: {builtin: shapes_segmentation, n: 8, size: 16}",
+                       SEG_LAYERS)
+    result = invoke("analyze", "anchors", seg)
+    assert result.exit_code == 2 and "no boxes" in result.stderr
