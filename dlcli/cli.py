@@ -130,6 +130,23 @@ def analyze_bias_variance(run: Path = typer.Argument(..., help="A run directory.
     _run(bias_variance_cli, run, human_level_error=human_level_error, as_json=as_json)
 
 
+@app.command()
+def predict(run: Path = typer.Argument(..., help="A run directory (or its name under runs/)."),
+            inputs: List[str] = typer.Argument(..., help="Image files, data files (.npz .h5 .csv IDX) or texts."),
+            x_key: Optional[str] = typer.Option(None, "--x", help="The input array (or CSV columns) of a data file."),
+            as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+            out: Optional[Path] = typer.Option(None, "--out", help="Write the predictions: FILE.csv, FILE.npz or a directory."),
+            top: Optional[int] = typer.Option(None, "--top", min=1, help="The K most probable classes of each input."),
+            beam: Optional[int] = typer.Option(None, "--beam", min=1, help="Beam width for sequence outputs (1: greedy)."),
+            length_alpha: Optional[float] = typer.Option(None, "--length-alpha", help="Beam search length normalization."),
+            attention: Optional[Path] = typer.Option(None, "--attention", help="Write the attention map (PNG)."),
+            windows: bool = typer.Option(False, "--windows", help="Slide a crop classifier over a larger image.")):
+    """The trained model on new inputs: classes and probabilities (boxes, masks, sequences)."""
+    from .predict import predict_cli
+    _run(predict_cli, run, inputs, x_key=x_key, as_json=as_json, out=out, top=top, beam=beam,
+         length_alpha=length_alpha, attention=attention, windows=windows)
+
+
 @runs_app.callback()
 def runs_default(ctx: typer.Context,
                  runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP)):
