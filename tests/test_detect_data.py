@@ -202,3 +202,36 @@ def test_analyze_anchors_on_a_recipe(tmp_path):
                        SEG_LAYERS)
     result = invoke("analyze", "anchors", seg)
     assert result.exit_code == 2 and "no boxes" in result.stderr
+
+
+def test_predict_draws_boxes_and_writes_masks(tmp_path):
+    from PIL import Image
+    runs = tmp_path / "runs"
+    det = write_recipe(tmp_path / "det.yaml", "  train: {builtin: shapes_detection, n: 32, size: 16}",
+                       YOLO_LAYERS, "evaluation: {score_threshold: 0.01, max_boxes: 3}\n")
+    seg = write_recipe(tmp_path / "seg.yaml", "  train: {builtin: shapes_segmentation, n: 32, size: 16}",
+                       SEG_LAYERS)
+    for recipe in (det, seg):
+        assert invoke("train", recipe, "--runs-dir", runs, "--quiet").exit_code == 0
+    det_run, seg_run = sorted(runs.iterdir(), key=lambda p: p.name.endswith("seg"))
+    x, *_ = scenes(np.random.default_rng(9), 2, 16)
+    Image.fromarray(x[0]).save(tmp_path / "a.png")
+    np.savez(tmp_path / "b.npz", x=x)
+    result = invoke("predict", det_run, tmp_path / "a.png", tmp_path / "b.npz", "--json",
+                    "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [p["input"] for p in doc["predictions"]][1:] == [f"{tmp_path / 'b.npz'}[0]", f"{tmp_path / 'b.npz'}[1]"]
+    boxes = doc["predictions"][0]["boxes"]
+    assert 1 <= len(boxes) <= 3 and set(boxes[0]) == {"class", "label", "score", "box"}
+    assert boxes[0]["label"] in ("circle", "square", "triangle") and len(boxes[0]["box"]) == 4
+    assert [b["score"] for b in boxes] == sorted([b["score"] for b in boxes], reverse=True)
+    assert doc["predictions"][0]["boxes"] == doc["predictions"][1]["boxes"]  # the same image
+    drawn = np.asarray(Image.open(tmp_path / "out" / "a_boxes.png"))
+    assert drawn.shape[0] >= 256 and (tmp_path / "out" / "b_1_boxes.png").exists()
+    result = invoke("predict", seg_run, tmp_path / "a.png", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    mask = np.asarray(Image.open(tmp_path / "out" / "a_mask.png"))
+    assert mask.shape == (16, 16, 3)
+    from dlcli.detect.predict_kinds import PALETTE
+    assert {tuple(c) for c in mask.reshape(-1, 3)} <= {tuple(c) for c in PALETTE[:4]}
