@@ -35,7 +35,7 @@ OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")  # those `loss: auto` know
 LOSSES = ("auto", "binary_crossentropy", "categorical_crossentropy", "mse", "multi_label",
           "localization", "yolo")  # the last two: dlcli/detect
 BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes",
-            "shapes_detection", "shapes_segmentation")  # the last two: dlcli/detect/data.py
+            "shapes_detection", "shapes_segmentation", "shapes_landmarks")  # dlcli/detect/data.py
 OPTIMIZERS = ("gd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("none", "inverse_time", "exponential", "staircase", "inverse_sqrt")
 EARLY_STOPPING_METRICS = ("dev_error", "dev_cost", "train_error", "train_cost")
@@ -448,6 +448,7 @@ class BuiltinSource(Strict):
     # [n_H, n_W] for shapes_detection / shapes_segmentation (the course's U-Net is 96x128)
     size: Optional[Union[PositiveInt, Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]]] = None
     max_objects: Optional[PositiveInt] = None  # shapes_detection / shapes_segmentation
+    empty: Optional[NonNegativeFloat] = None  # shapes_detection: images with no object
 
 
 class FileSource(Strict):

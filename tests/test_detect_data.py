@@ -235,3 +235,27 @@ def test_predict_draws_boxes_and_writes_masks(tmp_path):
     assert mask.shape == (16, 16, 3)
     from dlcli.detect.predict_kinds import PALETTE
     assert {tuple(c) for c in mask.reshape(-1, 3)} <= {tuple(c) for c in PALETTE[:4]}
+
+
+def test_landmarks_are_the_triangle_corners():
+    from dlcli.detect.data import triangles
+    x, y = triangles(np.random.default_rng(0), 20, 32)
+    assert x.shape == (20, 32, 32, 3) and y.shape == (20, 6)
+    for i in range(20):
+        fg = np.abs(x[i].astype(int) - x[i, 0, 0].astype(int)).sum(-1) > 40
+        rows, cols = np.nonzero(fg)
+        for vx, vy in y[i].reshape(3, 2) * 32 - 0.5:  # pixel centres at (i + 0.5) / size
+            assert np.min(np.hypot(cols - vx, rows - vy)) < 2.5  # a (thin) corner is there
+        # and the corners span the shape: its pixels' extent is the corners' extent
+        corners = y[i].reshape(3, 2) * 32 - 0.5
+        assert abs(cols.min() - corners[:, 0].min()) < 2 and abs(cols.max() - corners[:, 0].max()) < 2
+        assert abs(rows.min() - corners[:, 1].min()) < 2 and abs(rows.max() - corners[:, 1].max()) < 2
+
+
+def test_localization_and_landmark_recipes_run(tmp_path):
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    for name in ("localization_shapes", "landmarks_shapes"):
+        result = invoke("train", root / f"{name}.yaml", "--set", "training.epochs=1",
+                        "--set", "data.train.n=200", "--runs-dir", tmp_path, "--quiet")
+        assert result.exit_code == 0, result.stderr

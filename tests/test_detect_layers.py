@@ -223,3 +223,23 @@ def test_per_pixel_softmax_matches_torch():
     assert cost == pytest.approx(float(tcost.detach()), rel=1e-12)
     close(dz, tz.grad.numpy())
     assert loss.error(loss.output(z), y) == pytest.approx(np.mean(z.argmax(-1) != y))
+
+
+def test_localization_loss_is_the_notes_squared_error():
+    from dlcli.detect.localization import Localization
+    z = np.array([[0.8, 0.5, 0.4, 0.2, 0.3, 0.1, 0.7, 0.2],
+                  [0.3, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]])
+    boxes = np.array([[[1, 0.5, 0.5, 0.2, 0.2], [-1, 0, 0, 0, 0]],
+                      [[-1, 0, 0, 0, 0], [-1, 0, 0, 0, 0]]])
+    loss = Localization()
+    # image 0 (an object of class 1): every component; image 1 (none): only (0.3 - 0)^2
+    want = ((0.8 - 1) ** 2 + 0 + 0.1 ** 2 + 0 + 0.1 ** 2 + 0.1 ** 2 + 0.3 ** 2 + 0.2 ** 2 + 0.3 ** 2) / 2
+    assert loss.forward(z, boxes) == pytest.approx(want, rel=1e-12)
+    close(loss.backward(), numerical_grad(lambda: loss.forward(z, boxes), z), rtol=1e-7)
+    assert loss.backward()[1, 1:].tolist() == [0.0] * 7
+    # image 0: object, class 1, IoU 0.2*0.2 / (0.2*0.3 + 0.04 - 0.2*0.2)... right class, IoU 0.667
+    assert loss.error(z, boxes) == 0.0
+    z[1, 0] = 0.7  # says "object" where there is none
+    assert loss.error(z, boxes) == 0.5
+    z[0, 5:] = [0.9, 0.1, 0.1]  # wrong class
+    assert loss.error(z, boxes) == 1.0

@@ -19,8 +19,9 @@ import numpy as np
 from ..data.shapes import MASKS, NAMES
 from ..errors import BadInput
 
-DENSE_BUILTINS = {"shapes_detection": "boxes", "shapes_segmentation": "masks"}
-DEFAULTS = {"n": 1000, "size": 64, "max_objects": 3, "classes": 3}
+DENSE_BUILTINS = {"shapes_detection": "boxes", "shapes_segmentation": "masks",
+                  "shapes_landmarks": "landmarks"}
+DEFAULTS = {"n": 1000, "size": 64, "max_objects": 3, "classes": 3, "empty": 0.0}
 
 
 def is_dense_source(src) -> bool:
@@ -49,7 +50,8 @@ def read_dense_source(src: dict, key: str, rng):
     """(x, y, class_names, origin) of a box / mask source, checked."""
     if src.get("builtin") is not None:
         x, y, names, origin = _generate(src, key, rng)
-        x, y = check_dense(x, y, DENSE_BUILTINS[src["builtin"]], key, origin, key)
+        if DENSE_BUILTINS[src["builtin"]] != "landmarks":
+            x, y = check_dense(x, y, DENSE_BUILTINS[src["builtin"]], key, origin, key)
         return x, y, names, origin
     from ..data.files import READERS, read_file_source
     if (src.get("boxes") is None) == (src.get("masks") is None):
@@ -105,6 +107,9 @@ def _generate(src, key, rng):
     size = p["size"]
     if isinstance(size, list) and len(size) == 2:  # [n_H, n_W]: the course's U-Net is 96x128
         p["size"], p["width"] = size
+    empty = p.pop("empty")
+    if isinstance(empty, bool) or not isinstance(empty, (int, float)) or not 0 <= empty < 1:
+        raise BadInput(f"must be a fraction in [0, 1), got {empty!r}", key=f"{key}.empty")
     lows = {"n": 1, "size": 16, "max_objects": 1, "classes": 1}
     if "width" in p:
         lows["width"] = 16
@@ -114,19 +119,23 @@ def _generate(src, key, rng):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi and v > hi):
             bound = f"between {lo} and {hi}" if hi else f"at least {lo}"
             raise BadInput(f"must be an integer {bound}, got {v!r}", key=f"{key}.{k}")
-    x, boxes, masks = scenes(rng, p["n"], (p["size"], p.get("width", p["size"])),
-                             p["max_objects"], p["classes"])
     kind = DENSE_BUILTINS[name]
+    if kind == "landmarks":
+        x, y = triangles(rng, p["n"], p["size"])
+        return x, y, None, f"builtin {name}"
+    x, boxes, masks = scenes(rng, p["n"], (p["size"], p.get("width", p["size"])),
+                             p["max_objects"], p["classes"], empty)
     return x, boxes if kind == "boxes" else masks, class_names(kind, p["classes"]), f"builtin {name}"
 
 
 # -- the scenes generator ----------------------------------------------------------------------
-def scenes(rng, n: int, size, max_objects: int = 3, classes: int = 3):
+def scenes(rng, n: int, size, max_objects: int = 3, classes: int = 3, empty: float = 0.0):
     """x (n, n_H, n_W, 3) uint8, boxes (n, max_objects, 5) float32, masks (n, n_H, n_W) uint8;
     `size` is n_H = n_W or a pair (n_H, n_W).
 
     Each image holds 1..max_objects shapes of half-extent 8-22% of the image, the later drawn
     on top; a box bounds its shape's visible pixels; an object hidden entirely is a padding row.
+    A fraction `empty` of the images holds no object (localization's p_c = 0 examples).
     """
     size_h, size_w = (size, size) if np.isscalar(size) else size
     size = min(size_h, size_w)
@@ -139,6 +148,8 @@ def scenes(rng, n: int, size, max_objects: int = 3, classes: int = 3):
     c1 = np.clip(c0 + rng.uniform(-40, 40, (n, 3)), 0, 255)
     image = c0[:, None, None, :] + (c1 - c0)[:, None, None, :] * ramp[..., None]
     count = rng.integers(1, max_objects + 1, n)
+    if empty:
+        count[rng.random(n) < empty] = 0
     owner = np.full((n, size_h, size_w), -1, dtype=np.int64)  # the object on top at each pixel
     cls = np.full((n, max_objects), -1, dtype=np.int64)
     for j in range(max_objects):
@@ -179,6 +190,33 @@ def boxes_of(visible, classes) -> np.ndarray:
     empty = ~rows.any(axis=1) | (np.asarray(classes) < 0)
     out[empty] = [-1, 0, 0, 0, 0]
     return out
+
+
+def triangles(rng, n: int, size: int):
+    """Landmark data: x (n, size, size, 3) uint8 with one triangle each, rotated up to 45
+    degrees either way; y (n, 6) float32 its vertices (apex, then the base's two ends) as
+    (x, y) fractions of the image, pixel centres at (i + 0.5) / size."""
+    grid = np.arange(size, dtype=np.float64)
+    h = rng.uniform(0.15, 0.3, n) * size
+    cy, cx = size / 2 + rng.uniform(-1, 1, (2, n)) * (size / 2 - 1.5 * h)
+    theta = rng.uniform(-np.pi / 4, np.pi / 4, n)
+    cos, sin = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
+    dy = grid[None, :, None] - cy[:, None, None]
+    dx = grid[None, None, :] - cx[:, None, None]
+    inside = MASKS[2](cos * dx + sin * dy, -sin * dx + cos * dy, h[:, None, None])
+    background = rng.uniform(30, 225, (n, 3))
+    colour = (background + rng.integers(64, 193, (n, 3))) % 256
+    image = np.where(inside[..., None], colour[:, None, None, :], background[:, None, None, :])
+    image += rng.normal(0, 3, image.shape)
+    x = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    # the triangle's corners in its own frame (apex up), turned back into the image's
+    local = np.array([[0.0, -1.0], [-1.0, 1.0], [1.0, 1.0]])  # (dx, dy) in units of h
+    c, s_ = np.cos(theta)[:, None], np.sin(theta)[:, None]
+    ux, uy = local[None, :, 0] * h[:, None], local[None, :, 1] * h[:, None]
+    vx = cx[:, None] + c * ux - s_ * uy
+    vy = cy[:, None] + s_ * ux + c * uy
+    y = np.stack([(vx + 0.5) / size, (vy + 0.5) / size], axis=-1).reshape(n, 6)
+    return x, y.astype(np.float32)
 
 
 # -- augmentation that moves the targets -------------------------------------------------------
