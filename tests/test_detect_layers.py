@@ -227,17 +227,17 @@ def test_per_pixel_softmax_matches_torch():
 
 def test_localization_loss_is_the_notes_squared_error():
     from dlcli.detect.localization import Localization
-    z = np.array([[0.8, 0.5, 0.4, 0.2, 0.3, 0.1, 0.7, 0.2],
+    z = np.array([[0.8, 0.5, 0.5, 0.2, 0.25, 0.1, 0.7, 0.2],
                   [0.3, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]])
     boxes = np.array([[[1, 0.5, 0.5, 0.2, 0.2], [-1, 0, 0, 0, 0]],
                       [[-1, 0, 0, 0, 0], [-1, 0, 0, 0, 0]]])
     loss = Localization()
     # image 0 (an object of class 1): every component; image 1 (none): only (0.3 - 0)^2
-    want = ((0.8 - 1) ** 2 + 0 + 0.1 ** 2 + 0 + 0.1 ** 2 + 0.1 ** 2 + 0.3 ** 2 + 0.2 ** 2 + 0.3 ** 2) / 2
+    want = ((0.8 - 1) ** 2 + 0.05 ** 2 + 0.1 ** 2 + 0.3 ** 2 + 0.2 ** 2 + 0.3 ** 2) / 2
     assert loss.forward(z, boxes) == pytest.approx(want, rel=1e-12)
     close(loss.backward(), numerical_grad(lambda: loss.forward(z, boxes), z), rtol=1e-7)
     assert loss.backward()[1, 1:].tolist() == [0.0] * 7
-    # image 0: object, class 1, IoU 0.2*0.2 / (0.2*0.3 + 0.04 - 0.2*0.2)... right class, IoU 0.667
+    # image 0: an object, class 1, IoU 0.04 / 0.05 = 0.8; image 1: p_c 0.3, no object
     assert loss.error(z, boxes) == 0.0
     z[1, 0] = 0.7  # says "object" where there is none
     assert loss.error(z, boxes) == 0.5
