@@ -165,3 +165,112 @@ class Segmentation(OutputKind):
                 atomic_write_bytes(target, buf.getvalue())
                 written.append(target)
         return written
+
+
+@register_kind
+class SlidingWindows(OutputKind):
+    """A classifier with --windows: each image at its own size, the convolutional scan
+    (windows.py); `"windows": {"window", "stride", "grid", "class", "probability"}` per image,
+    and with --out DIR a heat map of each window's top probability (`<input>_windows.png`).
+    Without --windows it is the classifier."""
+
+    name = "sliding_windows"
+    priority = 5
+    options = frozenset({"windows"})
+
+    @classmethod
+    def applies(cls, run):
+        return run.loss_name in ("binary_crossentropy", "categorical_crossentropy") \
+            and len(run.model.net.output_shape) == 1
+
+    def _classifier(self):
+        from ..predict import Classifier
+        return Classifier(top=self.top, x_key=self.x_key)
+
+    def read(self, run, inputs):
+        if not self.windows:
+            return self._classifier().read(run, inputs)
+        import dataclasses
+        from ..errors import BadInput
+        from ..predict_inputs import Batch, image_to_raw, read_image
+        if run.config["data"].get("normalize") or run.config["data"].get("flatten"):
+            raise BadInput("--windows needs a run without normalize / flatten: the scan takes "
+                           "the whole image", key="--windows")
+        images, xs = [], []
+        for name in inputs:
+            from PIL import Image
+            try:
+                with Image.open(name) as im:
+                    w, h = im.size
+            except OSError as err:
+                raise BadInput(f"--windows takes image files: {err}", file=name)
+            spec = dataclasses.replace(run.spec, example_shape=(h, w, run.spec.example_shape[2]))
+            image = read_image(Path(name), spec)
+            images.append(image)
+            xs.append(run.spec.preprocessing(image_to_raw(image, spec)[None])[0])
+        return Batch([str(n) for n in inputs], xs, images)
+
+    def outputs(self, run, batch):
+        if not self.windows:
+            return self._classifier().outputs(run, batch)
+        from .windows import convolutional_windows
+        layers = run.config["model"]["layers"]
+        scans = [convolutional_windows(run.model, layers, np.asarray(x)) for x in batch.x]
+        return {"windows": [p for p, _ in scans], "stride": scans[0][1] if scans else 1}
+
+    def entries(self, run, batch, outputs):
+        if not self.windows:
+            return self._classifier().entries(run, batch, outputs)
+        from ..predict import class_probabilities
+        window = list(run.model.input_shape[:2])
+        out = []
+        for p in outputs["windows"]:
+            rows, cols = p.shape[:2]
+            probs = class_probabilities(p.reshape(rows * cols, -1)).reshape(rows, cols, -1)
+            out.append({"windows": {"window": window, "stride": int(outputs["stride"]),
+                                    "grid": [rows, cols], "class": probs.argmax(-1).tolist(),
+                                    "probability": probs.max(-1).round(6).tolist()}})
+        return out
+
+    def render(self, result, console):
+        if not self.windows:
+            return self._classifier().render(result, console)
+        from rich.text import Text
+        from ..predict import _heading
+        _heading(result, console)
+        for name, e in zip(result.names, result.entries):
+            w = e["windows"]
+            console.print(Text(f"{name}: {w['grid'][0]} x {w['grid'][1]} windows of "
+                               f"{w['window'][0]} x {w['window'][1]}, stride {w['stride']}; class per window:"))
+            for row in w["class"]:
+                console.print(" ".join(str(c) for c in row))
+
+    def table_rows(self, run, names, entries):
+        if not self.windows:
+            return self._classifier().table_rows(run, names, entries)
+        return (["input", "row", "col", "class", "probability"],
+                [[n, r, c, e["windows"]["class"][r][c], e["windows"]["probability"][r][c]]
+                 for n, e in zip(names, entries) for r in range(e["windows"]["grid"][0])
+                 for c in range(e["windows"]["grid"][1])])
+
+    def write(self, run, batch, outputs, entries, out: Path):
+        if not self.windows:
+            return self._classifier().write(run, batch, outputs, entries, out)
+        written = super().write(run, batch, {}, entries, out) if out.suffix.lower() == ".csv" else []
+        if out.suffix.lower() in (".csv", ".npz"):
+            return written
+        from PIL import Image
+        import io
+        from ..runs import atomic_write_bytes
+        written += super().write(run, batch, {}, entries, out)
+        for i, (name, e) in enumerate(zip(batch.names, entries)):
+            heat = np.asarray(e["windows"]["probability"])
+            k = max(1, 256 // max(heat.shape))
+            pic = Image.fromarray((heat * 255).astype(np.uint8)).resize(
+                (heat.shape[1] * k, heat.shape[0] * k), Image.NEAREST)
+            buf = io.BytesIO()
+            pic.save(buf, format="PNG")
+            target = out / f"{_stem(name, i)}_windows.png"
+            atomic_write_bytes(target, buf.getvalue())
+            written.append(target)
+        return written
