@@ -259,3 +259,30 @@ def test_localization_and_landmark_recipes_run(tmp_path):
         result = invoke("train", root / f"{name}.yaml", "--set", "training.epochs=1",
                         "--set", "data.train.n=200", "--runs-dir", tmp_path, "--quiet")
         assert result.exit_code == 0, result.stderr
+
+
+def test_analyze_errors_on_detection_and_segmentation_runs(tmp_path):
+    runs = tmp_path / "runs"
+    det = write_recipe(tmp_path / "det.yaml", """  train: {builtin: shapes_detection, n: 40, size: 16}
+  test: 0.5""", YOLO_LAYERS, "evaluation: {score_threshold: 0.05, max_boxes: 3}\n")
+    seg = write_recipe(tmp_path / "seg.yaml", """  train: {builtin: shapes_segmentation, n: 40, size: 16}
+  test: 0.5""", SEG_LAYERS)
+    for recipe in (det, seg):
+        assert invoke("train", recipe, "--runs-dir", runs, "--quiet").exit_code == 0
+    for run in runs.iterdir():
+        summary = json.loads((run / "summary.json").read_text())
+        result = invoke("analyze", "errors", run, "--split", "test", "--json", "--top", "5",
+                        "--sheet", tmp_path / f"{run.name}.png")
+        assert result.exit_code == 0, result.stderr
+        doc = json.loads(result.stdout)
+        assert (tmp_path / f"{run.name}.png").exists() and 1 <= len(doc["worst"]) <= 5
+        if doc["kind"] == "detection":
+            assert doc["map_50"] == pytest.approx(summary["detection"]["test"]["map_50"])
+            assert doc["ap_50"] == pytest.approx(summary["detection"]["test"]["ap_50"])
+            bad = [w["missed"] + w["false_boxes"] for w in doc["worst"]]
+            assert bad == sorted(bad, reverse=True) and bad[0] > 0
+        else:
+            assert doc["kind"] == "segmentation"
+            assert doc["iou"] == pytest.approx(summary["segmentation"]["test"]["iou"])
+            ious = [w["mean_iou"] for w in doc["worst"]]
+            assert ious == sorted(ious) and doc["classes"][0] == "background"

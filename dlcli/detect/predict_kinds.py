@@ -59,7 +59,7 @@ def draw_boxes(image, boxes, names=None, min_side=256):
     for b in boxes:
         b_x, b_y, b_h, b_w = b["box"]
         x1, y1, x2, y2 = (b_x - b_w / 2) * W, (b_y - b_h / 2) * H, (b_x + b_w / 2) * W, (b_y + b_h / 2) * H
-        colour = colour_of(b["class"] + 1)
+        colour = (255, 255, 255) if b["class"] < 0 else colour_of(b["class"] + 1)  # -1: the truth
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
         text = f"{b.get('label') or b['class']} {b['score']:.2f}"
         tw = draw.textlength(text)

@@ -54,3 +54,38 @@ def _name(names, c):
 
 def _num(v):
     return "—" if v is None else f"{v:.3f}"
+
+
+def dense_errors_table(result, console) -> None:
+    """`analyze errors` of a detection / segmentation split: per-class scores, worst images."""
+    names = result.class_names
+    if result.kind == "detection":
+        s = result.scores
+        console.print(f"[bold]{result.split}[/bold] mAP@0.5 {s['map_50']:.3f}, "
+                      f"mAP@[.5:.95] {s['map_50_95']:.3f}")
+        t = _table("AP@0.5 per class")
+        t.add_column("class")
+        t.add_column("AP@0.5", justify="right")
+        for c, ap in enumerate(s["ap_50"]):
+            t.add_row(_name(names, c), _num(ap))
+        console.print(t)
+        w = _table("worst images (missed + false boxes at IoU 0.5)")
+        for name in ("index", "missed", "false boxes"):
+            w.add_column(name, justify="right")
+        for r in result.worst:
+            w.add_row(str(r["index"]), str(r["missed"]), str(r["false_boxes"]))
+    else:
+        s = result.scores
+        console.print(f"[bold]{result.split}[/bold] mean IoU {s['mean_iou']:.3f}")
+        t = _table("IoU per class")
+        t.add_column("class")
+        t.add_column("IoU", justify="right")
+        for c, v in enumerate(s["iou"]):
+            t.add_row(_name(names, c), _num(v))
+        console.print(t)
+        w = _table("worst images (their own mean IoU)")
+        w.add_column("index", justify="right")
+        w.add_column("mean IoU", justify="right")
+        for r in result.worst:
+            w.add_row(str(r["index"]), f"{r['mean_iou']:.3f}")
+    console.print(w)
