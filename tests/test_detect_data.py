@@ -286,3 +286,14 @@ def test_analyze_errors_on_detection_and_segmentation_runs(tmp_path):
             assert doc["iou"] == pytest.approx(summary["segmentation"]["test"]["iou"])
             ious = [w["mean_iou"] for w in doc["worst"]]
             assert ious == sorted(ious) and doc["classes"][0] == "background"
+
+
+@pytest.mark.parametrize("kind", ["seg", "det"])
+def test_gradcheck_passes_on_skip_concat_and_yolo_recipes(tmp_path, kind):
+    data = ("  train: {builtin: shapes_segmentation, n: 8, size: 16}" if kind == "seg"
+            else "  train: {builtin: shapes_detection, n: 8, size: 16}")
+    recipe = write_recipe(tmp_path / f"{kind}.yaml", data, SEG_LAYERS if kind == "seg" else YOLO_LAYERS)
+    result = invoke("gradcheck", recipe, "--examples", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["passed"] and doc["overall"] < 1e-6
