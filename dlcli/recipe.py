@@ -704,6 +704,10 @@ class Recipe(Strict):
         for spec in d["search"]["space"].values():
             for unused in [k for k, v in spec.items() if v is None]:
                 del spec[unused]
+        for source in d["data"].values():  # a file source without targets of detection's kinds
+            if isinstance(source, dict) and "path" in source:
+                for unused in [k for k in ("boxes", "masks") if source.get(k) is None]:
+                    del source[unused]
         return d
 
     def to_yaml(self) -> str:
