@@ -175,7 +175,7 @@ class SlidingWindows(OutputKind):
     Without --windows it is the classifier."""
 
     name = "sliding_windows"
-    priority = 5
+    priority = 1  # just above the classifier's 0: any more specific kind still wins
     options = frozenset({"windows"})
 
     @classmethod
