@@ -55,16 +55,33 @@ RESNET_SMALL = [conv(32, 3, bias=False), {"type": "batchnorm"},
                 BLOCK, BLOCK, {"type": "maxpool", "size": 2}, {"type": "global_avgpool"},
                 {"type": "dense", "units": 10, "activation": "softmax"}]
 
-# name: (layers, input shape, batch, training examples per epoch)
+def unet(filters, depth=4, classes=10):
+    """The course's unet_model (C4 W3) as skip_concat levels: conv blocks down, 3x3 stride-2
+    same transpose convs up, each level's input concatenated as its skip."""
+    def block(n):
+        return [conv(n, 3, activation="relu"), conv(n, 3, activation="relu")]
+
+    inner = block(filters * 2 ** depth)
+    for level in reversed(range(depth)):
+        n = filters * 2 ** level
+        inner = ([{"type": "maxpool", "size": 2}] + inner
+                 + [{"type": "conv2d_transpose", "filters": n, "size": 3, "stride": 2, "padding": "same"}])
+        inner = block(n) + [{"type": "skip_concat", "layers": inner}] + block(n)
+    return inner + [conv(filters, 3, activation="relu"), conv(classes, 1, activation="softmax")]
+
+
+# name: (layers, input shape, batch, training examples per epoch); a per-pixel task when the
+# last layer is a conv (labels (m, n_H, n_W))
 CASES = {"lenet64": (LENET, (28, 28, 1), 64, 4096),
          "lenet256": (LENET, (28, 28, 1), 256, 4096),
-         "resnet64": (RESNET_SMALL, (32, 32, 3), 64, 512)}
+         "resnet64": (RESNET_SMALL, (32, 32, 3), 64, 512),
+         "unet16": (unet(16), (96, 128, 3), 8, 64)}
 
 
-def data(input_shape, n, seed=0):
+def data(input_shape, n, seed=0, per_pixel=False):
     rng = np.random.default_rng(seed)
     return (rng.standard_normal((n,) + input_shape).astype(np.float32),
-            rng.integers(0, 10, n))
+            rng.integers(0, 10, (n,) + (input_shape[:2] if per_pixel else ())))
 
 
 # -- dlcli ------------------------------------------------------------------------------------------
@@ -95,18 +112,29 @@ def torch_model(layers, input_shape):
                 pad = f // 2 if s["padding"] == "same" else 0
                 mods.append(tnn.Conv2d(shape[2], s["filters"], f, padding=pad, bias=s.get("bias", True)))
                 n = shape[0] if s["padding"] == "same" else shape[0] - f + 1
-                shape = (n, n, s["filters"])
+                w = shape[1] if s["padding"] == "same" else shape[1] - f + 1
+                shape = (n, w, s["filters"])
                 if s.get("activation") == "relu":
                     mods.append(tnn.ReLU())
             elif kind == "maxpool":
                 mods.append(tnn.MaxPool2d(s["size"]))
                 shape = (shape[0] // s["size"], shape[1] // s["size"], shape[2])
+            elif kind == "dropout":
+                pass
             elif kind == "batchnorm":
                 mods.append(tnn.BatchNorm2d(shape[2], momentum=0.1, eps=1e-5))
             elif kind == "activation":
                 mods.append(tnn.ReLU())
             elif kind == "residual":
                 mods.append(Residual(tnn.Sequential(*build(s["layers"], shape)[0])))
+            elif kind == "skip_concat":
+                body, inner = build(s["layers"], shape)
+                mods.append(SkipConcat(tnn.Sequential(*body)))
+                shape = (shape[0], shape[1], shape[2] + inner[2])
+            elif kind == "conv2d_transpose":  # 3x3 stride 2 same: output 2n, as Keras
+                mods.append(tnn.ConvTranspose2d(shape[2], s["filters"], s["size"], stride=s["stride"],
+                                                padding=1, output_padding=1))
+                shape = (shape[0] * 2, shape[1] * 2, s["filters"])
             elif kind == "global_avgpool":
                 mods += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten()]
                 shape = (shape[2],)
@@ -119,6 +147,15 @@ def torch_model(layers, input_shape):
                 if s.get("activation") == "relu":
                     mods.append(tnn.ReLU())
         return mods, shape
+
+    class SkipConcat(tnn.Module):
+        def __init__(self, body):
+            super().__init__()
+            self.body = body
+
+        def forward(self, x):
+            import torch
+            return torch.cat([x, self.body(x)], dim=1)
 
     class Residual(tnn.Module):
         def __init__(self, body):
@@ -238,7 +275,7 @@ def main():
     print(header("cnn") + f"; PyTorch Adam fused: {fused}")
     for name in args.only.split(","):
         layers, input_shape, batch, n = CASES[name]
-        x, y = data(input_shape, n)
+        x, y = data(input_shape, n, per_pixel=layers[-1]["type"] == "conv2d")
         _, step, error = dlcli_trainer(layers, input_shape)
         sides = {"dlcli": (step, error, x, y)}
         for label, is_fused in (("PyTorch", True), ("unfused", False)):

@@ -415,6 +415,10 @@ def analyze_errors(run, split: str = "dev", tags=None) -> dict:
 
 def errors_cli(run, split="dev", tags=None, sheet=None, top=20, as_json=False) -> int:
     from rich.console import Console
+    from .detect.errors import dense_errors_cli
+    code = dense_errors_cli(run, split, sheet, top, as_json)  # boxes or masks (dlcli/detect)
+    if code is not None:
+        return code
     run_split, analysis = _analysis(run, split, tags)
     console = Console(stderr=as_json)
     _render(analysis, top, console)

@@ -125,6 +125,8 @@ def build(recipe, input_shape, dtype=None, dataset=None):
     if getattr(dataset, "splits", None):  # GloVe vectors at training time, not when re-loaded
         from .text import init_word_vectors
         init_word_vectors(model, cfg["model"], dataset)
+    if hasattr(model.loss, "configure"):  # detection: score / IoU thresholds, max boxes
+        model.loss.configure(recipe.evaluation)
     return model
 
 
@@ -132,6 +134,9 @@ def check_fit(recipe, model, dataset) -> None:
     """The labels must be ones the model's output can give."""
     out = model.net.output_shape
     name = model.loss.name
+    from .detect.fit import check_dense_fit
+    if check_dense_fit(recipe, model, dataset):  # boxes or masks (dlcli/detect/fit.py)
+        return
     y = dataset.splits["train"].y
     if len(out) == 2 and y.ndim == 2 and name == "categorical_crossentropy":
         # a sequence output (m, T, C) against labels (m, T), -1 at padded steps
@@ -331,18 +336,26 @@ def run_recipe_yaml(recipe) -> str:
 
 
 def make_augment(recipe):
+    """(x, y, rng) -> (x, y): the batch augmented; boxes and masks move with their images."""
     specs = recipe.to_dict()["data"]["augment"]
     if not specs:
         return None
     from .data import augment_batch
-    return lambda x, rng: augment_batch(x, specs, rng)
+    from .detect.data import augment_with_targets, target_kind
+
+    def augment(x, y, rng):
+        if target_kind(y) is not None:
+            return augment_with_targets(x, y, specs, rng)
+        return augment_batch(x, specs, rng), y
+    return augment
 
 
 def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predict,
            extra=None) -> dict:
     """Evaluate every split with `predict`, write predictions and summary.json."""
     from .strategy import diagnose
-    errors, metrics, sizes, sequence = {}, {}, {}, {}
+    from .detect.fit import dense_scores
+    errors, metrics, sizes, sequence, extra_scores = {}, {}, {}, {}, {}
     for split in SPLITS:
         data = dataset.splits.get(split)
         sizes[split] = None if data is None else int(data.y.shape[0])
@@ -358,6 +371,7 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
                 from .translate import split_bleu
                 sequence[split]["bleu"] = split_bleu(arrays["probabilities"], data.y,
                                                      dataset.vocab["target"])
+        dense_scores(model.loss, arrays, data.y, split, extra_scores)
         atomic_write_npz(run_dir / "predictions" / f"{split}.npz", arrays)
         scores = classification_scores(recipe, model, dataset, data.y, arrays["y_pred"])
         if scores:
@@ -373,7 +387,7 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
         "satisficing": satisficing(recipe, model, dataset, errors, seconds, predict),
         # the class names (CSV labels, builtin shapes, h5 list_classes), class k at [k]
         **({"classes": [str(c) for c in dataset.class_names]} if dataset.class_names else {}),
-        **(extra or {}),
+        **extra_scores, **(extra or {}),
     }
     if sequence:
         summary["sequence_metrics"] = {split: sequence.get(split) for split in SPLITS}
@@ -397,6 +411,8 @@ def classification_scores(recipe, model, dataset, y_true, y_pred):
     more classes their macro averages (as precision, recall, f1), with `per_class` rows."""
     from .metrics import binary_scores, multiclass_scores
     if model.loss.name not in ("binary_crossentropy", "categorical_crossentropy"):
+        return None
+    if np.ndim(y_true) != 1:  # per-pixel labels: segmentation reports IoU instead
         return None
     if (dataset.n_classes or 2) != 2:
         return multiclass_scores(y_true, y_pred, dataset.n_classes, dataset.class_names)
@@ -502,6 +518,9 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1, report_page=F
             report.metrics_table(summary["metrics"], console)
         if summary.get("sequence_metrics"):
             report.sequence_table(summary["sequence_metrics"], console)
+        if summary.get("detection") or summary.get("segmentation"):
+            from .detect.render import dense_tables
+            dense_tables(summary, console, result.dataset.class_names)
         console.print(Text("run saved in ") + Text(str(result.run_dir), style="bold"))
     elif summary["status"] != "interrupted":  # whose own message names the run
         print(f"run saved in {result.run_dir}", file=sys.stderr)

@@ -179,6 +179,16 @@ def analyze_errors(run: Path = typer.Argument(..., help="A run directory."),
     _run(errors_cli, run, split=split, tags=tags, sheet=sheet, top=top, as_json=as_json)
 
 
+@analyze_app.command("anchors")
+def analyze_anchors(run_or_recipe: Path = typer.Argument(..., help="A run directory or a recipe with boxes."),
+                    k: Optional[int] = typer.Option(None, "--k", min=1, help="Anchors (default: the recipe's yolo layer's count, else 5)."),
+                    seed: int = typer.Option(0, "--seed", help="Seed of the k-means start."),
+                    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")):
+    """Anchor shapes by k-means (1 - IoU) on the training boxes."""
+    from .detect.anchors import anchors_cli
+    _run(anchors_cli, run_or_recipe, k=k, seed=seed, as_json=as_json)
+
+
 @analyze_app.command("bias-variance")
 def analyze_bias_variance(run: Path = typer.Argument(..., help="A run directory."),
                           human_level_error: Optional[float] = typer.Option(

@@ -32,8 +32,10 @@ from .nn.inits import INITS
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "softmax", "linear")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")  # those `loss: auto` knows a loss for
-LOSSES = ("auto", "binary_crossentropy", "categorical_crossentropy", "mse", "multi_label")
-BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes", "dates")
+LOSSES = ("auto", "binary_crossentropy", "categorical_crossentropy", "mse", "multi_label",
+          "localization", "yolo")  # the last two: dlcli/detect
+BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes", "dates",
+            "shapes_detection", "shapes_segmentation", "shapes_landmarks")  # dlcli/detect/data.py
 OPTIMIZERS = ("gd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("none", "inverse_time", "exponential", "staircase", "inverse_sqrt")
 EARLY_STOPPING_METRICS = ("dev_error", "dev_cost", "train_error", "train_cost")
@@ -380,6 +382,7 @@ class Conv2DTranspose(Strict):
     filters: PositiveInt
     size: PositiveInt
     stride: PositiveInt = 1
+    padding: _one_of("valid", "same") = "valid"  # same: output n s, as Keras (U-Net)
     activation: Activation = "linear"
     bias: bool = True
     init: Optional[Init] = None
@@ -510,9 +513,21 @@ class AttentionDecoder(Strict):
     init: Optional[Init] = None
 
 
+# detection and segmentation (dlcli/detect/layers.py)
+class SkipConcat(Strict):
+    type: str = "skip_concat"
+    layers: list[Layer] = Field(min_length=1)
+
+
+class Yolo(Strict):
+    type: str = "yolo"
+    anchors: list[Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)]] = Field(min_length=1)
+    classes: PositiveInt
+
+
 LAYER_CLASSES = {cls.model_fields["type"].default: cls for cls in (
     Dense, Conv2D, DepthwiseConv2D, Conv2DTranspose, MaxPool, AvgPool, GlobalAvgPool, Flatten,
-    BatchNorm, Dropout, ActivationLayer, Residual, Branches,
+    BatchNorm, Dropout, ActivationLayer, Residual, Branches, SkipConcat, Yolo,
     Embedding, OneHot, SimpleRNN, GRU, LSTM, Bidirectional, AttentionDecoder)}
 
 
@@ -536,6 +551,7 @@ Layer = Annotated[
     BeforeValidator(_layer_type)]
 Residual.model_rebuild()
 Branches.model_rebuild()
+SkipConcat.model_rebuild()
 
 
 # data
@@ -544,7 +560,10 @@ class BuiltinSource(Strict):
     n: Optional[PositiveInt] = None
     noise: Optional[NonNegativeFloat] = None
     classes: Optional[PositiveInt] = None
-    size: Optional[PositiveInt] = None
+    # [n_H, n_W] for shapes_detection / shapes_segmentation (the course's U-Net is 96x128)
+    size: Optional[Union[PositiveInt, Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]]] = None
+    max_objects: Optional[PositiveInt] = None  # shapes_detection / shapes_segmentation
+    empty: Optional[NonNegativeFloat] = None  # shapes_detection: images with no object
 
 
 class FileSource(Strict):
@@ -559,6 +578,8 @@ class FileSource(Strict):
     # a CSV's feature columns may be a list (every column but y when x is left out)
     x: Union[str, list[str]] = Field("x", validate_default=True)
     y: str = Field("y", validate_default=True)
+    boxes: Optional[str] = None  # detection: (m, K, 5) [class, b_x, b_y, b_h, b_w]
+    masks: Optional[str] = None  # segmentation: (m, n_H, n_W) class ids
 
     @field_validator("x", "y")
     @classmethod
@@ -771,6 +792,10 @@ class Evaluation(Strict):
     multi_crop: Optional[_one_of(10)] = None
     # SPEC's exit 1 "a satisficing metric unmet where the user asked to fail on it"
     fail_on_unmet: bool = False
+    # detection (SPEC): boxes scored p_c x class probability under this are dropped, then NMS
+    score_threshold: Probability = 0.6
+    iou_threshold: Probability = 0.5
+    max_boxes: PositiveInt = 10
 
 
 # name: (is each end an int, the rule lo and hi obey, the rule as a message says it)
@@ -860,6 +885,10 @@ class Recipe(Strict):
         for spec in d["search"]["space"].values():
             for unused in [k for k, v in spec.items() if v is None]:
                 del spec[unused]
+        for source in d["data"].values():  # a file source without targets of detection's kinds
+            if isinstance(source, dict) and "path" in source:
+                for unused in [k for k in ("boxes", "masks") if source.get(k) is None]:
+                    del source[unused]
         return d
 
     def to_yaml(self) -> str:

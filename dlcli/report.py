@@ -369,6 +369,9 @@ def run_details(summary: dict, recipe_text: str, metrics_records: list[dict], co
     errors_table(summary, console)
     if summary.get("metrics"):
         metrics_table(summary["metrics"], console)
+    if summary.get("detection") or summary.get("segmentation"):
+        from .detect.render import dense_tables
+        dense_tables(summary, console)
     if summary.get("satisficing"):
         _satisficing_table(summary["satisficing"], console)
     if metrics_records:

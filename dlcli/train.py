@@ -83,7 +83,7 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None, on_batch=None,
                 xs, ys = train.x, train.y
             t0 = time.perf_counter()
             cost, steps = train_epoch(model, opt, trainable, xs, ys, batch, lr,
-                                      augment and (lambda x: augment(x, augment_rng)),
+                                      augment and (lambda x, y: augment(x, y, augment_rng)),
                                       on_batch and (lambda done, e=epoch: on_batch(e, done, m)))
             result.train_seconds += time.perf_counter() - t0
             result.iterations += steps
@@ -135,7 +135,9 @@ def train_epoch(model, opt, trainable, xs, ys, batch, lr, augment=None,
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for i in range(0, xs.shape[0], batch):
             xb, yb = xs[i:i + batch], ys[i:i + batch]
-            cost = train_step(model, opt, trainable, augment(xb) if augment else xb, yb, lr)
+            if augment:  # (x, y) -> (x, y): boxes and masks move with their images
+                xb, yb = augment(xb, yb)
+            cost = train_step(model, opt, trainable, xb, yb, lr)
             if not math.isfinite(cost):
                 return math.nan, steps
             total += cost * xb.shape[0]

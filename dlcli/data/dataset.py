@@ -126,6 +126,9 @@ def read_source(src, key: str, rng, targets: str = "auto", missing=None, vocab=N
     if is_pair_source(src):  # sequence to sequence: one-hot sources, target ids (pairs.py)
         x, y, vocab, origin = read_pairs(src, key, rng, vocab, token_ids)
         return Source(x, y, list(vocab["target"].tokens), origin, vocab)
+    from ..detect.data import is_dense_source, read_dense_source
+    if is_dense_source(src):  # boxes or masks ride as y (dlcli/detect/data.py)
+        return Source(*read_dense_source(src, key, rng))
     if src.get("builtin") is not None:
         if src.get("path") is not None:
             raise BadInput("a source is either builtin: or path:, not both", key=key)

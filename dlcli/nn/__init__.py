@@ -26,6 +26,7 @@ def _load_layer_modules() -> None:
         pass
     from . import embedding, recurrent  # noqa: F401
     from . import attention  # noqa: F401
+    from ..detect import layers as _detect  # noqa: F401  (skip_concat, yolo)
 
 
 def build_layer(spec: dict):

@@ -235,16 +235,25 @@ class Conv2D(_Weighted):
 class Conv2DTranspose(_Weighted):
     """Each input pixel scatters its filter: the input-gradient of a conv, run forward."""
 
-    def __init__(self, filters, size, stride=1, activation="linear", bias=True, init=None):
+    def __init__(self, filters, size, stride=1, activation="linear", bias=True, init=None,
+                 padding="valid"):
         super().__init__(activation, bias, init)
         self.n_C, self.f = _positive_int(filters, "filters"), _positive_int(size, "size")
         self.stride = _positive_int(stride, "stride")
+        if padding not in ("valid", "same"):
+            raise ValueError(f"conv2d_transpose padding is valid or same, got {padding!r}")
+        self.padding = padding
         self.unrolled = _Unrolled()
 
     def build(self, input_shape, ctx):
         n_H_prev, n_W_prev, self.n_C_prev = _image_shape(self, input_shape)
         f, s = self.f, self.stride
         self.n_H, self.n_W = (n_H_prev - 1) * s + f, (n_W_prev - 1) * s + f
+        # same (Keras): the full scatter cropped to n s, (f - s) // 2 rows off the top and
+        # the rest off the bottom -- the mirror of a same conv's padding
+        self.crop = 0
+        if self.padding == "same":
+            self.n_H, self.n_W, self.crop = n_H_prev * s, n_W_prev * s, max(f - s, 0) // 2
         self._init_params(ctx, (f, f, self.n_C_prev, self.n_C), f * f * self.n_C_prev,
                           f * f * self.n_C, self.n_C)
         self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
@@ -263,7 +272,8 @@ class Conv2DTranspose(_Weighted):
         for i0, i1 in _chunks(m, hw * W_rows.shape[1], training):
             cols = self.unrolled.cols(((i1 - i0) * hw, W_rows.shape[1]), A_prev.dtype, training)
             np.matmul(A_prev[i0:i1].reshape(-1, self.n_C_prev), W_rows, out=cols)
-            kernel(kconv, "col2im", cols.size)(cols, self.f, self.stride, 0, 0, n_H_prev, n_W_prev, Z[i0:i1])
+            kernel(kconv, "col2im", cols.size)(cols, self.f, self.stride, self.crop, self.crop,
+                                               n_H_prev, n_W_prev, Z[i0:i1])
         A = self._activate(Z, training)
         if training:
             self.cache = (A_prev,) + self.cache
@@ -275,7 +285,8 @@ class Conv2DTranspose(_Weighted):
         dZ = self._dZ(dA)
         W_rows = self._W_rows()
         cols = self.unrolled.cols((m * n_H_prev * n_W_prev, W_rows.shape[1]), dZ.dtype, True)
-        kernel(kconv, "im2col", cols.size)(dZ, self.f, self.stride, 0, 0, n_H_prev, n_W_prev, cols)
+        kernel(kconv, "im2col", cols.size)(dZ, self.f, self.stride, self.crop, self.crop,
+                                           n_H_prev, n_W_prev, cols)
         A_prev2 = A_prev.reshape(-1, self.n_C_prev)
         self.grads["W"][...] = (A_prev2.T @ cols).reshape(
             self.n_C_prev, self.f, self.f, self.n_C).transpose(1, 2, 0, 3)

@@ -117,10 +117,18 @@ class CategoricalCrossentropy(_CrossEntropy):
             cost, self.cache = sequence_crossentropy(z, y)
             return cost
         y = _labels(y).astype(np.intp, copy=False)
+        if z.ndim > 2 and y.shape == z.shape[:-1]:
+            # per pixel (segmentation, SPEC): every pixel a row, the mean over pixels and examples
+            self._shape = z.shape
+            return self._cost(k.softmax_crossentropy, z.reshape(-1, z.shape[-1]), y.reshape(-1))
+        self._shape = None
         if z.ndim != 2 or y.shape != z.shape[:1]:
             raise ValueError(f"categorical cross-entropy needs logits (m, C) and labels (m,), "
                              f"got {z.shape} and {y.shape}")
         return self._cost(k.softmax_crossentropy, z, y)
+
+    def backward(self):
+        return self.cache if self._shape is None else self.cache.reshape(self._shape)
 
     def output(self, z):
         return softmax(z)
@@ -224,6 +232,8 @@ def make_loss(name: str, last_activation: str) -> Loss:
             raise ValueError(f"loss: auto needs a last activation of sigmoid, softmax or linear, "
                              f"got {last_activation}; name the loss")
         name = AUTO[last_activation]
+    if name not in LOSSES:
+        from ..detect import losses as _detect  # noqa: F401  (localization, yolo)
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; expected auto or one of {', '.join(LOSSES)}")
     loss = LOSSES[name]()

@@ -180,6 +180,8 @@ def build_model(model_cfg: dict, loss: str = "auto", l2: float = 0.0, input_shap
     specs = [dict(s) for s in model_cfg["layers"]]
     last = max((i for i, s in enumerate(specs) if s.get("activation")), default=None)
     last_activation = specs[last]["activation"] if last is not None else "linear"
+    if loss == "auto" and specs and specs[-1].get("type") == "yolo":
+        loss = "yolo"  # a yolo head has its own loss (dlcli/detect/yolo.py)
     loss_obj = make_loss(loss, last_activation)
     fused = None
     if loss_obj.output_activation in FUSED and last_activation == loss_obj.output_activation:
@@ -195,6 +197,8 @@ def build_model(model_cfg: dict, loss: str = "auto", l2: float = 0.0, input_shap
                        init=model_cfg.get("init") or "he",
                        dropout_rng=dropout_rng if dropout_rng is not None else np.random.default_rng(1))
     model.build(input_shape, ctx)
+    if hasattr(loss_obj, "bind"):  # a loss that reads the model's head (yolo's anchors, grid)
+        loss_obj.bind(model)
     loss_obj.check(model.net.output_shape)
     for i in model_cfg.get("freeze") or []:
         model.layers[i].set_trainable(False)

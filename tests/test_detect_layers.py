@@ -1,0 +1,245 @@
+"""skip_concat, conv2d_transpose padding same, the yolo head and loss, per-pixel softmax:
+forward and backward against PyTorch autograd in float64 and finite differences."""
+
+import numpy as np
+import pytest
+
+from conftest import numerical_grad
+from dlcli.detect.layers import SkipConcat
+from dlcli.detect.targets import encode
+from dlcli.detect.yolo import YoloHead, YoloLoss, decode
+from dlcli.nn.base import BuildContext
+from dlcli.nn.conv import Conv2D, Conv2DTranspose, MaxPool
+from dlcli.nn.losses import CategoricalCrossentropy
+
+
+def built(layer, input_shape, seed=0):
+    layer.build(input_shape, BuildContext(dtype=np.dtype(np.float64), rng=np.random.default_rng(seed)))
+    return layer
+
+
+def close(a, b, rtol=1e-9):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    assert np.max(np.abs(a - b)) <= rtol * max(np.max(np.abs(b)), 1e-30)
+
+
+def nchw(torch, a):
+    return torch.tensor(a).permute(0, 3, 1, 2).contiguous().requires_grad_(True)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("n_h, n_w, f, s", [(3, 4, 3, 2), (2, 3, 2, 2), (3, 3, 4, 2), (2, 2, 3, 1)])
+def test_conv2d_transpose_same_matches_torch(n_h, n_w, f, s):
+    torch = pytest.importorskip("torch")
+    layer = built(Conv2DTranspose(3, f, stride=s, padding="same"), (n_h, n_w, 2))
+    layer.params["b"][...] = np.random.default_rng(5).standard_normal(3)
+    assert layer.output_shape == (n_h * s, n_w * s, 3)
+    x = np.random.default_rng(1).standard_normal((2, n_h, n_w, 2))
+    y = layer.forward(x, True)
+    dy = np.random.default_rng(2).standard_normal(y.shape)
+    dx = layer.backward(dy)
+    tx = nchw(torch, x)
+    tW = torch.tensor(layer.params["W"]).permute(2, 3, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(layer.params["b"]).requires_grad_(True)
+    full = torch.nn.functional.conv_transpose2d(tx, tW, tb, stride=s)
+    top = max(f - s, 0) // 2  # Keras/TF same: the full scatter cropped, odd row at the bottom
+    ty = full[:, :, top:top + n_h * s, top:top + n_w * s]
+    (ty * torch.tensor(dy).permute(0, 3, 1, 2)).sum().backward()
+    close(y, ty.detach().permute(0, 2, 3, 1).numpy())
+    close(dx, tx.grad.permute(0, 2, 3, 1).numpy())
+    close(layer.grads["W"], tW.grad.permute(2, 3, 0, 1).numpy())
+    close(layer.grads["b"], tb.grad.numpy())
+
+
+def course_quiz_transpose():
+    """COURSE_NUMBERS §14: [[1,2],[3,4]] scattered by rows [1,0,-1] at stride 2."""
+    layer = built(Conv2DTranspose(1, 3, stride=2, bias=False), (2, 2, 1))
+    layer.params["W"][...] = np.array([[1, 0, -1]] * 3, dtype=np.float64)[:, :, None, None]
+    return layer.forward(np.array([[1.0, 2], [3, 4]])[None, :, :, None], False)[0, :, :, 0]
+
+
+def test_conv2d_transpose_course_quiz():
+    want = [[1, 0, 1, 0, -2], [1, 0, 1, 0, -2], [4, 0, 2, 0, -6], [3, 0, 1, 0, -4], [3, 0, 1, 0, -4]]
+    np.testing.assert_array_equal(course_quiz_transpose(), want)
+
+
+def unet_level():
+    return SkipConcat([{"type": "maxpool", "size": 2},
+                       {"type": "conv2d", "filters": 3, "size": 3, "padding": "same", "activation": "relu"},
+                       {"type": "conv2d_transpose", "filters": 2, "size": 2, "stride": 2}])
+
+
+@pytest.mark.torch
+def test_skip_concat_matches_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    layer = built(unet_level(), (6, 4, 2))
+    assert layer.output_shape == (6, 4, 4)
+    assert [name for name, _ in layer.children()] == ["layers.0", "layers.1", "layers.2"]
+    conv, up = layer.children()[1][1], layer.children()[2][1]
+    for p in (conv.params["b"], up.params["b"]):
+        p[...] = np.random.default_rng(3).standard_normal(p.shape)
+    x = np.random.default_rng(1).standard_normal((3, 6, 4, 2))
+    y = layer.forward(x, True)
+    dy = np.random.default_rng(2).standard_normal(y.shape)
+    dx = layer.backward(dy)
+    tx = nchw(torch, x)
+    leaves = [torch.tensor(conv.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True),
+              torch.tensor(conv.params["b"]).requires_grad_(True),
+              torch.tensor(up.params["W"]).permute(2, 3, 0, 1).contiguous().requires_grad_(True),
+              torch.tensor(up.params["b"]).requires_grad_(True)]
+    down = F.relu(F.conv2d(F.max_pool2d(tx, 2), leaves[0], leaves[1], padding=1))
+    ty = torch.cat([tx, F.conv_transpose2d(down, leaves[2], leaves[3], stride=2)], dim=1)
+    (ty * torch.tensor(dy).permute(0, 3, 1, 2)).sum().backward()
+    close(y, ty.detach().permute(0, 2, 3, 1).numpy())
+    close(dx, tx.grad.permute(0, 2, 3, 1).numpy())
+    close(conv.grads["W"], leaves[0].grad.permute(2, 3, 1, 0).numpy())
+    close(conv.grads["b"], leaves[1].grad.numpy())
+    close(up.grads["W"], leaves[2].grad.permute(2, 3, 0, 1).numpy())
+    close(up.grads["b"], leaves[3].grad.numpy())
+
+
+def test_skip_concat_needs_matching_height_and_width():
+    layer = SkipConcat([{"type": "maxpool", "size": 2}])
+    with pytest.raises(ValueError, match="heights and widths"):
+        built(layer, (6, 6, 2))
+
+
+ANCHORS = np.array([[0.15, 0.15], [0.4, 0.3]])
+
+
+def yolo_batch(seed=0, m=3, s=4, classes=3):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((m, s, s, len(ANCHORS), 5 + classes))
+    boxes = np.full((m, 3, 5), -1.0)
+    boxes[..., 1:] = 0
+    for i in range(m):
+        for k in range(int(rng.integers(1, 4))):
+            boxes[i, k] = [rng.integers(0, classes), *rng.uniform(0.1, 0.9, 2), *rng.uniform(0.08, 0.5, 2)]
+    return z, boxes
+
+
+def yolo_loss(grid=(4, 4), classes=3):
+    loss = YoloLoss()
+    loss.anchors, loss.classes, loss.grid = ANCHORS, classes, grid
+    return loss
+
+
+def torch_yolo_cost(torch, tz, boxes, grid):
+    """SPEC's loss written with torch ops from the targets: an independent oracle."""
+    F = torch.nn.functional
+    t = encode(boxes, grid, ANCHORS)
+    obj = torch.tensor(t.obj)
+    txy, thw = torch.tensor(t.txy), torch.tensor(t.thw)
+    coord = 5 * (obj[..., None] * ((torch.sigmoid(tz[..., 1:3]) - txy) ** 2
+                                   + (tz[..., 3:5] - thw) ** 2)).sum()
+    bce = F.binary_cross_entropy_with_logits
+    objectness = (obj * bce(tz[..., 0], torch.ones_like(obj), reduction="none")).sum() \
+        + 0.5 * ((1 - obj) * bce(tz[..., 0], torch.zeros_like(obj), reduction="none")).sum()
+    ce = F.cross_entropy(tz[..., 5:].reshape(-1, tz.shape[-1] - 5), torch.tensor(t.cls).reshape(-1),
+                         reduction="none").reshape(obj.shape)
+    return (coord + objectness + (obj * ce).sum()) / tz.shape[0]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("seed", [0, 1])
+def test_yolo_loss_and_gradient_match_torch(seed):
+    torch = pytest.importorskip("torch")
+    z, boxes = yolo_batch(seed)
+    loss = yolo_loss()
+    cost = loss.forward(z, boxes)
+    dz = loss.backward()
+    tz = torch.tensor(z).requires_grad_(True)
+    tcost = torch_yolo_cost(torch, tz, boxes, (4, 4))
+    tcost.backward()
+    assert cost == pytest.approx(float(tcost.detach()), rel=1e-12)
+    close(dz, tz.grad.numpy())
+    assert (np.abs(dz[..., 1:5]) > 0).sum() > 0  # the coordinate terms take part
+
+
+def test_yolo_gradient_matches_finite_differences():
+    z, boxes = yolo_batch(3, m=2, s=2)
+    loss = yolo_loss((2, 2))
+    loss.forward(z, boxes)
+    close(loss.backward(), numerical_grad(lambda: loss.forward(z, boxes), z), rtol=1e-7)
+
+
+@pytest.mark.torch
+def test_yolo_decode_matches_torch_and_its_gradient():
+    torch = pytest.importorskip("torch")
+    z, _ = yolo_batch(4, m=2, s=3)
+    out = decode(z, ANCHORS)
+    tz = torch.tensor(z).requires_grad_(True)
+    col = torch.arange(3, dtype=torch.float64)[None, None, :, None]
+    row = torch.arange(3, dtype=torch.float64)[None, :, None, None]
+    a = torch.tensor(ANCHORS)
+    parts = [torch.sigmoid(tz[..., 0]), (col + torch.sigmoid(tz[..., 1])) / 3,
+             (row + torch.sigmoid(tz[..., 2])) / 3, a[:, 0] * torch.exp(tz[..., 3]),
+             a[:, 1] * torch.exp(tz[..., 4])]
+    tout = torch.cat([torch.stack(parts, -1), torch.softmax(tz[..., 5:], -1)], -1)
+    close(out, tout.detach().numpy(), 1e-12)
+    # the decoded box drives NMS and mAP; its gradient through the same formulas as autograd's
+    weights = np.random.default_rng(0).standard_normal(out.shape)
+    (tout * torch.tensor(weights)).sum().backward()
+    num = numerical_grad(lambda: float(np.sum(decode(z, ANCHORS) * weights)), z)
+    close(num, tz.grad.numpy(), 1e-6)
+
+
+def test_targets_go_to_the_midpoint_cell_and_best_anchor():
+    boxes = np.array([[[2, 0.30, 0.80, 0.14, 0.16], [0, 0.99, 0.01, 0.42, 0.28],
+                       [-1, 0, 0, 0, 0]]])
+    t = encode(boxes, (4, 4), ANCHORS)
+    assert t.obj.sum() == 2
+    assert t.obj[0, 3, 1, 0] == 1 and t.cls[0, 3, 1, 0] == 2  # row floor(0.8*4), col floor(0.3*4)
+    np.testing.assert_allclose(t.txy[0, 3, 1, 0], [0.2, 0.2], atol=1e-12)
+    np.testing.assert_allclose(t.thw[0, 3, 1, 0], np.log([0.14 / 0.15, 0.16 / 0.15]))
+    assert t.obj[0, 0, 3, 1] == 1 and t.cls[0, 0, 3, 1] == 0  # the tall box takes anchor 1
+
+
+def test_yolo_head_reshapes_only():
+    head = built(YoloHead(ANCHORS.tolist(), 3), (4, 4, 16))
+    assert head.output_shape == (4, 4, 2, 8) and not head.params
+    x = np.arange(2 * 4 * 4 * 16, dtype=np.float64).reshape(2, 4, 4, 16)
+    y = head.forward(x, True)
+    np.testing.assert_array_equal(y[1, 2, 3, 1], x[1, 2, 3, 8:])
+    np.testing.assert_array_equal(head.backward(y), x)
+    with pytest.raises(ValueError, match="needs a conv output"):
+        built(YoloHead(ANCHORS.tolist(), 3), (4, 4, 15))
+
+
+@pytest.mark.torch
+def test_per_pixel_softmax_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((2, 3, 4, 5))
+    y = rng.integers(0, 5, (2, 3, 4))
+    loss = CategoricalCrossentropy()
+    cost = loss.forward(z, y)
+    dz = loss.backward()
+    tz = torch.tensor(z).requires_grad_(True)
+    tcost = torch.nn.functional.cross_entropy(tz.permute(0, 3, 1, 2), torch.tensor(y))  # mean over pixels
+    tcost.backward()
+    assert cost == pytest.approx(float(tcost.detach()), rel=1e-12)
+    close(dz, tz.grad.numpy())
+    assert loss.error(loss.output(z), y) == pytest.approx(np.mean(z.argmax(-1) != y))
+
+
+def test_localization_loss_is_the_notes_squared_error():
+    from dlcli.detect.localization import Localization
+    z = np.array([[0.8, 0.5, 0.5, 0.2, 0.25, 0.1, 0.7, 0.2],
+                  [0.3, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]])
+    boxes = np.array([[[1, 0.5, 0.5, 0.2, 0.2], [-1, 0, 0, 0, 0]],
+                      [[-1, 0, 0, 0, 0], [-1, 0, 0, 0, 0]]])
+    loss = Localization()
+    # image 0 (an object of class 1): every component; image 1 (none): only (0.3 - 0)^2
+    want = ((0.8 - 1) ** 2 + 0.05 ** 2 + 0.1 ** 2 + 0.3 ** 2 + 0.2 ** 2 + 0.3 ** 2) / 2
+    assert loss.forward(z, boxes) == pytest.approx(want, rel=1e-12)
+    close(loss.backward(), numerical_grad(lambda: loss.forward(z, boxes), z), rtol=1e-7)
+    assert loss.backward()[1, 1:].tolist() == [0.0] * 7
+    # image 0: an object, class 1, IoU 0.04 / 0.05 = 0.8; image 1: p_c 0.3, no object
+    assert loss.error(z, boxes) == 0.0
+    z[1, 0] = 0.7  # says "object" where there is none
+    assert loss.error(z, boxes) == 0.5
+    z[0, 5:] = [0.9, 0.1, 0.1]  # wrong class
+    assert loss.error(z, boxes) == 1.0
