@@ -233,6 +233,12 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
     """Evaluate every split with `predict`, write predictions and summary.json."""
     from .strategy import diagnose
     errors, metrics = {}, {}
+    if getattr(model.loss, "embedding", False):
+        # tau is chosen on dev first: every split's error is its verification error at tau
+        from .faces import evaluate
+        ev = recipe.evaluation
+        evaluation = evaluate(model, dataset.splits, recipe.seed, ev.one_shot_ways, ev.one_shot_episodes)
+        extra = {**evaluation.summary_fields(), **(extra or {})}
     for split in SPLITS:
         data = dataset.splits.get(split)
         if data is None:

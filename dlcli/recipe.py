@@ -32,7 +32,8 @@ from .nn.inits import INITS
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "softmax", "linear")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")  # those `loss: auto` knows a loss for
-LOSSES = ("auto", "binary_crossentropy", "categorical_crossentropy", "mse", "multi_label")
+LOSSES = ("auto", "binary_crossentropy", "categorical_crossentropy", "mse", "multi_label",
+          "triplet", "siamese_binary")
 BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes")
 OPTIMIZERS = ("gd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("none", "inverse_time", "exponential", "staircase", "inverse_sqrt")
@@ -396,9 +397,13 @@ class Branches(Strict):
     paths: list[Annotated[list[Layer], Field(min_length=1)]] = Field(min_length=1)
 
 
+class L2Normalize(Strict):
+    type: str = "l2_normalize"
+
+
 LAYER_CLASSES = {cls.model_fields["type"].default: cls for cls in (
     Dense, Conv2D, DepthwiseConv2D, Conv2DTranspose, MaxPool, AvgPool, GlobalAvgPool, Flatten,
-    BatchNorm, Dropout, ActivationLayer, Residual, Branches)}
+    BatchNorm, Dropout, ActivationLayer, Residual, Branches, L2Normalize)}
 
 
 def _layer_type(value):
@@ -577,6 +582,9 @@ class Training(Strict):
     batch_size: Annotated[Any, PlainValidator(_batch_size)] = 64
     shuffle: bool = True
     early_stopping: Optional[EarlyStopping] = None
+    # embedding losses (triplet, siamese_binary): mini-batches of P identities x K examples
+    identities_per_batch: PositiveInt = 8
+    examples_per_identity: _number(int, 2) = 4
 
 
 class Bound(Strict):
@@ -596,6 +604,8 @@ class Evaluation(Strict):
     positive_class: NonNegativeInt = 1
     satisficing: dict[str, Bound] = {}
     multi_crop: Optional[_one_of(10)] = None
+    one_shot_ways: _number(int, 2) = 20        # embedding runs: N-way one-shot episodes
+    one_shot_episodes: PositiveInt = 1000
 
 
 # name: (is each end an int, the rule lo and hi obey, the rule as a message says it)
@@ -650,6 +660,29 @@ def _check_name(name: str) -> str:
     return name
 
 
+# -- a loss with options (faces): `loss: triplet` is {name: triplet} with the defaults
+class TripletLoss(Strict):
+    name: _one_of("triplet")
+    margin: NonNegativeFloat = 0.2
+    mining: _one_of("hard", "semi_hard", "random") = "semi_hard"
+
+
+def _loss_shorthand(value):
+    """`triplet` -> its mapping; `{name: mse}` (a loss without options) -> `mse`."""
+    if value == "triplet":
+        return {"name": "triplet"}
+    if isinstance(value, dict) and set(value) == {"name"} and value["name"] != "triplet":
+        return value["name"]
+    return value
+
+
+LossSpec = Annotated[
+    _tagged(lambda v: "triplet" if isinstance(v, (dict, BaseModel)) else "name" if isinstance(v, str)
+            else None, ("name", _one_of(*LOSSES)), ("triplet", TripletLoss),
+            error="must be a loss name or a mapping such as {name: triplet, margin: 0.2}"),
+    BeforeValidator(_loss_shorthand)]
+
+
 class Recipe(Strict):
     """A checked recipe. `source` is its file (or None); `line_of` finds a key's line in it."""
 
@@ -658,7 +691,7 @@ class Recipe(Strict):
     dtype: _one_of("float32", "float64") = "float32"
     data: Data
     model: Model
-    loss: _one_of(*LOSSES) = "auto"
+    loss: LossSpec = "auto"
     regularization: Regularization = Regularization()
     optimizer: Optimizer = Optimizer()
     training: Training = Training()
