@@ -375,6 +375,9 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1) -> int:
         if costs:
             report.learning_curve(costs, console)
         report.errors_table(summary, console)
+        if summary.get("embedding"):  # verification, recognition, one-shot, distances
+            from .render_faces import embedding_report
+            embedding_report(summary, console)
         if summary.get("metrics"):
             report.metrics_table(summary["metrics"], console)
         console.print(f"run saved in [bold]{result.run_dir}[/bold]")
