@@ -448,6 +448,7 @@ class FileSource(Strict):
     path: Optional[PathStr] = None
     x: str = Field("x", validate_default=True)
     y: str = Field("y", validate_default=True)
+    keep_labels: Optional[list[int]] = None  # only the examples with these labels (e.g. digits 0-6)
 
     @field_validator("x", "y")
     @classmethod
