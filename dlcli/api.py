@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInput
+from .predict_inputs import save_input_spec
 from .runs import (JsonlWriter, atomic_write_json, atomic_write_npz, atomic_write_text,
                    default_runs_dir, find_run, new_run_dir, read_json, read_jsonl)
 
@@ -164,6 +165,7 @@ def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, cons
     model, dataset = prepare(recipe, dataset=dataset)
     check_satisficing(recipe)
     run_dir = Path(run_dir) if run_dir else new_run_dir(default_runs_dir(runs_dir), recipe.name)
+    save_input_spec(run_dir, dataset)  # what `dlcli predict` needs to read new inputs alike
     started = time.perf_counter()
     result = fit_into(recipe, model, dataset, run_dir, quiet, console)
     atomic_write_npz(run_dir / "params.npz", model.state_dict())
@@ -198,6 +200,7 @@ def train_ensemble(recipe, n: int, *, runs_dir=None, quiet=True, console=None) -
     dataset = load_data(recipe)  # each member's train() builds and checks its own model
     run_dir = new_run_dir(default_runs_dir(runs_dir), f"{recipe.name}-ensemble{n}")
     atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    save_input_spec(run_dir, dataset)
     started = time.perf_counter()
     data_seed = recipe.seed if recipe.data.seed is None else recipe.data.seed
     members = []
@@ -361,7 +364,7 @@ def load_model(run_dir):
 
 
 # -- command-line front ends ----------------------------------------------------------------
-def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1) -> int:
+def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1, report_page=False) -> int:
     from . import report
     recipe = as_recipe(recipe_path, overrides)
     if ensemble > 1:
@@ -381,6 +384,9 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1) -> int:
         if summary.get("metrics"):
             report.metrics_table(summary["metrics"], console)
         console.print(f"run saved in [bold]{result.run_dir}[/bold]")
+    if report_page:
+        from .page import write_beside
+        write_beside(result.run_dir)
     status = summary["status"]
     if status == "diverged":
         print(f"dlcli: training diverged at epoch {summary.get('diverged_at_epoch')} (the cost "

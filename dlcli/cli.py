@@ -45,10 +45,11 @@ def train(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
           runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP),
           quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no tables."),
           ensemble: int = typer.Option(1, "--ensemble", min=1,
-                                       help="Train N models (seeds seed..seed+N-1) and average their probabilities.")):
+                                       help="Train N models (seeds seed..seed+N-1) and average their probabilities."),
+          report: bool = typer.Option(False, "--report", help="Write report.html beside the run at the end.")):
     """Train a recipe, print its errors and diagnosis, save a run directory."""
     from .api import train_cli
-    _run(train_cli, recipe, set_, runs_dir, quiet, ensemble)
+    _run(train_cli, recipe, set_, runs_dir, quiet, ensemble, report_page=report)
 
 
 @app.command()
@@ -70,11 +71,13 @@ def search(recipe: Path = typer.Argument(..., help="The recipe YAML file with a 
            dry_run: bool = typer.Option(False, "--dry-run", help="Sample and print configurations; train nothing."),
            resume: Optional[Path] = typer.Option(None, "--resume", help="A search directory to finish."),
            as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
-           set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
+           set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+           report: bool = typer.Option(False, "--report", help="Write report.html beside the search at the end.")):
     """Random search on the right scales, coarse to fine, in parallel."""
     from .search import search_cli
     _run(search_cli, recipe, set_, trials=trials, rounds=rounds, keep=keep, workers=workers,
-         scheduler=scheduler, runs_dir=runs_dir, dry_run=dry_run, resume=resume, as_json=as_json)
+         scheduler=scheduler, runs_dir=runs_dir, dry_run=dry_run, resume=resume, as_json=as_json,
+         report=report)
 
 
 @app.command()
@@ -162,6 +165,33 @@ def style(run: Path = typer.Argument(..., help="A trained conv-net run: its conv
     _run(style_cli, run, content, style_image, size=size, alpha=alpha, beta=beta,
          iterations=iterations, learning_rate=learning_rate, noise=noise, content_layer=content_layer,
          style_layers=style_layers, save_every=save_every, out=out, as_json=as_json, seed=seed)
+
+
+@app.command()
+def predict(run: Path = typer.Argument(..., help="A run directory (or its name under runs/)."),
+            inputs: List[str] = typer.Argument(..., help="Image files, data files (.npz .h5 .csv IDX) or texts."),
+            x_key: Optional[str] = typer.Option(None, "--x", help="The input array (or CSV columns) of a data file."),
+            as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+            out: Optional[Path] = typer.Option(None, "--out", help="Write the predictions: FILE.csv, FILE.npz or a directory."),
+            top: Optional[int] = typer.Option(None, "--top", min=1, help="The K most probable classes of each input."),
+            beam: Optional[int] = typer.Option(None, "--beam", min=1, help="Beam width for sequence outputs (1: greedy)."),
+            length_alpha: Optional[float] = typer.Option(None, "--length-alpha", help="Beam search length normalization."),
+            attention: Optional[Path] = typer.Option(None, "--attention", help="Write the attention map (PNG)."),
+            windows: bool = typer.Option(False, "--windows", help="Slide a crop classifier over a larger image.")):
+    """The trained model on new inputs: classes and probabilities (boxes, masks, sequences)."""
+    from .predict import predict_cli
+    _run(predict_cli, run, inputs, x_key=x_key, as_json=as_json, out=out, top=top, beam=beam,
+         length_alpha=length_alpha, attention=attention, windows=windows)
+
+
+@app.command("report")
+def report_(targets: List[str] = typer.Argument(..., metavar="RUN_OR_SEARCH [RUN]...",
+                                                help="A run, a search directory, or several runs to compare."),
+            out: Optional[Path] = typer.Option(None, "--out", help="The HTML file (default: report.html "
+                                               "in the run or search directory; ./report.html for several runs).")):
+    """One self-contained HTML page: curves, errors and diagnosis, confusion matrix, mistakes."""
+    from .page import report_cli
+    _run(report_cli, targets, out)
 
 
 @runs_app.callback()

@@ -459,7 +459,8 @@ def dask_executor(address: str):
 
 # -- the command line -------------------------------------------------------------------------
 def search_cli(recipe_path, overrides, *, trials=None, rounds=None, keep=None, workers=None,
-               scheduler=None, runs_dir=None, dry_run=False, resume=None, as_json=False) -> int:
+               scheduler=None, runs_dir=None, dry_run=False, resume=None, as_json=False,
+               report=False) -> int:
     from rich.console import Console
     from .api import as_recipe
     if resume is not None and overrides:
@@ -482,6 +483,9 @@ def search_cli(recipe_path, overrides, *, trials=None, rounds=None, keep=None, w
         print(json.dumps(json_document(result)))
     else:
         final_report(result, human)
+    if report and result.directory is not None:
+        from .page import write_beside
+        write_beside(result.directory)
     if result.interrupted:
         print(f"dlcli: search interrupted; finish it with: dlcli search {recipe_path} "
               f"--resume {result.directory}", file=sys.stderr)

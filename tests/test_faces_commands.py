@@ -129,3 +129,13 @@ def test_bad_input_exits_2_without_a_traceback(planted, tmp_path):
     empty.mkdir()
     code, _ = invoke("recognize", run, q["ann"], "--database", empty)
     assert code == 2
+
+
+def test_predict_on_an_embedding_run_gives_the_embedding_and_no_class(planted):
+    run, db, q, faces = planted
+    code, out = invoke("predict", run, db / "ann" / "1.png", q["stranger"], "--json")
+    assert code == 0, out
+    predictions = json.loads(out)["predictions"]
+    assert len(predictions) == 2 and all("class" not in p for p in predictions)
+    a = faces[0].astype(float).reshape(-1)
+    np.testing.assert_allclose(predictions[0]["embedding"], a / np.linalg.norm(a), rtol=1e-5, atol=1e-7)

@@ -19,8 +19,12 @@ class Preprocessing:
     normalize: bool = False
     mean: np.ndarray | None = None  # per feature, set by fit() when normalize is on
     std: np.ndarray | None = None
+    example_shape: tuple | None = None  # one raw example's shape, and the raw data's largest
+    raw_max: float | None = None        # value: what `dlcli predict` needs to read new inputs alike
 
     def fit(self, x_train) -> "Preprocessing":
+        self.example_shape = tuple(np.shape(x_train)[1:])
+        self.raw_max = float(np.max(x_train)) if np.size(x_train) else None
         if self.normalize:
             x = self._scaled(x_train).astype(np.float64)
             self.mean = x.mean(axis=0)
