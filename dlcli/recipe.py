@@ -34,7 +34,7 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "softmax", "linear")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")  # those `loss: auto` knows a loss for
 LOSSES = ("auto", "binary_crossentropy", "categorical_crossentropy", "mse", "multi_label",
           "triplet", "siamese_binary")
-BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes")
+BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes", "glyphs")
 OPTIMIZERS = ("gd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("none", "inverse_time", "exponential", "staircase", "inverse_sqrt")
 EARLY_STOPPING_METRICS = ("dev_error", "dev_cost", "train_error", "train_cost")

@@ -105,3 +105,20 @@ def test_show_and_gradcheck_with_l2_normalize(tmp_path):
     assert checked.exit_code == 0, checked.output
     doc = json.loads(checked.stdout)
     assert doc["passed"] and doc["overall"] < 1e-7
+
+
+def test_the_glyphs_builtin_draws_identities_that_look_alike():
+    from dlcli.data.builtin import generate
+    x, y, names = generate({"builtin": "glyphs", "classes": 20, "n": 200, "size": 28},
+                           np.random.default_rng(0), "data.train")
+    assert x.shape == (200, 28, 28, 1) and x.dtype == np.uint8 and names is None
+    assert sorted(np.unique(y, return_counts=True)[1]) == [10] * 20 and y.min() == 0
+    x2, y2, _ = generate({"builtin": "glyphs", "classes": 20, "n": 200}, np.random.default_rng(0), "data.train")
+    assert np.array_equal(x, x2) and np.array_equal(y, y2)
+    _, y_test, _ = generate({"builtin": "glyphs", "classes": 5, "n": 20}, np.random.default_rng(1), "data.test")
+    assert set(y_test) == set(range(100_000, 100_005))
+    v = x.reshape(200, -1).astype(float)
+    v = (v - v.mean(1, keepdims=True)) / v.std(1, keepdims=True)
+    corr = v @ v.T / v.shape[1]
+    same = (y[:, None] == y[None, :]) & ~np.eye(200, dtype=bool)
+    assert corr[same].mean() > corr[~same].mean() + 0.1
