@@ -713,6 +713,9 @@ class Recipe(Strict):
         for spec in d["search"]["space"].values():
             for unused in [k for k, v in spec.items() if v is None]:
                 del spec[unused]
+        for source in d["data"].values():  # a file source's optional keep_labels, when unused
+            if isinstance(source, dict) and "keep_labels" in source and source["keep_labels"] is None:
+                del source["keep_labels"]
         return d
 
     def to_yaml(self) -> str:
