@@ -288,3 +288,15 @@ def test_one_shot_is_perfect_on_separated_identities_and_chance_on_noise():
     noise = faces.one_shot(loss, randn(120, 40, seed=13), y, 20, 400, np.random.default_rng(0))
     assert noise.accuracy < 0.2  # chance is 1/20
     assert faces.one_shot(loss, E[:30], y[:30], 20, 10, np.random.default_rng(0)) is None
+
+
+def test_best_threshold_equals_a_brute_force_search_with_ties():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        d_same = np.round(rng.random(rng.integers(1, 30)), 1)
+        d_diff = np.round(rng.random(rng.integers(1, 30)) + rng.random() * 0.5, 1)
+        tau = faces.best_threshold(d_same, d_diff)
+        grid = np.unique(np.concatenate([d_same, d_diff, [0, 2]]))
+        candidates = np.concatenate([grid, grid + 1e-9, (grid[1:] + grid[:-1]) / 2])
+        best = min(faces.balanced_error(d_same, d_diff, t)[0] for t in candidates)
+        assert faces.balanced_error(d_same, d_diff, tau)[0] == pytest.approx(best, abs=1e-12)
