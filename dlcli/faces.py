@@ -115,13 +115,17 @@ def best_threshold(d_same, d_diff) -> float | None:
     return float((s[k] + hi) / 2)
 
 
-def verification(loss, E, y, tau=None, max_examples: int = MAX_PAIR_EXAMPLES) -> Verification:
-    """The split's verification at `tau` (None: at its own best threshold)."""
+def verification(loss, E, y, tau=None, max_examples: int = MAX_PAIR_EXAMPLES,
+                 details: bool = True) -> Verification:
+    """The split's verification at `tau` (None: at its own best threshold); `details`: the
+    distance statistics and histogram too (not needed for the per-epoch errors)."""
     y = np.asarray(y).reshape(-1)
     d_same, d_diff, n = split_pairs(loss, E, y, max_examples)
     if tau is None:
         tau = best_threshold(d_same, d_diff)
     error, frr, far = balanced_error(d_same, d_diff, tau) if tau is not None else (None, None, None)
+    if not details:
+        return Verification(error, tau, frr, far, len(d_same), len(d_diff), n)
     both = np.concatenate([d_same, d_diff])
     histogram = {}
     if len(both):

@@ -81,7 +81,7 @@ class _Embedding(Loss):
         """Verification error over the split's pairs, at tau (before tau is chosen: at the
         split's own best threshold, which is what the per-epoch errors show)."""
         from ..faces import verification
-        result = verification(self, out, _labels(y), self.tau)
+        result = verification(self, out, _labels(y), self.tau, details=False)
         return result.error if result.error is not None else float("nan")
 
     def pair_distances(self, E1, E2) -> np.ndarray:
