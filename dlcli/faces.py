@@ -31,8 +31,9 @@ NOT_RECOGNIZED = -1
 # -- mini-batches of identities -------------------------------------------------------------
 def identity_order(y, identities_per_batch: int, examples_per_identity: int, rng):
     """(order, batch size): each identity's examples shuffled and cut into chunks of K (the last
-    one topped up with the identity's other examples, drawn again, so every chunk has K), the
-    chunks shuffled, P chunks a mini-batch. Every example appears once per epoch at least."""
+    one topped up with other examples of the identity from its earlier chunks, so every chunk
+    has K distinct examples where the identity has K), the chunks shuffled, P chunks a
+    mini-batch. Every example appears once per epoch at least."""
     y = np.asarray(y).reshape(-1)
     K = int(examples_per_identity)
     chunks = []
@@ -40,8 +41,11 @@ def identity_order(y, identities_per_batch: int, examples_per_identity: int, rng
         rows = rng.permutation(np.flatnonzero(y == identity))
         for s in range(0, len(rows), K):
             chunk = rows[s:s + K]
-            if len(chunk) < K:
-                chunk = np.concatenate([chunk, rng.choice(rows, K - len(chunk), replace=len(rows) < K)])
+            if len(chunk) < K:  # topped up with the identity's other examples, repeats if too few
+                others = rows[:s]
+                need = K - len(chunk)
+                pool, repeat = (others, False) if len(others) >= need else (rows, True)
+                chunk = np.concatenate([chunk, rng.choice(pool, need, replace=repeat)])
             chunks.append(chunk)
     order = [chunks[i] for i in rng.permutation(len(chunks))]
     return np.concatenate(order), int(identities_per_batch) * K

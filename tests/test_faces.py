@@ -243,6 +243,11 @@ def test_identity_order_builds_batches_of_P_identities_with_K_examples():
     assert set(order.tolist()) == set(range(300))          # every example, once at least
     chunks = y[order].reshape(-1, 4)                        # 30 identities x ceil(10/4) chunks
     assert len(chunks) == 90 and (chunks == chunks[:, :1]).all()
+    assert all(len(set(c)) == 4 for c in order.reshape(-1, 4))  # distinct examples in a chunk
+    # identities with fewer than K examples repeat them to fill their chunk
+    y_small = np.array([0, 0, 1])
+    small, _ = faces.identity_order(y_small, 2, 4, np.random.default_rng(0))
+    assert set(small.tolist()) == {0, 1, 2} and np.bincount(y_small[small]).tolist() == [4, 4]
     for s in range(0, len(order), batch):                   # every mini-batch has positives
         labels = y[order[s:s + batch]]
         assert np.unique(labels, return_counts=True)[1].min() >= 4
