@@ -90,13 +90,16 @@ def test_keep_labels_selects_identities(tmp_path):
     assert bad.exit_code == 2 and "keep_labels" in bad.output
 
 
-def test_show_and_gradcheck_with_l2_normalize(tmp_path):
+@pytest.mark.parametrize("loss", [{"name": "triplet", "margin": 1.0, "mining": "hard"},
+                                  {"name": "triplet", "margin": 1.0, "mining": "semi_hard"},
+                                  "siamese_binary"])
+def test_show_and_gradcheck_with_l2_normalize(tmp_path, loss):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x=rng.standard_normal((16, 6)), y=np.repeat(np.arange(4), 4))
     recipe = {"dtype": "float64", "data": {"train": {"path": str(tmp_path / "d.npz")}},
               "model": {"layers": [{"type": "dense", "units": 5, "activation": "tanh"},
                                    {"type": "dense", "units": 3}, {"type": "l2_normalize"}]},
-              "loss": {"name": "triplet", "margin": 1.0, "mining": "hard"}, "training": {"shuffle": False}}
+              "loss": loss, "training": {"shuffle": False}}
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     shown = CliRunner().invoke(app, ["show", str(path)])
@@ -105,6 +108,8 @@ def test_show_and_gradcheck_with_l2_normalize(tmp_path):
     assert checked.exit_code == 0, checked.output
     doc = json.loads(checked.stdout)
     assert doc["passed"] and doc["overall"] < 1e-7
+    names = {t["name"] for t in doc["tensors"]}
+    assert ("loss.w" in names) == (loss == "siamese_binary")
 
 
 def test_the_glyphs_builtin_draws_identities_that_look_alike():
