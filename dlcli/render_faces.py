@@ -70,8 +70,7 @@ def verify_answer(result: dict, console: Console) -> None:
 
 
 def recognize_answer(result: dict, console: Console) -> None:
-    table = _table(f"Nearest identities in {result['database']}", ("identity", L), ("distance", R),
-                   ("", L))
+    table = _table("Nearest identities", ("identity", L), ("distance", R), ("", L))
     for row in result["nearest"]:
         _row(table, row["identity"], f"{row['distance']:.4f}",
              "within tau" if row["distance"] < result["tau"] else "")
@@ -79,7 +78,7 @@ def recognize_answer(result: dict, console: Console) -> None:
     who = result["identity"]
     console.print(Text.assemble(("not recognized", "bold red") if who is None
                                 else (f"recognized: {who}", "bold green"),
-                                f" (tau {result['tau']:.4f})"))
+                                f" (tau {result['tau']:.4f}, database {result['database']})"))
 
 
 def style_costs(result: dict, console: Console) -> None:
