@@ -165,9 +165,11 @@ def style_cli(run_dir, content, style, *, size=None, alpha=10.0, beta=40.0, iter
     from .style import parse_style_layers, style_run
     console = _console(stderr=as_json)
     if not as_json:
+        log = _console(stderr=True)  # progress on stderr, the table of costs on stdout
+
         def progress(row):
             if row["iteration"] % max(1, iterations // 10) == 0 or row["iteration"] == iterations:
-                console.print(f"iteration {row['iteration']:>5}  J {row['cost']:.6g}  "
+                log.print(f"iteration {row['iteration']:>5}  J {row['cost']:.6g}  "
                               f"J_content {row['content']:.6g}  J_style {row['style']:.6g}")
     result = style_run(run_dir, content, style, size=size, out=out,
                        on_iteration=None if as_json else progress, alpha=alpha, beta=beta,

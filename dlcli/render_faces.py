@@ -82,7 +82,7 @@ def recognize_answer(result: dict, console: Console) -> None:
 
 
 def style_costs(result: dict, console: Console) -> None:
-    table = _table("Style transfer: J = alpha J_content + beta J_style", ("iteration", R),
+    table = _table("Style transfer costs", ("iteration", R),
                    ("J", R), ("J_content", R), ("J_style", R))
     for row in result["iterations"]:
         _row(table, str(row["iteration"]), f"{row['cost']:.6g}", f"{row['content']:.6g}",
