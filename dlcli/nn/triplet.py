@@ -5,7 +5,8 @@
 
 Both take a network whose output f(x) (m, K) is the encoding (an `l2_normalize` layer last, for
 the triplet loss) and integer identity labels y (m,). They learn from the mini-batch alone, so
-training builds mini-batches of several examples per identity (train.identity_order).
+training builds mini-batches of several examples per identity (faces.identity_order, called
+by train.fit).
 
 Triplet: from every ordered (anchor, positive) pair of one identity, a negative of another
 identity chosen on the squared distances of the current encodings:
