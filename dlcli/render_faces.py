@@ -14,7 +14,8 @@ BAR = 24  # characters for the longest bar of a distribution
 
 def embedding_report(summary: dict, console: Console) -> None:
     """After training an embedding run: distances same vs different, errors at tau, recognition,
-    one-shot (medians of the pair distances); then the histogram of the split the user cares about (test, else dev)."""
+    one-shot (medians of the pair distances); then the histogram of the split the user cares
+    about (test, else dev)."""
     emb = summary.get("embedding") or {}
     splits = emb.get("splits") or {}
     tau = emb.get("tau")
