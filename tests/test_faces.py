@@ -176,7 +176,7 @@ def test_siamese_binary_matches_torch():
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, same, reduction="none")
     theirs = 0.5 * (bce * same).sum() / same.sum() + 0.5 * (bce * (1 - same)).sum() / (1 - same).sum()
     theirs.backward()
-    np.testing.assert_allclose(cost, float(theirs), rtol=RTOL)
+    np.testing.assert_allclose(cost, float(theirs.detach()), rtol=RTOL)
     np.testing.assert_allclose(dz, z.grad.numpy(), rtol=RTOL, atol=1e-12)
     np.testing.assert_allclose(loss.grads["w"], w.grad.numpy(), rtol=RTOL)
     np.testing.assert_allclose(loss.grads["b"], b.grad.numpy(), rtol=RTOL)
