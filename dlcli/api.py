@@ -356,6 +356,12 @@ def finish(recipe, model, dataset, result, run_dir: Path, seconds: float, predic
     from .strategy import diagnose
     from .detect.fit import dense_scores
     errors, metrics, sizes, sequence, extra_scores = {}, {}, {}, {}, {}
+    if getattr(model.loss, "embedding", False):
+        # tau is chosen on dev first: every split's error is its verification error at tau
+        from .faces import evaluate
+        ev = recipe.evaluation
+        evaluation = evaluate(model, dataset.splits, recipe.seed, ev.one_shot_ways, ev.one_shot_episodes)
+        extra = {**evaluation.summary_fields(), **(extra or {})}
     for split in SPLITS:
         data = dataset.splits.get(split)
         sizes[split] = None if data is None else int(data.y.shape[0])
@@ -514,6 +520,9 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1, report_page=F
         if stopped:
             console.print(stopped)
         report.errors_table(summary, console)
+        if summary.get("embedding"):  # verification, recognition, one-shot, distances
+            from .render_faces import embedding_report
+            embedding_report(summary, console)
         if summary.get("metrics"):
             report.metrics_table(summary["metrics"], console)
         if summary.get("sequence_metrics"):

@@ -213,6 +213,50 @@ def analyze_beam(run: Path = typer.Argument(..., help="A run of a sequence-to-se
 
 
 @app.command()
+def verify(run: Path = typer.Argument(..., help="A trained embedding run (triplet or siamese_binary)."),
+           image_a: Path = typer.Argument(..., help="An image."),
+           image_b: Path = typer.Argument(..., help="Another image."),
+           as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")):
+    """Face verification (1:1): the distance of two images' encodings, same or not at tau."""
+    from .faces_commands import verify_cli
+    _run(verify_cli, run, image_a, image_b, as_json=as_json)
+
+
+@app.command()
+def recognize(run: Path = typer.Argument(..., help="A trained embedding run."),
+              image: Path = typer.Argument(..., help="The image to recognise."),
+              database: Path = typer.Option(..., "--database", help="A folder with one sub-folder of images per identity."),
+              top: int = typer.Option(5, "--top", min=1, help="Nearest identities to list."),
+              as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")):
+    """Face recognition (1:K): the nearest identity in the database, or "not recognized"."""
+    from .faces_commands import recognize_cli
+    _run(recognize_cli, run, image, database, as_json=as_json, top=top)
+
+
+@app.command()
+def style(run: Path = typer.Argument(..., help="A trained conv-net run: its conv layers are the features."),
+          content: Path = typer.Option(..., "--content", help="The content image."),
+          style_image: Path = typer.Option(..., "--style", help="The style image."),
+          size: Optional[tuple[int, int]] = typer.Option(None, "--size", help="W H (default: the content image's size)."),
+          alpha: float = typer.Option(10.0, "--alpha", help="Weight of the content cost."),
+          beta: float = typer.Option(40.0, "--beta", help="Weight of the style cost."),
+          iterations: int = typer.Option(200, "--iterations", min=0, help="Adam steps on the pixels."),
+          learning_rate: float = typer.Option(0.01, "--learning-rate", min=0, help="Adam's learning rate."),
+          noise: float = typer.Option(0.2, "--noise", min=0, help="Uniform noise added to the content, as a fraction of the pixel range."),
+          content_layer: Optional[int] = typer.Option(None, "--content-layer", help="Layer index (default: the last conv layer)."),
+          style_layers: Optional[str] = typer.Option(None, "--style-layers", help="i:weight,... (default: every conv layer, equal weights)."),
+          save_every: Optional[int] = typer.Option(None, "--save-every", min=1, help="Write G as PNG every K iterations."),
+          out: Optional[Path] = typer.Option(None, "--out", help="Folder for the PNGs (default RUN/style)."),
+          seed: int = typer.Option(0, "--seed", help="Seed of the initial noise."),
+          as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")):
+    """Neural style transfer: Adam on the pixels of G, the network frozen."""
+    from .faces_commands import style_cli
+    _run(style_cli, run, content, style_image, size=size, alpha=alpha, beta=beta,
+         iterations=iterations, learning_rate=learning_rate, noise=noise, content_layer=content_layer,
+         style_layers=style_layers, save_every=save_every, out=out, as_json=as_json, seed=seed)
+
+
+@app.command()
 def predict(run: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory (or its name under runs/)."),
             inputs: List[str] = typer.Argument(..., metavar="INPUT...",
                                                help="Image files, data files (.npz .h5 .csv IDX) or texts."),

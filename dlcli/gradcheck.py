@@ -191,7 +191,9 @@ def check(model, X, Y, epsilon: float = 1e-7, max_per_tensor: int | None = None,
             names.append(name)
             # a copy: layers overwrite their gradient arrays in place on the next backward
             grads.append(layer.grads[key].reshape(-1).copy())
-            targets.append((theta, partial(cost_from, int(name.split(".", 1)[0])),
+            first = name.split(".", 1)[0]  # "loss.w" (siamese_binary): only the loss re-runs
+            start = int(first) if first.isdigit() else len(model.layers)
+            targets.append((theta, partial(cost_from, start),
                             _sample(theta.size, max_per_tensor, rng)))
         plus, minus = _round_robin(targets, epsilon, seconds)
     index = [order[:len(p)] for (_, _, order), p in zip(targets, plus)]
@@ -265,6 +267,7 @@ def _resumable_cost(model, X, Y):
     for layer in model.layers:
         inputs.append(np.array(a))  # our own copy: a layer may reuse its output buffer
         a = layer.forward(a, True)
+    inputs.append(np.array(a))  # the network's output, for a loss's own parameters
     m = X.shape[0]
 
     def cost(i: int) -> float:

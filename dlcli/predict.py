@@ -52,7 +52,8 @@ from .predict_inputs import Batch, InputOptions, InputSpec, load_input_spec, rea
 KINDS: list = []
 # Modules that register kinds of other families; each is imported when `predict` first runs,
 # and a module that is not there (a branch without that family) is skipped.
-KIND_MODULES: list[str] = ["dlcli.text_kind", "dlcli.translate_kind", "dlcli.detect.predict_kinds"]
+KIND_MODULES: list[str] = ["dlcli.text_kind", "dlcli.translate_kind", "dlcli.detect.predict_kinds",
+                            "dlcli.faces_predict"]
 OPTIONS = ("beam", "length_alpha", "attention", "windows")
 
 

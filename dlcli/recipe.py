@@ -33,8 +33,9 @@ from .nn.inits import INITS
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "softmax", "linear")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")  # those `loss: auto` knows a loss for
 LOSSES = ("auto", "binary_crossentropy", "categorical_crossentropy", "mse", "multi_label",
-          "localization", "yolo")  # the last two: dlcli/detect
-BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes", "dates",
+          "localization", "yolo",  # dlcli/detect
+          "triplet", "siamese_binary")  # dlcli/nn/triplet.py
+BUILTINS = ("planar", "moons", "circles", "blobs", "spiral", "shapes", "dates", "glyphs",
             "shapes_detection", "shapes_segmentation", "shapes_landmarks")  # dlcli/detect/data.py
 OPTIMIZERS = ("gd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("none", "inverse_time", "exponential", "staircase", "inverse_sqrt")
@@ -525,9 +526,13 @@ class Yolo(Strict):
     classes: PositiveInt
 
 
+class L2Normalize(Strict):
+    type: str = "l2_normalize"
+
+
 LAYER_CLASSES = {cls.model_fields["type"].default: cls for cls in (
     Dense, Conv2D, DepthwiseConv2D, Conv2DTranspose, MaxPool, AvgPool, GlobalAvgPool, Flatten,
-    BatchNorm, Dropout, ActivationLayer, Residual, Branches, SkipConcat, Yolo,
+    BatchNorm, Dropout, ActivationLayer, Residual, Branches, SkipConcat, Yolo, L2Normalize,
     Embedding, OneHot, SimpleRNN, GRU, LSTM, Bidirectional, AttentionDecoder)}
 
 
@@ -580,6 +585,7 @@ class FileSource(Strict):
     y: str = Field("y", validate_default=True)
     boxes: Optional[str] = None  # detection: (m, K, 5) [class, b_x, b_y, b_h, b_w]
     masks: Optional[str] = None  # segmentation: (m, n_H, n_W) class ids
+    keep_labels: Optional[list[int]] = None  # only the examples with these labels (e.g. digits 0-6)
 
     @field_validator("x", "y")
     @classmethod
@@ -771,6 +777,9 @@ class Training(Strict):
     early_stopping: Optional[EarlyStopping] = None
     # params.npz written at epoch ends this often, so that a killed run keeps its training
     checkpoint_every: Annotated[Any, PlainValidator(_checkpoint_every)] = "60s"
+    # embedding losses (triplet, siamese_binary): mini-batches of P identities x K examples
+    identities_per_batch: PositiveInt = 8
+    examples_per_identity: _number(int, 2) = 4
 
 
 class Bound(Strict):
@@ -796,6 +805,8 @@ class Evaluation(Strict):
     score_threshold: Probability = 0.6
     iou_threshold: Probability = 0.5
     max_boxes: PositiveInt = 10
+    one_shot_ways: _number(int, 2) = 20        # embedding runs: N-way one-shot episodes
+    one_shot_episodes: PositiveInt = 1000
 
 
 # name: (is each end an int, the rule lo and hi obey, the rule as a message says it)
@@ -856,6 +867,29 @@ def _check_name(name: str) -> str:
     return name
 
 
+# -- a loss with options (faces): `loss: triplet` is {name: triplet} with the defaults
+class TripletLoss(Strict):
+    name: _one_of("triplet")
+    margin: NonNegativeFloat = 0.2
+    mining: _one_of("hard", "semi_hard", "random") = "semi_hard"
+
+
+def _loss_shorthand(value):
+    """`triplet` -> its mapping; `{name: mse}` (a loss without options) -> `mse`."""
+    if value == "triplet":
+        return {"name": "triplet"}
+    if isinstance(value, dict) and set(value) == {"name"} and value["name"] != "triplet":
+        return value["name"]
+    return value
+
+
+LossSpec = Annotated[
+    _tagged(lambda v: "triplet" if isinstance(v, (dict, BaseModel)) else "name" if isinstance(v, str)
+            else None, ("name", _one_of(*LOSSES)), ("triplet", TripletLoss),
+            error="must be a loss name or a mapping such as {name: triplet, margin: 0.2}"),
+    BeforeValidator(_loss_shorthand)]
+
+
 class Recipe(Strict):
     """A checked recipe. `source` is its file (or None); `line_of` finds a key's line in it."""
 
@@ -864,7 +898,7 @@ class Recipe(Strict):
     dtype: _one_of("float32", "float64") = "float32"
     data: Data
     model: Model
-    loss: _one_of(*LOSSES) = "auto"
+    loss: LossSpec = "auto"
     regularization: Regularization = Regularization()
     optimizer: Optimizer = Optimizer()
     training: Training = Training()
@@ -885,10 +919,10 @@ class Recipe(Strict):
         for spec in d["search"]["space"].values():
             for unused in [k for k, v in spec.items() if v is None]:
                 del spec[unused]
-        for source in d["data"].values():  # a file source without targets of detection's kinds
+        for source in d["data"].values():  # a file source's optional keys, when unused
             if isinstance(source, dict) and "path" in source:
-                for unused in [k for k in ("boxes", "masks") if source.get(k) is None]:
-                    del source[unused]
+                for unused in [k for k in ("boxes", "masks", "keep_labels") if source.get(k) is None]:
+                    source.pop(unused, None)
         return d
 
     def to_yaml(self) -> str:

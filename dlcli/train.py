@@ -76,7 +76,13 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None, on_batch=None,
     try:
         for epoch in range(1, t_cfg.epochs + 1):
             lr = optim.learning_rate(o_cfg.learning_rate, decay, epoch - 1)
-            if t_cfg.shuffle and batch < m:  # one full batch: the order changes nothing
+            if getattr(model.loss, "identity_batches", False):
+                # triplet / pair losses mine inside a mini-batch: P identities x K examples each
+                from .faces import identity_order
+                order, batch = identity_order(train.y, t_cfg.identities_per_batch,
+                                              t_cfg.examples_per_identity, shuffle_rng)
+                xs, ys = train.x[order], train.y[order]
+            elif t_cfg.shuffle and batch < m:  # one full batch: the order changes nothing
                 order = shuffle_rng.permutation(m)
                 xs, ys = train.x[order], train.y[order]
             else:
@@ -87,7 +93,7 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None, on_batch=None,
                                       on_batch and (lambda done, e=epoch: on_batch(e, done, m)))
             result.train_seconds += time.perf_counter() - t0
             result.iterations += steps
-            result.examples += min(steps * batch, m)
+            result.examples += min(steps * batch, xs.shape[0])
             if not math.isfinite(cost):
                 result.status, result.diverged_at = "diverged", epoch
                 model.load_state_dict(last_good)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import BadInput
 from . import toy2d
+from .glyphs import glyphs
 from .shapes import NAMES as SHAPE_NAMES, shapes
 
 # name: (generator, defaults, the classes it allows)
@@ -14,6 +15,8 @@ GENERATORS = {
     "blobs": (toy2d.blobs, {"n": 300, "noise": 1.0, "classes": 3}, (2, 20)),
     "spiral": (toy2d.spiral, {"n": 300, "noise": 0.2, "classes": 3}, (2, 20)),
     "shapes": (shapes, {"n": 1200, "noise": 0.0, "classes": 3, "size": 28}, (2, len(SHAPE_NAMES))),
+    # identities for one-shot learning (faces): classes = identities, n examples in all
+    "glyphs": (glyphs, {"n": 10000, "noise": 0.05, "classes": 1000, "size": 28}, (2, 100_000)),
 }
 MIN_IMAGE_SIZE = 8
 
@@ -38,6 +41,9 @@ def generate(src: dict, rng, key: str):
         size = _int(p["size"], MIN_IMAGE_SIZE, None, f"{key}.size")
         x, y = fn(rng, n, noise, classes, size)
         return x, y, list(SHAPE_NAMES[:classes])
+    if name == "glyphs":
+        size = _int(p["size"], MIN_IMAGE_SIZE, None, f"{key}.size")
+        return (*fn(rng, n, noise, classes, size, key), None)
     x, y = fn(rng, n, noise, classes)
     return x, y, None
 

@@ -138,6 +138,12 @@ def read_source(src, key: str, rng, targets: str = "auto", missing=None, vocab=N
         raise BadInput("a source needs builtin: NAME, path: FILE, or x: and y: IDX files", key=key)
     else:
         x, y, names, origin = read_file_source({**src, "missing": missing}, key, targets)
+        if src.get("keep_labels") is not None:  # a subset of the classes (identities) only
+            keep = np.isin(np.asarray(y).reshape(len(y), -1)[:, 0], src["keep_labels"])
+            if not keep.any():
+                raise BadInput(f"{origin}: no example has a label in {src['keep_labels']}",
+                               key=f"{key}.keep_labels")
+            x, y = x[keep], y[keep]
     x, y = check_examples(x, y, key, origin, targets)
     return Source(x, y, names, origin)
 

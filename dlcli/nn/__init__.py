@@ -20,6 +20,7 @@ def register(name: str):
 def _load_layer_modules() -> None:
     # Imported on first use so that `import dlcli.nn` stays light.
     from . import layers  # noqa: F401
+    from . import normalize  # noqa: F401
     try:
         from . import conv  # noqa: F401
     except ImportError:  # conv layers land in their own module

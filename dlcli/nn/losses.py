@@ -225,8 +225,13 @@ class MultiLabel(BinaryCrossentropy):
 AUTO = {"sigmoid": "binary_crossentropy", "softmax": "categorical_crossentropy", "linear": "mse"}
 
 
-def make_loss(name: str, last_activation: str) -> Loss:
-    """The loss a recipe names; `auto` picks it from the network's last activation."""
+def make_loss(name, last_activation: str) -> Loss:
+    """The loss a recipe names; `auto` picks it from the network's last activation. A loss
+    with options is a mapping with `name` ({name: triplet, margin: 0.2})."""
+    options = {}
+    if isinstance(name, dict):
+        options = {k: v for k, v in name.items() if k != "name"}
+        name = name["name"]
     if name == "auto":
         if last_activation not in AUTO:
             raise ValueError(f"loss: auto needs a last activation of sigmoid, softmax or linear, "
@@ -236,8 +241,11 @@ def make_loss(name: str, last_activation: str) -> Loss:
         from ..detect import losses as _detect  # noqa: F401  (localization, yolo)
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; expected auto or one of {', '.join(LOSSES)}")
-    loss = LOSSES[name]()
+    loss = LOSSES[name](**options)
     if loss.output_activation != "linear" and last_activation not in (loss.output_activation, "linear"):
         raise ValueError(f"{name} applies {loss.output_activation} to the last layer's output "
                          f"itself: end with {loss.output_activation} or linear, not {last_activation}")
     return loss
+
+
+from . import triplet  # noqa: E402,F401  (registers triplet and siamese_binary)

@@ -117,8 +117,12 @@ class Model:
 
     # -- parameters -----------------------------------------------------------------------
     def named_layers(self):
-        """(prefix, layer) for each layer, nested ones included; the top level is "0.", "1."..."""
-        return [(p, layer) for p, layer in walk(self.net) if layer is not self.net]
+        """(prefix, layer) for each layer, nested ones included; the top level is "0.", "1."...
+        A loss with parameters (siamese_binary's w, b) comes last, as "loss."."""
+        layers = [(p, layer) for p, layer in walk(self.net) if layer is not self.net]
+        if getattr(self.loss, "params", None):
+            layers.append(("loss.", self.loss))
+        return layers
 
     def trainable(self):
         """(name, layer, key) for every parameter the optimizer updates."""
@@ -200,6 +204,8 @@ def build_model(model_cfg: dict, loss: str = "auto", l2: float = 0.0, input_shap
     if hasattr(loss_obj, "bind"):  # a loss that reads the model's head (yolo's anchors, grid)
         loss_obj.bind(model)
     loss_obj.check(model.net.output_shape)
+    if hasattr(loss_obj, "build"):  # a loss with parameters or its own random draws
+        loss_obj.build(model.net.output_shape, ctx)
     for i in model_cfg.get("freeze") or []:
         model.layers[i].set_trainable(False)
     return model
