@@ -43,6 +43,7 @@ import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -173,6 +174,8 @@ def _model(run: TrainedRun, state: dict):
         model = build_model(model_cfg, cfg.get("loss", "auto"),
                             (cfg.get("regularization") or {}).get("l2", 0.0), run.spec.input_shape,
                             cfg.get("dtype", "float32"))
+        if hasattr(model.loss, "configure"):  # detection's thresholds, as api.build sets them
+            model.loss.configure(SimpleNamespace(**cfg["evaluation"]))
         model.load_state_dict(state)
         return model
     except Exception:  # noqa: BLE001 - the validated route below decides, and says why

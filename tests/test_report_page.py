@@ -236,7 +236,8 @@ def test_outputs_the_analysis_does_not_know_leave_a_note_not_a_traceback(tmp_pat
                                                   "errors": {"train": 0.5, "dev": 0.6}}))
     (run / "metrics.jsonl").write_text('{"epoch": 1, "cost": 2.0, "train_error": 0.7}\n'
                                        '{"epoch": 2, "cost": 1.5, "train_error": 0.5}\n')
-    np.savez(run / "predictions" / "dev.npz", y_true=np.zeros((5, 3), int), y_pred=np.zeros((5, 3), int),
+    # (5, 3) real-valued targets against (5, 3, 4) outputs: nothing analyze can read as classes
+    np.savez(run / "predictions" / "dev.npz", y_true=np.full((5, 3), 0.5), y_pred=np.zeros((5, 3), int),
              probabilities=np.full((5, 3, 4), 0.25), index=np.arange(5))
     result = invoke("report", run)
     assert result.exit_code == 0, result.output

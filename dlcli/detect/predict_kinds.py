@@ -208,7 +208,7 @@ class SlidingWindows(OutputKind):
             image = read_image(Path(name), spec)
             images.append(image)
             xs.append(run.spec.preprocessing(image_to_raw(image, spec)[None])[0])
-        return Batch([str(n) for n in inputs], xs, images)
+        return Batch([str(n) for n in inputs], xs, images, [Path(n) for n in inputs])
 
     def outputs(self, run, batch):
         if not self.windows:

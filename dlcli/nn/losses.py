@@ -112,6 +112,7 @@ class CategoricalCrossentropy(_CrossEntropy):
     output_activation = "softmax"
 
     def forward(self, z, y):
+        self._shape = None
         if z.ndim == 3:  # a sequence (m, T, C): the sum over unmasked steps (nn/sequence.py)
             from .sequence import sequence_crossentropy
             cost, self.cache = sequence_crossentropy(z, y)
@@ -121,7 +122,6 @@ class CategoricalCrossentropy(_CrossEntropy):
             # per pixel (segmentation, SPEC): every pixel a row, the mean over pixels and examples
             self._shape = z.shape
             return self._cost(k.softmax_crossentropy, z.reshape(-1, z.shape[-1]), y.reshape(-1))
-        self._shape = None
         if z.ndim != 2 or y.shape != z.shape[:1]:
             raise ValueError(f"categorical cross-entropy needs logits (m, C) and labels (m,), "
                              f"got {z.shape} and {y.shape}")
