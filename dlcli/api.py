@@ -225,6 +225,8 @@ def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, cons
     from .runs import DirectoryLock
     run_dir.mkdir(parents=True, exist_ok=True)
     save_input_spec(run_dir, dataset)  # what `dlcli predict` needs to read new inputs alike
+    if getattr(dataset, "vocab", None) is not None:  # before training: a checkpoint needs it too
+        dataset.vocab.save(run_dir / "vocab.json")
     started = time.perf_counter()
     # one writer per run directory; the first Ctrl-C / SIGTERM stops training, any later one
     # waits for the summary to be written (then the CLI exits 130)
@@ -232,8 +234,6 @@ def train(recipe, *, overrides=(), runs_dir=None, run_dir=None, quiet=True, cons
         result = fit_into(recipe, model, dataset, run_dir, quiet, console)
         interrupts.defer()
         atomic_write_npz(run_dir / "params.npz", model.state_dict())
-        if getattr(dataset, "vocab", None) is not None:
-            dataset.vocab.save(run_dir / "vocab.json")
         summary = finish(recipe, model, dataset, result, run_dir, time.perf_counter() - started,
                          predictor(recipe, model, dataset),
                          extra={"iterations": result.iterations})
