@@ -25,11 +25,12 @@ def test_plain():
 def run_pytest(tmp_path, require, broken=False):
     shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "test_probe.py").write_text(PROBE)
-    path = [str(tmp_path / "shadow")] if broken else []
-    if broken:  # `distributed` installed but failing to import, as a missing .so does
-        (tmp_path / "shadow" / "distributed").mkdir(parents=True)
-        (tmp_path / "shadow" / "distributed" / "__init__.py").write_text(
-            "raise ImportError('libfoo.so: cannot open shared object file')\n")
+    # `distributed` as the probe needs it, whether or not this environment has the real one:
+    # installed but failing to import (as a missing .so does), or importing fine
+    path = [str(tmp_path / "shadow")]
+    (tmp_path / "shadow" / "distributed").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "shadow" / "distributed" / "__init__.py").write_text(
+        "raise ImportError('libfoo.so: cannot open shared object file')\n" if broken else "")
     env = {k: v for k, v in os.environ.items() if k != "DLCLI_REQUIRE_ORACLES"}
     env["PYTHONPATH"] = os.pathsep.join(path + [env.get("PYTHONPATH", "")])
     if require:

@@ -114,7 +114,9 @@ def cat_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cat")
     result = api.train("recipes/cat_4layer.yaml", runs_dir=root / "runs",
                        overrides=["training.epochs=40", "optimizer.name=adam",
-                                  "optimizer.learning_rate=0.001"])
+                                  "optimizer.learning_rate=0.001",
+                                  f"data.train.path={course_data('catvnoncat', 'train_catvnoncat.h5')}",
+                                  f"data.test.path={course_data('catvnoncat', 'test_catvnoncat.h5')}"])
     return result.run_dir, root
 
 
