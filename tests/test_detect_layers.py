@@ -208,6 +208,15 @@ def test_yolo_head_reshapes_only():
         built(YoloHead(ANCHORS.tolist(), 3), (4, 4, 15))
 
 
+def test_yolo_on_the_courses_grid_is_19x19_by_5_anchors_of_25():
+    # COURSE_NUMBERS §14: a 19x19 grid with 5 anchors and 20 classes -> output 19x19x(5x25)
+    anchors = [[0.1, 0.1], [0.2, 0.1], [0.1, 0.2], [0.3, 0.3], [0.5, 0.4]]
+    head = built(YoloHead(anchors, 20), (19, 19, 5 * 25))
+    assert head.output_shape == (19, 19, 5, 25)
+    with pytest.raises(ValueError, match="needs a conv output"):
+        built(YoloHead(anchors, 20), (19, 19, 5 * 25 - 1))
+
+
 @pytest.mark.torch
 def test_per_pixel_softmax_matches_torch():
     torch = pytest.importorskip("torch")

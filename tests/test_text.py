@@ -54,6 +54,18 @@ def test_dinos_language_model_data():
     assert vocab.decode(tr.y[0]) == "aachenosaurus"
 
 
+def test_dinos_rnn_starts_at_the_courses_loss_of_ln_27_per_character():
+    # COURSE_NUMBERS §16: weights randn x 0.01 give near-uniform softmaxes at the start, so the
+    # course's loss (summed over a name's characters) begins at -ln(1/27) per character
+    from dlcli import api
+    recipe = api.as_recipe("recipes/dinos_rnn.yaml", [f"data.train.text={course_data('text', 'dinos.txt')}"])
+    model, ds = api.prepare(recipe)
+    tr = ds.splits["train"]
+    characters = int((tr.y >= 0).sum())
+    cost = model.cost(tr.x, tr.y)  # (1/m) sum_i sum_t L<t>: per name, summed over characters
+    np.testing.assert_allclose(cost, np.log(27) * characters / len(tr.y), rtol=1e-3)
+
+
 def test_csv_text_classification_and_unknown_words():
     from dlcli.data import load_dataset
     src = {"path": str(course_data("emojify", "train.csv")), "x": "sentence", "y": "emoji",
