@@ -211,7 +211,7 @@ def profile(layers, input_shape, batch, x, y, steps=20):
     model, _, _ = dlcli_trainer(layers, input_shape)
     result = profile_steps(model, make_optimizer({"name": "adam", "learning_rate": LR}), x, y,
                            batch, steps, learning_rate=LR)
-    profile_table(result, Console(), title=f"dlcli per layer, batch {batch}, median of {steps} steps")
+    profile_table(result, Console(), title=f"dlcli per layer, ms, batch {batch}, median of {steps} steps")
 
 
 # -- start-up ---------------------------------------------------------------------------------------

@@ -30,10 +30,11 @@ def profile_table(profile, console: Console, title: str | None = None) -> None:
     """The table of a `Profile` (or its to_json() document)."""
     p = profile.to_json() if hasattr(profile, "to_json") else profile
     name = f"{p['name']}: " if p.get("name") else ""
-    table = _table(title or f"{name}where a training step's time goes (batch {p['batch_size']}, "
-                   f"median of {p['steps']} steps)",
-                   ("layer", L), ("forward ms", R), ("backward ms", R), ("total ms", R), ("share", R))
-    table.columns[0].no_wrap = True
+    table = _table(title or f"{name}where a step's time goes, ms (batch "
+                   f"{p['batch_size']}, median of {p['steps']} steps)",
+                   ("layer", L), ("forward", R), ("backward", R), ("total", R), ("share", R))
+    for column in table.columns[1:]:  # a narrow terminal wraps layer names, never numbers
+        column.no_wrap = True
     for layer in p["layers"]:
         depth = layer["depth"]
         fwd, bwd = layer["forward_ms"], layer["backward_ms"]
