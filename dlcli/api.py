@@ -509,7 +509,9 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1, report_page=F
     if profile:  # a twin of the model, before training: the run trains as without the flag
         from .profile import profile_recipe
         dataset = load_data(recipe) if ensemble == 1 else None
-        profiled = profile_recipe(recipe, dataset=dataset)
+        with _console(stderr=True).status("profiling the first steps…") if not quiet \
+                else contextlib.nullcontext():
+            profiled = profile_recipe(recipe, dataset=dataset)
     if ensemble > 1:
         result = train_ensemble(recipe, ensemble, runs_dir=runs_dir, quiet=quiet)
     else:

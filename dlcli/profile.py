@@ -222,6 +222,8 @@ def profile_recipe(recipe, *, steps: int = STEPS, warmup: int = WARMUP, batch_si
         raise BadInput(f"--steps: must be a positive integer, got {steps}")
     if batch_size is not None and batch_size < 1:
         raise BadInput(f"--batch-size: must be a positive integer, got {batch_size}")
+    if warmup < 0:
+        raise BadInput(f"--warmup: must be 0 or more, got {warmup}")
     recipe = api.as_recipe(recipe, overrides)
     model, dataset = api.prepare(recipe, dataset=dataset)
     with api.located(recipe):

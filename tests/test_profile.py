@@ -161,6 +161,7 @@ def test_table_indents_nested_layers_and_writes_nothing(tmp_path, monkeypatch):
 @pytest.mark.parametrize("args, message", [
     (["--steps", "0"], "--steps: must be a positive integer, got 0"),
     (["--batch-size", "0"], "--batch-size: must be a positive integer, got 0"),
+    (["--warmup", "-1"], "--warmup: must be 0 or more, got -1"),
     (["--set", "model.layers.0.units=-3"], "model.layers.0.units"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
@@ -175,8 +176,10 @@ def test_missing_recipe_is_exit_2(tmp_path):
     assert result.exit_code == 2 and "no such recipe file" in result.stderr
 
 
-def test_train_profile_writes_profile_json_and_trains_as_without(tmp_path):
-    recipe = write(tmp_path, RESIDUAL)
+@pytest.mark.parametrize("recipe", [RESIDUAL, RECURRENT], ids=["residual", "recurrent"])
+def test_train_profile_writes_profile_json_and_trains_as_without(tmp_path, recipe):
+    update = f"{recipe['optimizer']['name']} update"
+    recipe = write(tmp_path, recipe)
     runs = {}
     for flag in ([], ["--profile"]):
         out = tmp_path / ("profiled" if flag else "plain")
@@ -184,8 +187,8 @@ def test_train_profile_writes_profile_json_and_trains_as_without(tmp_path):
         assert result.exit_code == 0, result.output
         (runs[bool(flag)],) = [p for p in out.iterdir() if p.is_dir()]
         if flag:  # the table comes after the run's tables, before "run saved in"
-            assert "momentum update" in result.stdout
-            assert result.stdout.index("Errors") < result.stdout.index("momentum update") \
+            assert update in result.stdout
+            assert result.stdout.index("Errors") < result.stdout.index(update) \
                 < result.stdout.index("run saved in")
     doc = json.loads((runs[True] / "profile.json").read_text())
     assert FIELDS <= set(doc) and doc["batch_size"] == 16 and doc["steps"] == 20
