@@ -19,7 +19,6 @@ The job knows nothing about files or the terminal: it returns a `Profile` (`to_j
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -48,7 +47,7 @@ class Profile:
     update_ms: float
     other_ms: float
     step_ms: float
-    examples_per_second: float
+    examples_per_second: float | None
     warmup_seconds: float
     steps: int
     batch_size: int
@@ -203,7 +202,7 @@ def _summarise(model, clock, layers, steps, batch, warmup_seconds, opt) -> Profi
             for index, layer, depth in layers]
     step_ms = clock.median_ms("step")
     return Profile(rows, round(loss_ms, 6), round(update_ms, 6), round(other_ms, 6),
-                   round(step_ms, 6), round(batch / (step_ms / 1e3), 1) if step_ms > 0 else math.nan,
+                   round(step_ms, 6), round(batch / (step_ms / 1e3), 1) if step_ms > 0 else None,
                    round(warmup_seconds, 3), steps, batch, round(share(loss_ms), 5),
                    round(share(update_ms), 5), round(share(other_ms), 5),
                    getattr(opt, "name", type(opt).__name__))

@@ -38,7 +38,7 @@ def profile_table(profile, console: Console, title: str | None = None) -> None:
     for layer in p["layers"]:
         depth = layer["depth"]
         fwd, bwd = layer["forward_ms"], layer["backward_ms"]
-        total = None if fwd is None or bwd is None else fwd + bwd
+        total = None if fwd is None and bwd is None else (fwd or 0.0) + (bwd or 0.0)
         _row(table, f"{INDENT * depth}{layer['index']}  {layer['name']}", _ms(fwd), _ms(bwd),
              _ms(total), _share(layer["share"]), style="dim" if depth else None)
     table.add_section()
@@ -49,8 +49,9 @@ def profile_table(profile, console: Console, title: str | None = None) -> None:
     table.add_section()
     _row(table, Text("step", style="bold"), NONE, NONE, Text(_ms(p["step_ms"]), style="bold"), "")
     console.print(table)
-    console.print(f"{p['examples_per_second']:,.0f} examples/s. Warm-up before the timed steps "
-                  f"(JIT compile included): {p['warmup_seconds']:.2f} s. A block's time includes "
+    rate = p["examples_per_second"]
+    console.print(f"{NONE if rate is None else f'{rate:,.0f}'} examples/s. Warm-up before the "
+                  f"timed steps (JIT compile included): {p['warmup_seconds']:.2f} s. A block's time includes "
                   "its nested layers'.")
 
 
