@@ -218,3 +218,19 @@ def test_profile_steps_takes_off_its_clocks():
         assert "forward" not in vars(layer) and "backward" not in vars(layer)
     assert "update" not in vars(opt) and "forward" not in vars(model.loss)
     assert json.loads(json.dumps(result.to_json()))["layers"][0]["index"] == "0"
+
+
+def test_help_shows_flags_as_flags_within_80_columns():
+    out = runner.invoke(app, ["profile", "--help"], env={"COLUMNS": "80"}).stdout
+    assert "--steps" in out and "--batch-size" in out and "--json" in out and "<bool>" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "--profile" in runner.invoke(app, ["train", "--help"], env={"COLUMNS": "80"}).stdout
+
+
+def test_the_cli_and_the_job_import_neither_numpy_nor_numba():
+    import subprocess
+    import sys
+    code = ("import sys, dlcli.cli, dlcli.profile; "
+            "print(sorted(m for m in ('numpy', 'numba') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
