@@ -1,8 +1,9 @@
 """Where the time of a training step goes: each layer's forward and backward, the loss, the update.
 
 The job times the real step (`train.train_step`: the model, the recipe's optimizer and batch
-size) with a clock around each layer's `forward` and `backward`, the loss's and the optimizer's
-`update`, installed on the instances for the profiled steps only and taken off afterwards.
+size) with a clock around each layer's `forward` and `backward`, the loss's too and the
+optimizer's `update`, installed on the instances for the profiled steps only and taken off
+afterwards, so the step that runs is the one `dlcli train` runs, nothing rewritten for timing.
 The first `warmup` steps are run untimed, so Numba's JIT compilation is not counted (their
 duration is reported as `warmup_seconds`); then each figure is the MEDIAN over `steps` steps of
 that component's time within a step. A block's time (residual, branches, skip_concat,
@@ -14,7 +15,8 @@ top-level components' medians (top-level layers, loss, update, other), so they a
 there; `step_ms` is the median of whole steps, which that sum approaches.
 
 The job knows nothing about files or the terminal: it returns a `Profile` (`to_json()`);
-`render_profile.py` draws it. `benchmarks/cnn.py --profile` calls `profile_steps` too.
+`render_profile.py` draws it. The `--profile` of benchmarks/cnn.py, rnn.py and seq2seq.py calls
+`profile_steps` too.
 """
 
 from __future__ import annotations
