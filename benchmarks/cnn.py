@@ -24,8 +24,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-from collections import defaultdict
 
 from fair import cap_threads, header, interleaved_medians, timed_epoch, torch_adam, torch_threads
 
@@ -203,39 +201,17 @@ def torch_trainer(layers, input_shape, fused=True):
 
 # -- per-layer profile ------------------------------------------------------------------------------
 def profile(layers, input_shape, batch, x, y, steps=20):
-    """dlcli's median forward / backward milliseconds per layer over `steps` training steps."""
-    from dlcli.nn.base import walk
-    model, step, _ = dlcli_trainer(layers, input_shape)
-    spent = defaultdict(list)
-    named = [(prefix, layer) for prefix, layer in walk(model.net) if layer is not model.net]
-    for prefix, layer in named:
-        for phase in ("forward", "backward"):
-            inner = getattr(layer, phase)
+    """dlcli's median forward / backward milliseconds per layer over `steps` training steps
+    (after two untimed ones): `dlcli profile`'s job and table (dlcli/profile.py)."""
+    from rich.console import Console
 
-            def timed(*args, _inner=inner, _key=(prefix, phase)):
-                started = time.perf_counter()
-                out = _inner(*args)
-                spent[_key].append(time.perf_counter() - started)
-                return out
-
-            setattr(layer, phase, timed)
-    step(x[:batch], y[:batch])
-    spent.clear()
-    whole = []
-    for i in range(steps):
-        j = (i * batch) % (x.shape[0] - batch + 1)
-        started = time.perf_counter()
-        step(x[j:j + batch], y[j:j + batch])
-        whole.append(time.perf_counter() - started)
-    ms = {key: float(np.median(times)) * 1e3 for key, times in spent.items()}
-    print(f"  {'layer (median of ' + str(steps) + ' steps)':44s} {'forward ms':>10s} {'backward ms':>11s}")
-    for prefix, layer in named:
-        depth = prefix.count(".") - 1
-        label = f"{'  ' * depth}{prefix.rstrip('.')} {layer.describe()}"[:44]
-        print(f"  {label:44s} {ms[prefix, 'forward']:10.2f} {ms[prefix, 'backward']:11.2f}")
-    top = sum(ms[p, phase] for p, _ in named if p.count(".") == 1 for phase in ("forward", "backward"))
-    print(f"  {'whole step (loss, optimizer included)':44s} {float(np.median(whole)) * 1e3:10.2f}"
-          f"   (layers {top:.2f})")
+    from dlcli.optim import make_optimizer
+    from dlcli.profile import profile_steps
+    from dlcli.render_profile import profile_table
+    model, _, _ = dlcli_trainer(layers, input_shape)
+    result = profile_steps(model, make_optimizer({"name": "adam", "learning_rate": LR}), x, y,
+                           batch, steps, learning_rate=LR)
+    profile_table(result, Console(), title=f"dlcli per layer, ms, batch {batch}, median of {steps} steps")
 
 
 # -- start-up ---------------------------------------------------------------------------------------

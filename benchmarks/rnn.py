@@ -109,35 +109,15 @@ def compare(cell, batch, x, y, epochs):
 
 
 def profile(cell, batch, x, y, steps=20):
-    """Mean milliseconds per dlcli step in each phase; the recurrent layer's share of both passes."""
-    _, (model, opt, trainable) = dlcli_side(cell)
-    phases = dict.fromkeys(("forward", f"  of which {cell}", "loss", "backward",
-                            f"  of which {cell} ", "update"), 0.0)
-    rnn = model.layers[1]
-    for i in range(steps + 3):
-        xb, yb = x[(i * batch) % x.shape[0]:][:batch], y[(i * batch) % x.shape[0]:][:batch]
-        t0 = time.perf_counter()
-        e = model.layers[0].forward(xb, True)
-        ta = time.perf_counter()
-        h = rnn.forward(e, True)
-        tb = time.perf_counter()
-        z = model.layers[2].forward(h, True)
-        t1 = time.perf_counter()
-        model.loss.forward(z, yb)
-        dz = model.loss.backward()
-        t2 = time.perf_counter()
-        dh = model.layers[2].backward(dz)
-        tc = time.perf_counter()
-        de = rnn.backward(dh)
-        td = time.perf_counter()
-        model.layers[0].backward(de)
-        t3 = time.perf_counter()
-        opt.update([(name, layer.params[key], layer.grads[key]) for name, layer, key in trainable], LR)
-        t4 = time.perf_counter()
-        if i >= 3:
-            for name, dt in zip(phases, (t1 - t0, tb - ta, t2 - t1, t3 - t2, td - tc, t4 - t3)):
-                phases[name] += dt * 1e3 / steps
-    return phases
+    """dlcli's median milliseconds per step in each layer's forward and backward, the loss and the
+    update, after two untimed steps: `dlcli profile`'s job and table (dlcli/profile.py)."""
+    from rich.console import Console
+
+    from dlcli.profile import profile_steps
+    from dlcli.render_profile import profile_table
+    _, (model, opt, _) = dlcli_side(cell)
+    profile_table(profile_steps(model, opt, x, y, batch, steps, learning_rate=LR), Console(),
+                  title=f"dlcli per layer, ms, batch {batch}, median of {steps} steps")
 
 
 def main():
@@ -162,9 +142,7 @@ def main():
             print(f"{cell:>4} {batch:>5} {rates['dlcli']:>11,.0f} {rates['pytorch']:>13,.0f} "
                   f"{ratio:>5.2f}x {verdict}", flush=True)
             if args.profile:
-                phases = profile(cell, batch, x, y)
-                print("           dlcli ms/step: " + ", ".join(f"{k.strip()} {v:,.1f}" for k, v in phases.items()),
-                      flush=True)
+                profile(cell, batch, x, y)
 
 
 if __name__ == "__main__":

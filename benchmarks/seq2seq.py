@@ -23,7 +23,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 THREADS = 2
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
@@ -105,34 +104,15 @@ def torch_side():
 
 
 def profile(batch, x, y, steps=10):
-    """Mean milliseconds per dlcli step in each layer's forward and backward, and the update."""
-    _, (model, opt, trainable) = dlcli_side()
-    names = ("encoder", "attention_decoder", "dense")
-    phases = {f"{n} {d}": 0.0 for d in ("forward", "backward") for n in names}
-    phases["loss"] = phases["update"] = 0.0
-    for i in range(steps + 2):
-        xb, yb = x[(i * batch) % x.shape[0]:][:batch], y[(i * batch) % x.shape[0]:][:batch]
-        times = {}
-        h = xb
-        for name, layer in zip(names, model.layers):
-            t = time.perf_counter()
-            h = layer.forward(h, True)
-            times[f"{name} forward"] = time.perf_counter() - t
-        t = time.perf_counter()
-        model.loss.forward(h, yb)
-        d = model.loss.backward()
-        times["loss"] = time.perf_counter() - t
-        for name, layer in reversed(list(zip(names, model.layers))):
-            t = time.perf_counter()
-            d = layer.backward(d)
-            times[f"{name} backward"] = time.perf_counter() - t
-        t = time.perf_counter()
-        opt.update([(n, layer.params[k], layer.grads[k]) for n, layer, k in trainable], LR)
-        times["update"] = time.perf_counter() - t
-        if i >= 2:
-            for k, v in times.items():
-                phases[k] += v * 1e3 / steps
-    return phases
+    """dlcli's median milliseconds per step in each layer's forward and backward, the loss and the
+    update, after two untimed steps: `dlcli profile`'s job and table (dlcli/profile.py)."""
+    from rich.console import Console
+
+    from dlcli.profile import profile_steps
+    from dlcli.render_profile import profile_table
+    _, (model, opt, _) = dlcli_side()
+    profile_table(profile_steps(model, opt, x, y, batch, steps, learning_rate=LR), Console(),
+                  title=f"dlcli per layer, ms, batch {batch}, median of {steps} steps")
 
 
 def main():
@@ -162,8 +142,7 @@ def main():
     print(f"dlcli {rates['dlcli']:,.0f} ex/s   pytorch {rates['pytorch']:,.0f} ex/s   "
           f"ratio {ratio:.2f}x (target >= 1.0x: {'met' if ratio >= 1 else 'MISSED'})", flush=True)
     if args.profile:
-        phases = profile(args.batch, x, y)
-        print("dlcli ms/step: " + ", ".join(f"{k} {v:,.1f}" for k, v in phases.items()), flush=True)
+        profile(args.batch, x, y)
 
 
 if __name__ == "__main__":

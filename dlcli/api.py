@@ -500,15 +500,25 @@ def load_model(run_dir):
 
 
 # -- command-line front ends ----------------------------------------------------------------
-def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1, report_page=False) -> int:
+def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1, report_page=False,
+              profile=False) -> int:
     from rich.text import Text
     from . import report
     recipe = as_recipe(recipe_path, overrides)
+    profiled, dataset = None, None
+    if profile:  # a twin of the model, before training: the run trains as without the flag
+        from .profile import profile_recipe
+        dataset = load_data(recipe) if ensemble == 1 else None
+        with _console(stderr=True).status("profiling the first steps…") if not quiet \
+                else contextlib.nullcontext():
+            profiled = profile_recipe(recipe, dataset=dataset)
     if ensemble > 1:
         result = train_ensemble(recipe, ensemble, runs_dir=runs_dir, quiet=quiet)
     else:
-        result = train(recipe, runs_dir=runs_dir, quiet=quiet)
+        result = train(recipe, runs_dir=runs_dir, quiet=quiet, dataset=dataset)
     summary = result.summary
+    if profiled is not None:
+        atomic_write_json(result.run_dir / "profile.json", profiled.to_json())
     if not quiet:
         console = _console()
         metrics_path = result.run_dir / "metrics.jsonl"  # an ensemble's are its members'
@@ -530,6 +540,9 @@ def train_cli(recipe_path, overrides, runs_dir, quiet, ensemble=1, report_page=F
         if summary.get("detection") or summary.get("segmentation"):
             from .detect.render import dense_tables
             dense_tables(summary, console, result.dataset.class_names)
+        if profiled is not None:
+            from .render_profile import profile_table
+            profile_table(profiled, console)
         console.print(Text("run saved in ") + Text(str(result.run_dir), style="bold"))
     elif summary["status"] != "interrupted":  # whose own message names the run
         print(f"run saved in {result.run_dir}", file=sys.stderr)

@@ -87,10 +87,26 @@ def train(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
           quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no tables."),
           ensemble: int = typer.Option(1, "--ensemble", min=1,
                                        help="Train N models (seeds seed..seed+N-1) and average their probabilities."),
-          report: bool = typer.Option(False, "--report", help="Write report.html beside the run at the end.")):
+          report: bool = typer.Option(False, "--report", help="Write report.html beside the run at the end."),
+          profile: bool = typer.Option(False, "--profile", help="Time each layer over the first steps "
+                                       "(on a twin of the model) and print the table after the run's; "
+                                       "also written as profile.json in the run.")):
     """Train a recipe, print its errors and diagnosis, save a run directory."""
     from .api import train_cli
-    _run(train_cli, recipe, set_, runs_dir, quiet, ensemble, report_page=report)
+    _run(train_cli, recipe, set_, runs_dir, quiet, ensemble, report_page=report, profile=profile)
+
+
+@app.command("profile")
+def profile_(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
+             set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+             steps: int = typer.Option(20, "--steps", help="Timed training steps (medians over them)."),
+             batch_size: Optional[int] = typer.Option(None, "--batch-size",
+                                                      help="Examples per step (default: the recipe's)."),
+             warmup: int = typer.Option(2, "--warmup", help="Untimed steps first (the JIT compile)."),
+             as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")):
+    """Where a training step's time goes: each layer's forward and backward ms, the loss, the update."""
+    from .render_profile import profile_cli
+    _run(profile_cli, recipe, set_, steps, batch_size, warmup, as_json)
 
 
 @app.command()
