@@ -100,3 +100,23 @@ def test_a_checkpoint_state_in_c_order_is_matched_to_a_fortran_weight():
     assert opt.state["W"]["v"].flags.f_contiguous
     np.testing.assert_allclose(W, W_ref, rtol=1e-12)
     np.testing.assert_allclose(opt.state["W"]["s"], reference.state["W"]["s"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, n", [(1, 1), (3, 6), (1001, 6), (131, 65), (70, 200)])
+def test_smooth_backward_in_blocks_matches_numpy(rows, n, dtype, parallel):
+    """sigmoid and tanh take the kernel's p + a (q - a) loop: every width, the leftover rows."""
+    from dlcli.kernels import activations as k
+    kernel = k.activation_backward_parallel if parallel else k.activation_backward
+    rng = np.random.default_rng(4)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    for code, slope in ((k.SIGMOID, lambda a: a * (1 - a)), (k.TANH, lambda a: 1 - a * a)):
+        z = rng.standard_normal((rows, n)) * 3
+        a = (1 / (1 + np.exp(-z)) if code == k.SIGMOID else np.tanh(z)).astype(dtype)
+        da = rng.standard_normal((rows, n)).astype(dtype)
+        dz, db = np.empty_like(da), np.full(n, 99, dtype=dtype)
+        kernel(da, a, code, dz, db)
+        expected = da.astype(np.float64) * slope(a.astype(np.float64))
+        np.testing.assert_allclose(dz, expected, rtol=tol, atol=tol)
+        np.testing.assert_allclose(db, expected.sum(axis=0), rtol=tol, atol=tol * rows)
