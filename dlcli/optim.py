@@ -54,8 +54,9 @@ class Optimizer:
         own = self.state.get(name)
         if own is None:
             own = self.state[name] = {slot: np.zeros_like(W) for slot in self.slots}
+        contiguous = W.flags.c_contiguous or W.flags.f_contiguous
         for slot, value in own.items():
-            if value.strides != W.strides and value.shape == W.shape:
+            if contiguous and value.strides != W.strides and value.shape == W.shape:
                 # state from a checkpoint in another memory order: match W's, once
                 own[slot] = np.array(value, order="F" if W.flags.f_contiguous else "C")
         return [own[slot] for slot in self.slots]
