@@ -38,11 +38,15 @@ class Optimizer:
             arrays = (W, dW, *self._slots(name, W))
             if any(a.shape != W.shape for a in arrays):  # the kernels do not check bounds
                 raise ValueError(f"{name}: gradient or optimizer state shape differs from {W.shape}")
-            if kernel is not None and all(a.flags.c_contiguous for a in arrays):
+            # elementwise, so any one memory order shared by all of them will do (dense W is
+            # Fortran-ordered, nn/layers.py); reshape in that order gives views
+            order = "C" if all(a.flags.c_contiguous for a in arrays) else \
+                "F" if all(a.flags.f_contiguous for a in arrays) else None
+            if kernel is not None and order:
                 scalars = typed.get(W.dtype)
                 if scalars is None:
                     scalars = typed[W.dtype] = tuple(map(W.dtype.type, self.scalars(learning_rate)))
-                kernel(*[a.reshape(-1) for a in arrays], *scalars)  # reshape: views, as contiguous
+                kernel(*[a.reshape(-1, order=order) for a in arrays], *scalars)
             else:
                 self.reference(*arrays, learning_rate)
 
@@ -50,6 +54,11 @@ class Optimizer:
         own = self.state.get(name)
         if own is None:
             own = self.state[name] = {slot: np.zeros_like(W) for slot in self.slots}
+        contiguous = W.flags.c_contiguous or W.flags.f_contiguous
+        for slot, value in own.items():
+            if contiguous and value.strides != W.strides and value.shape == W.shape:
+                # state from a checkpoint in another memory order: match W's, once
+                own[slot] = np.array(value, order="F" if W.flags.f_contiguous else "C")
         return [own[slot] for slot in self.slots]
 
     def reference(self, W, dW, learning_rate):
@@ -64,7 +73,7 @@ class Optimizer:
         d = {"t": self.t}
         for name, own in self.state.items():
             for slot, value in own.items():
-                d[f"{slot}.{name}"] = value.copy()
+                d[f"{slot}.{name}"] = value.copy(order="K")  # its parameter's memory order
         return d
 
     def load_state_dict(self, d: dict) -> None:

@@ -8,6 +8,13 @@ a layer) written into the arrays `build` puts in `self.grads`, which the optimiz
 Training steps write into arrays kept from the step before (`_Scratch`): a fresh array per
 step costs page faults and zeroing on every large allocation. Inference returns new arrays,
 as callers keep outputs across batches.
+
+Dense keeps W (and so dW, Adam's v and s) in Fortran order, W.T C-contiguous: OpenBLAS runs
+x @ W.T and dW^T = x^T dz from that layout 1.2-1.35x faster than from a C-ordered W at batch
+64 (784 -> 512: forward 394 -> 295 us, dW 331 -> 287 us; dx = dz W, which the first layer
+skips, 280 -> 352 us). Its GEMM writes z into one buffer and the bias + activation pass
+reads z and writes a into another: in place, the kernel's runtime alias check sends LLVM to
+its scalar loop (64 x 512 relu: 11.8 against 3.9 us).
 """
 
 from __future__ import annotations
@@ -56,8 +63,9 @@ class Dense(Layer):
         if not input_shape:
             raise ValueError("dense needs inputs with a feature axis, got scalars")
         n_prev = int(input_shape[-1])
-        self.params["W"] = initialize(self.init or ctx.init, (self.units, n_prev), n_prev,
-                                      self.units, ctx.rng, ctx.dtype)
+        # Fortran order (module docstring); the same values as a C-ordered draw
+        self.params["W"] = np.asfortranarray(initialize(self.init or ctx.init, (self.units, n_prev),
+                                                        n_prev, self.units, ctx.rng, ctx.dtype))
         if self.bias:
             self.params["b"] = np.zeros((self.units, 1), dtype=ctx.dtype)
         zeros_like_params(self)
@@ -68,9 +76,12 @@ class Dense(Layer):
     def forward(self, x, training):
         W = self.params["W"]
         x2 = np.ascontiguousarray(x, dtype=W.dtype).reshape(-1, W.shape[1])
-        a2 = self.scratch.get("a", (x2.shape[0], self.units), W.dtype, training)
-        np.matmul(x2, W.T, out=a2)  # W.T is a view: BLAS reads W transposed, nothing is copied
-        activations.forward(self.activation, a2, self.params.get("b"), out=a2)
+        shape = (x2.shape[0], self.units)
+        z2 = self.scratch.get("z", shape, W.dtype, training)
+        np.matmul(x2, W.T, out=z2)  # W.T is a view: BLAS reads W transposed, nothing is copied
+        # inference may overwrite z (nothing keeps it); training keeps z and a apart (docstring)
+        a2 = self.scratch.get("a", shape, W.dtype) if training else z2
+        activations.forward(self.activation, z2, self.params.get("b"), out=a2)
         if training:
             self.cache = (x.shape, x2, a2)
         return a2.reshape(x.shape[:-1] + (self.units,))
@@ -80,7 +91,11 @@ class Dense(Layer):
         da2 = np.ascontiguousarray(da, dtype=a2.dtype).reshape(a2.shape)
         dz2 = activations.backward(self.activation, da2, a2, self.scratch.get("dz", a2.shape, a2.dtype),
                                    self.grads.get("b"))
-        np.matmul(dz2.T, x2, out=self.grads["W"])
+        dW = self.grads["W"]
+        if dW.flags.f_contiguous:  # dW^T = x^T dz into dW's C-ordered transpose
+            np.matmul(x2.T, dz2, out=dW.T)
+        else:  # a W someone replaced with a C-ordered array
+            np.matmul(dz2.T, x2, out=dW)
         self.cache = None
         if not self.needs_input_grad:
             return None

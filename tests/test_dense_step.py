@@ -1,0 +1,122 @@
+"""The lean dense step: Fortran-ordered weights, separate z and a buffers, and the optimizer
+over arrays in either memory order, each against numpy in float64."""
+
+import io
+
+import numpy as np
+import pytest
+
+from dlcli.nn import build_layer
+from dlcli.nn.base import BuildContext
+from dlcli.optim import make_optimizer
+
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")
+
+
+def dense(units, n_prev, activation, seed=0):
+    layer = build_layer({"type": "dense", "units": units, "activation": activation})
+    layer.build((n_prev,), BuildContext(dtype=np.dtype(np.float64), rng=np.random.default_rng(seed)))
+    layer.params["b"][...] = np.random.default_rng(seed + 1).standard_normal((units, 1))
+    return layer
+
+
+def numpy_dense(x, W, b, g, activation):
+    """a, dx, dW, db of g(x W^T + b^T) for the upstream gradient g, in plain numpy."""
+    z = x @ W.T + b.T
+    a = {"linear": z, "relu": np.maximum(z, 0), "leaky_relu": np.where(z > 0, z, 0.01 * z),
+         "sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z)}[activation]
+    slope = {"linear": np.ones_like(z), "relu": (z > 0) * 1.0, "leaky_relu": np.where(z > 0, 1, 0.01),
+             "sigmoid": a * (1 - a), "tanh": 1 - a ** 2}[activation]
+    dz = g * slope
+    return a, dz @ W, dz.T @ x, dz.sum(axis=0, keepdims=True).T
+
+
+@pytest.mark.parametrize("order", ["F", "C"])  # as built, and a W replaced by a C-ordered one
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_dense_step_matches_numpy_in_either_weight_order(activation, order):
+    layer = dense(7, 5, activation)
+    if order == "C":
+        layer.params["W"] = np.ascontiguousarray(layer.params["W"])
+        layer.grads["W"] = np.ascontiguousarray(layer.grads["W"])
+    else:
+        assert layer.params["W"].flags.f_contiguous and layer.grads["W"].flags.f_contiguous
+    rng = np.random.default_rng(3)
+    for m in (6, 4):  # a second batch of another size: the step buffers follow the shape
+        x, g = rng.standard_normal((m, 5)), rng.standard_normal((m, 7))
+        want = numpy_dense(x, layer.params["W"], layer.params["b"], g, activation)
+        a = layer.forward(x, True).copy()
+        dx = layer.backward(g)
+        for ours, theirs in zip((a, dx, layer.grads["W"], layer.grads["b"]), want):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_dense_inference_leaves_the_training_buffers_alone():
+    layer = dense(3, 4, "relu")
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    a = layer.forward(x, True)
+    kept = a.copy()
+    layer.forward(x[:2] * 7, False)  # inference between a step's forward and backward
+    np.testing.assert_array_equal(a, kept)
+    assert layer.forward(x, False) is not a
+
+
+@pytest.mark.parametrize("name", ["gd", "momentum", "rmsprop", "adam"])
+def test_fortran_ordered_parameters_take_the_kernel_and_match_numpy(name):
+    rng = np.random.default_rng(0)
+    W0 = np.asfortranarray(rng.standard_normal((4, 6)))
+    grads = [np.asfortranarray(rng.standard_normal((4, 6))) for _ in range(3)]
+    results = []
+    for use_kernels in (True, False):
+        opt = make_optimizer({"name": name}, use_kernels)
+        if use_kernels:  # the kernel runs, not the numpy fallback
+            opt.reference = lambda *args: pytest.fail("fell back to numpy")
+        W = W0.copy(order="K")
+        for step, dW in enumerate(grads):
+            opt.update([("W", W, dW)], 0.01 / (step + 1))
+        results.append((W, opt.state_dict()))
+    (W_kernel, s_kernel), (W_numpy, s_numpy) = results
+    np.testing.assert_allclose(W_kernel, W_numpy, rtol=1e-12, atol=1e-14)
+    for key in s_kernel:
+        if key != "t":
+            assert s_kernel[key].flags.f_contiguous  # saved in its parameter's order
+            np.testing.assert_allclose(s_kernel[key], s_numpy[key], rtol=1e-12)
+
+
+def test_a_checkpoint_state_in_c_order_is_matched_to_a_fortran_weight():
+    rng = np.random.default_rng(1)
+    W = np.asfortranarray(rng.standard_normal((3, 5)))
+    dW = np.asfortranarray(rng.standard_normal((3, 5)))
+    v, s = rng.random((3, 5)), rng.random((3, 5))  # C-ordered, as an older checkpoint holds
+    buffer = io.BytesIO()
+    np.savez(buffer, t=4, **{"v.W": v, "s.W": s})
+    buffer.seek(0)
+    opt = make_optimizer({"name": "adam"})
+    opt.load_state_dict(dict(np.load(buffer)))
+    reference = make_optimizer({"name": "adam"}, use_kernels=False)
+    reference.load_state_dict({"t": 4, "v.W": v.copy(), "s.W": s.copy()})
+    W_ref = W.copy(order="K")
+    opt.update([("W", W, dW)], 0.01)
+    reference.update([("W", W_ref, dW)], 0.01)
+    assert opt.state["W"]["v"].flags.f_contiguous
+    np.testing.assert_allclose(W, W_ref, rtol=1e-12)
+    np.testing.assert_allclose(opt.state["W"]["s"], reference.state["W"]["s"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, n", [(1, 1), (3, 6), (1001, 6), (131, 65), (70, 200)])
+def test_smooth_backward_in_blocks_matches_numpy(rows, n, dtype, parallel):
+    """sigmoid and tanh take the kernel's p + a (q - a) loop: every width, the leftover rows."""
+    from dlcli.kernels import activations as k
+    kernel = k.activation_backward_parallel if parallel else k.activation_backward
+    rng = np.random.default_rng(4)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    for code, slope in ((k.SIGMOID, lambda a: a * (1 - a)), (k.TANH, lambda a: 1 - a * a)):
+        z = rng.standard_normal((rows, n)) * 3
+        a = (1 / (1 + np.exp(-z)) if code == k.SIGMOID else np.tanh(z)).astype(dtype)
+        da = rng.standard_normal((rows, n)).astype(dtype)
+        dz, db = np.empty_like(da), np.full(n, 99, dtype=dtype)
+        kernel(da, a, code, dz, db)
+        expected = da.astype(np.float64) * slope(a.astype(np.float64))
+        np.testing.assert_allclose(dz, expected, rtol=tol, atol=tol)
+        np.testing.assert_allclose(db, expected.sum(axis=0), rtol=tol, atol=tol * rows)
