@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations, build_layer, register
+from . import conv_winograd
 from .base import Layer, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
@@ -29,6 +30,8 @@ CHUNK_COLS = 1 << 18
 # Inference keeps no patches for a backward pass, and more examples a chunk measured faster
 # there: LeNet-5 predicting 4096 examples, 157 ms at 1 MB chunks, 137 ms at 4 MB, 143 at 16.
 INFERENCE_CHUNK_COLS = 1 << 20
+# A training cache's marker in the place of the patches: the Winograd path unrolls in backward
+WINOGRAD = "winograd"
 
 
 # Elements from which a kernel runs its parallel driver. Under 2M, LeNet's layers measured
@@ -152,6 +155,9 @@ class Conv2D(_Weighted):
         # and at stride 1 it skips the unrolling: direct loops (kernels/conv.py), for inference
         # and, where no input gradient is wanted (a first layer), for training too
         self.direct = self.transposed and self.stride == 1
+        # 3x3 stride 1 with enough channels: Winograd F(2x2, 3x3) (nn/conv_winograd.py)
+        self.winograd = conv_winograd.applies(f, self.stride, self.n_C_prev, self.n_C)
+        self.winograd_buffers = {}
         self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
         return self.output_shape
 
@@ -188,6 +194,12 @@ class Conv2D(_Weighted):
             if training:
                 self.cache = (A_prev, None) + self.cache
             return A
+        if self.winograd:
+            conv_winograd.forward(self, A_prev, Z, CHUNK_COLS if training else INFERENCE_CHUNK_COLS)
+            A = self._activate(Z, training)
+            if training:
+                self.cache = (A_prev, WINOGRAD) + self.cache
+            return A
         Z2 = Z.reshape(m * hw, self.n_C)
         whole = self._cols(m, A_prev.dtype, True) if training else None  # kept for dW
         unroll = "im2col_t" if self.transposed else "im2col"
@@ -210,6 +222,10 @@ class Conv2D(_Weighted):
                 shape, dZ, self.pad_top, self.pad_left, self.grads["W"])
             self.cache = None
             return None
+        if cols is WINOGRAD:  # shape is A_prev itself
+            dZ = self._dZ(dA)
+            self.cache = None
+            return conv_winograd.backward(self, shape, np.ascontiguousarray(dZ), CHUNK_COLS)
         dZ2 = self._dZ(dA).reshape(-1, self.n_C)
         W2 = self.params["W"].reshape(-1, self.n_C)
         np.matmul(self._patches(cols).T, dZ2, out=self.grads["W"].reshape(W2.shape))
