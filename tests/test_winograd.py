@@ -1,6 +1,7 @@
 """Winograd F(2x2, 3x3) (kernels/winograd.py, nn/conv_winograd.py): the kernels against a
 numpy convolution, the conv2d layer on that path against PyTorch in float64 over the conv
-grid's stride-1 3x3 cases, and its gradients against finite differences."""
+grid's stride-1 3x3 cases, and its gradients against finite differences. Also the pointwise
+path (nn/conv_pointwise.py), which tests/test_conv.py's grid runs at 1x1 stride 1."""
 
 import itertools
 
@@ -137,3 +138,29 @@ def test_float32_on_winograd_agrees_with_the_unrolling(monkeypatch):
     for a, b in zip(run(fast, x), run(slow, x)):
         close(a, b, 1e-5)
     close(fast.grads["W"], slow.grads["W"], 1e-5)
+
+
+def test_pointwise_path_is_taken_for_unpadded_1x1_stride_1_only():
+    assert built(Conv2D(8, 1), (5, 5, 4)).pointwise
+    assert built(Conv2D(8, 1, padding="same"), (5, 5, 4)).pointwise
+    assert not built(Conv2D(8, 1, padding=1), (5, 5, 4)).pointwise
+    assert not built(Conv2D(8, 1, stride=2), (5, 5, 4)).pointwise
+    assert not built(Conv2D(8, 1), (5, 5, 1)).pointwise  # few channels: the direct kernels
+
+
+@pytest.mark.parametrize("activation,bias", [("relu", True), ("linear", False)])
+def test_pointwise_gradients_match_finite_differences(activation, bias):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 4, 5, 3))
+    layer = built(Conv2D(2, 1, activation=activation, bias=bias), x.shape[1:])
+    assert layer.pointwise
+    dy = rng.standard_normal((3,) + layer.output_shape)
+
+    def cost():
+        return float(np.sum(layer.forward(x, False) * dy))
+
+    layer.forward(x, True)
+    dx = layer.backward(dy)
+    close(dx, numerical_grad(cost, x), 1e-7)
+    for key in layer.params:
+        close(layer.grads[key], numerical_grad(cost, layer.params[key]), 1e-7)
