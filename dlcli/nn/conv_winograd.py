@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-# Both channel counts at least this many. Measured on a 3x3x32 conv over 64x32x32x32
-# (resnet_small's, float32, 2 threads, load ~1.5): forward 10.2 ms against 15.1 ms for
-# im2col + GEMM. With few channels the transforms' passes outweigh the GEMMs they shrink.
-WINOGRAD_MIN_CHANNELS = 16
+# Both channel counts at least this many. Measured forward + backward, relu and bias, float32,
+# 2 threads, load 1.7-2.2, each path in its own process (Winograd / im2col + GEMM, ms):
+# resnet_small's 3x3x32 on 64x32x32x32 35-40 / 45-50; 3x3x32 on 8x48x64x32 14.6 / 16.9;
+# 3x3x64 on 8x24x32x64 32-40 / 86-132 (U-Net levels); but 3x3x16 on 8x96x128x16 30-35 /
+# 30-32, 3x3x16 on 64x16x16x16 5.3 / 3.6 and 3x3x12 from 8 channels 3.5 / 2.0: with few
+# channels the transforms' passes outweigh the GEMMs they shrink.
+WINOGRAD_MIN_CHANNELS = 32
 
 
 # Examples unrolled at once for the filter gradient: 4 of resnet_small's (1.2M values) measured
