@@ -1,6 +1,7 @@
 """Training throughput of dlcli's conv layers against PyTorch CPU, in one run (issue 6).
 
-    python benchmarks/cnn.py [--only lenet64,lenet256,resnet64] [--epochs 3] [--profile] [--no-startup]
+    python benchmarks/cnn.py [--only lenet64,lenet256,resnet64,mobilenet64,inception64,unet16]
+                             [--epochs 3] [--profile] [--no-startup]
 
 Both sides train the same model on the same random float32 data (labels 0..9) with Adam
 (learning rate 1e-3), evaluating the training error once per epoch. Method (benchmarks/fair.py,
@@ -13,8 +14,13 @@ backward times, medians over training steps (nested layers indented under their 
 start-up lines time a fresh process up to the end of its first LeNet-5 training step, once with an empty Numba
 cache (JIT compile) and once with the cache that run left (the cached start).
 
+mobilenet64 and inception64 are the shipped recipes' layers (recipes/*.yaml, their softmax
+widened to 10 classes); on the PyTorch side Keras' "same" padding is an explicit ZeroPad2d
+where it is uneven, and the residual's projection and linear activation follow dlcli's.
+
 Figures: the README's "Speed" section (one run, machine shared with other engineers).
-Targets: LeNet-5 >= 0.8x at 64 and 0.6x at 256, resnet_small >= 0.5x, cached start < 2 s.
+Targets (issue 14): LeNet-5 >= 1.5x at 64 and 1.2x at 256; resnet_small, mobilenet_v2_small,
+inception_small and the U-Net >= 1.0x; first compile < 5 s, cached start < 1 s.
 """
 
 from __future__ import annotations

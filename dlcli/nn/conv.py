@@ -1,7 +1,10 @@
 """Convolutional layers (NHWC): conv2d, depthwise_conv2d, conv2d_transpose, pools, residual, branches.
 
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
-parameters, caches and the wiring of nested layers. Gradients are sums over the batch (the
+parameters, caches and the wiring of nested layers. A conv2d picks its path when built:
+direct kernels (few input channels, stride 1), plain GEMMs on the input (1x1 stride 1,
+nn/conv_pointwise.py), Winograd F(2x2, 3x3) (3x3 stride 1 with many channels,
+nn/conv_winograd.py), or else im2col + GEMM. Gradients are sums over the batch (the
 loss divides by m, never a layer) and are written into the arrays `build` puts in
 `self.grads`, because the optimizer holds on to those arrays.
 """
