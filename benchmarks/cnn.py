@@ -1,6 +1,7 @@
 """Training throughput of dlcli's conv layers against PyTorch CPU, in one run (issue 6).
 
-    python benchmarks/cnn.py [--only lenet64,lenet256,resnet64] [--epochs 3] [--profile] [--no-startup]
+    python benchmarks/cnn.py [--only lenet64,lenet256,resnet64,mobilenet64,inception64,unet16]
+                             [--epochs 3] [--profile] [--no-startup]
 
 Both sides train the same model on the same random float32 data (labels 0..9) with Adam
 (learning rate 1e-3), evaluating the training error once per epoch. Method (benchmarks/fair.py,
@@ -13,8 +14,13 @@ backward times, medians over training steps (nested layers indented under their 
 start-up lines time a fresh process up to the end of its first LeNet-5 training step, once with an empty Numba
 cache (JIT compile) and once with the cache that run left (the cached start).
 
+mobilenet64 and inception64 are the shipped recipes' layers (recipes/*.yaml, their softmax
+widened to 10 classes); on the PyTorch side Keras' "same" padding is an explicit ZeroPad2d
+where it is uneven, and the residual's projection and linear activation follow dlcli's.
+
 Figures: the README's "Speed" section (one run, machine shared with other engineers).
-Targets: LeNet-5 >= 0.8x at 64 and 0.6x at 256, resnet_small >= 0.5x, cached start < 2 s.
+Targets (issue 14): LeNet-5 >= 1.5x at 64 and 1.2x at 256; resnet_small, mobilenet_v2_small,
+inception_small and the U-Net >= 1.0x; first compile < 5 s, cached start < 1 s.
 """
 
 from __future__ import annotations
@@ -53,6 +59,16 @@ RESNET_SMALL = [conv(32, 3, bias=False), {"type": "batchnorm"},
                 BLOCK, BLOCK, {"type": "maxpool", "size": 2}, {"type": "global_avgpool"},
                 {"type": "dense", "units": 10, "activation": "softmax"}]
 
+def recipe_layers(name):
+    """The layers of a shipped recipe (recipes/NAME.yaml), its softmax widened to the 10
+    labels of the benchmark's data."""
+    import yaml
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes", name + ".yaml")
+    with open(path) as fh:
+        layers = yaml.safe_load(fh)["model"]["layers"]
+    return layers[:-1] + [{**layers[-1], "units": 10}]
+
+
 def unet(filters, depth=4, classes=10):
     """The course's unet_model (C4 W3) as skip_concat levels: conv blocks down, 3x3 stride-2
     same transpose convs up, each level's input concatenated as its skip."""
@@ -73,6 +89,8 @@ def unet(filters, depth=4, classes=10):
 CASES = {"lenet64": (LENET, (28, 28, 1), 64, 4096),
          "lenet256": (LENET, (28, 28, 1), 256, 4096),
          "resnet64": (RESNET_SMALL, (32, 32, 3), 64, 512),
+         "mobilenet64": (recipe_layers("mobilenet_v2_small"), (32, 32, 3), 64, 1024),
+         "inception64": (recipe_layers("inception_small"), (32, 32, 3), 64, 1024),
          "unet16": (unet(16), (96, 128, 3), 8, 64)}
 
 
@@ -105,18 +123,35 @@ def torch_model(layers, input_shape):
         mods = []
         for s in specs:
             kind = s["type"]
-            if kind == "conv2d":
-                f = s["size"]
-                pad = f // 2 if s["padding"] == "same" else 0
-                mods.append(tnn.Conv2d(shape[2], s["filters"], f, padding=pad, bias=s.get("bias", True)))
-                n = shape[0] if s["padding"] == "same" else shape[0] - f + 1
-                w = shape[1] if s["padding"] == "same" else shape[1] - f + 1
-                shape = (n, w, s["filters"])
+            if kind in ("conv2d", "depthwise_conv2d"):
+                f, stride = s["size"], s.get("stride", 1)
+                n_C = shape[2] if kind == "depthwise_conv2d" else s["filters"]
+                if s.get("padding", "valid") == "same":  # Keras' same: the odd pixel after
+                    n, w = -(-shape[0] // stride), -(-shape[1] // stride)
+                    ph = max((n - 1) * stride + f - shape[0], 0)
+                    pw = max((w - 1) * stride + f - shape[1], 0)
+                    if ph % 2 or pw % 2:
+                        mods.append(tnn.ZeroPad2d((pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)))
+                        pad = 0
+                    else:
+                        pad = (ph // 2, pw // 2)
+                else:
+                    n, w, pad = (shape[0] - f) // stride + 1, (shape[1] - f) // stride + 1, 0
+                mods.append(tnn.Conv2d(shape[2], n_C, f, stride=stride, padding=pad,
+                                       bias=s.get("bias", True),
+                                       groups=shape[2] if kind == "depthwise_conv2d" else 1))
+                shape = (n, w, n_C)
                 if s.get("activation") == "relu":
                     mods.append(tnn.ReLU())
             elif kind == "maxpool":
-                mods.append(tnn.MaxPool2d(s["size"]))
-                shape = (shape[0] // s["size"], shape[1] // s["size"], shape[2])
+                f = s["size"]
+                stride = s.get("stride", f)
+                if s.get("padding") == "same":  # odd f only here: f // 2 each side
+                    mods.append(tnn.MaxPool2d(f, stride, padding=f // 2))
+                    shape = (-(-shape[0] // stride), -(-shape[1] // stride), shape[2])
+                else:
+                    mods.append(tnn.MaxPool2d(f, stride))
+                    shape = ((shape[0] - f) // stride + 1, (shape[1] - f) // stride + 1, shape[2])
             elif kind == "dropout":
                 pass
             elif kind == "batchnorm":
@@ -124,7 +159,17 @@ def torch_model(layers, input_shape):
             elif kind == "activation":
                 mods.append(tnn.ReLU())
             elif kind == "residual":
-                mods.append(Residual(tnn.Sequential(*build(s["layers"], shape)[0])))
+                body, out = build(s["layers"], shape)
+                projection = None
+                if out != shape:  # a 1x1 strided projection shortcut, as dlcli's auto
+                    projection = tnn.Conv2d(shape[2], out[2], 1, stride=-(-shape[0] // out[0]))
+                mods.append(Residual(tnn.Sequential(*body), projection,
+                                     s.get("activation", "relu") == "relu"))
+                shape = out
+            elif kind == "branches":
+                paths = [build(path, shape) for path in s["paths"]]
+                mods.append(Branches([tnn.Sequential(*body) for body, _ in paths]))
+                shape = paths[0][1][:2] + (sum(out[2] for _, out in paths),)
             elif kind == "skip_concat":
                 body, inner = build(s["layers"], shape)
                 mods.append(SkipConcat(tnn.Sequential(*body)))
@@ -155,13 +200,23 @@ def torch_model(layers, input_shape):
             import torch
             return torch.cat([x, self.body(x)], dim=1)
 
-    class Residual(tnn.Module):
-        def __init__(self, body):
+    class Branches(tnn.Module):
+        def __init__(self, paths):
             super().__init__()
-            self.body = body
+            self.paths = tnn.ModuleList(paths)
 
         def forward(self, x):
-            return (self.body(x) + x).relu()
+            import torch
+            return torch.cat([path(x) for path in self.paths], dim=1)
+
+    class Residual(tnn.Module):
+        def __init__(self, body, projection=None, relu=True):
+            super().__init__()
+            self.body, self.projection, self.relu = body, projection, relu
+
+        def forward(self, x):
+            z = self.body(x) + (self.projection(x) if self.projection is not None else x)
+            return z.relu() if self.relu else z
 
     class Flatten(tnn.Module):
         """NHWC order, as dlcli flattens, so the dense layers see the same features."""

@@ -1,7 +1,10 @@
 """Convolutional layers (NHWC): conv2d, depthwise_conv2d, conv2d_transpose, pools, residual, branches.
 
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
-parameters, caches and the wiring of nested layers. Gradients are sums over the batch (the
+parameters, caches and the wiring of nested layers. A conv2d picks its path when built:
+direct kernels (few input channels, stride 1), plain GEMMs on the input (1x1 stride 1,
+nn/conv_pointwise.py), Winograd F(2x2, 3x3) (3x3 stride 1 with many channels,
+nn/conv_winograd.py), or else im2col + GEMM. Gradients are sums over the batch (the
 loss divides by m, never a layer) and are written into the arrays `build` puts in
 `self.grads`, because the optimizer holds on to those arrays.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations, build_layer, register
+from . import conv_pointwise, conv_winograd
 from .base import Layer, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
@@ -29,6 +33,8 @@ CHUNK_COLS = 1 << 18
 # Inference keeps no patches for a backward pass, and more examples a chunk measured faster
 # there: LeNet-5 predicting 4096 examples, 157 ms at 1 MB chunks, 137 ms at 4 MB, 143 at 16.
 INFERENCE_CHUNK_COLS = 1 << 20
+# A training cache's markers in the place of the patches: these paths keep A_prev instead
+WINOGRAD, POINTWISE = "winograd", "pointwise"
 
 
 # Elements from which a kernel runs its parallel driver. Under 2M, LeNet's layers measured
@@ -152,6 +158,13 @@ class Conv2D(_Weighted):
         # and at stride 1 it skips the unrolling: direct loops (kernels/conv.py), for inference
         # and, where no input gradient is wanted (a first layer), for training too
         self.direct = self.transposed and self.stride == 1
+        # 3x3 stride 1 with enough channels: Winograd F(2x2, 3x3) (nn/conv_winograd.py)
+        self.winograd = conv_winograd.applies(f, self.stride, self.n_C_prev, self.n_C)
+        self.winograd_buffers = {}
+        # 1x1 stride 1 unpadded: the input is its own patches (nn/conv_pointwise.py); few
+        # channels keep the paths above
+        self.pointwise = (conv_pointwise.applies(f, self.stride, self.pad_top, self.pad_left)
+                          and not self.transposed)
         self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
         return self.output_shape
 
@@ -173,6 +186,15 @@ class Conv2D(_Weighted):
         m, hw = A_prev.shape[0], self.n_H * self.n_W
         W2 = self.params["W"].reshape(-1, self.n_C)
         Z = np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
+        if self.pointwise or self.winograd:
+            if self.pointwise:
+                conv_pointwise.forward(self, A_prev, Z)
+            else:
+                conv_winograd.forward(self, A_prev, Z, CHUNK_COLS if training else INFERENCE_CHUNK_COLS)
+            A = self._activate(Z, training)
+            if training:
+                self.cache = (A_prev, POINTWISE if self.pointwise else WINOGRAD) + self.cache
+            return A
         if self.direct and not (training and self.needs_input_grad):
             if self.activation in activations.PIECEWISE:  # bias and activation in the kernel
                 b = self.params["b"] if self.bias else np.zeros(self.n_C, dtype=Z.dtype)
@@ -210,6 +232,12 @@ class Conv2D(_Weighted):
                 shape, dZ, self.pad_top, self.pad_left, self.grads["W"])
             self.cache = None
             return None
+        if cols is WINOGRAD or cols is POINTWISE:  # shape is A_prev itself
+            dZ = np.ascontiguousarray(self._dZ(dA))
+            self.cache = None
+            if cols is POINTWISE:
+                return conv_pointwise.backward(self, shape, dZ)
+            return conv_winograd.backward(self, shape, dZ, CHUNK_COLS)
         dZ2 = self._dZ(dA).reshape(-1, self.n_C)
         W2 = self.params["W"].reshape(-1, self.n_C)
         np.matmul(self._patches(cols).T, dZ2, out=self.grads["W"].reshape(W2.shape))

