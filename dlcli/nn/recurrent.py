@@ -77,6 +77,23 @@ def _loop_threads():
     return _BLAS[0].limit(limits=int(os.environ.get("DLCLI_RNN_BLAS_THREADS", "1")), user_api="blas")
 
 
+SPLIT_MIN_EXAMPLES = 8  # the crossover measured for an LSTM of 128 units (kernels/recurrent.py)
+
+
+def _parts(m):
+    """Blocks of examples whose time loops run on their own threads (`*_split` kernels).
+
+    Examples never meet inside a recurrent layer, so each thread runs the whole loop over its
+    rows, a GEMM of its own a step on one BLAS thread: the threads meet once per pass, where
+    2-thread BLAS met twice a step. Only while the loop's BLAS runs on one thread (the default).
+    """
+    import os
+    if m < SPLIT_MIN_EXAMPLES or os.environ.get("DLCLI_RNN_BLAS_THREADS", "1") != "1":
+        return 1
+    from numba import get_num_threads
+    return max(1, min(get_num_threads(), m // (SPLIT_MIN_EXAMPLES // 2)))
+
+
 def _ones_mask(T, m):
     return np.ones((T, m), dtype=np.uint8)
 
@@ -246,8 +263,13 @@ class LSTMCell(_StackedCell):
         C = np.empty_like(A)
         G = np.empty((T, m, 4 * n), dtype=X.dtype)
         a0, c0 = (np.ascontiguousarray(s, dtype=X.dtype) for s in state0)
+        Wa_T = np.ascontiguousarray(self.W[:, :n].T)
+        parts = _parts(m)
         with _loop_threads():
-            k.lstm_forward(XZ, np.ascontiguousarray(self.W[:, :n].T), a0, c0, mask, A, C, G)
+            if parts > 1:
+                k.lstm_forward_split(XZ, Wa_T, a0, c0, mask, A, C, G, parts)
+            else:
+                k.lstm_forward(XZ, Wa_T, a0, c0, mask, A, C, G)
         return A, LSTMRun(X, A, C, G, a0, c0, mask)
 
     def backward(self, dA, run, dstate=None):
@@ -259,9 +281,13 @@ class LSTMCell(_StackedCell):
             da, dc = (np.array(s, dtype=dA.dtype) for s in dstate)
         dZ = np.empty((T, m, 4 * n), dtype=dA.dtype)
         W = self.W
+        args = (dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:, :n]), run.mask, da, dc, dZ)
+        parts = _parts(m)
         with _loop_threads():
-            k.lstm_backward(dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:, :n]), run.mask,
-                            da, dc, dZ)
+            if parts > 1:
+                k.lstm_backward_split(*args, parts)
+            else:
+                k.lstm_backward(*args)
         dZ2 = dZ.reshape(T * m, 4 * n)
         A_prev = np.concatenate([run.a0[None], run.A[:-1]]).reshape(T * m, n)
         self.dW[:, :n] += dZ2.T @ A_prev
@@ -311,9 +337,14 @@ class GRUCell(_StackedCell):
         G = np.empty((T, m, 3 * n), dtype=X.dtype)
         c0 = np.ascontiguousarray(state0[0], dtype=X.dtype)
         W = self.W
+        args = (XZ, np.ascontiguousarray(W[:2 * n, :n].T), np.ascontiguousarray(W[2 * n:, :n].T),
+                c0, mask, C, G, RC)
+        parts = _parts(m)
         with _loop_threads():
-            k.gru_forward(XZ, np.ascontiguousarray(W[:2 * n, :n].T),
-                          np.ascontiguousarray(W[2 * n:, :n].T), c0, mask, C, G, RC)
+            if parts > 1:
+                k.gru_forward_split(*args, parts)
+            else:
+                k.gru_forward(*args)
         return C, GRURun(X, C, G, RC, c0, mask)
 
     def backward(self, dA, run, dstate=None):
@@ -323,9 +354,14 @@ class GRUCell(_StackedCell):
         dZur = np.empty((T, m, 2 * n), dtype=dA.dtype)
         dZc = np.empty((T, m, n), dtype=dA.dtype)
         W = self.W
+        args = (dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:2 * n, :n]),
+                np.ascontiguousarray(W[2 * n:, :n]), run.mask, dc, dZur, dZc)
+        parts = _parts(m)
         with _loop_threads():
-            k.gru_backward(dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:2 * n, :n]),
-                           np.ascontiguousarray(W[2 * n:, :n]), run.mask, dc, dZur, dZc)
+            if parts > 1:
+                k.gru_backward_split(*args, parts)
+            else:
+                k.gru_backward(*args)
         C_prev = np.concatenate([run.c0[None], run.C[:-1]]).reshape(T * m, n)
         dZur2, dZc2 = dZur.reshape(T * m, 2 * n), dZc.reshape(T * m, n)
         self.dW[:2 * n, :n] += dZur2.T @ C_prev
