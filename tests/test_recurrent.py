@@ -442,3 +442,24 @@ def test_sequence_layer_schemas_match_their_classes():
         fields = set(LAYER_CLASSES[name].model_fields) - {"type"}
         params = set(inspect.signature(LAYERS[name].__init__).parameters) - {"self"}
         assert fields and fields <= params, name
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("m,T", [(1, 1), (1, 5), (9, 1), (9, 5)])
+def test_reused_arrays_never_change_returned_outputs(kind, m, T):
+    """The cells hand their run arrays out again (`_Spare`): outputs must be copies."""
+    rng = np.random.default_rng(3)
+    layer = _layer({"type": kind, "units": N_A, "return_sequences": True}, T=T)
+    x1, x2 = rng.standard_normal((2, m, T, N_X))
+    y1 = layer.forward(x1, False)
+    kept = y1.copy()
+    layer.forward(x2, False)
+    y = layer.forward(x2, True)
+    dx = layer.backward(np.ones_like(y))
+    grads = {k: g.copy() for k, g in layer.grads.items()}
+    layer.forward(x1, True)
+    layer.forward(x2, True)  # a second training pass before backward: its run is the one used
+    np.testing.assert_array_equal(y1, kept)
+    np.testing.assert_array_equal(layer.backward(np.ones_like(y)), dx)
+    for k in grads:
+        np.testing.assert_array_equal(layer.grads[k], grads[k])
