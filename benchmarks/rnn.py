@@ -6,8 +6,9 @@
 A character language model on both sides: vocabulary 27, embedding 16, one LSTM (or GRU) of
 128 units over T = 40 steps, a dense softmax over the 27 characters at every step, the cost
 summed over steps and averaged over examples, Adam (learning rate 1e-3; PyTorch's
-Adam(fused=True)), float32, 2 threads each (OMP/OpenBLAS; dlcli's time loops run BLAS on
-one, see nn/recurrent.py). Same random token ids on both sides, no padding.
+Adam(fused=True)), float32, 2 threads each (OMP/OpenBLAS/Numba; from batch 8 dlcli's time
+loops give each thread a block of examples and one BLAS thread, see kernels/recurrent.py).
+Same random token ids on both sides, no padding.
 Evaluation is NOT timed (none is run): examples/second count the training steps only, as
 dlcli's summary.json does. Epochs alternate between the two sides so that a neighbour's load
 falls on both alike; the figure is the median over the epochs after one untimed warm-up

@@ -84,7 +84,8 @@ def _torch_layer(spec, x, params, mask):
     return seq if spec.get("return_sequences") else last
 
 
-GRID = list(itertools.product(["rnn", "gru", "lstm"], [1, 3], [1, 7], [False, True], [False, True],
+# batch 9 (>= nn.recurrent.SPLIT_MIN_EXAMPLES) takes the gated cells' `*_split` kernels
+GRID = list(itertools.product(["rnn", "gru", "lstm"], [1, 3, 9], [1, 7], [False, True], [False, True],
                               [False, True]))
 
 
@@ -225,6 +226,65 @@ def test_lstm_kernel_matches_numpy_loop(dtype):
         tol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(A[t], a, rtol=tol, atol=tol)
         np.testing.assert_allclose(C[t], c, rtol=tol, atol=tol)
+
+
+def test_vectorizable_sigmoid_and_tanh_match_numpy():
+    from numba import njit
+
+    from dlcli.kernels import recurrent as k
+
+    @njit(error_model="numpy")
+    def both(x, s, t):
+        for i in range(x.size):
+            s[i] = k._sigmoid(x[i])
+            t[i] = k._tanh(x[i])
+
+    x = np.concatenate([np.linspace(-700, 700, 20001), np.geomspace(1e-300, 40, 5000),
+                        -np.geomspace(1e-300, 40, 5000), [0.0, 0.3465, 0.3466, -0.3466]])
+    s, t = np.empty_like(x), np.empty_like(x)
+    both(x, s, t)
+    np.testing.assert_allclose(s, 1 / (1 + np.exp(-x)), rtol=2e-15, atol=0)
+    np.testing.assert_allclose(t, np.tanh(x), rtol=2e-15, atol=0)
+    x32 = x.astype(np.float32)
+    s32, t32 = np.empty_like(x32), np.empty_like(x32)
+    both(x32, s32, t32)
+    np.testing.assert_allclose(t32, np.tanh(x32.astype(np.float64)), rtol=1e-7, atol=1e-38)
+
+
+@pytest.mark.parametrize("kind,parts", [("lstm", 2), ("lstm", 3), ("gru", 2), ("gru", 3)])
+def test_split_kernels_equal_the_serial_ones(kind, parts):
+    from dlcli.kernels import recurrent as k
+    rng = np.random.default_rng(2)
+    T, m, n = 6, 11, 5
+    G_n = 4 if kind == "lstm" else 3
+    XZ = rng.standard_normal((T, m, G_n * n))
+    W = 0.3 * rng.standard_normal((G_n * n, n))
+    c0, a0 = rng.standard_normal((m, n)), rng.standard_normal((m, n))
+    mask = (rng.random((T, m)) < 0.8).astype(np.uint8)
+    dA = rng.standard_normal((T, m, n))
+    dlast = rng.standard_normal((2, m, n))
+    outs = []
+    for split in (False, True):
+        extra = (parts,) if split else ()
+        if kind == "lstm":
+            A, C, G = np.empty((T, m, n)), np.empty((T, m, n)), np.empty((T, m, 4 * n))
+            fwd = k.lstm_forward_split if split else k.lstm_forward
+            fwd(XZ, np.ascontiguousarray(W.T), a0, c0, mask, A, C, G, *extra)
+            da, dc, dZ = dlast[0].copy(), dlast[1].copy(), np.empty((T, m, 4 * n))
+            bwd = k.lstm_backward_split if split else k.lstm_backward
+            bwd(dA, C, G, c0, W, mask, da, dc, dZ, *extra)
+            outs.append((A, C, G, da, dc, dZ))
+        else:
+            C, G, RC = np.empty((T, m, n)), np.empty((T, m, 3 * n)), np.empty((T, m, n))
+            Wur, Wc = np.ascontiguousarray(W[:2 * n]), np.ascontiguousarray(W[2 * n:])
+            fwd = k.gru_forward_split if split else k.gru_forward
+            fwd(XZ, np.ascontiguousarray(Wur.T), np.ascontiguousarray(Wc.T), c0, mask, C, G, RC, *extra)
+            dc, dZur, dZc = dlast[0].copy(), np.empty((T, m, 2 * n)), np.empty((T, m, n))
+            bwd = k.gru_backward_split if split else k.gru_backward
+            bwd(dA, C, G, c0, Wur, Wc, mask, dc, dZur, dZc, *extra)
+            outs.append((C, G, RC, dc, dZur, dZc))
+    for serial, split in zip(*outs):
+        np.testing.assert_allclose(split, serial, rtol=1e-12, atol=1e-14)
 
 
 def test_gru_and_rnn_kernels_match_numpy_loop():
@@ -382,3 +442,24 @@ def test_sequence_layer_schemas_match_their_classes():
         fields = set(LAYER_CLASSES[name].model_fields) - {"type"}
         params = set(inspect.signature(LAYERS[name].__init__).parameters) - {"self"}
         assert fields and fields <= params, name
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("m,T", [(1, 1), (1, 5), (9, 1), (9, 5)])
+def test_reused_arrays_never_change_returned_outputs(kind, m, T):
+    """The cells hand their run arrays out again (`_Spare`): outputs must be copies."""
+    rng = np.random.default_rng(3)
+    layer = _layer({"type": kind, "units": N_A, "return_sequences": True}, T=T)
+    x1, x2 = rng.standard_normal((2, m, T, N_X))
+    y1 = layer.forward(x1, False)
+    kept = y1.copy()
+    layer.forward(x2, False)
+    y = layer.forward(x2, True)
+    dx = layer.backward(np.ones_like(y))
+    grads = {k: g.copy() for k, g in layer.grads.items()}
+    layer.forward(x1, True)
+    layer.forward(x2, True)  # a second training pass before backward: its run is the one used
+    np.testing.assert_array_equal(y1, kept)
+    np.testing.assert_array_equal(layer.backward(np.ones_like(y)), dx)
+    for k in grads:
+        np.testing.assert_array_equal(layer.grads[k], grads[k])

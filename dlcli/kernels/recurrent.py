@@ -16,13 +16,26 @@ Algorithm (the cuDNN layout, written for a CPU):
   output is the carried state, its gates are 0 and its dZ is 0, and in backward the gradient
   flows through it to the state before (Keras' masking).
 
-No prange: a step's elementwise work at m = 32, n_a = 128 is 4096 elements (~15-30 us), about
-the cost of waking the other core; BLAS (the per-step GEMM) uses its own threads.
+Gate loops vectorize (AVX-512 on this machine): sigmoid and tanh are written on a branch-free
+exp of our own (`_exp_parts`: Cody-Waite reduction, Taylor to r^13, 2^n by bit cast; 1-3 ulp of
+float64, computed in float64 for float32 arrays too), the kernels use error_model="numpy" (no
+zero-division test) and each example's row is a contiguous 1D view indexed by uint64 (no
+negative-index test). Numba's calls to libm's exp/tanh and those tests had kept the loops
+scalar: 105 ns an LSTM cell element, now 8 ns (float32).
+Threads: examples never meet inside a layer, so the `*_split` kernels (prange over blocks of
+rows, one per thread) run each block's WHOLE time loop, its own one-thread GEMM a step, and the
+threads meet once per pass; 2-thread BLAS per step would meet twice a step (and 2-thread
+OpenBLAS made steps 10-30x slower on the loaded machine). The layer uses them from batch 8, the
+crossover measured below.
 Kernels take float32 or float64 arrays (one compiled version each), C-contiguous.
-Measured (benchmarks/rnn.py, char LM T 40, 128 units, float32, at load average 11-14 on the
-2-core machine): a training step's LSTM forward + backward 167 ms at batch 32 and 445 ms at
-128 (GRU 72 / 273 ms), the whole step 3.4-7.9x PyTorch's nn.LSTM / nn.GRU on that machine;
-at load 3-5: LSTM 1.03x at batch 32, 0.59x at 128 (one BLAS thread against PyTorch's two).
+Measured (Dec 3 2026, load average ~2 on the 2-core machine, float32, T 40, 128 units, LSTM
+kernels alone, ms a pass forward / backward): batch 4 serial 0.35 / 0.28, split 0.58 / 0.50;
+batch 8 0.69 / 0.54 against split 0.43 / 0.35; batch 32 3.9 / 3.8 against 2.9 / 2.6;
+batch 128 13.6 / 12.3 against 7.2 / 7.8 (the libm version: 53 / 23 serial). The per-step GEMMs
+alone (forward + backward, one thread) take 4.2 ms at batch 32 and 14 ms at 128.
+benchmarks/rnn.py (whole training step against PyTorch, see the README; loads 0.5-2.3): LSTM
+0.48x / 0.55x at batch 32 / 128 before, 0.54-0.80x / 0.91-1.27x after; GRU 1.42x / 0.98x
+before, 1.47-2.13x / 1.13-1.45x after.
 Activation codes of the simple RNN: 0 tanh, 1 relu, 2 sigmoid, 3 linear, 4 leaky_relu.
 """
 
@@ -31,23 +44,78 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3, "leaky_relu": 4}
 
 
+LOG2E = 1.4426950408889634
+LN2_HI = 6.93147180369123816490e-01  # ln 2 split (fdlibm): n * LN2_HI is exact for |n| < 2^20
+LN2_LO = 1.90821492927058770002e-10
+# 1 / k! for k = 1..13: Taylor of expm1 on |r| <= ln2 / 2 (remainder < 2e-16 relative)
+C2, C3, C4, C5, C6, C7 = 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040
+C8, C9, C10, C11 = 1 / 40320, 1 / 362880, 1 / 3628800, 1 / 39916800
+C12, C13 = 1 / 479001600, 1 / 6227020800
+
+
+@intrinsic
+def _bits_as_float64(typingctx, bits):
+    """The float64 whose IEEE bits are the int64 `bits` (LLVM bitcast; vectorizes)."""
+    from llvmlite import ir
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@njit(inline="always")
+def _exp_parts(x):
+    """(s, q) with exp(x) = s (1 + q): s = 2^n, q = expm1(r), x = n ln2 + r. x in [-708, 708].
+
+    Written without calls or branches so that LLVM vectorizes the gate loops around it (libm's
+    exp and tanh are scalar calls: at 5 a cell they were most of an LSTM step). Float64 inside
+    whatever the arrays' type: 1-3 ulp of float64, so float64 runs equal PyTorch to 1e-9."""
+    n = math.floor(x * LOG2E + 0.5)
+    r = (x - n * LN2_HI) - n * LN2_LO
+    p = C12 + r * C13
+    p = C11 + r * p
+    p = C10 + r * p
+    p = C9 + r * p
+    p = C8 + r * p
+    p = C7 + r * p
+    p = C6 + r * p
+    p = C5 + r * p
+    p = C4 + r * p
+    p = C3 + r * p
+    p = C2 + r * p
+    q = r + r * r * p
+    s = _bits_as_float64((np.int64(n) + np.int64(1023)) << np.int64(52))
+    return s, q
+
+
 @njit(inline="always")
 def _sigmoid(v):
-    if v >= 0:
-        return 1.0 / (1.0 + math.exp(-v))
-    e = math.exp(v)
-    return e / (1.0 + e)
+    x = min(abs(float(v)), 708.0)
+    s, q = _exp_parts(-x)
+    e = s * q + s  # exp(-|v|): no cancellation on either side
+    num = 1.0 if v >= 0 else e
+    return num / (1.0 + e)
+
+
+@njit(inline="always")
+def _tanh(v):
+    x = min(abs(float(v)), 20.0)  # tanh(20) is 1 in float64
+    s, q = _exp_parts(-2.0 * x)
+    e = s * q + (s - 1.0)  # expm1(-2|v|), exact near 0
+    return math.copysign(-e / (2.0 + e), float(v))
 
 
 @njit(inline="always")
 def _act(code, v):
     if code == 0:
-        return math.tanh(v)
+        return _tanh(v)
     if code == 1:
         return v if v > 0 else 0.0
     if code == 2:
@@ -72,7 +140,7 @@ def _act_grad(code, a):
 
 
 # -- simple RNN: a<t> = g(Waa a<t-1> + Wax x<t> + ba) ------------------------------------------
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def rnn_forward(XZ, Waa_T, a0, mask, code, A):
     """XZ (T, m, n) = Wax x<t> + ba; Waa_T (n, n); a0 (m, n); mask (T, m) uint8; A (T, m, n) out."""
     T, m, n = XZ.shape
@@ -91,7 +159,7 @@ def rnn_forward(XZ, Waa_T, a0, mask, code, A):
         a_prev = At
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def rnn_backward(dA, A, Waa, mask, code, da_next, dZ):
     """dA (T, m, n) gradients on the outputs; da_next (m, n) in: on the last state, out: on a0.
     dZ (T, m, n) out: gradients of the pre-activations (0 at masked steps)."""
@@ -115,161 +183,259 @@ def rnn_backward(dA, A, Waa, mask, code, da_next, dZ):
 
 
 # -- LSTM, gates stacked [f, i, c~, o] ------------------------------------------------------
-@njit(cache=True)
+# Each kernel works on the example rows lo..hi: the serial kernel takes all of them, the
+# `_split` one gives each thread a block of rows for the WHOLE time loop (examples never meet
+# inside a layer), so the threads meet once per loop, not once per step.
+# The gate loops run over one example's contiguous row with unsigned indices (no negative-index
+# test) and error_model="numpy" (no zero-division test): both kept LLVM from vectorizing them.
+@njit(inline="always")
+def _lstm_cell_row(z, xz, c_prev, a, c, g):
+    n = np.uint64(a.shape[0])
+    n2 = n + n
+    n3 = n2 + n
+    for j in range(n):
+        f = _sigmoid(z[j] + xz[j])
+        u = _sigmoid(z[n + j] + xz[n + j])
+        cc = _tanh(z[n2 + j] + xz[n2 + j])
+        o = _sigmoid(z[n3 + j] + xz[n3 + j])
+        cn = f * c_prev[j] + u * cc
+        c[j] = cn
+        a[j] = o * _tanh(cn)
+        g[j] = f
+        g[n + j] = u
+        g[n2 + j] = cc
+        g[n3 + j] = o
+
+
+@njit(inline="always")
+def _lstm_cell_row_backward(da_out, da_next, dc_next, c_prev, c, g, dz):
+    """da_next, dc_next in: from step t+1, out (dc_next only): to step t-1."""
+    n = np.uint64(c.shape[0])
+    n2 = n + n
+    n3 = n2 + n
+    for j in range(n):
+        f, u, cc, o = g[j], g[n + j], g[n2 + j], g[n3 + j]
+        tc = _tanh(c[j])
+        da = da_out[j] + da_next[j]
+        dc = dc_next[j] + da * o * (1.0 - tc * tc)
+        dz[j] = dc * c_prev[j] * f * (1.0 - f)
+        dz[n + j] = dc * cc * u * (1.0 - u)
+        dz[n2 + j] = dc * u * (1.0 - cc * cc)
+        dz[n3 + j] = da * tc * o * (1.0 - o)
+        dc_next[j] = dc * f
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_forward_rows(XZ, Wa_T, a0, c0, mask, A, C, G, lo, hi):
+    T = XZ.shape[0]
+    z = np.empty((hi - lo, XZ.shape[2]), dtype=XZ.dtype)
+    for t in range(T):
+        a_prev = A[t - 1, lo:hi] if t > 0 else a0[lo:hi]
+        c_prev = C[t - 1, lo:hi] if t > 0 else c0[lo:hi]
+        np.dot(a_prev, Wa_T, z)
+        for i in range(hi - lo):
+            r = lo + i
+            if mask[t, r]:
+                _lstm_cell_row(z[i], XZ[t, r], c_prev[i], A[t, r], C[t, r], G[t, r])
+            else:
+                A[t, r] = a_prev[i]
+                C[t, r] = c_prev[i]
+                G[t, r] = 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
+    T = dA.shape[0]
+    back = np.empty((hi - lo, dA.shape[2]), dtype=dA.dtype)
+    for t in range(T - 1, -1, -1):
+        for i in range(hi - lo):
+            r = lo + i
+            if mask[t, r]:
+                c_prev = C[t - 1, r] if t > 0 else c0[r]
+                _lstm_cell_row_backward(dA[t, r], da_next[r], dc_next[r], c_prev, C[t, r], G[t, r],
+                                        dZ[t, r])
+            else:
+                da_next[r] += dA[t, r]
+                dZ[t, r] = 0.0
+        np.dot(dZ[t, lo:hi], Wa, back)
+        for i in range(hi - lo):
+            if mask[t, lo + i]:
+                da_next[lo + i] = back[i]
+
+
+@njit(cache=True, error_model="numpy")
 def lstm_forward(XZ, Wa_T, a0, c0, mask, A, C, G):
     """XZ (T, m, 4n) = Wx x<t> + b for the gates [f, i, c~, o]; Wa_T (n, 4n); a0, c0 (m, n);
     out: A, C (T, m, n) the states a<t>, c<t>; G (T, m, 4n) the gates after their activation."""
-    T, m, n4 = XZ.shape
-    n = n4 // 4
-    z = np.empty((m, n4), dtype=XZ.dtype)
-    a_prev, c_prev = a0, c0
-    for t in range(T):
-        np.dot(a_prev, Wa_T, z)
-        At, Ct, Gt = A[t], C[t], G[t]
-        for i in range(m):
-            if mask[t, i]:
-                for j in range(n):
-                    f = _sigmoid(z[i, j] + XZ[t, i, j])
-                    u = _sigmoid(z[i, n + j] + XZ[t, i, n + j])
-                    cc = math.tanh(z[i, 2 * n + j] + XZ[t, i, 2 * n + j])
-                    o = _sigmoid(z[i, 3 * n + j] + XZ[t, i, 3 * n + j])
-                    c = f * c_prev[i, j] + u * cc
-                    Ct[i, j] = c
-                    At[i, j] = o * math.tanh(c)
-                    Gt[i, j] = f
-                    Gt[i, n + j] = u
-                    Gt[i, 2 * n + j] = cc
-                    Gt[i, 3 * n + j] = o
-            else:
-                for j in range(n):
-                    At[i, j] = a_prev[i, j]
-                    Ct[i, j] = c_prev[i, j]
-                for j in range(n4):
-                    Gt[i, j] = 0.0
-        a_prev, c_prev = At, Ct
+    # `range(1)`, not a constant lo = 0: with the constant, LLVM's inlining left the gate loops
+    # 4x slower (52 against 13 ms a forward pass at m 128, measured)
+    for lo in range(1):
+        _lstm_forward_rows(XZ, Wa_T, a0, c0, mask, A, C, G, lo, XZ.shape[1])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", parallel=True)
+def lstm_forward_split(XZ, Wa_T, a0, c0, mask, A, C, G, parts):
+    """lstm_forward with the examples in `parts` blocks of rows, one thread's time loop each."""
+    m = XZ.shape[1]
+    for p in prange(parts):
+        _lstm_forward_rows(XZ, Wa_T, a0, c0, mask, A, C, G, p * m // parts, (p + 1) * m // parts)
+
+
+@njit(cache=True, error_model="numpy")
 def lstm_backward(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ):
     """dA (T, m, n) gradients on the outputs a<t>; Wa (4n, n); da_next, dc_next (m, n) in: the
     gradients on the last states, out: on a0 and c0; dZ (T, m, 4n) out."""
-    T, m, n = dA.shape
-    back = np.empty((m, n), dtype=dA.dtype)
-    for t in range(T - 1, -1, -1):
-        dZt = dZ[t]
-        for i in range(m):
-            if mask[t, i]:
-                for j in range(n):
-                    f, u = G[t, i, j], G[t, i, n + j]
-                    cc, o = G[t, i, 2 * n + j], G[t, i, 3 * n + j]
-                    c_prev = C[t - 1, i, j] if t > 0 else c0[i, j]
-                    tc = math.tanh(C[t, i, j])
-                    da = dA[t, i, j] + da_next[i, j]
-                    dc = dc_next[i, j] + da * o * (1.0 - tc * tc)
-                    dZt[i, j] = dc * c_prev * f * (1.0 - f)
-                    dZt[i, n + j] = dc * cc * u * (1.0 - u)
-                    dZt[i, 2 * n + j] = dc * u * (1.0 - cc * cc)
-                    dZt[i, 3 * n + j] = da * tc * o * (1.0 - o)
-                    dc_next[i, j] = dc * f
-            else:
-                for j in range(n):
-                    da_next[i, j] += dA[t, i, j]
-                for j in range(4 * n):
-                    dZt[i, j] = 0.0
-        np.dot(dZt, Wa, back)
-        for i in range(m):
-            if mask[t, i]:
-                for j in range(n):
-                    da_next[i, j] = back[i, j]
+    for lo in range(1):
+        _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, dA.shape[1])
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, parts):
+    m = dA.shape[1]
+    for p in prange(parts):
+        _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, p * m // parts,
+                            (p + 1) * m // parts)
 
 
 # -- GRU (the lectures' full GRU), gates stacked [u, r, c~] -----------------------------------
-@njit(cache=True)
+@njit(inline="always")
+def _gru_gates_row(zur, xz, c_prev, g, rc):
+    n = np.uint64(rc.shape[0])
+    for j in range(n):
+        u = _sigmoid(zur[j] + xz[j])
+        r = _sigmoid(zur[n + j] + xz[n + j])
+        g[j] = u
+        g[n + j] = r
+        rc[j] = r * c_prev[j]
+
+
+@njit(inline="always")
+def _gru_state_row(zc, xz, c_prev, g, c):
+    n = np.uint64(c.shape[0])
+    n2 = n + n
+    for j in range(n):
+        cc = _tanh(zc[j] + xz[n2 + j])
+        u = g[j]
+        g[n2 + j] = cc
+        c[j] = u * cc + (1.0 - u) * c_prev[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _gru_forward_rows(XZ, Wur_T, Wc_T, c0, mask, C, G, RC, lo, hi):
+    T, n = XZ.shape[0], C.shape[2]
+    zur = np.empty((hi - lo, 2 * n), dtype=XZ.dtype)
+    zc = np.empty((hi - lo, n), dtype=XZ.dtype)
+    for t in range(T):
+        c_prev = C[t - 1, lo:hi] if t > 0 else c0[lo:hi]
+        np.dot(c_prev, Wur_T, zur)
+        for i in range(hi - lo):
+            r = lo + i
+            if mask[t, r]:
+                _gru_gates_row(zur[i], XZ[t, r], c_prev[i], G[t, r], RC[t, r])
+            else:
+                G[t, r] = 0.0
+                RC[t, r] = 0.0
+        np.dot(RC[t, lo:hi], Wc_T, zc)
+        for i in range(hi - lo):
+            r = lo + i
+            if mask[t, r]:
+                _gru_state_row(zc[i], XZ[t, r], c_prev[i], G[t, r], C[t, r])
+            else:
+                C[t, r] = c_prev[i]
+
+
+@njit(inline="always")
+def _gru_row_backward(da_out, dc_next, c_prev, g, dc, dzur, dzc):
+    n = np.uint64(dc.shape[0])
+    n2 = n + n
+    for j in range(n):
+        u, cc = g[j], g[n2 + j]
+        d = da_out[j] + dc_next[j]
+        dc[j] = d
+        dzur[j] = d * (cc - c_prev[j]) * u * (1.0 - u)
+        dzc[j] = d * u * (1.0 - cc * cc)
+
+
+@njit(inline="always")
+def _gru_reset_row_backward(drc, c_prev, g, dzur):
+    n = np.uint64(drc.shape[0])
+    for j in range(n):
+        r = g[n + j]
+        dzur[n + j] = drc[j] * c_prev[j] * r * (1.0 - r)
+
+
+@njit(inline="always")
+def _gru_state_row_backward(dc, drc, back, g, dc_next):
+    n = np.uint64(dc.shape[0])
+    for j in range(n):
+        dc_next[j] = dc[j] * (1.0 - g[j]) + drc[j] * g[n + j] + back[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _gru_backward_rows(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc, lo, hi):
+    T, n = dA.shape[0], dA.shape[2]
+    drc = np.empty((hi - lo, n), dtype=dA.dtype)
+    back = np.empty((hi - lo, n), dtype=dA.dtype)
+    dc = np.empty((hi - lo, n), dtype=dA.dtype)
+    for t in range(T - 1, -1, -1):
+        for i in range(hi - lo):
+            r = lo + i
+            if mask[t, r]:
+                c_prev = C[t - 1, r] if t > 0 else c0[r]
+                _gru_row_backward(dA[t, r], dc_next[r], c_prev, G[t, r], dc[i], dZur[t, r], dZc[t, r])
+            else:
+                dc[i] = 0.0
+                dZur[t, r] = 0.0
+                dZc[t, r] = 0.0
+        np.dot(dZc[t, lo:hi], Wc, drc)  # d (Gr * c<t-1>)
+        for i in range(hi - lo):
+            r = lo + i
+            if mask[t, r]:
+                c_prev = C[t - 1, r] if t > 0 else c0[r]
+                _gru_reset_row_backward(drc[i], c_prev, G[t, r], dZur[t, r])
+        np.dot(dZur[t, lo:hi], Wur, back)
+        for i in range(hi - lo):
+            r = lo + i
+            if mask[t, r]:
+                _gru_state_row_backward(dc[i], drc[i], back[i], G[t, r], dc_next[r])
+            else:
+                dc_next[r] += dA[t, r]
+
+
+@njit(cache=True, error_model="numpy")
 def gru_forward(XZ, Wur_T, Wc_T, c0, mask, C, G, RC):
     """XZ (T, m, 3n) = Wx x<t> + b for [u, r, c~]; Wur_T (n, 2n) the recurrent weights of Gu and
     Gr; Wc_T (n, n) the candidate's (it reads Gr * c<t-1>); out: C (T, m, n) = a<t>,
     G (T, m, 3n) the gates [Gu, Gr, c~], RC (T, m, n) = Gr * c<t-1>."""
-    T, m, n3 = XZ.shape
-    n = n3 // 3
-    zur = np.empty((m, 2 * n), dtype=XZ.dtype)
-    zc = np.empty((m, n), dtype=XZ.dtype)
-    c_prev = c0
-    for t in range(T):
-        np.dot(c_prev, Wur_T, zur)
-        Ct, Gt, RCt = C[t], G[t], RC[t]
-        for i in range(m):
-            if mask[t, i]:
-                for j in range(n):
-                    u = _sigmoid(zur[i, j] + XZ[t, i, j])
-                    r = _sigmoid(zur[i, n + j] + XZ[t, i, n + j])
-                    Gt[i, j] = u
-                    Gt[i, n + j] = r
-                    RCt[i, j] = r * c_prev[i, j]
-            else:
-                for j in range(n):
-                    Gt[i, j] = 0.0
-                    Gt[i, n + j] = 0.0
-                    RCt[i, j] = 0.0
-        np.dot(RCt, Wc_T, zc)
-        for i in range(m):
-            if mask[t, i]:
-                for j in range(n):
-                    cc = math.tanh(zc[i, j] + XZ[t, i, 2 * n + j])
-                    u = Gt[i, j]
-                    Gt[i, 2 * n + j] = cc
-                    Ct[i, j] = u * cc + (1.0 - u) * c_prev[i, j]
-            else:
-                for j in range(n):
-                    Gt[i, 2 * n + j] = 0.0
-                    Ct[i, j] = c_prev[i, j]
-        c_prev = Ct
+    for lo in range(1):
+        _gru_forward_rows(XZ, Wur_T, Wc_T, c0, mask, C, G, RC, lo, XZ.shape[1])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", parallel=True)
+def gru_forward_split(XZ, Wur_T, Wc_T, c0, mask, C, G, RC, parts):
+    m = XZ.shape[1]
+    for p in prange(parts):
+        _gru_forward_rows(XZ, Wur_T, Wc_T, c0, mask, C, G, RC, p * m // parts, (p + 1) * m // parts)
+
+
+@njit(cache=True, error_model="numpy")
 def gru_backward(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc):
     """dA (T, m, n); Wur (2n, n), Wc (n, n); dc_next (m, n) in: on the last state, out: on c0;
     out: dZur (T, m, 2n) the pre-activation gradients of [Gu, Gr], dZc (T, m, n) the candidate's."""
-    T, m, n = dA.shape
-    drc = np.empty((m, n), dtype=dA.dtype)
-    back = np.empty((m, n), dtype=dA.dtype)
-    dc = np.empty((m, n), dtype=dA.dtype)
-    for t in range(T - 1, -1, -1):
-        dZurt, dZct = dZur[t], dZc[t]
-        for i in range(m):
-            if mask[t, i]:
-                for j in range(n):
-                    u, cc = G[t, i, j], G[t, i, 2 * n + j]
-                    c_prev = C[t - 1, i, j] if t > 0 else c0[i, j]
-                    d = dA[t, i, j] + dc_next[i, j]
-                    dc[i, j] = d
-                    dZurt[i, j] = d * (cc - c_prev) * u * (1.0 - u)
-                    dZct[i, j] = d * u * (1.0 - cc * cc)
-            else:
-                for j in range(n):
-                    dc[i, j] = 0.0
-                    dZurt[i, j] = 0.0
-                    dZurt[i, n + j] = 0.0
-                    dZct[i, j] = 0.0
-        np.dot(dZct, Wc, drc)  # d (Gr * c<t-1>)
-        for i in range(m):
-            if mask[t, i]:
-                for j in range(n):
-                    r = G[t, i, n + j]
-                    c_prev = C[t - 1, i, j] if t > 0 else c0[i, j]
-                    dZurt[i, n + j] = drc[i, j] * c_prev * r * (1.0 - r)
-        np.dot(dZurt, Wur, back)
-        for i in range(m):
-            if mask[t, i]:
-                for j in range(n):
-                    u, r = G[t, i, j], G[t, i, n + j]
-                    dc_next[i, j] = dc[i, j] * (1.0 - u) + drc[i, j] * r + back[i, j]
-            else:
-                for j in range(n):
-                    dc_next[i, j] += dA[t, i, j]
+    for lo in range(1):
+        _gru_backward_rows(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc, lo, dA.shape[1])
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def gru_backward_split(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc, parts):
+    m = dA.shape[1]
+    for p in prange(parts):
+        _gru_backward_rows(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc, p * m // parts,
+                           (p + 1) * m // parts)
 
 
 # -- the sequence loss ----------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def masked_softmax_crossentropy(z, y, scale, dz):
     """sum over rows with y >= 0 of -log softmax(z)[y] (float64); dz = (softmax - onehot) * scale
     on those rows, 0 on rows with y < 0 (padded steps). z (N, C), y (N,)."""

@@ -58,9 +58,11 @@ def _loop_threads():
 
     A step's GEMM, (m, n_a) x (n_a, 4 n_a), is too small to share: with OpenBLAS on 2 threads
     a training step of the dinos LSTM (batch 32, T 27, 128 units) took 1.6-4.2 s on the loaded
-    2-core machine, against 0.13-0.18 s on one thread. `Recurrent` also runs the layer's large
-    GEMMs (inputs, weight gradients) on the same limit: on the loaded machine OpenBLAS's
-    2-thread GEMMs of (T m, n) x (n, 4 n_a) took 0.16 s a step against 0.02 s on one.
+    2-core machine, against 0.13-0.18 s on one thread. From batch 8 the `*_split` kernels use
+    the second core instead (see `_parts`). The layer's large GEMMs outside the loop (inputs,
+    weight gradients) run on the process's BLAS threads: at load ~2 (Dec 3 2026) the char-LM
+    LSTM at batch 128 ran 0.92x PyTorch with them on one thread, 1.13-1.19x on two; at batch 32
+    one thread was worse too (0.52-0.57x against 0.68-0.76x, load 1.4-2.2).
     Entering and leaving costs about 16 us.
     """
     import contextlib
@@ -75,6 +77,44 @@ def _loop_threads():
     if _BLAS[0] is None:
         return contextlib.nullcontext()
     return _BLAS[0].limit(limits=int(os.environ.get("DLCLI_RNN_BLAS_THREADS", "1")), user_api="blas")
+
+
+SPLIT_MIN_EXAMPLES = 8  # the crossover measured for an LSTM of 128 units (kernels/recurrent.py)
+
+
+def _parts(m):
+    """Blocks of examples whose time loops run on their own threads (`*_split` kernels).
+
+    Examples never meet inside a recurrent layer, so each thread runs the whole loop over its
+    rows, a GEMM of its own a step on one BLAS thread: the threads meet once per pass, where
+    2-thread BLAS met twice a step. Only while the loop's BLAS runs on one thread (the default).
+    """
+    import os
+    if m < SPLIT_MIN_EXAMPLES or os.environ.get("DLCLI_RNN_BLAS_THREADS", "1") != "1":
+        return 1
+    from numba import get_num_threads
+    return max(1, min(get_num_threads(), m // (SPLIT_MIN_EXAMPLES // 2)))
+
+
+class _Spare:
+    """Large arrays a cell hands out again once the pass that used them is over.
+
+    A fresh (T, m, 4 n_a) array page-faults on its first touch: at batch 128 (10 MB each) that
+    cost 3-8 ms of a 46 ms LSTM step (measured). Only arrays nobody else holds come back here
+    (`Recurrent` copies its outputs), and only a few shapes are kept (trimmed batches vary T)."""
+
+    def __init__(self):
+        self.free = {}
+
+    def take(self, shape, dtype):
+        spare = self.free.get((shape, np.dtype(dtype)))
+        return spare.pop() if spare else np.empty(shape, dtype=dtype)
+
+    def give(self, *arrays):
+        if len(self.free) > 8:
+            self.free.clear()
+        for a in arrays:
+            self.free.setdefault((a.shape, a.dtype), []).append(a)
 
 
 def _ones_mask(T, m):
@@ -185,6 +225,7 @@ class _StackedCell:
     def __init__(self, units, init=None):
         self.units, self.init = units, init
         self.params, self.grads = {}, {}
+        self.spare = _Spare()
 
     @property
     def weights(self):
@@ -222,10 +263,13 @@ class _StackedCell:
         self.db[...] = 0
 
     def _input_part(self, X):
-        """W_x x<t> + b for every step and gate: one GEMM, (T, m, G n_a)."""
+        """W_x x<t> + b for every step and gate: one GEMM, (T, m, G n_a); give it back after."""
         W, b = self._stacked()
         T, m, n_x = X.shape
-        return (X.reshape(T * m, n_x) @ W[:, self.units:].T + b.T).reshape(T, m, -1)
+        XZ = self.spare.take((T, m, W.shape[0]), X.dtype)
+        np.matmul(X.reshape(T * m, n_x), W[:, self.units:].T, out=XZ.reshape(T * m, -1))
+        XZ += b.T
+        return XZ
 
 
 class LSTMCell(_StackedCell):
@@ -242,13 +286,23 @@ class LSTMCell(_StackedCell):
         T, m, _ = X.shape
         n = self.units
         XZ = self._input_part(X)
-        A = np.empty((T, m, n), dtype=X.dtype)
-        C = np.empty_like(A)
-        G = np.empty((T, m, 4 * n), dtype=X.dtype)
+        A = self.spare.take((T, m, n), X.dtype)
+        C = self.spare.take((T, m, n), X.dtype)
+        G = self.spare.take((T, m, 4 * n), X.dtype)
         a0, c0 = (np.ascontiguousarray(s, dtype=X.dtype) for s in state0)
+        Wa_T = np.ascontiguousarray(self.W[:, :n].T)
+        parts = _parts(m)
         with _loop_threads():
-            k.lstm_forward(XZ, np.ascontiguousarray(self.W[:, :n].T), a0, c0, mask, A, C, G)
+            if parts > 1:
+                k.lstm_forward_split(XZ, Wa_T, a0, c0, mask, A, C, G, parts)
+            else:
+                k.lstm_forward(XZ, Wa_T, a0, c0, mask, A, C, G)
+        self.spare.give(XZ)
         return A, LSTMRun(X, A, C, G, a0, c0, mask)
+
+    def release(self, run):
+        """The run's arrays may be reused: its outputs were copied and its backward is done."""
+        self.spare.give(run.A, run.C, run.G)
 
     def backward(self, dA, run, dstate=None):
         k = _k()
@@ -257,17 +311,23 @@ class LSTMCell(_StackedCell):
             da, dc = np.zeros((m, n), dtype=dA.dtype), np.zeros((m, n), dtype=dA.dtype)
         else:
             da, dc = (np.array(s, dtype=dA.dtype) for s in dstate)
-        dZ = np.empty((T, m, 4 * n), dtype=dA.dtype)
+        dZ = self.spare.take((T, m, 4 * n), dA.dtype)
         W = self.W
+        args = (dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:, :n]), run.mask, da, dc, dZ)
+        parts = _parts(m)
         with _loop_threads():
-            k.lstm_backward(dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:, :n]), run.mask,
-                            da, dc, dZ)
+            if parts > 1:
+                k.lstm_backward_split(*args, parts)
+            else:
+                k.lstm_backward(*args)
         dZ2 = dZ.reshape(T * m, 4 * n)
         A_prev = np.concatenate([run.a0[None], run.A[:-1]]).reshape(T * m, n)
         self.dW[:, :n] += dZ2.T @ A_prev
         self.dW[:, n:] += dZ2.T @ run.X.reshape(T * m, -1)
         self.db += dZ2.sum(axis=0)[:, None]
-        return (dZ2 @ W[:, n:]).reshape(T, m, -1), (da, dc)
+        dX = (dZ2 @ W[:, n:]).reshape(T, m, -1)
+        self.spare.give(dZ)
+        return dX, (da, dc)
 
     # one step at a time, in numpy, for loops that cannot precompute their inputs (attention)
     def step(self, xt, a_prev, c_prev):
@@ -306,26 +366,40 @@ class GRUCell(_StackedCell):
         T, m, _ = X.shape
         n = self.units
         XZ = self._input_part(X)
-        C = np.empty((T, m, n), dtype=X.dtype)
-        RC = np.empty_like(C)
-        G = np.empty((T, m, 3 * n), dtype=X.dtype)
+        C = self.spare.take((T, m, n), X.dtype)
+        RC = self.spare.take((T, m, n), X.dtype)
+        G = self.spare.take((T, m, 3 * n), X.dtype)
         c0 = np.ascontiguousarray(state0[0], dtype=X.dtype)
         W = self.W
+        args = (XZ, np.ascontiguousarray(W[:2 * n, :n].T), np.ascontiguousarray(W[2 * n:, :n].T),
+                c0, mask, C, G, RC)
+        parts = _parts(m)
         with _loop_threads():
-            k.gru_forward(XZ, np.ascontiguousarray(W[:2 * n, :n].T),
-                          np.ascontiguousarray(W[2 * n:, :n].T), c0, mask, C, G, RC)
+            if parts > 1:
+                k.gru_forward_split(*args, parts)
+            else:
+                k.gru_forward(*args)
+        self.spare.give(XZ)
         return C, GRURun(X, C, G, RC, c0, mask)
+
+    def release(self, run):
+        self.spare.give(run.C, run.G, run.RC)
 
     def backward(self, dA, run, dstate=None):
         k = _k()
         T, m, n = dA.shape
         dc = np.zeros((m, n), dtype=dA.dtype) if dstate is None else np.array(dstate[0], dtype=dA.dtype)
-        dZur = np.empty((T, m, 2 * n), dtype=dA.dtype)
-        dZc = np.empty((T, m, n), dtype=dA.dtype)
+        dZur = self.spare.take((T, m, 2 * n), dA.dtype)
+        dZc = self.spare.take((T, m, n), dA.dtype)
         W = self.W
+        args = (dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:2 * n, :n]),
+                np.ascontiguousarray(W[2 * n:, :n]), run.mask, dc, dZur, dZc)
+        parts = _parts(m)
         with _loop_threads():
-            k.gru_backward(dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:2 * n, :n]),
-                           np.ascontiguousarray(W[2 * n:, :n]), run.mask, dc, dZur, dZc)
+            if parts > 1:
+                k.gru_backward_split(*args, parts)
+            else:
+                k.gru_backward(*args)
         C_prev = np.concatenate([run.c0[None], run.C[:-1]]).reshape(T * m, n)
         dZur2, dZc2 = dZur.reshape(T * m, 2 * n), dZc.reshape(T * m, n)
         self.dW[:2 * n, :n] += dZur2.T @ C_prev
@@ -333,6 +407,7 @@ class GRUCell(_StackedCell):
         dZ2 = np.concatenate([dZur2, dZc2], axis=1)
         self.dW[:, n:] += dZ2.T @ run.X.reshape(T * m, -1)
         self.db += dZ2.sum(axis=0)[:, None]
+        self.spare.give(dZur, dZc)
         return (dZ2 @ W[:, n:]).reshape(T, m, -1), (dc,)
 
 
@@ -377,7 +452,7 @@ class Recurrent(Layer):
 
     def _batch_first(self, a):
         a = a[::-1] if self.reverse else a
-        return np.ascontiguousarray(a.transpose(1, 0, *range(2, a.ndim)))
+        return a.transpose(1, 0, *range(2, a.ndim)).copy()  # always a copy: A goes back to spare
 
     def _mask_tm(self, m, T):
         mask = self.mask
@@ -392,13 +467,13 @@ class Recurrent(Layer):
         dtype = self.cell.params[self.cell.weights[0]].dtype
         x = np.asarray(x, dtype=dtype)
         m, T = x.shape[:2]
-        with _loop_threads():
-            A, run = self.cell.forward(self._time_major(x), self.cell.zero_state(m), self._mask_tm(m, T))
+        A, run = self.cell.forward(self._time_major(x), self.cell.zero_state(m), self._mask_tm(m, T))
+        y = self._batch_first(A) if self.return_sequences else A[-1].copy()  # reversal undone
         if training:
             self.cache = run
-        if not self.return_sequences:
-            return A[-1].copy()
-        return self._batch_first(A)  # (m, T, n_a), the reversal undone
+        elif hasattr(self.cell, "release"):
+            self.cell.release(run)
+        return y
 
     def backward(self, dy):
         run, self.cache = self.cache, None
@@ -409,8 +484,9 @@ class Recurrent(Layer):
             dA = np.zeros((T, m, self.cell.units), dtype=run.X.dtype)
             dA[-1] = dy
         self.cell.zero_grad()
-        with _loop_threads():
-            dX, _ = self.cell.backward(dA, run)
+        dX, _ = self.cell.backward(dA, run)
+        if hasattr(self.cell, "release"):
+            self.cell.release(run)
         if not self.needs_input_grad:
             return None
         return self._batch_first(dX)
