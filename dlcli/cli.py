@@ -92,7 +92,7 @@ def train(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
                                        "(on a twin of the model) and print the table after the run's; "
                                        "also written as profile.json in the run.")):
     """Train a recipe, print its errors and diagnosis, save a run directory."""
-    from .api import train_cli
+    from .commands import train_cli
     _run(train_cli, recipe, set_, runs_dir, quiet, ensemble, report_page=report, profile=profile)
 
 
@@ -113,7 +113,7 @@ def profile_(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
 def show(recipe: Path = typer.Argument(..., help="The recipe YAML file."),
          set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
     """The model summary: each layer, its output shape and parameter count."""
-    from .api import show_cli
+    from .commands import show_cli
     _run(show_cli, recipe, set_)
 
 
@@ -305,7 +305,7 @@ def runs_default(ctx: typer.Context,
                  runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP)):
     ctx.obj = runs_dir
     if ctx.invoked_subcommand is None:
-        from .api import runs_list_cli
+        from .commands import runs_list_cli
         _run(runs_list_cli, runs_dir)
 
 
@@ -314,7 +314,7 @@ def runs_default(ctx: typer.Context,
 def runs_list(ctx: typer.Context,
               runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP)):
     """Every run and search, newest first."""
-    from .api import runs_list_cli
+    from .commands import runs_list_cli
     _run(runs_list_cli, runs_dir or ctx.obj)
 
 
@@ -322,7 +322,7 @@ def runs_list(ctx: typer.Context,
 def runs_show(ctx: typer.Context, run: str = typer.Argument(..., help="A run or search directory, or its name."),
               runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP)):
     """One run: its recipe, errors, diagnosis and learning curve; a search: its trials, best first."""
-    from .api import runs_show_cli
+    from .commands import runs_show_cli
     _run(runs_show_cli, runs_dir or ctx.obj, run)
 
 
@@ -330,7 +330,7 @@ def runs_show(ctx: typer.Context, run: str = typer.Argument(..., help="A run or 
 def runs_compare(ctx: typer.Context, runs: List[str] = typer.Argument(..., help="Two or more runs."),
                  runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help=RUNS_DIR_HELP)):
     """Runs side by side: settings that differ, errors and gaps."""
-    from .api import runs_compare_cli
+    from .commands import runs_compare_cli
     _run(runs_compare_cli, runs_dir or ctx.obj, runs)
 
 
