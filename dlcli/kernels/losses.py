@@ -20,6 +20,22 @@ def _softplus(v):
     return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
 
 
+@njit(inline="always")
+def _exp_row(z, dz, r):
+    """dz[r] = exp(z[r] - max z[r]); returns (their sum, the max): the shared start of both
+    softmax cross-entropies, before each scales its gradient."""
+    C = z.shape[1]
+    zmax = z[r, 0]
+    for c in range(1, C):
+        zmax = max(zmax, z[r, c])
+    s = 0.0
+    for c in range(C):
+        e = math.exp(z[r, c] - zmax)
+        dz[r, c] = e
+        s += e
+    return s, zmax
+
+
 @njit(cache=True)
 def softmax_crossentropy(z, y, dz):
     """Mean over rows of -log softmax(z)[y]; dz = (softmax(z) - onehot(y)) / m."""
@@ -29,19 +45,35 @@ def softmax_crossentropy(z, y, dz):
         label = y[r]
         if label < 0 or label >= C:
             raise ValueError("a label is outside 0..C-1 for C output units")
-        zmax = z[r, 0]
-        for c in range(1, C):
-            zmax = max(zmax, z[r, c])
-        s = 0.0
-        for c in range(C):
-            e = math.exp(z[r, c] - zmax)
-            dz[r, c] = e
-            s += e
+        s, zmax = _exp_row(z, dz, r)
         total += math.log(s) + zmax - z[r, label]
         for c in range(C):
             dz[r, c] = dz[r, c] / s / m
         dz[r, label] -= 1 / m
     return total / m
+
+
+@njit(cache=True, error_model="numpy")
+def masked_softmax_crossentropy(z, y, scale, dz):
+    """The sequence loss (nn/sequence.py): the sum over rows with y >= 0 of
+    -log softmax(z)[y] (float64); dz = (softmax - onehot) * scale on those rows, 0 on rows with
+    y < 0 (padded steps). z (N, C), y (N,)."""
+    N, C = z.shape
+    total = 0.0
+    for r in range(N):
+        label = y[r]
+        if label < 0:
+            for c in range(C):
+                dz[r, c] = 0.0
+            continue
+        if label >= C:
+            raise ValueError("a label is outside 0..C-1 for C output units")
+        s, zmax = _exp_row(z, dz, r)
+        total += math.log(s) + zmax - z[r, label]
+        for c in range(C):
+            dz[r, c] = dz[r, c] / s * scale
+        dz[r, label] -= scale
+    return total
 
 
 @njit(cache=True)

@@ -432,33 +432,3 @@ def gru_backward_split(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc, parts):
     for p in prange(parts):
         _gru_backward_rows(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc, p * m // parts,
                            (p + 1) * m // parts)
-
-
-# -- the sequence loss ----------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
-def masked_softmax_crossentropy(z, y, scale, dz):
-    """sum over rows with y >= 0 of -log softmax(z)[y] (float64); dz = (softmax - onehot) * scale
-    on those rows, 0 on rows with y < 0 (padded steps). z (N, C), y (N,)."""
-    N, C = z.shape
-    total = 0.0
-    for r in range(N):
-        label = y[r]
-        if label < 0:
-            for c in range(C):
-                dz[r, c] = 0.0
-            continue
-        if label >= C:
-            raise ValueError("a label is outside 0..C-1 for C output units")
-        zmax = z[r, 0]
-        for c in range(1, C):
-            zmax = max(zmax, z[r, c])
-        s = 0.0
-        for c in range(C):
-            e = math.exp(z[r, c] - zmax)
-            dz[r, c] = e
-            s += e
-        total += math.log(s) + zmax - z[r, label]
-        for c in range(C):
-            dz[r, c] = dz[r, c] / s * scale
-        dz[r, label] -= scale
-    return total

@@ -16,7 +16,7 @@ import numpy as np
 
 def sequence_crossentropy(z, y):
     """(cost, dz): z (m, T, C) logits, y (m, T) labels (-1: padded)."""
-    from ..kernels.recurrent import masked_softmax_crossentropy
+    from ..kernels.losses import masked_softmax_crossentropy
     y = np.asarray(y)
     if y.shape != z.shape[:2]:
         raise ValueError(f"a sequence output (m, T, C) needs labels (m, T), got {z.shape} and {y.shape}")
