@@ -37,3 +37,21 @@ def course_data(*parts) -> "Path":
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def mnist_cut(root, n=600):
+    """The first `n` MNIST test images and labels written as IDX files under `root`: (their
+    overrides for data.train.x / data.train.y, the images). Skips without the course's data."""
+    import gzip
+
+    from dlcli.data.idx import read_idx
+
+    def write_idx(path, array):
+        header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+        path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+    x = read_idx(course_data("mnist", "t10k-images-idx3-ubyte.gz"), "x")[:n]
+    y = read_idx(course_data("mnist", "t10k-labels-idx1-ubyte.gz"), "y")[:n]
+    write_idx(root / "images.gz", x)
+    write_idx(root / "labels.gz", y)
+    return [f"data.train.x={root / 'images.gz'}", f"data.train.y={root / 'labels.gz'}"], x

@@ -3,7 +3,6 @@ training read them (image files resized, scale / normalize with the saved train 
 every bad input exit 2 naming it, and the registry of output kinds."""
 
 import csv
-import gzip
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import course_data
+from conftest import course_data, mnist_cut
 from dlcli import api
 from dlcli.cli import app
 
@@ -39,24 +38,13 @@ def source_rows(run_dir, split):
 
 
 # -- the course's runs --------------------------------------------------------------------------
-def write_idx(path, array):
-    """An MNIST IDX file (gzip) of uint8 `array`."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
-
-
 @pytest.fixture(scope="module")
 def lenet_run(tmp_path_factory):
     """LeNet-5 for one epoch on 600 MNIST images (IDX files cut from the course's)."""
-    from dlcli.data.idx import read_idx
     root = tmp_path_factory.mktemp("lenet")
-    x = read_idx(course_data("mnist", "t10k-images-idx3-ubyte.gz"), "x")[:600]
-    y = read_idx(course_data("mnist", "t10k-labels-idx1-ubyte.gz"), "y")[:600]
-    write_idx(root / "images.gz", x)
-    write_idx(root / "labels.gz", y)
+    data, x = mnist_cut(root)
     result = api.train("recipes/lenet5.yaml", runs_dir=root / "runs", overrides=[
-        f"data.train.x={root / 'images.gz'}", f"data.train.y={root / 'labels.gz'}",
-        "training.epochs=1", "training.batch_size=32"])
+        *data, "training.epochs=1", "training.batch_size=32"])
     return result.run_dir, root, x
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import course_data
+from conftest import mnist_cut
 from dlcli import api
 from dlcli.cli import app
 
@@ -33,23 +33,13 @@ def assert_self_contained(html):
 
 
 # -- runs to report on ----------------------------------------------------------------------------
-def write_idx(path, array):
-    import gzip
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
-
-
 @pytest.fixture(scope="module")
 def lenet_run(tmp_path_factory):
     """LeNet-5, two epochs on 600 MNIST images, written with --report."""
-    from dlcli.data.idx import read_idx
     root = tmp_path_factory.mktemp("lenet")
-    x = read_idx(course_data("mnist", "t10k-images-idx3-ubyte.gz"), "x")[:600]
-    y = read_idx(course_data("mnist", "t10k-labels-idx1-ubyte.gz"), "y")[:600]
-    write_idx(root / "images.gz", x)
-    write_idx(root / "labels.gz", y)
+    data, x = mnist_cut(root)
     result = invoke("train", "recipes/lenet5.yaml", "--quiet", "--report", "--runs-dir", root / "runs",
-                    "--set", f"data.train.x={root / 'images.gz'}", "--set", f"data.train.y={root / 'labels.gz'}",
+                    "--set", data[0], "--set", data[1],
                     "--set", "training.epochs=2", "--set", "training.batch_size=32")
     assert result.exit_code == 0, result.output
     run_dir = next((root / "runs").iterdir())
