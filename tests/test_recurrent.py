@@ -84,7 +84,7 @@ def _torch_layer(spec, x, params, mask):
     return seq if spec.get("return_sequences") else last
 
 
-# batch 9 (>= nn.recurrent.SPLIT_MIN_EXAMPLES) takes the gated cells' `*_split` kernels
+# batch 9 (>= nn.recurrent_cells.SPLIT_MIN_EXAMPLES) takes the gated cells' `*_split` kernels
 GRID = list(itertools.product(["rnn", "gru", "lstm"], [1, 3, 9], [1, 7], [False, True], [False, True],
                               [False, True]))
 

@@ -32,7 +32,7 @@ def _one_blas_thread():
     """BLAS on one thread while the layer runs (rnn's `_loop_threads`): its GEMMs are too small
     to share; batch 100 of the date model on the loaded machine: forward + backward 160 ms
     with OpenBLAS's 2 threads, 25-30 ms on one."""
-    from .recurrent import _loop_threads
+    from .recurrent_cells import _loop_threads
     return _loop_threads()
 
 

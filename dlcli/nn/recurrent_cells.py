@@ -1,0 +1,381 @@
+"""The course's recurrent cells (RNN, LSTM, GRU) over whole time-major sequences: their
+stacked parameters, the per-run caches, and the calls into `dlcli.kernels.recurrent` (the time
+loop and BPTT), with the BLAS-thread and example-split choices. The layers that loop them over
+batch-first sequences, and the cell API, are in nn/recurrent.py."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .inits import initialize
+
+RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear", "leaky_relu")  # kernels' codes
+GATE_NAMES = {"lstm": ("f", "i", "c", "o"), "gru": ("u", "r", "c")}
+
+
+def _k():
+    from ..kernels import recurrent  # numba loads at the first forward, not at import
+    return recurrent
+
+
+_BLAS = []
+
+
+def _loop_threads():
+    """BLAS limited to DLCLI_RNN_BLAS_THREADS (default 1) while a time loop runs.
+
+    A step's GEMM, (m, n_a) x (n_a, 4 n_a), is too small to share: with OpenBLAS on 2 threads
+    a training step of the dinos LSTM (batch 32, T 27, 128 units) took 1.6-4.2 s on the loaded
+    2-core machine, against 0.13-0.18 s on one thread. From batch 8 the `*_split` kernels use
+    the second core instead (see `_parts`). The layer's large GEMMs outside the loop (inputs,
+    weight gradients) run on the process's BLAS threads: at load ~2 (Dec 3 2026) the char-LM
+    LSTM at batch 128 ran 0.92x PyTorch with them on one thread, 1.13-1.19x on two; at batch 32
+    one thread was worse too (0.52-0.57x against 0.68-0.76x, load 1.4-2.2).
+    Entering and leaving costs about 16 us.
+    """
+    import contextlib
+    import os
+    if not _BLAS:
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401  the BLAS numba's np.dot calls: loaded first
+            from threadpoolctl import ThreadpoolController
+            _BLAS.append(ThreadpoolController())
+        except ImportError:
+            _BLAS.append(None)
+    if _BLAS[0] is None:
+        return contextlib.nullcontext()
+    return _BLAS[0].limit(limits=int(os.environ.get("DLCLI_RNN_BLAS_THREADS", "1")), user_api="blas")
+
+
+SPLIT_MIN_EXAMPLES = 8  # the crossover measured for an LSTM of 128 units (kernels/recurrent.py)
+
+
+def _parts(m):
+    """Blocks of examples whose time loops run on their own threads (`*_split` kernels).
+
+    Examples never meet inside a recurrent layer, so each thread runs the whole loop over its
+    rows, a GEMM of its own a step on one BLAS thread: the threads meet once per pass, where
+    2-thread BLAS met twice a step. Only while the loop's BLAS runs on one thread (the default).
+    """
+    import os
+    if m < SPLIT_MIN_EXAMPLES or os.environ.get("DLCLI_RNN_BLAS_THREADS", "1") != "1":
+        return 1
+    from numba import get_num_threads
+    return max(1, min(get_num_threads(), m // (SPLIT_MIN_EXAMPLES // 2)))
+
+
+class _Spare:
+    """Large arrays a cell hands out again once the pass that used them is over.
+
+    A fresh (T, m, 4 n_a) array page-faults on its first touch: at batch 128 (10 MB each) that
+    cost 3-8 ms of a 46 ms LSTM step (measured). Only arrays nobody else holds come back here
+    (`Recurrent` copies its outputs), and only a few shapes are kept (trimmed batches vary T)."""
+
+    def __init__(self):
+        self.free = {}
+
+    def take(self, shape, dtype):
+        spare = self.free.get((shape, np.dtype(dtype)))
+        return spare.pop() if spare else np.empty(shape, dtype=dtype)
+
+    def give(self, *arrays):
+        if len(self.free) > 8:
+            self.free.clear()
+        for a in arrays:
+            self.free.setdefault((a.shape, a.dtype), []).append(a)
+
+
+def _ones_mask(T, m):
+    return np.ones((T, m), dtype=np.uint8)
+
+
+class RNNRun(NamedTuple):
+    X: np.ndarray  # (T, m, n_x)
+    A: np.ndarray  # (T, m, n_a)
+    a0: np.ndarray
+    mask: np.ndarray
+
+
+class LSTMRun(NamedTuple):
+    X: np.ndarray
+    A: np.ndarray
+    C: np.ndarray
+    G: np.ndarray  # (T, m, 4 n_a): Gf, Gi, c~, Go
+    a0: np.ndarray
+    c0: np.ndarray
+    mask: np.ndarray
+
+
+class GRURun(NamedTuple):
+    X: np.ndarray
+    C: np.ndarray  # c<t> = a<t>
+    G: np.ndarray  # (T, m, 3 n_a): Gu, Gr, c~
+    RC: np.ndarray  # Gr * c<t-1>
+    c0: np.ndarray
+    mask: np.ndarray
+
+
+class LSTMStep(NamedTuple):
+    xt: np.ndarray
+    a_prev: np.ndarray
+    c_prev: np.ndarray
+    Gf: np.ndarray
+    Gi: np.ndarray
+    cc: np.ndarray  # c~
+    Go: np.ndarray
+    c_next: np.ndarray
+
+
+def _sigmoid(z):
+    return 0.5 * (np.tanh(0.5 * z) + 1.0)
+
+
+# -- cells --------------------------------------------------------------------------------------
+class RNNCell:
+    """a<t> = g(Waa a<t-1> + Wax x<t> + ba)."""
+
+    weights = ("Waa", "Wax")
+
+    def __init__(self, units, activation="tanh", init=None):
+        self.units, self.activation, self.init = units, activation, init
+        self.params, self.grads = {}, {}
+
+    def build(self, n_x, ctx):
+        n = self.units
+        init = self.init or ctx.init
+        self.params = {
+            "Waa": initialize(init, (n, n), n + n_x, n, ctx.rng, ctx.dtype),
+            "Wax": initialize(init, (n, n_x), n + n_x, n, ctx.rng, ctx.dtype),
+            "ba": np.zeros((n, 1), dtype=ctx.dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def zero_state(self, m):
+        return (np.zeros((m, self.units), dtype=self.params["Waa"].dtype),)
+
+    def zero_grad(self):
+        for g in self.grads.values():
+            g[...] = 0
+
+    def forward(self, X, state0, mask):
+        k = _k()
+        T, m, n_x = X.shape
+        p = self.params
+        XZ = (X.reshape(T * m, n_x) @ p["Wax"].T + p["ba"].T).reshape(T, m, self.units)
+        A = np.empty((T, m, self.units), dtype=X.dtype)
+        a0 = np.ascontiguousarray(state0[0], dtype=X.dtype)
+        with _loop_threads():
+            k.rnn_forward(XZ, np.ascontiguousarray(p["Waa"].T), a0, mask,
+                          k.ACTIVATION_CODES[self.activation], A)
+        return A, RNNRun(X, A, a0, mask)
+
+    def backward(self, dA, run, dstate=None):
+        k = _k()
+        T, m, n = dA.shape
+        da = np.zeros((m, n), dtype=dA.dtype) if dstate is None else np.array(dstate[0], dtype=dA.dtype)
+        dZ = np.empty_like(dA)
+        with _loop_threads():
+            k.rnn_backward(dA, run.A, np.ascontiguousarray(self.params["Waa"]), run.mask,
+                           k.ACTIVATION_CODES[self.activation], da, dZ)
+        dZ2 = dZ.reshape(T * m, n)
+        A_prev = np.concatenate([run.a0[None], run.A[:-1]]).reshape(T * m, n)
+        X2 = run.X.reshape(T * m, -1)
+        self.grads["Waa"] += dZ2.T @ A_prev
+        self.grads["Wax"] += dZ2.T @ X2
+        self.grads["ba"] += dZ2.sum(axis=0)[:, None]
+        return (dZ2 @ self.params["Wax"]).reshape(T, m, -1), (da,)
+
+
+class _StackedCell:
+    """A gated cell whose gates are row blocks of one W (G n_a, n_a + n_x) and b (G n_a, 1)."""
+
+    kind = ""
+
+    def __init__(self, units, init=None):
+        self.units, self.init = units, init
+        self.params, self.grads = {}, {}
+        self.spare = _Spare()
+
+    @property
+    def weights(self):
+        return tuple("W" + g for g in GATE_NAMES[self.kind])
+
+    def build(self, n_x, ctx):
+        n, gates = self.units, GATE_NAMES[self.kind]
+        init = self.init or ctx.init
+        # each gate drawn as its own (n_a, n_a + n_x) matrix, in SPEC's order
+        self.W = np.concatenate([initialize(init, (n, n + n_x), n + n_x, n, ctx.rng, ctx.dtype)
+                                 for _ in gates])
+        self.b = np.zeros((len(gates) * n, 1), dtype=ctx.dtype)
+        self.dW, self.db = np.zeros_like(self.W), np.zeros_like(self.b)
+        self._bind()
+
+    def _bind(self):
+        n, gates = self.units, GATE_NAMES[self.kind]
+        self.params = {f"W{g}": self.W[j * n:(j + 1) * n] for j, g in enumerate(gates)}
+        self.params.update({f"b{g}": self.b[j * n:(j + 1) * n] for j, g in enumerate(gates)})
+        self.grads = {f"W{g}": self.dW[j * n:(j + 1) * n] for j, g in enumerate(gates)}
+        self.grads.update({f"b{g}": self.db[j * n:(j + 1) * n] for j, g in enumerate(gates)})
+
+    def _stacked(self):
+        """W and b, re-stacked if someone replaced a gate's array instead of writing into it."""
+        gates = GATE_NAMES[self.kind]
+        if any(self.params[f"{w}{g}"].base is not s for g in gates
+               for w, s in (("W", self.W), ("b", self.b))):
+            self.W = np.concatenate([self.params[f"W{g}"] for g in gates])
+            self.b = np.concatenate([self.params[f"b{g}"] for g in gates])
+            self._bind()
+        return self.W, self.b
+
+    def zero_grad(self):
+        self.dW[...] = 0
+        self.db[...] = 0
+
+    def _input_part(self, X):
+        """W_x x<t> + b for every step and gate: one GEMM, (T, m, G n_a); give it back after."""
+        W, b = self._stacked()
+        T, m, n_x = X.shape
+        XZ = self.spare.take((T, m, W.shape[0]), X.dtype)
+        np.matmul(X.reshape(T * m, n_x), W[:, self.units:].T, out=XZ.reshape(T * m, -1))
+        XZ += b.T
+        return XZ
+
+
+class LSTMCell(_StackedCell):
+    """The course's LSTM: Gf, Gi (update), c~, Go over concat = [a<t-1>, x<t>]."""
+
+    kind = "lstm"
+
+    def zero_state(self, m):
+        z = np.zeros((m, self.units), dtype=self.W.dtype)
+        return z, z.copy()
+
+    def forward(self, X, state0, mask):
+        k = _k()
+        T, m, _ = X.shape
+        n = self.units
+        XZ = self._input_part(X)
+        A = self.spare.take((T, m, n), X.dtype)
+        C = self.spare.take((T, m, n), X.dtype)
+        G = self.spare.take((T, m, 4 * n), X.dtype)
+        a0, c0 = (np.ascontiguousarray(s, dtype=X.dtype) for s in state0)
+        Wa_T = np.ascontiguousarray(self.W[:, :n].T)
+        parts = _parts(m)
+        with _loop_threads():
+            if parts > 1:
+                k.lstm_forward_split(XZ, Wa_T, a0, c0, mask, A, C, G, parts)
+            else:
+                k.lstm_forward(XZ, Wa_T, a0, c0, mask, A, C, G)
+        self.spare.give(XZ)
+        return A, LSTMRun(X, A, C, G, a0, c0, mask)
+
+    def release(self, run):
+        """The run's arrays may be reused: its outputs were copied and its backward is done."""
+        self.spare.give(run.A, run.C, run.G)
+
+    def backward(self, dA, run, dstate=None):
+        k = _k()
+        T, m, n = dA.shape
+        if dstate is None:
+            da, dc = np.zeros((m, n), dtype=dA.dtype), np.zeros((m, n), dtype=dA.dtype)
+        else:
+            da, dc = (np.array(s, dtype=dA.dtype) for s in dstate)
+        dZ = self.spare.take((T, m, 4 * n), dA.dtype)
+        W = self.W
+        args = (dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:, :n]), run.mask, da, dc, dZ)
+        parts = _parts(m)
+        with _loop_threads():
+            if parts > 1:
+                k.lstm_backward_split(*args, parts)
+            else:
+                k.lstm_backward(*args)
+        dZ2 = dZ.reshape(T * m, 4 * n)
+        A_prev = np.concatenate([run.a0[None], run.A[:-1]]).reshape(T * m, n)
+        self.dW[:, :n] += dZ2.T @ A_prev
+        self.dW[:, n:] += dZ2.T @ run.X.reshape(T * m, -1)
+        self.db += dZ2.sum(axis=0)[:, None]
+        dX = (dZ2 @ W[:, n:]).reshape(T, m, -1)
+        self.spare.give(dZ)
+        return dX, (da, dc)
+
+    # one step at a time, in numpy, for loops that cannot precompute their inputs (attention)
+    def step(self, xt, a_prev, c_prev):
+        W, b = self._stacked()
+        n = self.units
+        z = np.concatenate([a_prev, xt], axis=1) @ W.T + b.T
+        Gf, Gi, Go = _sigmoid(z[:, :n]), _sigmoid(z[:, n:2 * n]), _sigmoid(z[:, 3 * n:])
+        cc = np.tanh(z[:, 2 * n:3 * n])
+        c_next = Gf * c_prev + Gi * cc
+        a_next = Go * np.tanh(c_next)
+        return a_next, c_next, LSTMStep(xt, a_prev, c_prev, Gf, Gi, cc, Go, c_next)
+
+    def step_backward(self, da_next, dc_next, s: LSTMStep):
+        n = self.units
+        tc = np.tanh(s.c_next)
+        dc = dc_next + da_next * s.Go * (1 - tc * tc)
+        dz = np.concatenate([dc * s.c_prev * s.Gf * (1 - s.Gf), dc * s.cc * s.Gi * (1 - s.Gi),
+                             dc * s.Gi * (1 - s.cc * s.cc), da_next * tc * s.Go * (1 - s.Go)], axis=1)
+        concat = np.concatenate([s.a_prev, s.xt], axis=1)
+        self.dW += dz.T @ concat
+        self.db += dz.sum(axis=0)[:, None]
+        dconcat = dz @ self.W
+        return dconcat[:, n:], dconcat[:, :n], dc * s.Gf
+
+
+class GRUCell(_StackedCell):
+    """The lectures' full GRU: Gr inside the candidate, c~ = tanh(Wc [Gr * c<t-1>, x<t>] + bc)."""
+
+    kind = "gru"
+
+    def zero_state(self, m):
+        return (np.zeros((m, self.units), dtype=self.W.dtype),)
+
+    def forward(self, X, state0, mask):
+        k = _k()
+        T, m, _ = X.shape
+        n = self.units
+        XZ = self._input_part(X)
+        C = self.spare.take((T, m, n), X.dtype)
+        RC = self.spare.take((T, m, n), X.dtype)
+        G = self.spare.take((T, m, 3 * n), X.dtype)
+        c0 = np.ascontiguousarray(state0[0], dtype=X.dtype)
+        W = self.W
+        args = (XZ, np.ascontiguousarray(W[:2 * n, :n].T), np.ascontiguousarray(W[2 * n:, :n].T),
+                c0, mask, C, G, RC)
+        parts = _parts(m)
+        with _loop_threads():
+            if parts > 1:
+                k.gru_forward_split(*args, parts)
+            else:
+                k.gru_forward(*args)
+        self.spare.give(XZ)
+        return C, GRURun(X, C, G, RC, c0, mask)
+
+    def release(self, run):
+        self.spare.give(run.C, run.G, run.RC)
+
+    def backward(self, dA, run, dstate=None):
+        k = _k()
+        T, m, n = dA.shape
+        dc = np.zeros((m, n), dtype=dA.dtype) if dstate is None else np.array(dstate[0], dtype=dA.dtype)
+        dZur = self.spare.take((T, m, 2 * n), dA.dtype)
+        dZc = self.spare.take((T, m, n), dA.dtype)
+        W = self.W
+        args = (dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:2 * n, :n]),
+                np.ascontiguousarray(W[2 * n:, :n]), run.mask, dc, dZur, dZc)
+        parts = _parts(m)
+        with _loop_threads():
+            if parts > 1:
+                k.gru_backward_split(*args, parts)
+            else:
+                k.gru_backward(*args)
+        C_prev = np.concatenate([run.c0[None], run.C[:-1]]).reshape(T * m, n)
+        dZur2, dZc2 = dZur.reshape(T * m, 2 * n), dZc.reshape(T * m, n)
+        self.dW[:2 * n, :n] += dZur2.T @ C_prev
+        self.dW[2 * n:, :n] += dZc2.T @ run.RC.reshape(T * m, n)
+        dZ2 = np.concatenate([dZur2, dZc2], axis=1)
+        self.dW[:, n:] += dZ2.T @ run.X.reshape(T * m, -1)
+        self.db += dZ2.sum(axis=0)[:, None]
+        self.spare.give(dZur, dZc)
+        return (dZ2 @ W[:, n:]).reshape(T, m, -1), (dc,)
