@@ -83,12 +83,12 @@ class Checkpoints:
             self.save(model, record)
 
     def save(self, model, record: dict) -> None:
-        from .runs import atomic_write_json, atomic_write_npz
-        atomic_write_npz(self.run_dir / "params.npz", model.state_dict())
-        atomic_write_json(self.run_dir / "checkpoint.json",
-                          {"status": "running", "epoch": record["epoch"],
-                           "iteration": record["iteration"], "seconds": record.get("seconds"),
-                           "pid": os.getpid()})
+        from .runs import atomic_write_files, json_bytes, npz_bytes
+        # both staged on disk before either is renamed: a kill leaves the pair of one epoch
+        state = {"status": "running", "epoch": record["epoch"], "iteration": record["iteration"],
+                 "seconds": record.get("seconds"), "pid": os.getpid()}
+        atomic_write_files({self.run_dir / "params.npz": npz_bytes(model.state_dict()),
+                            self.run_dir / "checkpoint.json": json_bytes(state)})
         self.last_time, self.last_epoch = self.clock(), record["epoch"]
 
 

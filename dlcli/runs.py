@@ -45,8 +45,8 @@ def _remove_stray_temporaries(path: Path) -> None:
         stray.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    path = Path(path)
+def _staged(path: Path, data: bytes) -> str:
+    """`data` in a temporary file beside `path`, on disk (fsynced): renaming it is the commit."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stray_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -57,9 +57,29 @@ def atomic_write_bytes(path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    atomic_write_files({path: data})
+
+
+def atomic_write_files(files: dict) -> None:
+    """Several files ({path: bytes}) written so that they change together: each is written and
+    synced first, then all are renamed into place, in order, one rename after another (a kill
+    between two renames is a matter of microseconds, not of writing a file)."""
+    staged = []
+    try:
+        for path, data in files.items():
+            staged.append((_staged(Path(path), data), Path(path)))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -68,13 +88,21 @@ def atomic_write_text(path, text: str) -> None:
 
 
 def atomic_write_json(path, obj, indent=2) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=indent, default=_jsonable) + "\n")
+    atomic_write_bytes(path, json_bytes(obj, indent))
+
+
+def json_bytes(obj, indent=2) -> bytes:
+    return (json.dumps(obj, indent=indent, default=_jsonable) + "\n").encode()
+
+
+def npz_bytes(arrays: dict) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
 
 
 def atomic_write_npz(path, arrays: dict) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, npz_bytes(arrays))
 
 
 def _append_line(fd: int, line: bytes, path=None) -> None:
