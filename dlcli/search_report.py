@@ -4,7 +4,8 @@ computes nothing (moved out of search.py, which runs the search)."""
 
 from __future__ import annotations
 
-from .search import Dim, SearchResult, Trial, _cell, _fmt, ranked, best_of  # noqa: F401
+from .search import SearchResult, _cell  # noqa: F401
+from .search_space import Dim, Trial, _fmt, best_of, ranked  # noqa: F401
 
 
 def _table(result: SearchResult, rows: list, title: str, status_of=None, width=None):

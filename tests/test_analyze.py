@@ -11,7 +11,7 @@ from PIL import Image
 from sklearn import metrics as sk
 from typer.testing import CliRunner
 
-from dlcli import analyze
+from dlcli import analyze, contact_sheet
 from dlcli.cli import app
 
 
@@ -247,20 +247,20 @@ def test_the_contact_sheet_has_one_tile_per_mistake(tmp_path, monkeypatch, n_err
     result = invoke("analyze", "errors", run, "--sheet", out, "--top", top)
     assert result.exit_code == 0, result.stderr
     n = min(n_errors, top)
-    assert analyze.sheet_grid(n) == (rows, cols)
+    assert contact_sheet.sheet_grid(n) == (rows, cols)
     image = np.asarray(Image.open(out).convert("RGB"))
-    assert image.shape[1::-1] == analyze.sheet_size(n)
-    tile_h = analyze.TILE + analyze.CAPTION + analyze.PAD
+    assert image.shape[1::-1] == contact_sheet.sheet_size(n)
+    tile_h = contact_sheet.TILE + contact_sheet.CAPTION + contact_sheet.PAD
     for k in range(rows * cols):
         r, c = divmod(k, cols)
-        y0, x0 = analyze.PAD + r * tile_h, analyze.PAD + c * (analyze.TILE + analyze.PAD)
-        picture = image[y0:y0 + analyze.TILE, x0:x0 + analyze.TILE]
-        caption = image[y0 + analyze.TILE:y0 + analyze.TILE + analyze.CAPTION, x0:x0 + analyze.TILE]
+        y0, x0 = contact_sheet.PAD + r * tile_h, contact_sheet.PAD + c * (contact_sheet.TILE + contact_sheet.PAD)
+        picture = image[y0:y0 + contact_sheet.TILE, x0:x0 + contact_sheet.TILE]
+        caption = image[y0 + contact_sheet.TILE:y0 + contact_sheet.TILE + contact_sheet.CAPTION, x0:x0 + contact_sheet.TILE]
         drawn = k < n
         assert (picture != 255).any() == drawn, k
         assert (caption != 255).any() == drawn, k   # the true/predicted caption
     # the first tile is the most confident mistake: example 100, its pixels undone by scale 255
-    first = image[analyze.PAD + 4, analyze.PAD + 4]
+    first = image[contact_sheet.PAD + 4, contact_sheet.PAD + 4]
     np.testing.assert_allclose(first, np.rint(x[0, 0, 0] * 255), atol=1)
 
 
@@ -275,7 +275,7 @@ def test_a_contact_sheet_of_non_image_data_is_exit_2(tmp_path, monkeypatch):
 
 def test_display_images_unflattens_and_min_maxes_normalized_tiles():
     x = np.random.default_rng(1).normal(size=(2, 8 * 8 * 3))
-    out = analyze.display_images(x, {"flatten": True, "normalize": True})
+    out = contact_sheet.display_images(x, {"flatten": True, "normalize": True})
     assert out.shape == (2, 8, 8, 3) and out.dtype == np.uint8
     assert [int(out[i].min()) for i in range(2)] == [0, 0]
     assert [int(out[i].max()) for i in range(2)] == [255, 255]
@@ -310,7 +310,7 @@ def test_a_run_without_predictions_is_repredicted_from_params(tmp_path, monkeypa
         assert e["probability"] == pytest.approx(max(p[r], 1 - p[r]), rel=1e-5)
     out = tmp_path / "sheet.png"
     assert invoke("analyze", "errors", run, "--sheet", out, "--top", 3).exit_code == 0
-    assert Image.open(out).size == analyze.sheet_size(min(3, len(doc["errors"])))
+    assert Image.open(out).size == contact_sheet.sheet_size(min(3, len(doc["errors"])))
 
 
 def test_bias_variance_with_a_human_level_error_given_after_the_fact(tmp_path):

@@ -77,7 +77,7 @@ def sheet_tiles(run_split, result: DenseErrors):
     """(images, captions) for the contact sheet: boxes drawn (truth white, predictions in
     their class colour), or image | true mask | predicted mask side by side."""
     import yaml
-    from ..analyze import display_images
+    from ..contact_sheet import display_images
     from .predict_kinds import PALETTE, draw_boxes
     data_cfg = (yaml.safe_load((run_split.path / "recipe.yaml").read_text()) or {}).get("data") or {}
     rows = [w["row"] for w in result.worst]
@@ -104,7 +104,7 @@ def sheet_tiles(run_split, result: DenseErrors):
 
 def dense_errors_cli(run, split, sheet, top, as_json):
     """analyze errors for boxes / masks; None when the run is neither (the classifier path)."""
-    from ..analyze import RunSplit, contact_sheet
+    from ..analyze import RunSplit
     run_split = RunSplit(run, split)
     pred = run_split.predictions
     if target_kind(pred["y_true"]) is None:
@@ -136,7 +136,7 @@ def dense_errors_cli(run, split, sheet, top, as_json):
 
 def contact_sheet_rgb(tiles, captions) -> bytes:
     """Tiles of different widths on one sheet: padded to the widest, then analyze's sheet."""
-    from ..analyze import contact_sheet
+    from ..contact_sheet import contact_sheet
     h = max(t.shape[0] for t in tiles)
     w = max(t.shape[1] for t in tiles)
     padded = np.full((len(tiles), h, w, 3), 255, dtype=np.uint8)

@@ -137,7 +137,7 @@ def _add_pictures(content: RunContent) -> None:
     """The mistaken examples' pictures, from the run's data (image data only)."""
     if not content.mistakes or not _is_image_run(content):
         return
-    from ..analyze import display_images
+    from ..contact_sheet import display_images
     from ..api import load_data
     from ..recipe import load_recipe
     try:
