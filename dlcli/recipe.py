@@ -14,14 +14,13 @@ relative is relative to the current directory, where the variable was set).
 from __future__ import annotations
 
 import copy
-import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, Field, PlainValidator,
-                      PrivateAttr, ValidationError, ValidationInfo, model_validator)
+                      PrivateAttr, ValidationError, model_validator)
 
 from .errors import BadInput
 # the value types, the layers and the data sources live in their own modules; these names
@@ -29,6 +28,7 @@ from .errors import BadInput
 from .recipe_data import (AUGMENT_USAGE, BUILTINS, SOURCE_USAGE, Augmentation,  # noqa: F401
                           BuiltinSource, FileSource, Source, SourceOrFraction, TextColumnSource,
                           TextSource)
+from .recipe_search import Distribution, Search, check_space  # noqa: F401
 from .recipe_layers import LAYER_CLASSES, Layer  # noqa: F401
 from .recipe_types import (ACTIVATIONS, OUTPUT_ACTIVATIONS, Beta, Fraction,  # noqa: F401
                            Init, NonNegativeFloat, NonNegativeInt, PathStr, PositiveFloat,
@@ -314,52 +314,6 @@ class Evaluation(Strict):
     one_shot_episodes: PositiveInt = 1000
 
 
-# name: (is each end an int, the rule lo and hi obey, the rule as a message says it)
-DISTRIBUTIONS = {
-    "log_uniform": (False, lambda lo, hi: 0 < lo < hi, "0 < lo < hi"),
-    "one_minus_log_uniform": (False, lambda lo, hi: 0 <= lo < hi < 1, "0 <= lo < hi < 1"),
-    "uniform": (False, lambda lo, hi: lo < hi, "lo < hi"),
-    "int_uniform": (True, lambda lo, hi: lo < hi, "integers lo < hi"),
-    "log_int_uniform": (True, lambda lo, hi: 1 <= lo < hi, "integers 1 <= lo < hi"),
-}
-
-
-def _range(value, info: ValidationInfo):
-    ints, rule, says = DISTRIBUTIONS[info.field_name]
-    if not (isinstance(value, list) and len(value) == 2
-            and all(_is_int(v) or (not ints and isinstance(v, float) and math.isfinite(v))
-                    for v in value) and rule(*value)):
-        raise _fail(f"must be [lo, hi] with {says}", value)
-    return value
-
-
-Range = Annotated[Any, PlainValidator(_range)]
-
-
-class Distribution(Strict):
-    log_uniform: Optional[Range] = None
-    one_minus_log_uniform: Optional[Range] = None
-    uniform: Optional[Range] = None
-    int_uniform: Optional[Range] = None
-    log_int_uniform: Optional[Range] = None
-    choice: Optional[Annotated[list, Field(min_length=1)]] = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self):
-        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise _fail("needs exactly one of " + ", ".join(type(self).model_fields)
-                        + (f"; it has {', '.join(given)}" if given else ""), ...)
-        return self
-
-
-class Search(Strict):
-    trials: PositiveInt = 20
-    rounds: PositiveInt = 1
-    keep: Probability = 0.25
-    space: dict[str, Distribution] = {}
-
-
 MAX_NAME_BYTES = 200  # a run directory's name adds a date and suffixes; file names stop at 255
 
 
@@ -470,7 +424,7 @@ def _build(data: dict, source: Optional[Path], lines: dict, overrides) -> Recipe
     recipe._source, recipe._lines, recipe._overrides = source, lines, tuple(overrides)
     _check_model(recipe)
     _check_fractions(recipe)
-    _check_space(recipe)
+    check_space(recipe)
     return recipe
 
 
@@ -550,19 +504,3 @@ def _check_fractions(recipe: Recipe) -> None:
     if held_out and sum(f for _, f in held_out) >= 1:
         raise recipe.error(f"data.{held_out[-1][0]}", "the fractions test + dev + train_dev "
                            "leave no training examples; their sum must be below 1")
-
-
-def _check_space(recipe: Recipe) -> None:
-    """Every searched key must be one the recipe has (every default is there)."""
-    if not recipe.search.space:
-        return
-    complete = recipe.to_dict()
-    for key in recipe.search.space:
-        node = complete
-        for part in key.split("."):
-            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            elif isinstance(node, dict) and part in node:
-                node = node[part]
-            else:
-                raise recipe.error(f"search.space.{key}", f"the recipe has no key {key}")
