@@ -210,15 +210,15 @@ def rnn_backward(dA, A, Waa, mask, code, da_next, dZ):
 # The gate loops run over one example's contiguous row with unsigned indices (no negative-index
 # test) and error_model="numpy" (no zero-division test): both kept LLVM from vectorizing them.
 @njit(inline="always")
-def _lstm_cell_row(z, xz, c_prev, a, c, g):
+def _lstm_cell_row(z, b, c_prev, a, c, g):
     n = np.uint64(a.shape[0])
     n2 = n + n
     n3 = n2 + n
     for j in range(n):
-        f = _sigmoid(z[j] + xz[j])
-        u = _sigmoid(z[n + j] + xz[n + j])
-        cc = _tanh(z[n2 + j] + xz[n2 + j])
-        o = _sigmoid(z[n3 + j] + xz[n3 + j])
+        f = _sigmoid(z[j] + b[j])
+        u = _sigmoid(z[n + j] + b[n + j])
+        cc = _tanh(z[n2 + j] + b[n2 + j])
+        o = _sigmoid(z[n3 + j] + b[n3 + j])
         cn = f * c_prev[j] + u * cc
         c[j] = cn
         a[j] = o * _tanh(cn)
@@ -247,21 +247,22 @@ def _lstm_cell_row_backward(da_out, da_next, dc_next, c_prev, c, g, dz):
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_forward_rows(XZ, Wa_T, a0, c0, mask, A, C, G, lo, hi):
-    T = XZ.shape[0]
-    z = np.empty((hi - lo, XZ.shape[2]), dtype=XZ.dtype)
+def _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, lo, hi):
+    T, n = H.shape[0], A.shape[2]
+    z = np.empty((hi - lo, W_T.shape[1]), dtype=H.dtype)
     for t in range(T):
-        a_prev = A[t - 1, lo:hi] if t > 0 else a0[lo:hi]
         c_prev = C[t - 1, lo:hi] if t > 0 else c0[lo:hi]
-        _dot_rows(a_prev, Wa_T, z)
+        _dot_rows(H[t, lo:hi], W_T, z)  # [a<t-1>, x<t>] @ [Wa; Wx]^T, all four gates
         for i in range(hi - lo):
             r = lo + i
             if mask[t, r]:
-                _lstm_cell_row(z[i], XZ[t, r], c_prev[i], A[t, r], C[t, r], G[t, r])
+                _lstm_cell_row(z[i], b, c_prev[i], A[t, r], C[t, r], G[t, r])
             else:
-                A[t, r] = a_prev[i]
+                A[t, r] = H[t, r, :n]
                 C[t, r] = c_prev[i]
                 G[t, r] = 0.0
+            if t + 1 < T:
+                H[t + 1, r, :n] = A[t, r]
 
 
 @njit(cache=True, error_model="numpy")
@@ -285,21 +286,23 @@ def _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_forward(XZ, Wa_T, a0, c0, mask, A, C, G):
-    """XZ (T, m, 4n) = Wx x<t> + b for the gates [f, i, c~, o]; Wa_T (n, 4n); a0, c0 (m, n);
+def lstm_forward(H, W_T, b, c0, mask, A, C, G):
+    """H (T, m, n + n_x) in: [a0, x<1>], [., x<2>], ...; out: [a<t-1>, x<t>] at every step (the
+    kernel writes the states in), which backward multiplies by dZ for dW in one GEMM;
+    W_T (n + n_x, 4n) the stacked [Wf; Wi; Wc; Wo] transposed; b (4n,); c0 (m, n);
     out: A, C (T, m, n) the states a<t>, c<t>; G (T, m, 4n) the gates after their activation."""
     # `range(1)`, not a constant lo = 0: with the constant, LLVM's inlining left the gate loops
     # 4x slower (52 against 13 ms a forward pass at m 128, measured)
     for lo in range(1):
-        _lstm_forward_rows(XZ, Wa_T, a0, c0, mask, A, C, G, lo, XZ.shape[1])
+        _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, lo, H.shape[1])
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def lstm_forward_split(XZ, Wa_T, a0, c0, mask, A, C, G, parts):
+def lstm_forward_split(H, W_T, b, c0, mask, A, C, G, parts):
     """lstm_forward with the examples in `parts` blocks of rows, one thread's time loop each."""
-    m = XZ.shape[1]
+    m = H.shape[1]
     for p in prange(parts):
-        _lstm_forward_rows(XZ, Wa_T, a0, c0, mask, A, C, G, p * m // parts, (p + 1) * m // parts)
+        _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, p * m // parts, (p + 1) * m // parts)
 
 
 @njit(cache=True, error_model="numpy")

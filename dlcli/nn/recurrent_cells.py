@@ -103,7 +103,7 @@ class LSTMRun(NamedTuple):
     A: np.ndarray
     C: np.ndarray
     G: np.ndarray  # (T, m, 4 n_a): Gf, Gi, c~, Go
-    a0: np.ndarray
+    H: np.ndarray  # (T, m, n_a + n_x): [a<t-1>, x<t>], the concat the gates read
     c0: np.ndarray
     mask: np.ndarray
 
@@ -252,27 +252,32 @@ class LSTMCell(_StackedCell):
         return z, z.copy()
 
     def forward(self, X, state0, mask):
+        """The gates read H[t] = [a<t-1>, x<t>] times the stacked W^T, one product a step: the
+        input half rides along in the step's GEMM (K = n_a + n_x) instead of a GEMM of its own
+        before the loop, and backward's dW is then one GEMM over H, with no [a0, A[:-1]] concat."""
         k = _k()
-        T, m, _ = X.shape
+        T, m, n_x = X.shape
         n = self.units
-        XZ = self._input_part(X)
+        W, b = self._stacked()
+        H = self.spare.take((T, m, n + n_x), X.dtype)
+        H[:, :, n:] = X
+        H[0, :, :n] = state0[0]
         A = self.spare.take((T, m, n), X.dtype)
         C = self.spare.take((T, m, n), X.dtype)
         G = self.spare.take((T, m, 4 * n), X.dtype)
-        a0, c0 = (np.ascontiguousarray(s, dtype=X.dtype) for s in state0)
-        Wa_T = np.ascontiguousarray(self.W[:, :n].T)
+        c0 = np.ascontiguousarray(state0[1], dtype=X.dtype)
+        args = (H, np.ascontiguousarray(W.T), np.ascontiguousarray(b.reshape(-1)), c0, mask, A, C, G)
         parts = _parts(m)
         with _loop_threads():
             if parts > 1:
-                k.lstm_forward_split(XZ, Wa_T, a0, c0, mask, A, C, G, parts)
+                k.lstm_forward_split(*args, parts)
             else:
-                k.lstm_forward(XZ, Wa_T, a0, c0, mask, A, C, G)
-        self.spare.give(XZ)
-        return A, LSTMRun(X, A, C, G, a0, c0, mask)
+                k.lstm_forward(*args)
+        return A, LSTMRun(X, A, C, G, H, c0, mask)
 
     def release(self, run):
         """The run's arrays may be reused: its outputs were copied and its backward is done."""
-        self.spare.give(run.A, run.C, run.G)
+        self.spare.give(run.A, run.C, run.G, run.H)
 
     def backward(self, dA, run, dstate=None):
         k = _k()
@@ -291,9 +296,7 @@ class LSTMCell(_StackedCell):
             else:
                 k.lstm_backward(*args)
         dZ2 = dZ.reshape(T * m, 4 * n)
-        A_prev = np.concatenate([run.a0[None], run.A[:-1]]).reshape(T * m, n)
-        self.dW[:, :n] += dZ2.T @ A_prev
-        self.dW[:, n:] += dZ2.T @ run.X.reshape(T * m, -1)
+        self.dW += dZ2.T @ run.H.reshape(T * m, -1)
         self.db += dZ2.sum(axis=0)[:, None]
         dX = (dZ2 @ W[:, n:]).reshape(T, m, -1)
         self.spare.give(dZ)
