@@ -257,6 +257,35 @@ def test_vectorizable_sigmoid_and_tanh_match_numpy():
     np.testing.assert_allclose(t32, np.tanh(x32.astype(np.float64)), rtol=1e-7, atol=1e-38)
 
 
+
+def test_float32_gates_are_computed_in_float32_to_a_few_ulp():
+    """float32 values take the float32 sigmoid / tanh (16 lanes a vector); float64 ones the
+    float64 functions above, unchanged."""
+    from numba import njit
+
+    from dlcli.kernels import recurrent as k
+
+    @njit(error_model="numpy")
+    def both(x, s, t):
+        for i in range(x.size):
+            s[i] = k._gate_sigmoid(x[i])
+            t[i] = k._gate_tanh(x[i])
+
+    x = np.concatenate([np.linspace(-700, 700, 20001), np.geomspace(1e-30, 40, 5000),
+                        -np.geomspace(1e-30, 40, 5000), [0.0, 0.3465, 0.3466, -0.3466, 8.9, 9.1]])
+    x32 = x.astype(np.float32)
+    s32, t32 = np.empty_like(x32), np.empty_like(x32)
+    both(x32, s32, t32)
+    x64 = x32.astype(np.float64)
+    sig = 1 / (1 + np.exp(-x64))
+    np.testing.assert_allclose(s32, sig, rtol=3e-7, atol=2e-38)  # clamped at exp(-87)
+    np.testing.assert_allclose(t32, np.tanh(x64), rtol=3e-7, atol=1e-38)
+    assert np.all(s32[x64 > 0] >= 0.5) and np.all(s32[x64 < 0] <= 0.5)
+    s, t = np.empty_like(x), np.empty_like(x)
+    both(x, s, t)
+    np.testing.assert_array_equal(s, [k._sigmoid(v) for v in x])
+    np.testing.assert_array_equal(t, [k._tanh(v) for v in x])
+
 @pytest.mark.parametrize("kind,parts", [("lstm", 2), ("lstm", 3), ("gru", 2), ("gru", 3)])
 def test_split_kernels_equal_the_serial_ones(kind, parts):
     from dlcli.kernels import recurrent as k

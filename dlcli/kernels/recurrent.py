@@ -45,7 +45,7 @@ import math
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3, "leaky_relu": 4}
 
@@ -110,6 +110,89 @@ def _tanh(v):
     s, q = _exp_parts(-2.0 * x)
     e = s * q + (s - 1.0)  # expm1(-2|v|), exact near 0
     return math.copysign(-e / (2.0 + e), float(v))
+
+
+# float32 gates in float32: Cephes' expf (Cody-Waite, degree-5 polynomial, 1-2 ulp of float32)
+# on 16 lanes a vector instead of 8 float64 ones. The float64 path is the one above.
+F32 = np.float32
+LOG2E_32, HALF_32, ONE_32, TWO_32 = F32(LOG2E), F32(0.5), F32(1.0), F32(2.0)
+LN2_HI_32, LN2_LO_32 = F32(0.693359375), F32(-2.12194440e-4)
+E0, E1, E2 = F32(1.9875691500e-4), F32(1.3981999507e-3), F32(8.3334519073e-3)
+E3, E4, E5 = F32(4.1665795894e-2), F32(1.6666665459e-1), F32(5.0000001201e-1)
+SIG_MAX_32, TANH_MAX_32 = F32(87.0), F32(9.0)  # exp(-87) > the smallest normal; tanh(9) is 1
+
+
+@intrinsic
+def _bits_as_float32(typingctx, bits):
+    from llvmlite import ir
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@njit(inline="always")
+def _exp_parts_32(x):
+    """_exp_parts for a float32 x in [-87, 0], in float32."""
+    n = np.floor(x * LOG2E_32 + HALF_32)
+    r = (x - n * LN2_HI_32) - n * LN2_LO_32
+    p = E0 * r + E1
+    p = p * r + E2
+    p = p * r + E3
+    p = p * r + E4
+    p = p * r + E5
+    q = r + r * r * p
+    s = _bits_as_float32((np.int32(n) + np.int32(127)) << np.int32(23))
+    return s, q
+
+
+@njit(inline="always")
+def _sigmoid_32(v):
+    s, q = _exp_parts_32(-min(abs(v), SIG_MAX_32))
+    e = s * q + s  # exp(-|v|)
+    positive = F32(v >= 0)  # arithmetic, not a branch: Numba's inliner keeps these loops whole
+    return (e + positive * (ONE_32 - e)) / (ONE_32 + e)
+
+
+@njit(inline="always")
+def _tanh_32(v):
+    s, q = _exp_parts_32(-TWO_32 * min(abs(v), TANH_MAX_32))
+    e = s * q + (s - ONE_32)  # expm1(-2|v|)
+    return (-e / (TWO_32 + e)) * (F32(v >= 0) * TWO_32 - ONE_32)
+
+
+def _gate_sigmoid(v):
+    """The sigmoid in v's own precision: float32 math for float32 values (the LSTM's gates)."""
+    return 1.0 / (1.0 + math.exp(-v))
+
+
+def _gate_tanh(v):
+    return math.tanh(v)
+
+
+@overload(_gate_sigmoid, inline="always")
+def _gate_sigmoid_typed(v):
+    if v == types.float32:
+        def sigmoid_32(v):
+            return _sigmoid_32(v)
+        return sigmoid_32
+
+    def sigmoid_64(v):
+        return _sigmoid(v)
+    return sigmoid_64
+
+
+@overload(_gate_tanh, inline="always")
+def _gate_tanh_typed(v):
+    if v == types.float32:
+        def tanh_32(v):
+            return _tanh_32(v)
+        return tanh_32
+
+    def tanh_64(v):
+        return _tanh(v)
+    return tanh_64
 
 
 @njit(inline="always")
@@ -215,13 +298,13 @@ def _lstm_cell_row(z, b, c_prev, a, c, g):
     n2 = n + n
     n3 = n2 + n
     for j in range(n):
-        f = _sigmoid(z[j] + b[j])
-        u = _sigmoid(z[n + j] + b[n + j])
-        cc = _tanh(z[n2 + j] + b[n2 + j])
-        o = _sigmoid(z[n3 + j] + b[n3 + j])
+        f = _gate_sigmoid(z[j] + b[j])
+        u = _gate_sigmoid(z[n + j] + b[n + j])
+        cc = _gate_tanh(z[n2 + j] + b[n2 + j])
+        o = _gate_sigmoid(z[n3 + j] + b[n3 + j])
         cn = f * c_prev[j] + u * cc
         c[j] = cn
-        a[j] = o * _tanh(cn)
+        a[j] = o * _gate_tanh(cn)
         g[j] = f
         g[n + j] = u
         g[n2 + j] = cc
@@ -229,20 +312,21 @@ def _lstm_cell_row(z, b, c_prev, a, c, g):
 
 
 @njit(inline="always")
-def _lstm_cell_row_backward(da_out, da_next, dc_next, c_prev, c, g, dz):
-    """da_next, dc_next in: from step t+1, out (dc_next only): to step t-1."""
+def _lstm_cell_row_backward(da_out, da_next, dc_next, c_prev, c, g, dz, one):
+    """da_next, dc_next in: from step t+1, out (dc_next only): to step t-1. `one` is 1 in the
+    arrays' dtype, so that float32 rows are computed in float32 (a float 1.0 made it float64)."""
     n = np.uint64(c.shape[0])
     n2 = n + n
     n3 = n2 + n
     for j in range(n):
         f, u, cc, o = g[j], g[n + j], g[n2 + j], g[n3 + j]
-        tc = _tanh(c[j])
+        tc = _gate_tanh(c[j])
         da = da_out[j] + da_next[j]
-        dc = dc_next[j] + da * o * (1.0 - tc * tc)
-        dz[j] = dc * c_prev[j] * f * (1.0 - f)
-        dz[n + j] = dc * cc * u * (1.0 - u)
-        dz[n2 + j] = dc * u * (1.0 - cc * cc)
-        dz[n3 + j] = da * tc * o * (1.0 - o)
+        dc = dc_next[j] + da * o * (one - tc * tc)
+        dz[j] = dc * c_prev[j] * f * (one - f)
+        dz[n + j] = dc * cc * u * (one - u)
+        dz[n2 + j] = dc * u * (one - cc * cc)
+        dz[n3 + j] = da * tc * o * (one - o)
         dc_next[j] = dc * f
 
 
@@ -269,13 +353,14 @@ def _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, lo, hi):
 def _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
     T = dA.shape[0]
     back = np.empty((hi - lo, dA.shape[2]), dtype=dA.dtype)
+    one = np.ones(1, dtype=dA.dtype)[0]
     for t in range(T - 1, -1, -1):
         for i in range(hi - lo):
             r = lo + i
             if mask[t, r]:
                 c_prev = C[t - 1, r] if t > 0 else c0[r]
                 _lstm_cell_row_backward(dA[t, r], da_next[r], dc_next[r], c_prev, C[t, r], G[t, r],
-                                        dZ[t, r])
+                                        dZ[t, r], one)
             else:
                 da_next[r] += dA[t, r]
                 dZ[t, r] = 0.0
