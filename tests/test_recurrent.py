@@ -501,3 +501,20 @@ def test_reused_arrays_never_change_returned_outputs(kind, m, T):
     np.testing.assert_array_equal(layer.backward(np.ones_like(y)), dx)
     for k in grads:
         np.testing.assert_array_equal(layer.grads[k], grads[k])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_backward_sums_shared_tokens_like_add_at(dtype):
+    from dlcli.nn.embedding import Embedding
+    rng = np.random.default_rng(4)
+    layer = Embedding(dim=3, vocab=5)
+    layer.build((6,), type("Ctx", (), {"rng": rng, "dtype": dtype, "init": "xavier"})())
+    ids = rng.integers(-2, 5, size=(4, 6))
+    ids[0, :3] = 2  # one token three times in a row
+    dy = rng.standard_normal((4, 6, 3)).astype(dtype)
+    layer.forward(ids, True)
+    assert layer.backward(dy) is None
+    want = np.zeros((3, 5), dtype)
+    valid = ids >= 0
+    np.add.at(want.T, ids[valid], dy[valid])
+    np.testing.assert_array_equal(layer.grads["E"], want)
