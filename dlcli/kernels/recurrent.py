@@ -3,15 +3,23 @@
 Algorithm (the cuDNN layout, written for a CPU):
 - Everything is time-major inside: x (T, m, n_x), states (T, m, n_a), so one step's slice is a
   contiguous (m, n) matrix that BLAS takes without a copy.
-- The input half of every gate, W_x x<t> + b for all t, is ONE large GEMM before the loop
-  (`(T m, n_x) @ (n_x, G n_a)`, done by the caller in numpy): it does not depend on the state.
-- Inside the loop a step costs one GEMM for all its gates, `a<t-1> @ Wa_T` with the gates'
-  recurrent weights stacked at build time ([Wf; Wi; Wc; Wo] for the LSTM), then one fused
-  elementwise pass (sigmoids, tanh, the cell update) over (m, n_a). The lectures' GRU needs a
-  second GEMM per step: its candidate reads Gr * c<t-1>, known only after the first.
+- The RNN and GRU: the input half of every gate, W_x x<t> + b for all t, is ONE large GEMM
+  before the loop (`(T m, n_x) @ (n_x, G n_a)`, done by the caller in numpy). Inside the loop
+  a step costs one GEMM for all its gates, `a<t-1> @ Wa_T` with the gates' recurrent weights
+  stacked at build time, then one fused elementwise pass over (m, n_a). The lectures' GRU needs
+  a second GEMM per step: its candidate reads Gr * c<t-1>, known only after the first.
+- The LSTM reads H[t] = [a<t-1>, x<t>] (T, m, n_a + n_x), the course's concat, which the kernel
+  fills as it goes: a step is ONE GEMM `H[t] @ [Wf; Wi; Wc; Wo]^T` (K = n_a + n_x) and the
+  bias is added in the gate pass. The input half riding in the step's GEMM cost ~12% more per
+  step (K 144 against 128) and saved the GEMM before the loop, its bias pass and, in backward,
+  the [a0, A[:-1]] concat and a second weight GEMM: dW = dZ^T H is one.
 - Backward runs the loop in reverse and leaves dZ, the gradient of every gate's
-  pre-activation at every step; the weight gradients are then again ONE GEMM each outside the
-  loop (dWx = dZ^T X, dWa = dZ^T A_prev, db = sum dZ), done by the caller.
+  pre-activation at every step; the weight gradients are then ONE GEMM each outside the loop
+  (dW = dZ^T [A_prev, X], db = sum dZ), done by the caller.
+- A step's product goes through `_dot_rows`: blocks of 8 rows, which OpenBLAS multiplies on its
+  small-matrix path (M N K <= 1e6, no packing): (8, 128) @ (128, 512) runs at 114 GFLOP/s on a
+  core, (16, 128) @ (128, 512) at 53. It made the LSTM's split forward pass at batch 32 2.88 ->
+  1.73 ms and at 128 9.9 -> 7.4 ms (load ~1).
 - A masked step (mask[t, i] == 0, a padded step) leaves example i's state as it was: its
   output is the carried state, its gates are 0 and its dZ is 0, and in backward the gradient
   flows through it to the state before (Keras' masking).
@@ -21,7 +29,10 @@ exp of our own (`_exp_parts`: Cody-Waite reduction, Taylor to r^13, 2^n by bit c
 float64, computed in float64 for float32 arrays too), the kernels use error_model="numpy" (no
 zero-division test) and each example's row is a contiguous 1D view indexed by uint64 (no
 negative-index test). Numba's calls to libm's exp/tanh and those tests had kept the loops
-scalar: 105 ns an LSTM cell element, now 8 ns (float32).
+scalar: 105 ns an LSTM cell element, then 8-13 ns. The LSTM's float32 gates are now computed in
+float32 (`_gate_sigmoid`, `_gate_tanh`: Cephes' expf, 1-2 ulp of float32, 16 lanes a vector;
+float64 values keep the float64 functions): the serial forward pass at batch 32 went 3.8 ->
+2.85 ms, backward 2.64 -> 2.55 ms.
 Threads: examples never meet inside a layer, so the `*_split` kernels (prange over blocks of
 rows, one per thread) run each block's WHOLE time loop, its own one-thread GEMM a step, and the
 threads meet once per pass; 2-thread BLAS per step would meet twice a step (and 2-thread
@@ -35,7 +46,8 @@ batch 128 13.6 / 12.3 against 7.2 / 7.8 (the libm version: 53 / 23 serial). The 
 alone (forward + backward, one thread) take 4.2 ms at batch 32 and 14 ms at 128.
 benchmarks/rnn.py (whole training step against PyTorch, see the README; loads 0.5-2.3): LSTM
 0.48x / 0.55x at batch 32 / 128 before, 0.54-0.80x / 0.91-1.27x after; GRU 1.42x / 0.98x
-before, 1.47-2.13x / 1.13-1.45x after.
+before, 1.47-2.13x / 1.13-1.45x after. With the H concat, `_dot_rows`, float32 gates and
+OpenBLAS's idle threads put to sleep sooner (dlcli/__init__.py), see the README's table.
 Activation codes of the simple RNN: 0 tanh, 1 relu, 2 sigmoid, 3 linear, 4 leaky_relu.
 """
 

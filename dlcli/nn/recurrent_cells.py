@@ -30,7 +30,8 @@ def _loop_threads():
     a training step of the dinos LSTM (batch 32, T 27, 128 units) took 1.6-4.2 s on the loaded
     2-core machine, against 0.13-0.18 s on one thread. From batch 8 the `*_split` kernels use
     the second core instead (see `_parts`). The layer's large GEMMs outside the loop (inputs,
-    weight gradients) run on the process's BLAS threads: at load ~2 (Dec 3 2026) the char-LM
+    weight gradients) run on the process's BLAS threads (whose idle spinning dlcli/__init__.py
+    shortens: it took a core from the split kernels): at load ~2 (Dec 3 2026) the char-LM
     LSTM at batch 128 ran 0.92x PyTorch with them on one thread, 1.13-1.19x on two; at batch 32
     one thread was worse too (0.52-0.57x against 0.68-0.76x, load 1.4-2.2).
     Entering and leaving costs about 16 us.
