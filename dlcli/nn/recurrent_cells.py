@@ -53,6 +53,11 @@ def _loop_threads():
 SPLIT_MIN_EXAMPLES = 8  # the crossover measured for an LSTM of 128 units (kernels/recurrent.py)
 
 
+def _threads():
+    from numba import get_num_threads
+    return get_num_threads()
+
+
 def _parts(m):
     """Blocks of examples whose time loops run on their own threads (`*_split` kernels).
 
@@ -63,8 +68,7 @@ def _parts(m):
     import os
     if m < SPLIT_MIN_EXAMPLES or os.environ.get("DLCLI_RNN_BLAS_THREADS", "1") != "1":
         return 1
-    from numba import get_num_threads
-    return max(1, min(get_num_threads(), m // (SPLIT_MIN_EXAMPLES // 2)))
+    return max(1, min(_threads(), m // (SPLIT_MIN_EXAMPLES // 2)))
 
 
 class _Spare:
@@ -296,12 +300,19 @@ class LSTMCell(_StackedCell):
                 k.lstm_backward_split(*args, parts)
             else:
                 k.lstm_backward(*args)
-        dZ2 = dZ.reshape(T * m, 4 * n)
-        self.dW += dZ2.T @ run.H.reshape(T * m, -1)
-        self.db += dZ2.sum(axis=0)[:, None]
-        dX = (dZ2 @ W[:, n:]).reshape(T, m, -1)
+        dZ2, H2 = dZ.reshape(T * m, 4 * n), run.H.reshape(T * m, -1)
+        dX = np.empty((T * m, H2.shape[1] - n), dtype=dA.dtype)
+        threads = _threads()
+        if threads > 1 and T * m >= threads * SPLIT_MIN_EXAMPLES:
+            with _loop_threads():
+                k.stacked_grads_split(dZ2, H2, np.ascontiguousarray(W[:, n:]), self.dW,
+                                      self.db.reshape(-1), dX, threads)
+        else:
+            self.dW += dZ2.T @ H2
+            self.db += dZ2.sum(axis=0)[:, None]
+            np.matmul(dZ2, W[:, n:], out=dX)
         self.spare.give(dZ)
-        return dX, (da, dc)
+        return dX.reshape(T, m, -1), (da, dc)
 
     # one step at a time, in numpy, for loops that cannot precompute their inputs (attention)
     def step(self, xt, a_prev, c_prev):
