@@ -30,6 +30,7 @@ THREADS = 2
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
 
+import dlcli  # noqa: E402,F401  (dlcli's OpenBLAS thread timeout, read when BLAS loads)
 import numpy as np  # noqa: E402  (after the thread counts, which BLAS reads when it loads)
 
 LR = 1e-3

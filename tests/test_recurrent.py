@@ -207,23 +207,29 @@ def test_lstm_kernel_matches_numpy_loop(dtype):
     from dlcli.kernels import recurrent as k
     rng = np.random.default_rng(0)
     T, m, n = 5, 4, 6
-    XZ = rng.standard_normal((T, m, 4 * n)).astype(dtype)
-    Wa_T = (0.3 * rng.standard_normal((n, 4 * n))).astype(dtype)
+    n_x = 3
+    X = rng.standard_normal((T, m, n_x)).astype(dtype)
+    W_T = (0.3 * rng.standard_normal((n + n_x, 4 * n))).astype(dtype)
+    b = rng.standard_normal(4 * n).astype(dtype)
     a0, c0 = (rng.standard_normal((m, n)).astype(dtype) for _ in range(2))
     mask = np.ones((T, m), np.uint8)
     mask[3:, 1] = 0
     A, C = np.empty((T, m, n), dtype), np.empty((T, m, n), dtype)
     G = np.empty((T, m, 4 * n), dtype)
-    k.lstm_forward(XZ, Wa_T, a0, c0, mask, A, C, G)
+    H = np.empty((T, m, n + n_x), dtype)
+    H[:, :, n:], H[0, :, :n] = X, a0
+    k.lstm_forward(H, W_T, b, c0, mask, A, C, G)
     a, c = a0.astype(np.float64), c0.astype(np.float64)
     for t in range(T):
-        z = a @ Wa_T + XZ[t]
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(H[t, :, :n], a, rtol=tol, atol=tol)  # H keeps [a<t-1>, x<t>]
+        np.testing.assert_array_equal(H[t, :, n:], X[t])
+        z = np.concatenate([a, X[t]], axis=1) @ W_T + b
         f, i, cc, o = (_np_sigmoid(z[:, :n]), _np_sigmoid(z[:, n:2 * n]), np.tanh(z[:, 2 * n:3 * n]),
                        _np_sigmoid(z[:, 3 * n:]))
         keep = mask[t][:, None] == 1
         c = np.where(keep, f * c + i * cc, c)
         a = np.where(keep, o * np.tanh(c), a)
-        tol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(A[t], a, rtol=tol, atol=tol)
         np.testing.assert_allclose(C[t], c, rtol=tol, atol=tol)
 
@@ -251,6 +257,35 @@ def test_vectorizable_sigmoid_and_tanh_match_numpy():
     np.testing.assert_allclose(t32, np.tanh(x32.astype(np.float64)), rtol=1e-7, atol=1e-38)
 
 
+
+def test_float32_gates_are_computed_in_float32_to_a_few_ulp():
+    """float32 values take the float32 sigmoid / tanh (16 lanes a vector); float64 ones the
+    float64 functions above, unchanged."""
+    from numba import njit
+
+    from dlcli.kernels import recurrent as k
+
+    @njit(error_model="numpy")
+    def both(x, s, t):
+        for i in range(x.size):
+            s[i] = k._gate_sigmoid(x[i])
+            t[i] = k._gate_tanh(x[i])
+
+    x = np.concatenate([np.linspace(-700, 700, 20001), np.geomspace(1e-30, 40, 5000),
+                        -np.geomspace(1e-30, 40, 5000), [0.0, 0.3465, 0.3466, -0.3466, 8.9, 9.1]])
+    x32 = x.astype(np.float32)
+    s32, t32 = np.empty_like(x32), np.empty_like(x32)
+    both(x32, s32, t32)
+    x64 = x32.astype(np.float64)
+    sig = 1 / (1 + np.exp(-x64))
+    np.testing.assert_allclose(s32, sig, rtol=3e-7, atol=2e-38)  # clamped at exp(-87)
+    np.testing.assert_allclose(t32, np.tanh(x64), rtol=3e-7, atol=1e-38)
+    assert np.all(s32[x64 > 0] >= 0.5) and np.all(s32[x64 < 0] <= 0.5)
+    s, t = np.empty_like(x), np.empty_like(x)
+    both(x, s, t)
+    np.testing.assert_array_equal(s, [k._sigmoid(v) for v in x])
+    np.testing.assert_array_equal(t, [k._tanh(v) for v in x])
+
 @pytest.mark.parametrize("kind,parts", [("lstm", 2), ("lstm", 3), ("gru", 2), ("gru", 3)])
 def test_split_kernels_equal_the_serial_ones(kind, parts):
     from dlcli.kernels import recurrent as k
@@ -268,12 +303,15 @@ def test_split_kernels_equal_the_serial_ones(kind, parts):
         extra = (parts,) if split else ()
         if kind == "lstm":
             A, C, G = np.empty((T, m, n)), np.empty((T, m, n)), np.empty((T, m, 4 * n))
+            H = np.empty((T, m, n + n))  # n_x = n: XZ's values read as inputs
+            H[:, :, n:], H[0, :, :n] = XZ[:, :, :n], a0
+            W_T = np.ascontiguousarray(np.concatenate([W, 0.3 * W[::-1]], axis=1).T)
             fwd = k.lstm_forward_split if split else k.lstm_forward
-            fwd(XZ, np.ascontiguousarray(W.T), a0, c0, mask, A, C, G, *extra)
+            fwd(H, W_T, XZ[0, 0], c0, mask, A, C, G, *extra)
             da, dc, dZ = dlast[0].copy(), dlast[1].copy(), np.empty((T, m, 4 * n))
             bwd = k.lstm_backward_split if split else k.lstm_backward
             bwd(dA, C, G, c0, W, mask, da, dc, dZ, *extra)
-            outs.append((A, C, G, da, dc, dZ))
+            outs.append((A, C, G, H, da, dc, dZ))
         else:
             C, G, RC = np.empty((T, m, n)), np.empty((T, m, 3 * n)), np.empty((T, m, n))
             Wur, Wc = np.ascontiguousarray(W[:2 * n]), np.ascontiguousarray(W[2 * n:])
@@ -463,3 +501,20 @@ def test_reused_arrays_never_change_returned_outputs(kind, m, T):
     np.testing.assert_array_equal(layer.backward(np.ones_like(y)), dx)
     for k in grads:
         np.testing.assert_array_equal(layer.grads[k], grads[k])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_backward_sums_shared_tokens_like_add_at(dtype):
+    from dlcli.nn.embedding import Embedding
+    rng = np.random.default_rng(4)
+    layer = Embedding(dim=3, vocab=5)
+    layer.build((6,), type("Ctx", (), {"rng": rng, "dtype": dtype, "init": "xavier"})())
+    ids = rng.integers(-2, 5, size=(4, 6))
+    ids[0, :3] = 2  # one token three times in a row
+    dy = rng.standard_normal((4, 6, 3)).astype(dtype)
+    layer.forward(ids, True)
+    assert layer.backward(dy) is None
+    want = np.zeros((3, 5), dtype)
+    valid = ids >= 0
+    np.add.at(want.T, ids[valid], dy[valid])
+    np.testing.assert_array_equal(layer.grads["E"], want)

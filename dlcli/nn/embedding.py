@@ -90,9 +90,9 @@ class Embedding(_TokenLayer):
         ids, self.cache = self.cache, None
         dE = self.grads["E"]
         dE[...] = 0
-        valid = ids >= 0
-        # np.add.at sums the steps that share a token (a plain fancy += would keep one of them)
-        np.add.at(dE.T, ids[valid], dy[valid])
+        from ..kernels.embedding import embedding_backward  # numba loads at the first backward
+        # summed step by step: the steps that share a token all count (a fancy += keeps one)
+        embedding_backward(ids.reshape(-1), np.ascontiguousarray(dy, dtype=dE.dtype).reshape(ids.size, -1), dE)
         return None
 
     def describe(self):

@@ -30,7 +30,8 @@ def _loop_threads():
     a training step of the dinos LSTM (batch 32, T 27, 128 units) took 1.6-4.2 s on the loaded
     2-core machine, against 0.13-0.18 s on one thread. From batch 8 the `*_split` kernels use
     the second core instead (see `_parts`). The layer's large GEMMs outside the loop (inputs,
-    weight gradients) run on the process's BLAS threads: at load ~2 (Dec 3 2026) the char-LM
+    weight gradients) run on the process's BLAS threads (whose idle spinning dlcli/__init__.py
+    shortens: it took a core from the split kernels): at load ~2 (Dec 3 2026) the char-LM
     LSTM at batch 128 ran 0.92x PyTorch with them on one thread, 1.13-1.19x on two; at batch 32
     one thread was worse too (0.52-0.57x against 0.68-0.76x, load 1.4-2.2).
     Entering and leaving costs about 16 us.
@@ -52,6 +53,11 @@ def _loop_threads():
 SPLIT_MIN_EXAMPLES = 8  # the crossover measured for an LSTM of 128 units (kernels/recurrent.py)
 
 
+def _threads():
+    from numba import get_num_threads
+    return get_num_threads()
+
+
 def _parts(m):
     """Blocks of examples whose time loops run on their own threads (`*_split` kernels).
 
@@ -62,8 +68,7 @@ def _parts(m):
     import os
     if m < SPLIT_MIN_EXAMPLES or os.environ.get("DLCLI_RNN_BLAS_THREADS", "1") != "1":
         return 1
-    from numba import get_num_threads
-    return max(1, min(get_num_threads(), m // (SPLIT_MIN_EXAMPLES // 2)))
+    return max(1, min(_threads(), m // (SPLIT_MIN_EXAMPLES // 2)))
 
 
 class _Spare:
@@ -103,7 +108,7 @@ class LSTMRun(NamedTuple):
     A: np.ndarray
     C: np.ndarray
     G: np.ndarray  # (T, m, 4 n_a): Gf, Gi, c~, Go
-    a0: np.ndarray
+    H: np.ndarray  # (T, m, n_a + n_x): [a<t-1>, x<t>], the concat the gates read
     c0: np.ndarray
     mask: np.ndarray
 
@@ -252,27 +257,32 @@ class LSTMCell(_StackedCell):
         return z, z.copy()
 
     def forward(self, X, state0, mask):
+        """The gates read H[t] = [a<t-1>, x<t>] times the stacked W^T, one product a step: the
+        input half rides along in the step's GEMM (K = n_a + n_x) instead of a GEMM of its own
+        before the loop, and backward's dW is then one GEMM over H, with no [a0, A[:-1]] concat."""
         k = _k()
-        T, m, _ = X.shape
+        T, m, n_x = X.shape
         n = self.units
-        XZ = self._input_part(X)
+        W, b = self._stacked()
+        H = self.spare.take((T, m, n + n_x), X.dtype)
+        H[:, :, n:] = X
+        H[0, :, :n] = state0[0]
         A = self.spare.take((T, m, n), X.dtype)
         C = self.spare.take((T, m, n), X.dtype)
         G = self.spare.take((T, m, 4 * n), X.dtype)
-        a0, c0 = (np.ascontiguousarray(s, dtype=X.dtype) for s in state0)
-        Wa_T = np.ascontiguousarray(self.W[:, :n].T)
+        c0 = np.ascontiguousarray(state0[1], dtype=X.dtype)
+        args = (H, np.ascontiguousarray(W.T), np.ascontiguousarray(b.reshape(-1)), c0, mask, A, C, G)
         parts = _parts(m)
         with _loop_threads():
             if parts > 1:
-                k.lstm_forward_split(XZ, Wa_T, a0, c0, mask, A, C, G, parts)
+                k.lstm_forward_split(*args, parts)
             else:
-                k.lstm_forward(XZ, Wa_T, a0, c0, mask, A, C, G)
-        self.spare.give(XZ)
-        return A, LSTMRun(X, A, C, G, a0, c0, mask)
+                k.lstm_forward(*args)
+        return A, LSTMRun(X, A, C, G, H, c0, mask)
 
     def release(self, run):
         """The run's arrays may be reused: its outputs were copied and its backward is done."""
-        self.spare.give(run.A, run.C, run.G)
+        self.spare.give(run.A, run.C, run.G, run.H)
 
     def backward(self, dA, run, dstate=None):
         k = _k()
@@ -290,14 +300,19 @@ class LSTMCell(_StackedCell):
                 k.lstm_backward_split(*args, parts)
             else:
                 k.lstm_backward(*args)
-        dZ2 = dZ.reshape(T * m, 4 * n)
-        A_prev = np.concatenate([run.a0[None], run.A[:-1]]).reshape(T * m, n)
-        self.dW[:, :n] += dZ2.T @ A_prev
-        self.dW[:, n:] += dZ2.T @ run.X.reshape(T * m, -1)
-        self.db += dZ2.sum(axis=0)[:, None]
-        dX = (dZ2 @ W[:, n:]).reshape(T, m, -1)
+        dZ2, H2 = dZ.reshape(T * m, 4 * n), run.H.reshape(T * m, -1)
+        dX = np.empty((T * m, H2.shape[1] - n), dtype=dA.dtype)
+        threads = _threads()
+        if threads > 1 and T * m >= threads * SPLIT_MIN_EXAMPLES:
+            with _loop_threads():
+                k.stacked_grads_split(dZ2, H2, np.ascontiguousarray(W[:, n:]), self.dW,
+                                      self.db.reshape(-1), dX, threads)
+        else:
+            self.dW += dZ2.T @ H2
+            self.db += dZ2.sum(axis=0)[:, None]
+            np.matmul(dZ2, W[:, n:], out=dX)
         self.spare.give(dZ)
-        return dX, (da, dc)
+        return dX.reshape(T, m, -1), (da, dc)
 
     # one step at a time, in numpy, for loops that cannot precompute their inputs (attention)
     def step(self, xt, a_prev, c_prev):
