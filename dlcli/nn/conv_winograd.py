@@ -27,10 +27,12 @@ import numpy as np
 WINOGRAD_MIN_CHANNELS = 16
 
 
-# Unrolled values a block of the filter gradient holds (4 MB of float32): whole output rows
-# of one example, resnet_small's 64x32x32x32 an example a block, the U-Net's 96x128x16 28
-# rows. (Unrolling 2 whole examples of 96x128 a block measured 2x slower: out of cache.)
-FILTER_GRAD_CHUNK = 1 << 20
+# Unrolled values a block of the filter gradient holds (256 KB of float32): whole output rows
+# of one example. Measured dW on one thread (CPU time, load ~2), blocks of 1<<16 / 1<<18 /
+# 1<<20 values: 64x32x32x32 -> 32 25.0 / 26.5 / 26.9 ms; 8x96x128x16 -> 16 8.8 / 17.2 /
+# 18.8; 8x96x128x32 -> 16 14.5 / 27.6 / 29.6 (batch-wide im2col and one GEMM: 31.5, 20.1,
+# 33.9).
+FILTER_GRAD_CHUNK = 1 << 16
 
 
 def applies(f: int, stride: int, n_C_prev: int, n_C: int) -> bool:
