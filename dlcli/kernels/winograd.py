@@ -30,10 +30,14 @@ Why one region: the first version transformed 2 examples at a time on one thread
 a 2-thread BLAS between the passes, 32 times a layer. On this shared 2-core machine, while
 another process held a core, each of those 2-thread GEMMs waited for a descheduled BLAS
 thread: resnet_small's 3x3x32 on 64x32x32x32 took 369-404 ms forward on im2col's 2-thread
-GEMM, against 15-21 ms for the blocks here (load 2.2-2.8, Dec 3 2026). Unloaded, the two
-are within noise of each other on resnet_small's layer (forward 10.5-12 ms); the blocks win
-on large images, where the old chunks (an example's tiles, 6 MB) left the cache: the U-Net's
-8x96x128x32 -> 16, forward 19-30 ms against 6-15 ms.
+GEMM, against 15-21 ms for the blocks here (load 2.2-2.8, Dec 3 2026); in whole steps at
+load ~3 resnet_small's 3x3x32 layers took 240-280 ms forward + backward before, 76-101 ms
+after. At lighter load the two are within noise of each other on resnet_small's layer
+(forward 10.5-12 ms; whole benchmark runs 0.63-0.70x against 0.72-0.77x, see the README);
+the blocks win on large images, where the old chunks (an example's tiles, 6 MB) left the
+cache: the U-Net's 8x96x128x32 -> 16, forward 19-30 ms against 6-15 ms. The static split
+(a run of blocks a thread) still waits for a thread whose core is taken; handing out blocks
+dynamically is the next thing to try.
 Pieces, one thread, one 32x32x32 example (CPU time): input transform 54 us, the 16 GEMMs
 80-89 us, output transform 26-30 us.
 Tried and not kept: F(4x4, 3x3) (36 GEMMs of 4x fewer multiplies, the transforms 6x6):
