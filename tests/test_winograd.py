@@ -42,21 +42,19 @@ def test_convolve_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
     U = np.empty((16, C, K), dtype=dtype)
     kw.filter_transform(W, U)
     expected = numpy_conv(A.astype(np.float64), W.astype(np.float64), pad, pad, n_H, n_W)
-    for chunk in (1, 1 << 18):  # an example a chunk, and all at once
-        Z = kw.convolve(A, U, pad, pad, np.empty((m, n_H, n_W, K), dtype=dtype), {}, chunk)
+    tH, _ = kw.tiles(n_H, n_W)
+    for rows in (1, 2, tH):  # blocks of one tile row, of two (the last one short), whole examples
+        block = rows * 16 * -(-n_W // 2) * max(C, K)
+        Z = kw.convolve(A, U, pad, pad, np.empty((m, n_H, n_W, K), dtype=dtype), block)
         close(Z, expected, 1e-12 if dtype == np.float64 else 1e-5)
-    # the passes one by one, serial and parallel drivers alike: the same numbers
-    tH, tW = kw.tiles(n_H, n_W)
-    V, M = np.empty((m * tH * tW, 16, C), dtype=dtype), np.empty((m * tH * tW, 16, K), dtype=dtype)
-    kw.input_transform(A, pad, pad, tH, tW, V)
-    V2 = np.empty_like(V)
-    kw.input_transform_parallel(A, pad, pad, tH, tW, V2)
-    np.testing.assert_array_equal(V, V2)
-    np.matmul(V.transpose(1, 0, 2), U, out=M.transpose(1, 0, 2))
-    Z1, Z2 = (np.empty((m, n_H, n_W, K), dtype=dtype) for _ in range(2))
-    kw.output_transform(M, tH, tW, Z1)
-    kw.output_transform_parallel(M, tH, tW, Z2)
-    np.testing.assert_array_equal(Z1, Z2)
+        # the serial and parallel drivers, in 1 to 3 runs of blocks: the same numbers
+        Z1 = np.empty((m, n_H, n_W, K), dtype=dtype)
+        kw.convolve_blocks(A, U, pad, pad, Z1, min(rows, tH), 1)
+        for parts in (1, 2, 3):
+            Z2 = np.full_like(Z1, np.nan)
+            kw.convolve_blocks_parallel(A, U, pad, pad, Z2, min(rows, tH), min(parts, m * -(-tH // rows)))
+            np.testing.assert_array_equal(Z1, Z2)
+        np.testing.assert_array_equal(Z, Z1)
 
 
 @pytest.fixture

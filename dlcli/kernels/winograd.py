@@ -6,10 +6,10 @@ multiply-adds. Winograd's minimal filtering computes each 2x2 output tile from a
 tile with 16 multiplies per (input, output) channel pair instead of 36 (2.25x fewer), as 16
 independent GEMMs (one per tile position) of tiles x n_C_prev x n_C:
 
-    V = B^T d B        (input tile d, 4x4, per channel)    -- `input_transform`
+    V = B^T d B        (input tile d, 4x4, per channel)    -- `_input_tiles`
     U = G g G^T        (filter g, 3x3, per channel pair)   -- `filter_transform`
-    M[k] = V[k] @ U[k] (k = 0..15, BLAS)                   -- the caller's np.matmul
-    Y = A^T M A        (output tile, 2x2)                   -- `output_transform`
+    M[k] = V[k] @ U[k] (k = 0..15, BLAS)                   -- np.dot in `_convolve_block`
+    Y = A^T M A        (output tile, 2x2)                   -- `_output_tiles`
 
 The transforms are additions only, a few passes over memory with the channel loop innermost
 (contiguous in NHWC, so they vectorize). The same kernel gives a conv layer's input gradient:
@@ -18,23 +18,41 @@ axes swapped, padded by f - 1 - pad (`rotated`), which replaces the dcols GEMM a
 F(2x2, 3x3) loses nothing measurable to rounding (its transforms hold only 0, +-1 and
 +-1/2): float64 results equal im2col's to ~1e-15.
 
-Measured (float32, 2 threads, load 1.1-2.2; the layer's figures and where it pays are in
-nn/conv_winograd.py): resnet_small's 3x3x32 over 64x32x32x32 forward 10.2 ms chunked
-(2 examples a chunk) against 15.1 ms for im2col + GEMM; its pieces batch-wide 5.3 ms input
-transform (8.4 before the tiles were laid out (tile, 16, C), one contiguous block each), 7.7
-ms for the 16 GEMMs, 2.5 ms output transform. The input gradient takes 11-12 ms against
-12.1 ms for the dcols GEMM and col2im. A Winograd filter gradient (dU = V^T dM per position,
-then G^T dU G) was written and measured 12-15 ms against 12.6-15 ms for unrolling 4
-examples at a time and one GEMM: no gain, not kept.
-The transforms come as serial and `_parallel` drivers, as in conv.py; `convolve` runs the
-serial ones, its chunks (a few examples) being far below the size where waking the threads
-pays (batch-wide the parallel output transform measured 1.7-2.1 ms against 2.5-3.8 ms).
+How it runs (`convolve`): the batch is cut into blocks of a few tile rows of one example
+(BLOCK_ELEMENTS transformed values, so a block's V, M and U stay in a core's L2), and each
+block is transformed, multiplied (16 GEMMs, np.dot on this thread) and transformed back
+before the next, in ONE parallel region (`convolve_blocks_parallel`): a run of consecutive
+blocks a Numba thread, BLAS held to one thread while it lasts (`one_blas_thread`). The
+filter gradient (`filter_grad_parallel`) runs the same way: a block of output rows unrolled
+(kernels/conv.py's im2col body) and multiplied by its dZ on its thread, summed per thread.
+
+Why one region: the first version transformed 2 examples at a time on one thread and called
+a 2-thread BLAS between the passes, 32 times a layer. On this shared 2-core machine, while
+another process held a core, each of those 2-thread GEMMs waited for a descheduled BLAS
+thread: resnet_small's 3x3x32 on 64x32x32x32 took 369-404 ms forward on im2col's 2-thread
+GEMM, against 15-21 ms for the blocks here (load 2.2-2.8, Dec 3 2026); in whole steps at
+load ~3 resnet_small's 3x3x32 layers took 240-280 ms forward + backward before, 76-101 ms
+after. At lighter load the two are within noise of each other on resnet_small's layer
+(forward 10.5-12 ms; whole benchmark runs 0.63-0.70x against 0.72-0.77x, see the README);
+the blocks win on large images, where the old chunks (an example's tiles, 6 MB) left the
+cache: the U-Net's 8x96x128x32 -> 16, forward 19-30 ms against 6-15 ms. The static split
+(a run of blocks a thread) still waits for a thread whose core is taken; handing out blocks
+dynamically is the next thing to try.
+Pieces, one thread, one 32x32x32 example (CPU time): input transform 54 us, the 16 GEMMs
+80-89 us, output transform 26-30 us.
+Tried and not kept: F(4x4, 3x3) (36 GEMMs of 4x fewer multiplies, the transforms 6x6):
+its GEMMs took 48 against 80-89 us an example, but its transforms 57 + 43-75 us, a step
+of resnet_small 229 against 246 ms (one thread) and the U-Net's 586 against 524 ms.
+A Winograd filter gradient (dU = V^T dM per position, then G^T dU G) measured no faster
+than unrolling (12-15 ms against 12.6-15 ms).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange, uint64
+
+from .conv import _im2col
 
 
 @njit(cache=True)
@@ -65,12 +83,13 @@ def rotated(W):
 
 
 @njit(inline="always")
-def _input_tiles(i, A_prev, pad_top, pad_left, tiles_H, tiles_W, t0, e, V):
-    """V[t0 + tile] (16, C) for example i's tiles, tile = th tiles_W + tw."""
+def _input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, ps, ts, e, v):
+    """Example i's tiles of tile rows th0:th1 into the flat v: position k (0..15) of tile
+    t = (th - th0) tiles_W + tw, channel c, at k ps + t ts + c."""
     _, n_H_prev, n_W_prev, C = A_prev.shape
-    src, v = A_prev.reshape(-1), V.reshape(-1)  # flat, unsigned indices: no wraparound tests
+    src = A_prev.reshape(-1)  # flat, unsigned indices: no wraparound tests
     C2, C3 = 2 * C, 3 * C
-    for th in range(tiles_H):
+    for th in range(th0, th1):
         for tw in range(tiles_W):
             q0 = 2 * tw - pad_left
             inside = 0 <= q0 and q0 + 3 < n_W_prev
@@ -104,11 +123,11 @@ def _input_tiles(i, A_prev, pad_top, pad_left, tiles_H, tiles_W, t0, e, V):
                         e[a, 1, c] = x1 + x2
                         e[a, 2, c] = x2 - x1
                         e[a, 3, c] = x1 - x3
-            # then B^T (d B) down the columns; V[t, 4 a + b] is one contiguous run of C
-            base = uint64((t0 + th * tiles_W + tw) * 16 * C)
+            # then B^T (d B) down the columns; each V[4 a + b, t] is one contiguous run of C
+            base = uint64(((th - th0) * tiles_W + tw) * ts)
             for b in range(4):
-                o0 = base + uint64(b * C)
-                o1, o2, o3 = o0 + uint64(4 * C), o0 + uint64(8 * C), o0 + uint64(12 * C)
+                o0 = base + uint64(b * ps)
+                o1, o2, o3 = o0 + uint64(4 * ps), o0 + uint64(8 * ps), o0 + uint64(12 * ps)
                 for c in range(C):
                     u = uint64(c)
                     d0, d1, d2, d3 = e[0, b, c], e[1, b, c], e[2, b, c], e[3, b, c]
@@ -118,34 +137,21 @@ def _input_tiles(i, A_prev, pad_top, pad_left, tiles_H, tiles_W, t0, e, V):
                     v[o3 + u] = d1 - d3
 
 
-@njit(cache=True)
-def input_transform(A_prev, pad_top, pad_left, tiles_H, tiles_W, V):
-    """V (m tiles_H tiles_W, 16, C): B^T d B for every 4x4 input tile d (tiles 2 apart),
-    reading A_prev (m, n_H_prev, n_W_prev, C) padded by zeros."""
-    e = np.empty((4, 4, A_prev.shape[3]), dtype=V.dtype)
-    for i in range(A_prev.shape[0]):
-        _input_tiles(i, A_prev, pad_top, pad_left, tiles_H, tiles_W, i * tiles_H * tiles_W, e, V)
-
-
-@njit(parallel=True, cache=True)
-def input_transform_parallel(A_prev, pad_top, pad_left, tiles_H, tiles_W, V):
-    for i in prange(A_prev.shape[0]):
-        e = np.empty((4, 4, A_prev.shape[3]), dtype=V.dtype)
-        _input_tiles(i, A_prev, pad_top, pad_left, tiles_H, tiles_W, i * tiles_H * tiles_W, e, V)
-
-
 @njit(inline="always")
-def _output_tiles(i, M, tiles_H, tiles_W, y, Z):
+def _output_tiles(i, th0, th1, mf, tiles_W, ps, ts, y, Z):
+    """Z's outputs of example i, tile rows th0:th1 (the tiles past the output's edge
+    cropped), from the flat mf: position k of tile t = (th - th0) tiles_W + tw, channel n,
+    at k ps + t ts + n."""
     _, n_H, n_W, K = Z.shape
-    mf, z = M.reshape(-1), Z.reshape(-1)
-    for th in range(tiles_H):
+    z = Z.reshape(-1)
+    for th in range(th0, th1):
         h = 2 * th
         for tw in range(tiles_W):
-            base = uint64((i * tiles_H * tiles_W + th * tiles_W + tw) * 16 * K)
+            base = uint64(((th - th0) * tiles_W + tw) * ts)
             # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]: along each row a of M first
             for a in range(4):
-                p0 = base + uint64(4 * a * K)
-                p1, p2, p3 = p0 + uint64(K), p0 + uint64(2 * K), p0 + uint64(3 * K)
+                p0 = base + uint64(4 * a * ps)
+                p1, p2, p3 = p0 + uint64(ps), p0 + uint64(2 * ps), p0 + uint64(3 * ps)
                 for n in range(K):
                     u = uint64(n)
                     m1, m2 = mf[p1 + u], mf[p2 + u]
@@ -164,20 +170,89 @@ def _output_tiles(i, M, tiles_H, tiles_W, y, Z):
                         z[z1 + uint64(n)] = y[1, b, n] - y[2, b, n] - y[3, b, n]
 
 
+@njit(inline="always")
+def _convolve_block(i, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, e, y, Z):
+    """Example i's output tile rows th0:th1, all three steps while the block's tiles are in
+    cache: V (16, T, C) and M (16, T, K) hold T = (th1 - th0) tiles_W tiles."""
+    C, K = U.shape[1], U.shape[2]
+    T = (th1 - th0) * tiles_W
+    v, mf = V.reshape(-1), M.reshape(-1)
+    _input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, T * C, C, e, v)
+    for k in range(16):  # one BLAS call a position, on this thread (the caller limits BLAS)
+        np.dot(v[k * T * C:(k + 1) * T * C].reshape((T, C)), U[k],
+               mf[k * T * K:(k + 1) * T * K].reshape((T, K)))
+    _output_tiles(i, th0, th1, mf, tiles_W, T * K, K, y, Z)
+
+
+@njit(inline="always")
+def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows):
+    """The p-th of `parts` runs of consecutive blocks (`rows` tile rows of one example)."""
+    m, C, K = A_prev.shape[0], U.shape[1], U.shape[2]
+    tiles_H, tiles_W = (Z.shape[1] + 1) // 2, (Z.shape[2] + 1) // 2
+    per_example = (tiles_H + rows - 1) // rows
+    blocks = m * per_example
+    V = np.empty(16 * rows * tiles_W * C, dtype=Z.dtype)
+    M = np.empty(16 * rows * tiles_W * K, dtype=Z.dtype)
+    e, y = np.empty((4, 4, C), dtype=Z.dtype), np.empty((4, 2, K), dtype=Z.dtype)
+    for j in range(p * blocks // parts, (p + 1) * blocks // parts):
+        i, th0 = j // per_example, (j % per_example) * rows
+        th1 = min(th0 + rows, tiles_H)
+        _convolve_block(i, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, e, y, Z)
+
+
 @njit(cache=True)
-def output_transform(M, tiles_H, tiles_W, Z):
-    """Z (m, n_H, n_W, K) = A^T M A per tile (M: m tiles_H tiles_W, 16, K), the tiles past
-    the output's edge cropped."""
-    y = np.empty((4, 2, Z.shape[3]), dtype=Z.dtype)  # M A, per row a of the tile
-    for i in range(Z.shape[0]):
-        _output_tiles(i, M, tiles_H, tiles_W, y, Z)
+def convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, parts):
+    """Z = the 3x3 stride-1 convolution of A_prev with the filter transformed to U (16, C, K),
+    block by block: each block of `rows` tile rows of an example is transformed, multiplied
+    (one GEMM a tile position) and transformed back before the next, while it is in cache."""
+    for p in range(parts):
+        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows)
 
 
 @njit(parallel=True, cache=True)
-def output_transform_parallel(M, tiles_H, tiles_W, Z):
-    for i in prange(Z.shape[0]):
-        y = np.empty((4, 2, Z.shape[3]), dtype=Z.dtype)
-        _output_tiles(i, M, tiles_H, tiles_W, y, Z)
+def convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, parts):
+    """`convolve_blocks` in one parallel region: each of `parts` runs of consecutive blocks
+    on its own thread, its GEMMs on that thread (the caller limits BLAS to one)."""
+    for p in prange(parts):
+        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows)
+
+
+@njit(inline="always")
+def _filter_grad_run(p, parts, A_prev, dZ, pad_top, pad_left, rows, dW):
+    """dW (9 C, K) = the filter gradient of the p-th of `parts` runs of blocks (`rows` output
+    rows of one example), each unrolled (im2col) and multiplied by its dZ while in cache."""
+    m, n_H, n_W, K = dZ.shape
+    _, H, W, C = A_prev.shape
+    per_example = (n_H + rows - 1) // rows
+    blocks = m * per_example
+    a, dz = A_prev.reshape(-1), dZ.reshape(-1)
+    cols = np.empty(rows * n_W * 9 * C, dtype=dZ.dtype)
+    partial = np.empty_like(dW)
+    dW[:] = 0.0
+    for j in range(p * blocks // parts, (p + 1) * blocks // parts):
+        i, h0 = j // per_example, (j % per_example) * rows
+        n = (min(h0 + rows, n_H) - h0) * n_W  # output pixels of the block
+        example = a[i * H * W * C:(i + 1) * H * W * C].reshape((1, H, W, C))
+        c = cols[:n * 9 * C].reshape((n, 9 * C))
+        # rows h0.. of example i are rows 0.. of the example padded by pad_top - h0
+        _im2col(0, example, 3, 1, pad_top - h0, pad_left, n // n_W, n_W, c)
+        z0 = (i * n_H + h0) * n_W * K
+        np.dot(c.T, dz[z0:z0 + n * K].reshape((n, K)), partial)
+        dW += partial
+
+
+@njit(cache=True)
+def filter_grad(A_prev, dZ, pad_top, pad_left, rows, dW_parts):
+    """dW_parts[0] = the 3x3 stride-1 conv's filter gradient (9 C, K), block by block."""
+    _filter_grad_run(0, 1, A_prev, dZ, pad_top, pad_left, rows, dW_parts[0])
+
+
+@njit(parallel=True, cache=True)
+def filter_grad_parallel(A_prev, dZ, pad_top, pad_left, rows, dW_parts):
+    """`filter_grad` in one parallel region, a run of blocks a thread, each summing into its
+    own dW_parts[p]; the caller adds the parts."""
+    for p in prange(dW_parts.shape[0]):
+        _filter_grad_run(p, dW_parts.shape[0], A_prev, dZ, pad_top, pad_left, rows, dW_parts[p])
 
 
 def tiles(n_H: int, n_W: int) -> tuple[int, int]:
@@ -185,31 +260,49 @@ def tiles(n_H: int, n_W: int) -> tuple[int, int]:
     return -(-n_H // 2), -(-n_W // 2)
 
 
-def convolve(A_prev, U, pad_top, pad_left, Z, buffers, chunk_elements):
-    """Z = the 3x3 stride-1 convolution of A_prev (zero-padded by pad_top, pad_left) with the
-    filter whose transform is U (16, C, K), a few examples at a time so that a chunk's
-    transformed tiles (at most `chunk_elements` values) stay in cache between the passes.
-    `buffers` (a dict) keeps the tile buffers from call to call."""
+# Multiply-adds of a convolution from which it runs in parallel: as kernels/conv.py's
+# PARALLEL_MIN elements, far above what waking the threads costs
+PARALLEL_MIN = 1 << 21
+# Transformed values (V or M) a block holds: 512 KB of float32 each, so that a block's tiles,
+# products and U stay in a core's L2 (2 MB here) from one pass to the next
+BLOCK_ELEMENTS = 1 << 17
+
+
+def parts(blocks: int) -> int:
+    """Runs of blocks for the parallel driver: one a Numba thread, at most one a block."""
+    from numba import get_num_threads
+    return max(1, min(get_num_threads(), blocks))
+
+
+_BLAS = []
+
+
+def one_blas_thread():
+    """BLAS on one thread while the parallel driver calls it from each of its threads (a
+    block's GEMMs are small; two BLAS threads under each Numba thread would fight for the
+    cores). Entering and leaving costs about 16 us."""
+    import contextlib
+    if not _BLAS:
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401  the BLAS numba's np.dot calls: loaded first
+            from threadpoolctl import ThreadpoolController
+            _BLAS.append(ThreadpoolController())
+        except ImportError:
+            _BLAS.append(None)
+    return contextlib.nullcontext() if _BLAS[0] is None else _BLAS[0].limit(limits=1, user_api="blas")
+
+
+def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS):
+    """Z = the 3x3 stride-1 convolution of A_prev (zero-padded by pad_top, pad_left; negative
+    for an input gradient's crop) with the filter whose transform is U (16, C, K), in blocks
+    of whole tile rows holding at most `block_elements` transformed values."""
     m, C, K = A_prev.shape[0], U.shape[1], U.shape[2]
     tiles_H, tiles_W = tiles(Z.shape[1], Z.shape[2])
-    per_example = 16 * tiles_H * tiles_W * max(C, K)
-    step = max(1, chunk_elements // per_example)
-    for i0 in range(0, m, step):
-        i1 = min(m, i0 + step)
-        T = (i1 - i0) * tiles_H * tiles_W
-        V = _buffer(buffers, "V", (T, 16, C), Z.dtype)
-        M = _buffer(buffers, "M", (T, 16, K), Z.dtype)
-        input_transform(A_prev[i0:i1], pad_top, pad_left, tiles_H, tiles_W, V)
-        # a tile's 16 positions side by side: each GEMM reads V[:, k] with a row stride of
-        # 16 C, which BLAS takes as it is
-        np.matmul(V.transpose(1, 0, 2), U, out=M.transpose(1, 0, 2))
-        output_transform(M, tiles_H, tiles_W, Z[i0:i1])
+    rows = max(1, min(tiles_H, block_elements // (16 * tiles_W * max(C, K))))
+    blocks = m * -(-tiles_H // rows)
+    if Z.size * 9 * C < PARALLEL_MIN:
+        convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, 1)
+        return Z
+    with one_blas_thread():
+        convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, parts(blocks))
     return Z
-
-
-def _buffer(buffers, name, shape, dtype):
-    size = shape[0] * shape[1] * shape[2]
-    buf = buffers.get(name)
-    if buf is None or buf.size < size or buf.dtype != dtype:
-        buf = buffers[name] = np.empty(size, dtype=dtype)
-    return buf[:size].reshape(shape)

@@ -19,6 +19,7 @@ from .base import Layer, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
 from ..kernels import conv as kconv
+from ..kernels import gemm as kgemm  # row-split GEMMs, one BLAS thread each (conv2d_transpose)
 from ..kernels import pool as kpool
 
 
@@ -299,7 +300,7 @@ class Conv2DTranspose(_Weighted):
         Z = np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
         for i0, i1 in _chunks(m, hw * W_rows.shape[1], training):
             cols = self.unrolled.cols(((i1 - i0) * hw, W_rows.shape[1]), A_prev.dtype, training)
-            np.matmul(A_prev[i0:i1].reshape(-1, self.n_C_prev), W_rows, out=cols)
+            kgemm.matmul(A_prev[i0:i1].reshape(-1, self.n_C_prev), W_rows, cols)
             kernel(kconv, "col2im", cols.size)(cols, self.f, self.stride, self.crop, self.crop,
                                                n_H_prev, n_W_prev, Z[i0:i1])
         A = self._activate(Z, training)
@@ -316,10 +317,13 @@ class Conv2DTranspose(_Weighted):
         kernel(kconv, "im2col", cols.size)(dZ, self.f, self.stride, self.crop, self.crop,
                                            n_H_prev, n_W_prev, cols)
         A_prev2 = A_prev.reshape(-1, self.n_C_prev)
-        self.grads["W"][...] = (A_prev2.T @ cols).reshape(
+        dW_rows = kgemm.matmul_tn(A_prev2, cols, np.empty(W_rows.shape, dtype=cols.dtype))
+        self.grads["W"][...] = dW_rows.reshape(
             self.n_C_prev, self.f, self.f, self.n_C).transpose(1, 2, 0, 3)
         self.cache = None
-        return (cols @ W_rows.T).reshape(A_prev.shape)
+        dA_prev = np.empty(A_prev.shape, dtype=cols.dtype)
+        kgemm.matmul(cols, W_rows.T, dA_prev.reshape(A_prev2.shape))
+        return dA_prev
 
     def describe(self):
         return self._describe(f"{self.f}x{self.f}x{self.n_C}", activation=self.activation)
