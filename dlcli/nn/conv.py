@@ -19,6 +19,7 @@ from .base import Layer, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
 from ..kernels import conv as kconv
+from ..kernels import direct as kdirect
 from ..kernels import pool as kpool
 
 
@@ -35,6 +36,9 @@ CHUNK_COLS = 1 << 18
 INFERENCE_CHUNK_COLS = 1 << 20
 # A training cache's markers in the place of the patches: these paths keep A_prev instead
 WINOGRAD, POINTWISE = "winograd", "pointwise"
+# ... and the direct path with the next layer's max pool in it (Conv2D.fuse_next); a fused
+# MaxPool's cache
+POOLED, FUSED = "pooled", "fused"
 
 
 # Elements from which a kernel runs its parallel driver. Under 2M, LeNet's layers measured
@@ -45,12 +49,20 @@ PARALLEL_MIN = 1 << 21
 # batch 256, 1.2M: 0.73 against 1.33 ms forward, 0.54 against 0.97 backward; at batch 128 it
 # lost), so it counts its work double.
 MAXPOOL_WORK = 2
+# The direct kernels (kernels/direct.py) take their parallel drivers from this much work (a
+# batch of ~570 for LeNet's first layer). At LeNet's sizes they did not pay on this shared
+# machine (Dec 3, load 1.4-2: batch 64 forward 0.51 against 0.46 ms serial, backward 0.87
+# against 0.60; batch 256 forward 2.14 against 2.06, backward 2.09 against 2.76), and in a
+# whole batch-256 step the OpenBLAS GEMMs after them ran 10x slower (the next layer's
+# forward 120 ms against 13.5 with serial drivers): the two thread pools fought for the
+# cores. Their compile also takes 3-6 s more.
+DIRECT_PARALLEL_MIN = 1 << 26
 
 
-def kernel(module, name: str, work: int):
+def kernel(module, name: str, work: int, parallel_min: int = PARALLEL_MIN):
     """The kernel's parallel driver for `work` elements and more, else its serial one:
     waking the threads costs more than a small pass (kernels/conv.py)."""
-    return getattr(module, name + "_parallel" if work >= PARALLEL_MIN else name)
+    return getattr(module, name + "_parallel" if work >= parallel_min else name)
 
 
 def output_size(n: int, f: int, stride: int, padding) -> tuple[int, int]:
@@ -147,6 +159,7 @@ class Conv2D(_Weighted):
         self.n_C, self.f = _positive_int(filters, "filters"), _positive_int(size, "size")
         self.stride, self.padding = _positive_int(stride, "stride"), padding
         self.unrolled = _Unrolled()
+        self.pool = None  # the MaxPool after this layer, when its pass runs in this one's
 
     def build(self, input_shape, ctx):
         self._geometry(input_shape, self.f, self.stride, self.padding)
@@ -196,20 +209,7 @@ class Conv2D(_Weighted):
                 self.cache = (A_prev, POINTWISE if self.pointwise else WINOGRAD) + self.cache
             return A
         if self.direct and not (training and self.needs_input_grad):
-            if self.activation in activations.PIECEWISE:  # bias and activation in the kernel
-                b = self.params["b"] if self.bias else np.zeros(self.n_C, dtype=Z.dtype)
-                kernel(kconv, "direct_forward_act", Z.size * W2.shape[0])(
-                    A_prev, self.params["W"], b, activations.CODES[self.activation],
-                    self.pad_top, self.pad_left, Z)
-                A = Z
-                self.cache = (A,) if training else self.cache
-            else:
-                kernel(kconv, "direct_forward", Z.size * W2.shape[0])(
-                    A_prev, self.params["W"], self.pad_top, self.pad_left, Z)
-                A = self._activate(Z, training)
-            if training:
-                self.cache = (A_prev, None) + self.cache
-            return A
+            return self._direct_forward(A_prev, Z, training)
         Z2 = Z.reshape(m * hw, self.n_C)
         whole = self._cols(m, A_prev.dtype, True) if training else None  # kept for dW
         unroll = "im2col_t" if self.transposed else "im2col"
@@ -226,12 +226,8 @@ class Conv2D(_Weighted):
 
     def backward(self, dA):
         shape, cols, *self.cache = self.cache
-        if cols is None:  # the direct forward: shape is A_prev itself, no input gradient
-            dZ = self._dZ(dA)
-            kernel(kconv, "direct_filter_grad", dZ.size * self.f * self.f * self.n_C_prev)(
-                shape, dZ, self.pad_top, self.pad_left, self.grads["W"])
-            self.cache = None
-            return None
+        if cols is None or cols is POOLED:  # the direct forward: shape is A_prev itself
+            return self._direct_backward(shape, cols, dA)
         if cols is WINOGRAD or cols is POINTWISE:  # shape is A_prev itself
             dZ = np.ascontiguousarray(self._dZ(dA))
             self.cache = None
@@ -254,6 +250,66 @@ class Conv2D(_Weighted):
             kernel(kconv, fold, part.size)(part, self.f, self.stride, self.pad_top, self.pad_left,
                                            self.n_H, self.n_W, dA_prev[i0:i1])
         return dA_prev
+
+    # -- the direct path (few input channels, stride 1: kernels/direct.py) -------------------
+    def fuse_next(self, layer) -> bool:
+        """Run the next layer's pass inside this one's when it is a 2x2 stride-2 max pool
+        after the direct path's piecewise-linear activation: one pass writes the pooled
+        output (and its argmax) instead of writing the activation for the pool to read, and
+        backward reads the pool's gradient directly. The MaxPool then passes its input on."""
+        if (isinstance(layer, MaxPool) and layer.f == 2 and layer.stride == 2 and self.direct
+                and layer.pad_top == 0 and layer.pad_left == 0 and self.n_H % 2 == 0
+                and self.n_W % 2 == 0 and self.activation in activations.PIECEWISE):
+            self.pool, layer.fused = layer, True
+        return self.pool is not None
+
+    def _direct_forward(self, A_prev, Z, training):
+        work = Z.size * self.f * self.f * self.n_C_prev
+        run = lambda name: kernel(kdirect, name, work, DIRECT_PARALLEL_MIN)  # noqa: E731
+        if self.activation not in activations.PIECEWISE:
+            run("direct_forward")(A_prev, self.params["W"], self.pad_top, self.pad_left, Z)
+            A = self._activate(Z, training)
+            if training:
+                self.cache = (A_prev, None) + self.cache
+            return A
+        # the bias and activation in the kernel, and the max pool after it if fused
+        b = self.params["b"] if self.bias else np.zeros(self.n_C, dtype=Z.dtype)
+        code = activations.CODES[self.activation]
+        if self.pool is None:
+            run("direct_forward_act")(A_prev, self.params["W"], b, code, self.pad_top,
+                                      self.pad_left, Z)
+            if training:
+                self.cache = (A_prev, None, Z)
+            return Z
+        A = np.empty((Z.shape[0],) + self.pool.output_shape, dtype=Z.dtype)
+        argmax = np.empty(A.shape, dtype=np.int8)
+        run("direct_forward_pool")(A_prev, self.params["W"], b, code, self.pad_top, self.pad_left,
+                                   A, argmax)
+        if training:
+            self.cache = (A_prev, POOLED, A, argmax)
+        return A
+
+    def _direct_backward(self, A_prev, pooled, dA):
+        """The filter and bias gradients; no input gradient (the layer is the first)."""
+        work = A_prev.shape[0] * self.n_H * self.n_W * self.n_C * self.f * self.f * self.n_C_prev
+        run = lambda name: kernel(kdirect, name, work, DIRECT_PARALLEL_MIN)  # noqa: E731
+        if self.activation not in activations.PIECEWISE:
+            dZ = np.ascontiguousarray(self._dZ(dA))
+            run("direct_filter_grad")(A_prev, dZ, self.pad_top, self.pad_left, self.grads["W"])
+            self.cache = None
+            return None
+        A, *argmax = self.cache
+        self.cache = None
+        db = self.grads["b"] if self.bias else np.empty(self.n_C, dtype=A.dtype)
+        dA = np.ascontiguousarray(dA, dtype=A.dtype)
+        code = activations.CODES[self.activation]
+        if pooled is None:  # g'(z) and db in the kernel too
+            run("direct_backward_act")(A_prev, dA, A, code, self.pad_top, self.pad_left,
+                                       self.grads["W"], db)
+        else:
+            run("direct_backward_pool")(A_prev, dA, A, argmax[0], code, self.pad_top,
+                                        self.pad_left, self.grads["W"], db)
+        return None
 
     def describe(self):
         return self._describe(f"{self.f}x{self.f}x{self.n_C}", self.padding, self.activation)
@@ -388,7 +444,12 @@ class _Pool(_Windowed):
 
 @register("maxpool")
 class MaxPool(_Pool):
+    fused = False  # set by the Conv2D before it that runs this pass in its own (fuse_next)
+
     def forward(self, A_prev, training):
+        if self.fused and A_prev.shape[1:] == self.output_shape:  # pooled already
+            self.cache = FUSED if training else self.cache
+            return A_prev
         A_prev = np.ascontiguousarray(A_prev)
         A = self._output(A_prev)
         if not training:  # no backward pass: the maxima without their positions
@@ -402,6 +463,9 @@ class MaxPool(_Pool):
         return A
 
     def backward(self, dA):
+        if self.cache is FUSED:  # the Conv2D before runs this pass in its backward
+            self.cache = None
+            return dA
         shape, argmax = self.cache
         dA_prev = np.empty(shape, dtype=dA.dtype)
         kernel(kpool, "maxpool_backward", dA_prev.size * MAXPOOL_WORK)(np.ascontiguousarray(dA), argmax, dA_prev)

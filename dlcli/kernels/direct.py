@@ -1,0 +1,401 @@
+"""Direct convolution for few input channels at stride 1 (LeNet's first layer), NHWC in and out.
+
+Why: a first layer has 1-3 input channels and a handful of filters, so im2col + GEMM spends
+more time unrolling 25-75-value patches than in a GEMM whose 6 output columns BLAS runs far
+below its peak. These kernels skip the unrolling.
+
+How: per example, the input is copied once into zero-padded channel planes of width
+Wp = n_W + f - 1, flat, and the output is computed channel by channel in a "wide" plane of
+the same width (n_H rows of Wp cells, the last f - 1 cells of each row discarded). In that
+layout a filter tap (di, dj, c) is one shift, di Wp + dj, of the input plane c: the whole
+output plane of filter k gains w[tap, k] times a contiguous run of the input plane, a loop of
+n_H Wp elements (896 for LeNet) that LLVM vectorizes without any view, spread or tiling. Four
+taps go in per pass (one load and store of the output per four multiply-adds). The filter
+gradient is the same shifts as dot products of the output gradient's wide plane with the
+input plane, four taps per pass, summed per example and then over examples; only these
+reductions run with `fastmath` reassociation (so LLVM may vectorize a sum), nothing else.
+
+The bias and a piecewise activation (relu, leaky_relu, linear: kernels/activations.py) are
+fused into the forward's last pass, the move from the wide plane to NHWC; the backward fuses
+g'(z) from the layer's output A and the bias gradient into the move of dA into the wide
+plane, so the layer makes no pass of its own.
+
+Measured (2026-12-03, 2-core Zen 4, float32, LeNet's 5x5x6 on 28x28x1 same, batch 64): see
+the module's figures in the README Speed section; against the previous "spread row" kernels
+(four taps and two output rows unrolled by hand): forward 1.03 -> see README, filter gradient
+1.34 -> see README, and a fresh-cache compile of both 15 s -> see README.
+
+Each kernel is a serial driver and a `_parallel` one over blocks of examples (each block with
+its own planes and, for the gradients, its own partial sums, so no two threads share a cell).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, uint64
+
+from .activations import LINEAR, _slope, _typed
+
+BLOCKS = 8  # example blocks of a parallel driver
+
+
+@njit(cache=True)
+def _geometry(A_prev, f, n_H, n_W):
+    """(Wp, plane, offsets): the padded width, the length of one padded input plane (with
+    f - 1 zeros after it, which the discarded cells of the last wide row read), and each
+    tap's shift, in W.reshape(f f n_C_prev, n_C)'s row order (di, dj, c)."""
+    n_C_prev = A_prev.shape[3]
+    Wp = n_W + f - 1
+    plane = (n_H + f - 1) * Wp + f - 1
+    offsets = np.empty(f * f * n_C_prev, dtype=np.uint64)
+    for di in range(f):
+        for dj in range(f):
+            for c in range(n_C_prev):
+                offsets[(di * f + dj) * n_C_prev + c] = c * plane + di * Wp + dj
+    return Wp, plane, offsets
+
+
+@njit(cache=True)
+def _pad_planes(i, A_prev, pad_top, pad_left, Wp, plane, P):
+    """P[c plane + (r + pad_top) Wp + q + pad_left] = A_prev[i, r, q, c]; the padding cells
+    stay as P was allocated (zeros), since only these cells are ever written."""
+    _, n_H_prev, n_W_prev, n_C_prev = A_prev.shape
+    for c in range(n_C_prev):
+        for r in range(n_H_prev):
+            d = uint64(c * plane + (r + pad_top) * Wp + pad_left)
+            for q in range(n_W_prev):
+                P[d + uint64(q)] = A_prev[i, r, q, c]
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _convolve(W2, offsets, N, P, Zw):
+    """Zw[k N + o] = sum_tap W2[tap, k] P[offsets[tap] + o]: the wide output planes of one
+    example from its padded input planes."""
+    taps, n_C = W2.shape
+    for k in range(n_C):
+        z0 = uint64(k * N)
+        for o in range(N):
+            Zw[z0 + uint64(o)] = 0.0
+        t = 0
+        while t + 4 <= taps:  # four taps a pass: one load and store of z per four multiply-adds
+            w0, w1, w2, w3 = W2[t, k], W2[t + 1, k], W2[t + 2, k], W2[t + 3, k]
+            s0, s1, s2, s3 = offsets[t], offsets[t + 1], offsets[t + 2], offsets[t + 3]
+            for o in range(N):
+                u = uint64(o)
+                z = Zw[z0 + u] + w0 * P[s0 + u]  # four fused multiply-adds in a chain
+                z += w1 * P[s1 + u]
+                z += w2 * P[s2 + u]
+                Zw[z0 + u] = z + w3 * P[s3 + u]
+            t += 4
+        while t < taps:
+            w0, s0 = W2[t, k], offsets[t]
+            for o in range(N):
+                u = uint64(o)
+                Zw[z0 + u] += w0 * P[s0 + u]
+            t += 1
+
+
+@njit(inline="always")
+def _act(v, slope):
+    """relu, leaky_relu or linear as the select kernels/activations.py runs: no branch on the
+    activation's code in a loop (it made the loops 2x slower there and longer to compile)."""
+    return v if v > 0 else v * slope
+
+
+@njit(cache=True, error_model="numpy")
+def _to_nhwc(i, Zw, b, code, Wp, Z):
+    """Z[i] = g(Zw + b): the bias and the activation on the way to NHWC, a filter at a time
+    (read in order, written n_C apart: 3-4x faster than gathering n_C planes per pixel)."""
+    _, n_H, n_W, n_C = Z.shape
+    N = n_H * Wp
+    out, C = Z.reshape(-1), uint64(n_C)
+    slope = _slope(code, Z)
+    for k in range(n_C):
+        bk = b[k]
+        for h in range(n_H):
+            s = uint64(k * N + h * Wp)
+            d = uint64((i * n_H + h) * n_W * n_C + k)
+            for w in range(n_W):
+                out[d + uint64(w) * C] = _act(Zw[s + uint64(w)] + bk, slope)
+
+
+@njit(cache=True, error_model="numpy")
+def _to_pooled(i, Zw, b, code, Wp, A, argmax):
+    """A[i] = the 2x2 stride-2 max pool of g(Zw + b), argmax[i] = the window cell it came from
+    (dy 2 + dx; the first on ties, as kernels/pool.py scans): the same values and positions as
+    the activation then MaxPool, without writing the unpooled output."""
+    _, n_H, n_W, n_C = A.shape
+    N = 2 * n_H * Wp
+    out, where, C = A.reshape(-1), argmax.reshape(-1), uint64(n_C)
+    slope = _slope(code, A)
+    for k in range(n_C):
+        bk = b[k]
+        for h in range(n_H):
+            s = uint64(k * N + 2 * h * Wp)
+            d = uint64((i * n_H + h) * n_W * n_C + k)
+            for w in range(n_W):
+                u = s + uint64(2 * w)
+                top, p = _act(Zw[u] + bk, slope), 0
+                v = _act(Zw[u + uint64(1)] + bk, slope)
+                top, p = (v, 1) if v > top else (top, p)
+                v = _act(Zw[u + uint64(Wp)] + bk, slope)
+                top, p = (v, 2) if v > top else (top, p)
+                v = _act(Zw[u + uint64(Wp + 1)] + bk, slope)
+                top, p = (v, 3) if v > top else (top, p)
+                out[d + uint64(w) * C] = top
+                where[d + uint64(w) * C] = p
+
+
+@njit(cache=True, error_model="numpy")
+def direct_forward_act(A_prev, W, b, code, pad_top, pad_left, Z):
+    """Z[i, h, w, k] = g(b[k] + sum_{di, dj, c} A_prev[i, h + di - pad_top, w + dj - pad_left, c] W[di, dj, c, k])
+    (0 outside; g relu, leaky_relu or linear by its code in kernels/activations.py): a
+    stride-1 convolution without unrolling, its bias and activation fused in."""
+    m, n_H, n_W, n_C = Z.shape
+    Wp, plane, offsets = _geometry(A_prev, W.shape[0], n_H, n_W)
+    W2 = W.reshape(-1, n_C)
+    P = np.zeros(A_prev.shape[3] * plane, dtype=Z.dtype)
+    Zw = np.empty(n_C * n_H * Wp, dtype=Z.dtype)
+    for i in range(m):
+        _pad_planes(i, A_prev, pad_top, pad_left, Wp, plane, P)
+        _convolve(W2, offsets, n_H * Wp, P, Zw)
+        _to_nhwc(i, Zw, b, code, Wp, Z)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def direct_forward_act_parallel(A_prev, W, b, code, pad_top, pad_left, Z):
+    m, n_H, n_W, n_C = Z.shape
+    Wp, plane, offsets = _geometry(A_prev, W.shape[0], n_H, n_W)
+    W2 = W.reshape(-1, n_C)
+    step = -(-m // BLOCKS)
+    for p in prange(BLOCKS):
+        P = np.zeros(A_prev.shape[3] * plane, dtype=Z.dtype)
+        Zw = np.empty(n_C * n_H * Wp, dtype=Z.dtype)
+        for i in range(p * step, min(m, (p + 1) * step)):
+            _pad_planes(i, A_prev, pad_top, pad_left, Wp, plane, P)
+            _convolve(W2, offsets, n_H * Wp, P, Zw)
+            _to_nhwc(i, Zw, b, code, Wp, Z)
+
+
+@njit(cache=True, error_model="numpy")
+def direct_forward_pool(A_prev, W, b, code, pad_top, pad_left, A, argmax):
+    """direct_forward_act then a 2x2 stride-2 max pool, in one pass: A (m, n_H / 2, n_W / 2,
+    n_C) and argmax (int8, its shape) as _to_pooled says; n_H and n_W even."""
+    m, n_H, n_W, n_C = A.shape[0], 2 * A.shape[1], 2 * A.shape[2], A.shape[3]
+    Wp, plane, offsets = _geometry(A_prev, W.shape[0], n_H, n_W)
+    W2 = W.reshape(-1, n_C)
+    P = np.zeros(A_prev.shape[3] * plane, dtype=A.dtype)
+    Zw = np.empty(n_C * n_H * Wp, dtype=A.dtype)
+    for i in range(m):
+        _pad_planes(i, A_prev, pad_top, pad_left, Wp, plane, P)
+        _convolve(W2, offsets, n_H * Wp, P, Zw)
+        _to_pooled(i, Zw, b, code, Wp, A, argmax)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def direct_forward_pool_parallel(A_prev, W, b, code, pad_top, pad_left, A, argmax):
+    m, n_H, n_W, n_C = A.shape[0], 2 * A.shape[1], 2 * A.shape[2], A.shape[3]
+    Wp, plane, offsets = _geometry(A_prev, W.shape[0], n_H, n_W)
+    W2 = W.reshape(-1, n_C)
+    step = -(-m // BLOCKS)
+    for p in prange(BLOCKS):
+        P = np.zeros(A_prev.shape[3] * plane, dtype=A.dtype)
+        Zw = np.empty(n_C * n_H * Wp, dtype=A.dtype)
+        for i in range(p * step, min(m, (p + 1) * step)):
+            _pad_planes(i, A_prev, pad_top, pad_left, Wp, plane, P)
+            _convolve(W2, offsets, n_H * Wp, P, Zw)
+            _to_pooled(i, Zw, b, code, Wp, A, argmax)
+
+
+@njit(cache=True, error_model="numpy")
+def direct_forward(A_prev, W, pad_top, pad_left, Z):
+    """The convolution alone: direct_forward_act with no bias, linear."""
+    direct_forward_act(A_prev, W, np.zeros(W.shape[3], dtype=Z.dtype), LINEAR, pad_top, pad_left, Z)
+
+
+@njit(cache=True, error_model="numpy")
+def direct_forward_parallel(A_prev, W, pad_top, pad_left, Z):
+    direct_forward_act_parallel(A_prev, W, np.zeros(W.shape[3], dtype=Z.dtype), LINEAR,
+                                pad_top, pad_left, Z)
+
+
+# -- the filter gradient ---------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _wide_dZ(i, dA, A, code, Wp, G, db):
+    """G[k N + h Wp + w] = dZ[i, h, w, k] = dA g'(z), g' from A (kernels/activations.py);
+    db += its sums. The discarded cells w >= n_W are never written: they stay 0."""
+    _, n_H, n_W, n_C = dA.shape
+    N = n_H * Wp
+    slope = _slope(code, G)
+    da, a, C = dA.reshape(-1), A.reshape(-1), uint64(n_C)
+    for k in range(n_C):  # a filter at a time, as the forward's last pass
+        total = db[k]
+        for h in range(n_H):
+            s = uint64((i * n_H + h) * n_W * n_C + k)
+            d = uint64(k * N + h * Wp)
+            for w in range(n_W):
+                u = s + uint64(w) * C
+                g = da[u] if a[u] > 0 else da[u] * slope
+                G[d + uint64(w)] = g
+                total += g
+        db[k] = total
+
+
+@njit(cache=True, error_model="numpy")
+def _wide_dZ_pooled(i, dA, A, argmax, code, Wp, G, db):
+    """_wide_dZ behind direct_forward_pool: dA, A and argmax are the pool's (m, n_H / 2, n_W / 2,
+    n_C); each gradient goes to the one cell its window's maximum came from, the other cells
+    get 0, as MaxPool's backward then the activation's would give."""
+    _, n_H, n_W, n_C = dA.shape
+    N = 2 * n_H * Wp
+    G[:] = 0.0
+    slope = _slope(code, G)
+    da, a, where, C = dA.reshape(-1), A.reshape(-1), argmax.reshape(-1), uint64(n_C)
+    for k in range(n_C):
+        total = db[k]
+        for h in range(n_H):
+            s = uint64((i * n_H + h) * n_W * n_C + k)
+            d = uint64(k * N + 2 * h * Wp)
+            for w in range(n_W):
+                u = s + uint64(w) * C
+                g = da[u] if a[u] > 0 else da[u] * slope
+                q = where[u]
+                G[d + uint64(2 * w + (q >> 1) * Wp + (q & 1))] = g
+                total += g
+        db[k] = total
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _filter_dots(offsets, N, P, G, dW2):
+    """dW2[tap, k] += sum_o G[k N + o] P[offsets[tap] + o]: four taps a pass, one load of G
+    per four multiply-adds. Reassociation lets these sums vectorize (8 or 16 partial sums)."""
+    taps, n_C = dW2.shape
+    for k in range(n_C):
+        g0 = uint64(k * N)
+        t = 0
+        while t + 4 <= taps:
+            s0, s1, s2, s3 = offsets[t], offsets[t + 1], offsets[t + 2], offsets[t + 3]
+            a0 = a1 = a2 = a3 = _typed(0.0, G)  # a literal 0.0 would sum in float64
+            for o in range(N):
+                u = uint64(o)
+                g = G[g0 + u]
+                a0 += g * P[s0 + u]
+                a1 += g * P[s1 + u]
+                a2 += g * P[s2 + u]
+                a3 += g * P[s3 + u]
+            dW2[t, k] += a0
+            dW2[t + 1, k] += a1
+            dW2[t + 2, k] += a2
+            dW2[t + 3, k] += a3
+            t += 4
+        while t < taps:
+            s0 = offsets[t]
+            a0 = _typed(0.0, G)
+            for o in range(N):
+                u = uint64(o)
+                a0 += G[g0 + u] * P[s0 + u]
+            dW2[t, k] += a0
+            t += 1
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_block(i0, i1, A_prev, dA, A, code, pad_top, pad_left, Wp, plane, offsets, dW2, db):
+    n_H, n_C = dA.shape[1], dA.shape[3]
+    P = np.zeros(A_prev.shape[3] * plane, dtype=dW2.dtype)
+    G = np.zeros(n_C * n_H * Wp, dtype=dW2.dtype)
+    for i in range(i0, i1):
+        _pad_planes(i, A_prev, pad_top, pad_left, Wp, plane, P)
+        _wide_dZ(i, dA, A, code, Wp, G, db)
+        _filter_dots(offsets, n_H * Wp, P, G, dW2)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_pooled_block(i0, i1, A_prev, dA, A, argmax, code, pad_top, pad_left, Wp, plane,
+                           offsets, dW2, db):
+    n_H, n_C = 2 * dA.shape[1], dA.shape[3]
+    P = np.zeros(A_prev.shape[3] * plane, dtype=dW2.dtype)
+    G = np.zeros(n_C * n_H * Wp, dtype=dW2.dtype)
+    for i in range(i0, i1):
+        _pad_planes(i, A_prev, pad_top, pad_left, Wp, plane, P)
+        _wide_dZ_pooled(i, dA, A, argmax, code, Wp, G, db)
+        _filter_dots(offsets, n_H * Wp, P, G, dW2)
+
+
+@njit(cache=True, error_model="numpy")
+def direct_backward_act(A_prev, dA, A, code, pad_top, pad_left, dW, db):
+    """The filter and bias gradients of direct_forward_act from the output gradient dA and
+    the output A (g'(z) by its code, as kernels/activations.py): dW and db overwritten."""
+    m, n_H, n_W, n_C = dA.shape
+    Wp, plane, offsets = _geometry(A_prev, dW.shape[0], n_H, n_W)
+    dW2 = dW.reshape(-1, n_C)
+    dW2[:] = 0.0
+    db[:] = 0.0
+    _backward_block(0, m, A_prev, dA, A, code, pad_top, pad_left, Wp, plane, offsets, dW2, db)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def direct_backward_act_parallel(A_prev, dA, A, code, pad_top, pad_left, dW, db):
+    m, n_H, n_W, n_C = dA.shape
+    Wp, plane, offsets = _geometry(A_prev, dW.shape[0], n_H, n_W)
+    step = -(-m // BLOCKS)
+    dW_part = np.zeros((BLOCKS, offsets.shape[0], n_C), dtype=dW.dtype)  # a partial sum per block
+    db_part = np.zeros((BLOCKS, n_C), dtype=db.dtype)
+    for p in prange(BLOCKS):
+        _backward_block(p * step, min(m, (p + 1) * step), A_prev, dA, A, code, pad_top, pad_left,
+                        Wp, plane, offsets, dW_part[p], db_part[p])
+    _fold(dW_part, db_part, dW.reshape(-1, n_C), db)
+
+
+@njit(cache=True, error_model="numpy")
+def direct_backward_pool(A_prev, dA, A, argmax, code, pad_top, pad_left, dW, db):
+    """The filter and bias gradients of direct_forward_pool from the pooled output's gradient
+    dA, the pooled output A and its argmax: dW and db overwritten."""
+    m, n_H, n_W, n_C = dA.shape[0], 2 * dA.shape[1], 2 * dA.shape[2], dA.shape[3]
+    Wp, plane, offsets = _geometry(A_prev, dW.shape[0], n_H, n_W)
+    dW2 = dW.reshape(-1, n_C)
+    dW2[:] = 0.0
+    db[:] = 0.0
+    _backward_pooled_block(0, m, A_prev, dA, A, argmax, code, pad_top, pad_left, Wp, plane,
+                           offsets, dW2, db)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def direct_backward_pool_parallel(A_prev, dA, A, argmax, code, pad_top, pad_left, dW, db):
+    m, n_H, n_W, n_C = dA.shape[0], 2 * dA.shape[1], 2 * dA.shape[2], dA.shape[3]
+    Wp, plane, offsets = _geometry(A_prev, dW.shape[0], n_H, n_W)
+    step = -(-m // BLOCKS)
+    dW_part = np.zeros((BLOCKS, offsets.shape[0], n_C), dtype=dW.dtype)
+    db_part = np.zeros((BLOCKS, n_C), dtype=db.dtype)
+    for p in prange(BLOCKS):
+        _backward_pooled_block(p * step, min(m, (p + 1) * step), A_prev, dA, A, argmax, code,
+                               pad_top, pad_left, Wp, plane, offsets, dW_part[p], db_part[p])
+    _fold(dW_part, db_part, dW.reshape(-1, n_C), db)
+
+
+@njit(cache=True)
+def _fold(dW_part, db_part, dW2, db):
+    """dW2, db (overwritten) = the blocks' partial sums, in block order."""
+    for t in range(dW2.shape[0]):
+        for k in range(dW2.shape[1]):
+            total = dW_part[0, t, k]
+            for p in range(1, dW_part.shape[0]):
+                total += dW_part[p, t, k]
+            dW2[t, k] = total
+    for k in range(db.shape[0]):
+        total = db_part[0, k]
+        for p in range(1, db_part.shape[0]):
+            total += db_part[p, k]
+        db[k] = total
+
+
+@njit(cache=True, error_model="numpy")
+def direct_filter_grad(A_prev, dZ, pad_top, pad_left, dW):
+    """dW (overwritten) = the filter gradient of direct_forward for the output gradient dZ."""
+    direct_backward_act(A_prev, dZ, dZ, LINEAR, pad_top, pad_left, dW,
+                        np.empty(dZ.shape[3], dtype=dW.dtype))
+
+
+@njit(cache=True, error_model="numpy")
+def direct_filter_grad_parallel(A_prev, dZ, pad_top, pad_left, dW):
+    direct_backward_act_parallel(A_prev, dZ, dZ, LINEAR, pad_top, pad_left, dW,
+                                 np.empty(dZ.shape[3], dtype=dW.dtype))
