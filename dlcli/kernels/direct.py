@@ -37,9 +37,12 @@ from numba import njit, prange, uint64
 from .activations import LINEAR, _slope, _typed
 
 BLOCKS = 8  # example blocks of a parallel driver
+# The filter gradient's drivers may reassociate sums, so that LLVM vectorizes the dot products
+# (8 or 16 partial sums each); every driver may fuse a multiply and an add (contract).
+REDUCE = {"reassoc", "contract"}
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _geometry(A_prev, f, n_H, n_W):
     """(Wp, plane, offsets): the padded width, the length of one padded input plane (with
     f - 1 zeros after it, which the discarded cells of the last wide row read), and each
@@ -55,7 +58,7 @@ def _geometry(A_prev, f, n_H, n_W):
     return Wp, plane, offsets
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _pad_planes(i, A_prev, pad_top, pad_left, Wp, plane, P):
     """P[c plane + (r + pad_top) Wp + q + pad_left] = A_prev[i, r, q, c]; the padding cells
     stay as P was allocated (zeros), since only these cells are ever written."""
@@ -67,7 +70,7 @@ def _pad_planes(i, A_prev, pad_top, pad_left, Wp, plane, P):
                 P[d + uint64(q)] = A_prev[i, r, q, c]
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(inline="always")
 def _convolve(W2, offsets, N, P, Zw):
     """Zw[k N + o] = sum_tap W2[tap, k] P[offsets[tap] + o]: the wide output planes of one
     example from its padded input planes."""
@@ -102,7 +105,7 @@ def _act(v, slope):
     return v if v > 0 else v * slope
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always")
 def _to_nhwc(i, Zw, b, code, Wp, Z):
     """Z[i] = g(Zw + b): the bias and the activation on the way to NHWC, a filter at a time
     (read in order, written n_C apart: 3-4x faster than gathering n_C planes per pixel)."""
@@ -119,7 +122,7 @@ def _to_nhwc(i, Zw, b, code, Wp, Z):
                 out[d + uint64(w) * C] = _act(Zw[s + uint64(w)] + bk, slope)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always")
 def _to_pooled(i, Zw, b, code, Wp, A, argmax):
     """A[i] = the 2x2 stride-2 max pool of g(Zw + b), argmax[i] = the window cell it came from
     (dy 2 + dx; the first on ties, as kernels/pool.py scans): the same values and positions as
@@ -146,7 +149,7 @@ def _to_pooled(i, Zw, b, code, Wp, A, argmax):
                 where[d + uint64(w) * C] = p
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def direct_forward_act(A_prev, W, b, code, pad_top, pad_left, Z):
     """Z[i, h, w, k] = g(b[k] + sum_{di, dj, c} A_prev[i, h + di - pad_top, w + dj - pad_left, c] W[di, dj, c, k])
     (0 outside; g relu, leaky_relu or linear by its code in kernels/activations.py): a
@@ -162,7 +165,7 @@ def direct_forward_act(A_prev, W, b, code, pad_top, pad_left, Z):
         _to_nhwc(i, Zw, b, code, Wp, Z)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
 def direct_forward_act_parallel(A_prev, W, b, code, pad_top, pad_left, Z):
     m, n_H, n_W, n_C = Z.shape
     Wp, plane, offsets = _geometry(A_prev, W.shape[0], n_H, n_W)
@@ -177,7 +180,7 @@ def direct_forward_act_parallel(A_prev, W, b, code, pad_top, pad_left, Z):
             _to_nhwc(i, Zw, b, code, Wp, Z)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def direct_forward_pool(A_prev, W, b, code, pad_top, pad_left, A, argmax):
     """direct_forward_act then a 2x2 stride-2 max pool, in one pass: A (m, n_H / 2, n_W / 2,
     n_C) and argmax (int8, its shape) as _to_pooled says; n_H and n_W even."""
@@ -192,7 +195,7 @@ def direct_forward_pool(A_prev, W, b, code, pad_top, pad_left, A, argmax):
         _to_pooled(i, Zw, b, code, Wp, A, argmax)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
 def direct_forward_pool_parallel(A_prev, W, b, code, pad_top, pad_left, A, argmax):
     m, n_H, n_W, n_C = A.shape[0], 2 * A.shape[1], 2 * A.shape[2], A.shape[3]
     Wp, plane, offsets = _geometry(A_prev, W.shape[0], n_H, n_W)
@@ -220,7 +223,7 @@ def direct_forward_parallel(A_prev, W, pad_top, pad_left, Z):
 
 
 # -- the filter gradient ---------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(inline="always")
 def _wide_dZ(i, dA, A, code, Wp, G, db):
     """G[k N + h Wp + w] = dZ[i, h, w, k] = dA g'(z), g' from A (kernels/activations.py);
     db += its sums. The discarded cells w >= n_W are never written: they stay 0."""
@@ -241,7 +244,7 @@ def _wide_dZ(i, dA, A, code, Wp, G, db):
         db[k] = total
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always")
 def _wide_dZ_pooled(i, dA, A, argmax, code, Wp, G, db):
     """_wide_dZ behind direct_forward_pool: dA, A and argmax are the pool's (m, n_H / 2, n_W / 2,
     n_C); each gradient goes to the one cell its window's maximum came from, the other cells
@@ -265,7 +268,7 @@ def _wide_dZ_pooled(i, dA, A, argmax, code, Wp, G, db):
         db[k] = total
 
 
-@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+@njit(inline="always")
 def _filter_dots(offsets, N, P, G, dW2):
     """dW2[tap, k] += sum_o G[k N + o] P[offsets[tap] + o]: four taps a pass, one load of G
     per four multiply-adds. Reassociation lets these sums vectorize (8 or 16 partial sums)."""
@@ -298,7 +301,7 @@ def _filter_dots(offsets, N, P, G, dW2):
             t += 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always")
 def _backward_block(i0, i1, A_prev, dA, A, code, pad_top, pad_left, Wp, plane, offsets, dW2, db):
     n_H, n_C = dA.shape[1], dA.shape[3]
     P = np.zeros(A_prev.shape[3] * plane, dtype=dW2.dtype)
@@ -309,7 +312,7 @@ def _backward_block(i0, i1, A_prev, dA, A, code, pad_top, pad_left, Wp, plane, o
         _filter_dots(offsets, n_H * Wp, P, G, dW2)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always")
 def _backward_pooled_block(i0, i1, A_prev, dA, A, argmax, code, pad_top, pad_left, Wp, plane,
                            offsets, dW2, db):
     n_H, n_C = 2 * dA.shape[1], dA.shape[3]
@@ -321,7 +324,7 @@ def _backward_pooled_block(i0, i1, A_prev, dA, A, argmax, code, pad_top, pad_lef
         _filter_dots(offsets, n_H * Wp, P, G, dW2)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=REDUCE)
 def direct_backward_act(A_prev, dA, A, code, pad_top, pad_left, dW, db):
     """The filter and bias gradients of direct_forward_act from the output gradient dA and
     the output A (g'(z) by its code, as kernels/activations.py): dW and db overwritten."""
@@ -333,7 +336,7 @@ def direct_backward_act(A_prev, dA, A, code, pad_top, pad_left, dW, db):
     _backward_block(0, m, A_prev, dA, A, code, pad_top, pad_left, Wp, plane, offsets, dW2, db)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=REDUCE)
 def direct_backward_act_parallel(A_prev, dA, A, code, pad_top, pad_left, dW, db):
     m, n_H, n_W, n_C = dA.shape
     Wp, plane, offsets = _geometry(A_prev, dW.shape[0], n_H, n_W)
@@ -346,7 +349,7 @@ def direct_backward_act_parallel(A_prev, dA, A, code, pad_top, pad_left, dW, db)
     _fold(dW_part, db_part, dW.reshape(-1, n_C), db)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=REDUCE)
 def direct_backward_pool(A_prev, dA, A, argmax, code, pad_top, pad_left, dW, db):
     """The filter and bias gradients of direct_forward_pool from the pooled output's gradient
     dA, the pooled output A and its argmax: dW and db overwritten."""
@@ -359,7 +362,7 @@ def direct_backward_pool(A_prev, dA, A, argmax, code, pad_top, pad_left, dW, db)
                            offsets, dW2, db)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=REDUCE)
 def direct_backward_pool_parallel(A_prev, dA, A, argmax, code, pad_top, pad_left, dW, db):
     m, n_H, n_W, n_C = dA.shape[0], 2 * dA.shape[1], 2 * dA.shape[2], dA.shape[3]
     Wp, plane, offsets = _geometry(A_prev, dW.shape[0], n_H, n_W)
@@ -372,7 +375,7 @@ def direct_backward_pool_parallel(A_prev, dA, A, argmax, code, pad_top, pad_left
     _fold(dW_part, db_part, dW.reshape(-1, n_C), db)
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _fold(dW_part, db_part, dW2, db):
     """dW2, db (overwritten) = the blocks' partial sums, in block order."""
     for t in range(dW2.shape[0]):

@@ -2,7 +2,8 @@
 
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
 parameters, caches and the wiring of nested layers. A conv2d picks its path when built:
-direct kernels (few input channels, stride 1), plain GEMMs on the input (1x1 stride 1,
+direct kernels (few input channels, stride 1, nn/conv_direct.py, with a 2x2 max pool after
+them fused in), plain GEMMs on the input (1x1 stride 1,
 nn/conv_pointwise.py), Winograd F(2x2, 3x3) (3x3 stride 1 with many channels,
 nn/conv_winograd.py), or else im2col + GEMM. Gradients are sums over the batch (the
 loss divides by m, never a layer) and are written into the arrays `build` puts in
@@ -14,12 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations, build_layer, register
-from . import conv_pointwise, conv_winograd
+from . import conv_direct, conv_pointwise, conv_winograd
 from .base import Layer, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
 from ..kernels import conv as kconv
-from ..kernels import direct as kdirect
 from ..kernels import pool as kpool
 
 
@@ -36,9 +36,8 @@ CHUNK_COLS = 1 << 18
 INFERENCE_CHUNK_COLS = 1 << 20
 # A training cache's markers in the place of the patches: these paths keep A_prev instead
 WINOGRAD, POINTWISE = "winograd", "pointwise"
-# ... and the direct path with the next layer's max pool in it (Conv2D.fuse_next); a fused
-# MaxPool's cache
-POOLED, FUSED = "pooled", "fused"
+# A fused MaxPool's cache (nn/conv_direct.py runs its pass)
+FUSED = "fused"
 
 
 # Elements from which a kernel runs its parallel driver. Under 2M, LeNet's layers measured
@@ -49,20 +48,12 @@ PARALLEL_MIN = 1 << 21
 # batch 256, 1.2M: 0.73 against 1.33 ms forward, 0.54 against 0.97 backward; at batch 128 it
 # lost), so it counts its work double.
 MAXPOOL_WORK = 2
-# The direct kernels (kernels/direct.py) take their parallel drivers from this much work (a
-# batch of ~570 for LeNet's first layer). At LeNet's sizes they did not pay on this shared
-# machine (Dec 3, load 1.4-2: batch 64 forward 0.51 against 0.46 ms serial, backward 0.87
-# against 0.60; batch 256 forward 2.14 against 2.06, backward 2.09 against 2.76), and in a
-# whole batch-256 step the OpenBLAS GEMMs after them ran 10x slower (the next layer's
-# forward 120 ms against 13.5 with serial drivers): the two thread pools fought for the
-# cores. Their compile also takes 3-6 s more.
-DIRECT_PARALLEL_MIN = 1 << 26
 
 
-def kernel(module, name: str, work: int, parallel_min: int = PARALLEL_MIN):
+def kernel(module, name: str, work: int):
     """The kernel's parallel driver for `work` elements and more, else its serial one:
     waking the threads costs more than a small pass (kernels/conv.py)."""
-    return getattr(module, name + "_parallel" if work >= parallel_min else name)
+    return getattr(module, name + "_parallel" if work >= PARALLEL_MIN else name)
 
 
 def output_size(n: int, f: int, stride: int, padding) -> tuple[int, int]:
@@ -209,7 +200,7 @@ class Conv2D(_Weighted):
                 self.cache = (A_prev, POINTWISE if self.pointwise else WINOGRAD) + self.cache
             return A
         if self.direct and not (training and self.needs_input_grad):
-            return self._direct_forward(A_prev, Z, training)
+            return conv_direct.forward(self, A_prev, Z, training)
         Z2 = Z.reshape(m * hw, self.n_C)
         whole = self._cols(m, A_prev.dtype, True) if training else None  # kept for dW
         unroll = "im2col_t" if self.transposed else "im2col"
@@ -226,8 +217,8 @@ class Conv2D(_Weighted):
 
     def backward(self, dA):
         shape, cols, *self.cache = self.cache
-        if cols is None or cols is POOLED:  # the direct forward: shape is A_prev itself
-            return self._direct_backward(shape, cols, dA)
+        if cols is None or cols is conv_direct.POOLED:  # the direct path: shape is A_prev itself
+            return conv_direct.backward(self, shape, cols, dA)
         if cols is WINOGRAD or cols is POINTWISE:  # shape is A_prev itself
             dZ = np.ascontiguousarray(self._dZ(dA))
             self.cache = None
@@ -251,65 +242,10 @@ class Conv2D(_Weighted):
                                            self.n_H, self.n_W, dA_prev[i0:i1])
         return dA_prev
 
-    # -- the direct path (few input channels, stride 1: kernels/direct.py) -------------------
     def fuse_next(self, layer) -> bool:
-        """Run the next layer's pass inside this one's when it is a 2x2 stride-2 max pool
-        after the direct path's piecewise-linear activation: one pass writes the pooled
-        output (and its argmax) instead of writing the activation for the pool to read, and
-        backward reads the pool's gradient directly. The MaxPool then passes its input on."""
-        if (isinstance(layer, MaxPool) and layer.f == 2 and layer.stride == 2 and self.direct
-                and layer.pad_top == 0 and layer.pad_left == 0 and self.n_H % 2 == 0
-                and self.n_W % 2 == 0 and self.activation in activations.PIECEWISE):
-            self.pool, layer.fused = layer, True
-        return self.pool is not None
-
-    def _direct_forward(self, A_prev, Z, training):
-        work = Z.size * self.f * self.f * self.n_C_prev
-        run = lambda name: kernel(kdirect, name, work, DIRECT_PARALLEL_MIN)  # noqa: E731
-        if self.activation not in activations.PIECEWISE:
-            run("direct_forward")(A_prev, self.params["W"], self.pad_top, self.pad_left, Z)
-            A = self._activate(Z, training)
-            if training:
-                self.cache = (A_prev, None) + self.cache
-            return A
-        # the bias and activation in the kernel, and the max pool after it if fused
-        b = self.params["b"] if self.bias else np.zeros(self.n_C, dtype=Z.dtype)
-        code = activations.CODES[self.activation]
-        if self.pool is None:
-            run("direct_forward_act")(A_prev, self.params["W"], b, code, self.pad_top,
-                                      self.pad_left, Z)
-            if training:
-                self.cache = (A_prev, None, Z)
-            return Z
-        A = np.empty((Z.shape[0],) + self.pool.output_shape, dtype=Z.dtype)
-        argmax = np.empty(A.shape, dtype=np.int8)
-        run("direct_forward_pool")(A_prev, self.params["W"], b, code, self.pad_top, self.pad_left,
-                                   A, argmax)
-        if training:
-            self.cache = (A_prev, POOLED, A, argmax)
-        return A
-
-    def _direct_backward(self, A_prev, pooled, dA):
-        """The filter and bias gradients; no input gradient (the layer is the first)."""
-        work = A_prev.shape[0] * self.n_H * self.n_W * self.n_C * self.f * self.f * self.n_C_prev
-        run = lambda name: kernel(kdirect, name, work, DIRECT_PARALLEL_MIN)  # noqa: E731
-        if self.activation not in activations.PIECEWISE:
-            dZ = np.ascontiguousarray(self._dZ(dA))
-            run("direct_filter_grad")(A_prev, dZ, self.pad_top, self.pad_left, self.grads["W"])
-            self.cache = None
-            return None
-        A, *argmax = self.cache
-        self.cache = None
-        db = self.grads["b"] if self.bias else np.empty(self.n_C, dtype=A.dtype)
-        dA = np.ascontiguousarray(dA, dtype=A.dtype)
-        code = activations.CODES[self.activation]
-        if pooled is None:  # g'(z) and db in the kernel too
-            run("direct_backward_act")(A_prev, dA, A, code, self.pad_top, self.pad_left,
-                                       self.grads["W"], db)
-        else:
-            run("direct_backward_pool")(A_prev, dA, A, argmax[0], code, self.pad_top,
-                                        self.pad_left, self.grads["W"], db)
-        return None
+        """Run the next layer's pass in this one's where nn/conv_direct.py can (a 2x2 max pool
+        after the direct path)."""
+        return conv_direct.fuse(self, layer)
 
     def describe(self):
         return self._describe(f"{self.f}x{self.f}x{self.n_C}", self.padding, self.activation)
@@ -457,7 +393,8 @@ class MaxPool(_Pool):
                 A_prev, self.f, self.stride, self.pad_top, self.pad_left, A)
             return A
         argmax = np.empty(A.shape, dtype=np.int32)
-        kernel(kpool, "maxpool_forward", A_prev.size * MAXPOOL_WORK)(
+        scan = "maxpool_forward" if A.shape[3] >= kpool.VECTOR_CHANNELS else "maxpool_forward_narrow"
+        kernel(kpool, scan, A_prev.size * MAXPOOL_WORK)(
             A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax)
         self.cache = (A_prev.shape, argmax)
         return A
