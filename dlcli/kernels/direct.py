@@ -5,28 +5,39 @@ more time unrolling 25-75-value patches than in a GEMM whose 6 output columns BL
 below its peak. These kernels skip the unrolling.
 
 How: per example, the input is copied once into zero-padded channel planes of width
-Wp = n_W + f - 1, flat, and the output is computed channel by channel in a "wide" plane of
-the same width (n_H rows of Wp cells, the last f - 1 cells of each row discarded). In that
-layout a filter tap (di, dj, c) is one shift, di Wp + dj, of the input plane c: the whole
-output plane of filter k gains w[tap, k] times a contiguous run of the input plane, a loop of
-n_H Wp elements (896 for LeNet) that LLVM vectorizes without any view, spread or tiling. Four
-taps go in per pass (one load and store of the output per four multiply-adds). The filter
-gradient is the same shifts as dot products of the output gradient's wide plane with the
-input plane, four taps per pass, summed per example and then over examples; only these
-reductions run with `fastmath` reassociation (so LLVM may vectorize a sum), nothing else.
+Wp = n_W + f - 1, flat, and the output is computed filter by filter in a "wide" plane of the
+same width (n_H rows of Wp cells, the last f - 1 cells of each row discarded: 14% more work
+for LeNet). In that layout a filter tap (di, dj, c) is one shift, di Wp + dj, of the input
+plane c: the whole output plane of filter k gains w[tap, k] times a contiguous run of the
+input plane, a loop of n_H Wp elements (896 for LeNet) that LLVM vectorizes (16 float32 a
+vector) without any view, spread copy or tiled weights. Four taps go in per pass: one load
+and store of the output per four fused multiply-adds, ~60% of the core's FMA peak. The
+filter gradient is the same shifts as dot products of the output gradient's wide plane with
+the input plane, four taps a pass, summed per example then over examples.
 
-The bias and a piecewise activation (relu, leaky_relu, linear: kernels/activations.py) are
-fused into the forward's last pass, the move from the wide plane to NHWC; the backward fuses
-g'(z) from the layer's output A and the bias gradient into the move of dA into the wide
-plane, so the layer makes no pass of its own.
+Fused in: the bias and a piecewise activation (linear, relu, leaky_relu, as the branch-free
+select of kernels/activations.py) in the move from the wide plane to NHWC, and g'(z) and db
+in the move of dA into the wide plane; and, for LeNet's 2x2 stride-2 max pool after the
+layer (nn/conv_direct.py), the pool itself: `direct_forward_pool` writes the pooled output
+and each window's argmax instead of the activation, and `direct_backward_pool` builds the
+wide dZ from the pool's gradient, so the full activation is never written nor read back.
 
-Measured (2026-12-03, 2-core Zen 4, float32, LeNet's 5x5x6 on 28x28x1 same, batch 64): see
-the module's figures in the README Speed section; against the previous "spread row" kernels
-(four taps and two output rows unrolled by hand): forward 1.03 -> see README, filter gradient
-1.34 -> see README, and a fresh-cache compile of both 15 s -> see README.
+Flags: `fastmath` contract (multiply-adds fused) on every driver; reassoc on the filter
+gradient's, so that its dot products vectorize (8 or 16 partial sums; a literal 0.0 for
+their start would have summed in float64 at half the speed). The helpers are inlined into
+their drivers: only the drivers a model calls compile, each once (fresh cache, load ~1.8:
+forward + backward 5.4 -> 4.2 s against separately compiled helpers).
+
+Measured (Dec 3 2026, 2-core Zen 4, float32, LeNet's 5x5x6 on 28x28x1 same + relu, one
+thread, load 1.4), against the previous kernels (spread input rows, tiled weights, four taps
+and two output rows unrolled by hand): batch 64 forward 0.90 -> 0.46 ms, filter gradient
+0.91 (+0.09 for the activation's backward pass) -> 0.60 ms with g'(z) and db; batch 256
+3.93 -> 2.06 and 3.97 -> 2.76 ms. Their fresh-cache compile took 10.6 s (parallel drivers,
+which LeNet's sizes took) against ~4 s for the serial pooled pair now.
 
 Each kernel is a serial driver and a `_parallel` one over blocks of examples (each block with
-its own planes and, for the gradients, its own partial sums, so no two threads share a cell).
+its own planes and, for the gradients, its own partial sums, so no two threads share a cell);
+nn/conv_direct.py says when a layer takes the parallel ones.
 """
 
 from __future__ import annotations
