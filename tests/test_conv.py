@@ -631,27 +631,3 @@ def test_direct_conv_with_its_max_pool_fused_equals_the_two_layers(activation, n
     for key in ("W", "b"):
         np.testing.assert_allclose(conv.grads[key], plain.layers[0].grads[key], rtol=1e-12, atol=1e-13)
     np.testing.assert_array_equal(fused.forward(x, False), plain.forward(x, False))
-
-
-@pytest.mark.parametrize("kwargs,n_C_prev,first", [
-    ({"filters": 4, "size": 3, "padding": "same"}, 1, False),
-    ({"filters": 4, "size": 3, "stride": 2, "padding": "same"}, 3, False),
-    ({"filters": 5, "size": 5, "padding": "valid"}, 6, True)])
-def test_patches_unrolled_again_equal_kept_ones(monkeypatch, kwargs, n_C_prev, first):
-    """Above KEEP_PATCHES_BYTES a training step keeps no patches and backward unrolls them
-    again a few examples at a time: the same outputs and gradients as keeping them."""
-    import dlcli.nn.conv as conv_module
-    x = np.random.default_rng(26).standard_normal((7, 9, 8, n_C_prev))
-    kept, again = (built(Conv2D(**kwargs), x.shape[1:]) for _ in range(2))
-    kept.needs_input_grad = again.needs_input_grad = not first
-    expected = run(kept, x)
-    monkeypatch.setattr(conv_module, "KEEP_PATCHES_BYTES", 0)
-    monkeypatch.setattr(conv_module, "CHUNK_COLS", 9 * 8 * 25 * n_C_prev * 2)  # a few examples
-    got = run(again, x)
-    np.testing.assert_allclose(got[0], expected[0], rtol=1e-12, atol=1e-12)
-    if first:
-        assert got[2] is None and expected[2] is None
-    else:
-        np.testing.assert_allclose(got[2], expected[2], rtol=1e-12, atol=1e-12)
-    for key in ("W", "b"):
-        np.testing.assert_allclose(again.grads[key], kept.grads[key], rtol=1e-12, atol=1e-12)

@@ -35,12 +35,7 @@ CHUNK_COLS = 1 << 18
 # there: LeNet-5 predicting 4096 examples, 157 ms at 1 MB chunks, 137 ms at 4 MB, 143 at 16.
 INFERENCE_CHUNK_COLS = 1 << 20
 # A training cache's markers in the place of the patches: these paths keep A_prev instead
-WINOGRAD, POINTWISE, UNROLL_AGAIN = "winograd", "pointwise", "unroll again"
-# A training step keeps its patches for dW up to this size; above it the forward unrolls a
-# chunk at a time into one buffer and backward unrolls them again: LeNet's 5x5x16 on
-# 14x14x6 (1 BLAS thread, load ~2.5) forward + backward at batch 256 (15 MB of patches)
-# 11.7-12.7 ms kept, 9.4-10.4 ms unrolled again; at batch 64 (3.8 MB) 1.8-2.0 kept, 2.1-2.2.
-KEEP_PATCHES_BYTES = 8 << 20
+WINOGRAD, POINTWISE = "winograd", "pointwise"
 # A fused MaxPool's cache (nn/conv_direct.py runs its pass)
 FUSED = "fused"
 
@@ -207,19 +202,17 @@ class Conv2D(_Weighted):
         if self.direct and not (training and self.needs_input_grad):
             return conv_direct.forward(self, A_prev, Z, training)
         Z2 = Z.reshape(m * hw, self.n_C)
-        # the patches are kept for dW, unless so many that unrolling them again is cheaper
-        keep = training and m * hw * W2.shape[0] * A_prev.itemsize <= KEEP_PATCHES_BYTES
-        whole = self._cols(m, A_prev.dtype, True) if keep else None
+        whole = self._cols(m, A_prev.dtype, True) if training else None  # kept for dW
         unroll = "im2col_t" if self.transposed else "im2col"
         for i0, i1 in _chunks(m, hw * W2.shape[0], training):
-            cols = (self._rows(whole, i0 * hw, i1 * hw) if keep
-                    else self._cols(i1 - i0, A_prev.dtype, training))
+            cols = (self._rows(whole, i0 * hw, i1 * hw) if training
+                    else self._cols(i1 - i0, A_prev.dtype, False))
             kernel(kconv, unroll, cols.size)(A_prev[i0:i1], self.f, self.stride, self.pad_top,
                                              self.pad_left, self.n_H, self.n_W, cols)
             np.matmul(self._patches(cols), W2, out=Z2[i0 * hw:i1 * hw])
         A = self._activate(Z, training)
         if training:
-            self.cache = ((A_prev.shape, whole) if keep else (A_prev, UNROLL_AGAIN)) + self.cache
+            self.cache = (A_prev.shape, whole) + self.cache
         return A
 
     def backward(self, dA):
@@ -232,8 +225,6 @@ class Conv2D(_Weighted):
             if cols is POINTWISE:
                 return conv_pointwise.backward(self, shape, dZ)
             return conv_winograd.backward(self, shape, dZ, CHUNK_COLS)
-        if cols is UNROLL_AGAIN:  # shape is A_prev itself
-            return self._backward_unrolling(shape, self._dZ(dA).reshape(-1, self.n_C))
         dZ2 = self._dZ(dA).reshape(-1, self.n_C)
         W2 = self.params["W"].reshape(-1, self.n_C)
         np.matmul(self._patches(cols).T, dZ2, out=self.grads["W"].reshape(W2.shape))
@@ -249,30 +240,6 @@ class Conv2D(_Weighted):
             np.matmul(dZ2[i0 * hw:i1 * hw], W2.T, out=self._patches(part))
             kernel(kconv, fold, part.size)(part, self.f, self.stride, self.pad_top, self.pad_left,
                                            self.n_H, self.n_W, dA_prev[i0:i1])
-        return dA_prev
-
-    def _backward_unrolling(self, A_prev, dZ2):
-        """backward when the forward kept no patches: a few examples at a time, unrolled,
-        their dW summed and their patches' gradient folded back while all is in cache."""
-        W2 = self.params["W"].reshape(-1, self.n_C)
-        dW2 = self.grads["W"].reshape(W2.shape)
-        part = np.empty_like(dW2)
-        dA_prev = np.empty(A_prev.shape, dtype=dZ2.dtype) if self.needs_input_grad else None
-        hw = self.n_H * self.n_W
-        unroll, fold = ("im2col_t", "col2im_t") if self.transposed else ("im2col", "col2im")
-        self.cache = None
-        for n, (i0, i1) in enumerate(_chunks(A_prev.shape[0], hw * W2.shape[0])):
-            cols = self._cols(i1 - i0, A_prev.dtype, True)
-            kernel(kconv, unroll, cols.size)(A_prev[i0:i1], self.f, self.stride, self.pad_top,
-                                             self.pad_left, self.n_H, self.n_W, cols)
-            dZ_part = dZ2[i0 * hw:i1 * hw]
-            np.matmul(self._patches(cols).T, dZ_part, out=dW2 if n == 0 else part)
-            if n:
-                dW2 += part
-            if dA_prev is not None:
-                np.matmul(dZ_part, W2.T, out=self._patches(cols))
-                kernel(kconv, fold, cols.size)(cols, self.f, self.stride, self.pad_top,
-                                               self.pad_left, self.n_H, self.n_W, dA_prev[i0:i1])
         return dA_prev
 
     def fuse_next(self, layer) -> bool:
