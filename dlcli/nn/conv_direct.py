@@ -23,14 +23,16 @@ from . import activations
 # A training cache's marker where the patches would be: the pooled output and argmax follow
 POOLED = "pooled"
 
-# From this much work the direct kernels take their parallel drivers (a batch of ~570 for
-# LeNet's first layer). At LeNet's sizes they did not pay on this shared machine (Dec 3, load
-# 1.4-2: batch 64 forward 0.51 against 0.46 ms serial, backward 0.87 against 0.60; batch 256
-# forward 2.14 against 2.06, backward 2.09 against 2.76), and in a whole batch-256 step the
-# OpenBLAS GEMMs after them ran 10x slower (the next conv's forward 120 ms against 13.5 with
-# the serial drivers): the two thread pools fought for the cores. They also take 3-6 s more
-# to compile.
-DIRECT_PARALLEL_MIN = 1 << 26
+# From this much work the direct kernels take their parallel drivers (a batch of ~9,000 for
+# LeNet's first layer: none of LeNet's batches, inference's 1,024 included). At LeNet's sizes
+# they did not pay on this shared 2-core machine (Dec 3, load 1.4-3): batch 64 forward 0.51
+# against 0.46 ms serial, backward 0.87 against 0.60; batch 256 forward 2.14 against 2.06,
+# backward 2.09 against 2.76; evaluating 8,000 images 0.37-0.42 s against 0.22-0.23 s, and
+# the training epoch after it 0.69-0.80 s against 0.58-0.64 s. In a whole batch-256 step the
+# OpenBLAS GEMMs after them ran up to 10x slower (the next conv's forward 120 ms against 13.5
+# with the serial drivers): the two thread pools fought for the cores. They also take 3-6 s
+# more to compile.
+DIRECT_PARALLEL_MIN = 1 << 30
 
 
 def _kernel(name: str, work: int):
