@@ -33,7 +33,7 @@ thread, load 1.4), against the previous kernels (spread input rows, tiled weight
 and two output rows unrolled by hand): batch 64 forward 0.90 -> 0.46 ms, filter gradient
 0.91 (+0.09 for the activation's backward pass) -> 0.60 ms with g'(z) and db; batch 256
 3.93 -> 2.06 and 3.97 -> 2.76 ms. Their fresh-cache compile took 10.6 s (parallel drivers,
-which LeNet's sizes took) against ~4 s for the serial pooled pair now.
+which LeNet's sizes took) against 4.2-5.4 s for the serial pooled pair now (loads 1.4-2.9).
 
 Each kernel is a serial driver and a `_parallel` one over blocks of examples (each block with
 its own planes and, for the gradients, its own partial sums, so no two threads share a cell);
