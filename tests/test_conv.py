@@ -631,3 +631,18 @@ def test_direct_conv_with_its_max_pool_fused_equals_the_two_layers(activation, n
     for key in ("W", "b"):
         np.testing.assert_allclose(conv.grads[key], plain.layers[0].grads[key], rtol=1e-12, atol=1e-13)
     np.testing.assert_array_equal(fused.forward(x, False), plain.forward(x, False))
+
+
+def test_a_model_built_again_fuses_its_pool_again_or_not():
+    """Fusing is decided at every build: the same layers built for an odd output size run
+    apart again."""
+    from dlcli.nn.model import Sequential
+    net = Sequential([Conv2D(3, 3, padding="same", activation="relu"), MaxPool(2)])
+    ctx = BuildContext(dtype=np.dtype(np.float64))
+    net.build((8, 8, 1), ctx)
+    assert net.layers[0].pool is net.layers[1] and net.layers[1].fused
+    net.build((7, 7, 1), ctx)
+    assert net.layers[0].pool is None and not net.layers[1].fused
+    net.layers[0].needs_input_grad = False
+    x = np.random.default_rng(27).standard_normal((2, 7, 7, 1))
+    assert net.forward(x, True).shape == (2, 3, 3, 3)

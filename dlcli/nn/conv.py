@@ -157,6 +157,7 @@ class Conv2D(_Weighted):
         f, self.n_C_prev = self.f, input_shape[2]
         self._init_params(ctx, (f, f, self.n_C_prev, self.n_C), f * f * self.n_C_prev,
                           f * f * self.n_C, self.n_C)
+        self.pool = None  # until the model fuses the next layer in again (fuse_next)
         # few input channels: the transposed unrolling copies whole image rows (kernels/conv.py)
         self.transposed = self.n_C_prev < TRANSPOSED_BELOW
         # and at stride 1 it skips the unrolling: direct loops (kernels/conv.py), for inference
@@ -381,6 +382,10 @@ class _Pool(_Windowed):
 @register("maxpool")
 class MaxPool(_Pool):
     fused = False  # set by the Conv2D before it that runs this pass in its own (fuse_next)
+
+    def build(self, input_shape, ctx):
+        self.fused = False  # a model built again decides again
+        return super().build(input_shape, ctx)
 
     def forward(self, A_prev, training):
         if self.fused and A_prev.shape[1:] == self.output_shape:  # pooled already
