@@ -402,7 +402,7 @@ def test_direct_first_layer_matches_torch(m, n, f, padding, n_C_prev):
 def test_direct_forward_act_matches_numpy(m, n_H_prev, n_W_prev, n_C_prev, f, n_C, pad_top,
                                           pad_left, activation, dtype):
     """direct_forward_act (serial and parallel): g(conv + b) against a numpy reference."""
-    from dlcli.kernels import conv as kconv
+    from dlcli.kernels import direct as kdirect
     from dlcli.nn.activations import CODES
     rng = np.random.default_rng(22)
     A = rng.standard_normal((m, n_H_prev, n_W_prev, n_C_prev)).astype(dtype)
@@ -418,10 +418,44 @@ def test_direct_forward_act_matches_numpy(m, n_H_prev, n_W_prev, n_C_prev, f, n_
     expected = {"linear": Z, "relu": np.maximum(Z, 0),
                 "leaky_relu": np.where(Z > 0, Z, 0.01 * Z)}[activation]
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    for forward in (kconv.direct_forward_act, kconv.direct_forward_act_parallel):
+    for forward in (kdirect.direct_forward_act, kdirect.direct_forward_act_parallel):
         out = np.full(expected.shape, np.nan, dtype=dtype)
         forward(A, W, b, CODES[activation], pad_top, pad_left, out)
         close(out, expected, tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", ["linear", "relu", "leaky_relu"])
+@pytest.mark.parametrize("m,n_H_prev,n_W_prev,n_C_prev,f,n_C,pad_top,pad_left", [
+    (3, 7, 8, 1, 3, 4, 1, 1), (2, 6, 7, 2, 5, 3, 0, 0), (9, 12, 12, 1, 5, 6, 2, 2),
+    (17, 4, 4, 2, 3, 1, 1, 1)])
+def test_direct_backward_act_matches_numpy(m, n_H_prev, n_W_prev, n_C_prev, f, n_C, pad_top,
+                                           pad_left, activation, dtype):
+    """direct_backward_act (serial and parallel): dZ = dA g'(z) from the output A, then the
+    filter gradient and db, against numpy."""
+    from dlcli.kernels import direct as kdirect
+    from dlcli.nn.activations import CODES
+    rng = np.random.default_rng(23)
+    A_prev = rng.standard_normal((m, n_H_prev, n_W_prev, n_C_prev)).astype(dtype)
+    n_H, n_W = n_H_prev + 2 * pad_top - f + 1, n_W_prev + 2 * pad_left - f + 1
+    A = rng.standard_normal((m, n_H, n_W, n_C)).astype(dtype)  # a layer's output, any signs
+    A[0, 0, 0, 0] = 0.0  # g'(0) is the slope below 0, as the course's relu' says
+    dA = rng.standard_normal(A.shape).astype(dtype)
+    slope = {"linear": 1.0, "relu": 0.0, "leaky_relu": 0.01}[activation]
+    dZ = np.where(A > 0, dA, dA * slope).astype(np.float64)
+    P = np.zeros((m, n_H + f - 1, n_W + f - 1, n_C_prev))
+    P[:, pad_top:pad_top + n_H_prev, pad_left:pad_left + n_W_prev] = A_prev
+    expected_dW = np.zeros((f, f, n_C_prev, n_C))
+    for di in range(f):
+        for dj in range(f):
+            expected_dW[di, dj] = np.einsum("ihwc,ihwk->ck", P[:, di:di + n_H, dj:dj + n_W], dZ)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for backward in (kdirect.direct_backward_act, kdirect.direct_backward_act_parallel):
+        dW = np.full((f, f, n_C_prev, n_C), np.nan, dtype=dtype)
+        db = np.full(n_C, np.nan, dtype=dtype)
+        backward(A_prev, dA, A, CODES[activation], pad_top, pad_left, dW, db)
+        close(dW, expected_dW, tol)
+        close(db, dZ.sum(axis=(0, 1, 2)), tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -431,7 +465,7 @@ def test_direct_forward_act_matches_numpy(m, n_H_prev, n_W_prev, n_C_prev, f, n_
 def test_direct_kernels_match_unrolling(m, n_H_prev, n_W_prev, n_C_prev, f, n_C, pad_top, pad_left,
                                         dtype):
     """direct_forward and direct_filter_grad (serial and parallel) against im2col and GEMMs."""
-    from dlcli.kernels import conv as kconv
+    from dlcli.kernels import conv as kconv, direct as kdirect
     rng = np.random.default_rng(21)
     A = rng.standard_normal((m, n_H_prev, n_W_prev, n_C_prev)).astype(dtype)
     W = rng.standard_normal((f, f, n_C_prev, n_C)).astype(dtype)
@@ -442,8 +476,8 @@ def test_direct_kernels_match_unrolling(m, n_H_prev, n_W_prev, n_C_prev, f, n_C,
     dZ = rng.standard_normal(expected.shape).astype(dtype)
     expected_dW = (cols.T @ dZ.reshape(-1, n_C).astype(np.float64)).reshape(W.shape)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    for forward, filter_grad in ((kconv.direct_forward, kconv.direct_filter_grad),
-                                 (kconv.direct_forward_parallel, kconv.direct_filter_grad_parallel)):
+    for forward, filter_grad in ((kdirect.direct_forward, kdirect.direct_filter_grad),
+                                 (kdirect.direct_forward_parallel, kdirect.direct_filter_grad_parallel)):
         Z = np.full(expected.shape, np.nan, dtype=dtype)
         forward(A, W, pad_top, pad_left, Z)
         close(Z, expected, tol)
@@ -565,3 +599,50 @@ def test_im2col_and_col2im_match_numpy(f, stride, pad, dtype, parallel):
     fold(dcols, f, stride, pad, pad, n_H, n_W, dA)
     tol = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(dA, dP[:, pad:pad + 9, pad:pad + 8], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
+@pytest.mark.parametrize("n,f,padding,n_C_prev", [(8, 5, "same", 1), (9, 4, "valid", 2),
+                                                  (6, 3, 1, 1), (7, 3, "same", 1)])
+def test_direct_conv_with_its_max_pool_fused_equals_the_two_layers(activation, n, f, padding,
+                                                                   n_C_prev):
+    """A direct conv2d followed by a 2x2 max pool runs both passes in one kernel (pooled
+    output and argmax written at once, its backward from the pool's gradient): the same
+    outputs, predictions and gradients as the two layers one after the other; an odd output
+    size leaves them apart."""
+    from dlcli.nn.model import Sequential
+    x = np.random.default_rng(24).standard_normal((5, n, n + 1 - n % 2, n_C_prev))
+
+    def net():
+        s = Sequential([Conv2D(3, f, padding=padding, activation=activation), MaxPool(2)])
+        s.build(x.shape[1:], BuildContext(dtype=np.dtype(np.float64), rng=np.random.default_rng(0)))
+        s.layers[0].needs_input_grad = False
+        s.layers[0].params["b"][...] = np.random.default_rng(1).standard_normal(3)
+        return s
+
+    fused, plain = net(), net()
+    plain.layers[0].pool, plain.layers[1].fused = None, False
+    conv, pool = fused.layers
+    assert (conv.pool is pool) == (conv.n_H % 2 == 0 and conv.n_W % 2 == 0)
+    y, expected = fused.forward(x, True), plain.forward(x, True)
+    np.testing.assert_array_equal(y, expected)
+    dy = np.random.default_rng(25).standard_normal(y.shape)
+    assert fused.backward(dy) is None and plain.backward(dy) is None
+    for key in ("W", "b"):
+        np.testing.assert_allclose(conv.grads[key], plain.layers[0].grads[key], rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(fused.forward(x, False), plain.forward(x, False))
+
+
+def test_a_model_built_again_fuses_its_pool_again_or_not():
+    """Fusing is decided at every build: the same layers built for an odd output size run
+    apart again."""
+    from dlcli.nn.model import Sequential
+    net = Sequential([Conv2D(3, 3, padding="same", activation="relu"), MaxPool(2)])
+    ctx = BuildContext(dtype=np.dtype(np.float64))
+    net.build((8, 8, 1), ctx)
+    assert net.layers[0].pool is net.layers[1] and net.layers[1].fused
+    net.build((7, 7, 1), ctx)
+    assert net.layers[0].pool is None and not net.layers[1].fused
+    net.layers[0].needs_input_grad = False
+    x = np.random.default_rng(27).standard_normal((2, 7, 7, 1))
+    assert net.forward(x, True).shape == (2, 3, 3, 3)

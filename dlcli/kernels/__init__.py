@@ -4,12 +4,13 @@ Importing this package pins Numba's threading layer to `workqueue` before numba 
 the OpenMP layer fought OpenBLAS's threads for the 2 cores and ran up to 5x slower.
 
 Compilation is lazy: a kernel compiles for the argument types of its first call (no eager
-signature lists) and only the driver a layer picks (serial or parallel) compiles. What the
-first LeNet-5 step compiles on an empty cache (2026-12-03 02:44 UTC, load 1.6; 15.5 s to the
-end of that step, 0.7 s with the cache it left): conv.direct_forward_act_parallel 6.1 s and
-conv.direct_filter_grad_parallel 4.5 s (large unrolled loop nests, their bodies inlined into
-prange loops), pool 1.4 s, im2col / col2im 1.2 s, activations 1.8 s, losses 0.2 s, optim
-0.1 s. Numba's own start-up (import, first compile) is ~0.7 s of it.
+signature lists) and only the driver a layer picks (serial or parallel, and for max pooling
+the scan its channel count needs) compiles. What the first LeNet-5 step compiles on an empty
+cache, by Numba's compile events (2026-12-03 06:43 UTC, load 2.9; 11.0 s to the end of that
+step): direct.direct_forward_pool 2.5 s and direct.direct_backward_pool 2.6 s (conv + relu +
+max pool, fused; 10.6 s for the previous parallel direct kernels), pool 1.3 s, im2col /
+col2im 1.6 s, activations 1.4 s, losses 0.3 s, optim 0.1 s. Numba's own start-up (import,
+first compile, first cache hit) is ~1 s of it, whatever is compiled.
 """
 
 import os

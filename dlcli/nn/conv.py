@@ -2,7 +2,8 @@
 
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
 parameters, caches and the wiring of nested layers. A conv2d picks its path when built:
-direct kernels (few input channels, stride 1), plain GEMMs on the input (1x1 stride 1,
+direct kernels (few input channels, stride 1, nn/conv_direct.py, with a 2x2 max pool after
+them fused in), plain GEMMs on the input (1x1 stride 1,
 nn/conv_pointwise.py), Winograd F(2x2, 3x3) (3x3 stride 1 with many channels,
 nn/conv_winograd.py), or else im2col + GEMM. Gradients are sums over the batch (the
 loss divides by m, never a layer) and are written into the arrays `build` puts in
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations, build_layer, register
-from . import conv_pointwise, conv_winograd
+from . import conv_direct, conv_pointwise, conv_winograd
 from .base import Layer, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
@@ -36,6 +37,8 @@ CHUNK_COLS = 1 << 18
 INFERENCE_CHUNK_COLS = 1 << 20
 # A training cache's markers in the place of the patches: these paths keep A_prev instead
 WINOGRAD, POINTWISE = "winograd", "pointwise"
+# A fused MaxPool's cache (nn/conv_direct.py runs its pass)
+FUSED = "fused"
 
 
 # Elements from which a kernel runs its parallel driver. Under 2M, LeNet's layers measured
@@ -148,12 +151,14 @@ class Conv2D(_Weighted):
         self.n_C, self.f = _positive_int(filters, "filters"), _positive_int(size, "size")
         self.stride, self.padding = _positive_int(stride, "stride"), padding
         self.unrolled = _Unrolled()
+        self.pool = None  # the MaxPool after this layer, when its pass runs in this one's
 
     def build(self, input_shape, ctx):
         self._geometry(input_shape, self.f, self.stride, self.padding)
         f, self.n_C_prev = self.f, input_shape[2]
         self._init_params(ctx, (f, f, self.n_C_prev, self.n_C), f * f * self.n_C_prev,
                           f * f * self.n_C, self.n_C)
+        self.pool = None  # until the model fuses the next layer in again (fuse_next)
         # few input channels: the transposed unrolling copies whole image rows (kernels/conv.py)
         self.transposed = self.n_C_prev < TRANSPOSED_BELOW
         # and at stride 1 it skips the unrolling: direct loops (kernels/conv.py), for inference
@@ -197,20 +202,7 @@ class Conv2D(_Weighted):
                 self.cache = (A_prev, POINTWISE if self.pointwise else WINOGRAD) + self.cache
             return A
         if self.direct and not (training and self.needs_input_grad):
-            if self.activation in activations.PIECEWISE:  # bias and activation in the kernel
-                b = self.params["b"] if self.bias else np.zeros(self.n_C, dtype=Z.dtype)
-                kernel(kconv, "direct_forward_act", Z.size * W2.shape[0])(
-                    A_prev, self.params["W"], b, activations.CODES[self.activation],
-                    self.pad_top, self.pad_left, Z)
-                A = Z
-                self.cache = (A,) if training else self.cache
-            else:
-                kernel(kconv, "direct_forward", Z.size * W2.shape[0])(
-                    A_prev, self.params["W"], self.pad_top, self.pad_left, Z)
-                A = self._activate(Z, training)
-            if training:
-                self.cache = (A_prev, None) + self.cache
-            return A
+            return conv_direct.forward(self, A_prev, Z, training)
         Z2 = Z.reshape(m * hw, self.n_C)
         whole = self._cols(m, A_prev.dtype, True) if training else None  # kept for dW
         unroll = "im2col_t" if self.transposed else "im2col"
@@ -227,12 +219,8 @@ class Conv2D(_Weighted):
 
     def backward(self, dA):
         shape, cols, *self.cache = self.cache
-        if cols is None:  # the direct forward: shape is A_prev itself, no input gradient
-            dZ = self._dZ(dA)
-            kernel(kconv, "direct_filter_grad", dZ.size * self.f * self.f * self.n_C_prev)(
-                shape, dZ, self.pad_top, self.pad_left, self.grads["W"])
-            self.cache = None
-            return None
+        if cols is None or cols is conv_direct.POOLED:  # the direct path: shape is A_prev itself
+            return conv_direct.backward(self, shape, cols, dA)
         if cols is WINOGRAD or cols is POINTWISE:  # shape is A_prev itself
             dZ = np.ascontiguousarray(self._dZ(dA))
             self.cache = None
@@ -255,6 +243,11 @@ class Conv2D(_Weighted):
             kernel(kconv, fold, part.size)(part, self.f, self.stride, self.pad_top, self.pad_left,
                                            self.n_H, self.n_W, dA_prev[i0:i1])
         return dA_prev
+
+    def fuse_next(self, layer) -> bool:
+        """Run the next layer's pass in this one's where nn/conv_direct.py can (a 2x2 max pool
+        after the direct path)."""
+        return conv_direct.fuse(self, layer)
 
     def describe(self):
         return self._describe(f"{self.f}x{self.f}x{self.n_C}", self.padding, self.activation)
@@ -392,7 +385,16 @@ class _Pool(_Windowed):
 
 @register("maxpool")
 class MaxPool(_Pool):
+    fused = False  # set by the Conv2D before it that runs this pass in its own (fuse_next)
+
+    def build(self, input_shape, ctx):
+        self.fused = False  # a model built again decides again
+        return super().build(input_shape, ctx)
+
     def forward(self, A_prev, training):
+        if self.fused and A_prev.shape[1:] == self.output_shape:  # pooled already
+            self.cache = FUSED if training else self.cache
+            return A_prev
         A_prev = np.ascontiguousarray(A_prev)
         A = self._output(A_prev)
         if not training:  # no backward pass: the maxima without their positions
@@ -400,12 +402,16 @@ class MaxPool(_Pool):
                 A_prev, self.f, self.stride, self.pad_top, self.pad_left, A)
             return A
         argmax = np.empty(A.shape, dtype=np.int32)
-        kernel(kpool, "maxpool_forward", A_prev.size * MAXPOOL_WORK)(
+        scan = "maxpool_forward" if A.shape[3] >= kpool.VECTOR_CHANNELS else "maxpool_forward_narrow"
+        kernel(kpool, scan, A_prev.size * MAXPOOL_WORK)(
             A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax)
         self.cache = (A_prev.shape, argmax)
         return A
 
     def backward(self, dA):
+        if self.cache is FUSED:  # the Conv2D before runs this pass in its backward
+            self.cache = None
+            return dA
         shape, argmax = self.cache
         dA_prev = np.empty(shape, dtype=dA.dtype)
         kernel(kpool, "maxpool_backward", dA_prev.size * MAXPOOL_WORK)(np.ascontiguousarray(dA), argmax, dA_prev)

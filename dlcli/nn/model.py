@@ -30,6 +30,9 @@ class Sequential(Layer):
         for layer in self.layers:
             in_shape, shape = shape, tuple(layer.build(shape, ctx))
             layer.input_shape, layer.output_shape = in_shape, shape
+        for layer, after in zip(self.layers, self.layers[1:]):
+            if hasattr(layer, "fuse_next"):  # a layer that can run the next one's pass (nn/conv.py)
+                layer.fuse_next(after)
         self.output_shape = shape
         return shape
 
