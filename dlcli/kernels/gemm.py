@@ -8,6 +8,8 @@ BLAS, took 54-407 ms a step where the Winograd layers beside them, already run t
 makes its GEMM with BLAS held to one thread (`winograd.one_blas_thread`), so the parts meet
 once, at the end of the region; a part whose core is taken only delays its own rows.
 
+The pointwise conv2d tried it and kept OpenBLAS's own threads (nn/conv_pointwise.py).
+
     matmul(a, b, out)        out = a @ b, rows of a (and out) split
     matmul_tn(a, b, out)     out = a.T @ b, the shared rows of a and b split, a partial
                              product per thread, summed after the region

@@ -5,8 +5,10 @@ layout, and col2im copy the input gradient back: A_prev (m n_H n_W, n_C_prev) @ 
 n_C) forward, dW = A_prev^T dZ and dA_prev = dZ W^T backward, with no copy at all.
 Measured on mobilenet_v2_small's 1x1 expansion (16 -> 64 channels on 64x16x16, float32, 2
 threads, load ~1.5): forward and backward 1.74 ms through the unrolling, against the three
-GEMMs' 1.05 ms. The GEMMs split their rows across the threads, one BLAS thread each
-(kernels/gemm.py): under load a 2-thread BLAS GEMM waits for a descheduled thread.
+GEMMs' 1.05 ms. These GEMMs stay on OpenBLAS's own 2 threads: splitting their rows across
+Numba's threads (kernels/gemm.py, as conv2d_transpose does) held up better under load but cost
+a third of mobilenet_v2_small's step on a quiet machine (Dec 3 2026, load ~1.8 from the
+benchmark itself, two interleaved pairs: 1,552-1,589 ex/s split against 2,367-2,397).
 """
 
 from __future__ import annotations
@@ -20,20 +22,18 @@ def applies(f: int, stride: int, pad_top: int, pad_left: int) -> bool:
 
 def forward(layer, A_prev, Z):
     """Z = A_prev W (n_C_prev -> n_C per pixel), bias and activation not yet applied."""
-    from ..kernels import gemm
     W2 = layer.params["W"].reshape(layer.n_C_prev, layer.n_C)
-    gemm.matmul(A_prev.reshape(-1, layer.n_C_prev), W2, Z.reshape(-1, layer.n_C))
+    np.matmul(A_prev.reshape(-1, layer.n_C_prev), W2, out=Z.reshape(-1, layer.n_C))
     return Z
 
 
 def backward(layer, A_prev, dZ):
     """The layer's dW (into layer.grads["W"]) and dA_prev (None if the layer needs none)."""
-    from ..kernels import gemm
     W2 = layer.params["W"].reshape(layer.n_C_prev, layer.n_C)
     dZ2 = dZ.reshape(-1, layer.n_C)
-    gemm.matmul_tn(A_prev.reshape(-1, layer.n_C_prev), dZ2, layer.grads["W"].reshape(W2.shape))
+    np.matmul(A_prev.reshape(-1, layer.n_C_prev).T, dZ2, out=layer.grads["W"].reshape(W2.shape))
     if not layer.needs_input_grad:
         return None
     dA_prev = np.empty(A_prev.shape, dtype=dZ.dtype)
-    gemm.matmul(dZ2, W2.T, dA_prev.reshape(-1, layer.n_C_prev))
+    np.matmul(dZ2, W2.T, out=dA_prev.reshape(-1, layer.n_C_prev))
     return dA_prev
