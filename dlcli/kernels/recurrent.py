@@ -45,10 +45,19 @@ Activation codes of the simple RNN: 0 tanh, 1 relu, 2 sigmoid, 3 linear, 4 leaky
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numba import njit, prange
+from numba.core.errors import NumbaIRAssumptionWarning
 
 from .gates import _act, _act_grad, _gate_sigmoid, _gate_tanh, _sigmoid, _tanh  # noqa: F401
+
+# Numba's pedantic IR check, run while it compiles, flags the float32/float64 gate dispatch
+# inlined into the LSTM loops (a variable "not in scope"); the kernels equal torch's in float64
+# to 1e-9 and the float32 gates to 3e-7 (tests/test_recurrent.py), so on a user's first run it
+# would only be a frightening paragraph on stderr.
+warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning)
 
 ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3, "leaky_relu": 4}
 
