@@ -1,4 +1,5 @@
-"""Convolutional layers (NHWC): conv2d, depthwise_conv2d, conv2d_transpose, pools, residual, branches.
+"""Convolutional layers (NHWC): conv2d, depthwise_conv2d, conv2d_transpose, pools (residual and
+branches, which hold layers, are in nn/conv_blocks.py).
 
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
 parameters, caches and the wiring of nested layers. A conv2d picks its path when built:
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import activations, build_layer, register
+from . import activations, register
 from . import conv_direct, conv_pointwise, conv_winograd
 from .base import Layer, zeros_like_params
 from .inits import initialize
@@ -455,112 +456,5 @@ class GlobalAvgPool(Layer):
         return dA_prev
 
 
-def _build_chain(layers, shape, ctx):
-    """Build nested layers in order (recording each one's shapes); return the last output shape."""
-    for layer in layers:
-        in_shape, shape = shape, tuple(layer.build(shape, ctx))
-        layer.input_shape, layer.output_shape = in_shape, shape
-    return shape
-
-
-def _run(layers, x, training):
-    for layer in layers:
-        x = layer.forward(x, training)
-    return x
-
-
-def _run_back(layers, dy):
-    for layer in reversed(layers):
-        dy = layer.backward(dy)
-    return dy
-
-
-@register("residual")
-class Residual(Layer):
-    """a = g(z + shortcut(a_prev)): the block's layers compute z, the shortcut is the identity
-    or, where shapes differ (or `projection: true`), a 1x1 conv with the stride that matches."""
-
-    def __init__(self, layers, activation="relu", projection="auto"):
-        super().__init__()
-        if projection not in ("auto", True, False):
-            raise ValueError(f"projection is auto, true or false, got {projection!r}")
-        self.layers = [build_layer(s) for s in layers]
-        self.activation, self.projection_mode = activations.check(activation), projection
-        self.projection = None
-
-    def children(self):
-        named = [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
-        return named + ([("projection", self.projection)] if self.projection else [])
-
-    def build(self, input_shape, ctx):
-        self.input_shape = shape = tuple(input_shape)
-        self.output_shape = z_shape = _build_chain(self.layers, shape, ctx)
-        if self.projection_mode is True or (self.projection_mode == "auto" and z_shape != shape):
-            self.projection = self._build_projection(shape, z_shape, ctx)
-        elif z_shape != shape:
-            raise ValueError(f"residual block maps {shape} to {z_shape}; an identity shortcut "
-                             "needs equal shapes (use projection: auto or true)")
-        return z_shape
-
-    def _build_projection(self, shape, z_shape, ctx):
-        if len(shape) != 3 or len(z_shape) != 3:
-            raise ValueError(f"a projection shortcut needs images, got {shape} -> {z_shape}")
-        stride = max(1, -(-shape[0] // z_shape[0]))
-        projection = Conv2D(z_shape[2], 1, stride=stride, padding="valid", bias=True)
-        out = _build_chain([projection], shape, ctx)
-        if out != z_shape:
-            raise ValueError(f"no 1x1 strided shortcut maps {shape} to the block's {z_shape}")
-        return projection
-
-    def forward(self, A_prev, training):
-        Z = _run(self.layers, A_prev, training)
-        Z = Z + (self.projection.forward(A_prev, training) if self.projection else A_prev)
-        A = activations.forward(self.activation, Z, out=Z)
-        if training:
-            self.cache = A
-        return A
-
-    def backward(self, dA):
-        dZ = activations.backward(self.activation, dA, self.cache)
-        self.cache = None
-        dA_prev = _run_back(self.layers, dZ)
-        return dA_prev + (self.projection.backward(dZ) if self.projection else dZ)
-
-    def describe(self):
-        inner = ", ".join(layer.describe() for layer in self.layers)
-        shortcut = "projection" if self.projection else "identity"
-        return f"residual [{inner}] + {shortcut} {self.activation}"
-
-
-@register("branches")
-class Branches(Layer):
-    """Inception: every path sees the same input; outputs are concatenated on channels."""
-
-    def __init__(self, paths):
-        super().__init__()
-        if not paths:
-            raise ValueError("branches needs at least one path")
-        self.paths = [[build_layer(s) for s in path] for path in paths]
-
-    def children(self):
-        return [(f"paths.{p}.{j}", layer)
-                for p, path in enumerate(self.paths) for j, layer in enumerate(path)]
-
-    def build(self, input_shape, ctx):
-        self.input_shape = tuple(input_shape)
-        shapes = [_build_chain(path, self.input_shape, ctx) for path in self.paths]
-        if len({s[:-1] for s in shapes}) != 1:
-            raise ValueError(f"branch outputs must agree on all but channels, got {shapes}")
-        self.splits = np.cumsum([s[-1] for s in shapes])[:-1]
-        self.output_shape = shapes[0][:-1] + (sum(s[-1] for s in shapes),)
-        return self.output_shape
-
-    def forward(self, A_prev, training):
-        return np.concatenate([_run(path, A_prev, training) for path in self.paths], axis=-1)
-
-    def backward(self, dA):
-        parts = np.split(dA, self.splits, axis=-1)
-        return sum(_run_back(path, np.ascontiguousarray(d)) for path, d in zip(self.paths, parts))
-
-    def describe(self):
-        return f"branches ({len(self.paths)} paths)"
+# residual and branches wire nested layers; they live in conv_blocks.py, importable from here
+from .conv_blocks import Branches, Residual  # noqa: E402,F401
