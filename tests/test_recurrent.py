@@ -518,3 +518,21 @@ def test_embedding_backward_sums_shared_tokens_like_add_at(dtype):
     valid = ids >= 0
     np.add.at(want.T, ids[valid], dy[valid])
     np.testing.assert_array_equal(layer.grads["E"], want)
+
+
+def test_pinned_workers_run_on_distinct_cores():
+    import os
+
+    from numba import get_num_threads
+
+    from dlcli.kernels import threads
+    cores = threads.pin_once()
+    n = get_num_threads()
+    if os.environ.get("DLCLI_PIN_THREADS") == "0" or not 1 < n <= len(os.sched_getaffinity(0)):
+        assert cores is None
+        return
+    assert cores is not None and len(set(cores)) == n
+    for _ in range(20):  # after the pin, every region's workers start on their own cores
+        cpus = np.full(n, -1, dtype=np.int64)
+        threads.worker_cpus(cpus)
+        assert sorted(cpus) == sorted(cores)

@@ -68,7 +68,11 @@ def _parts(m):
     import os
     if m < SPLIT_MIN_EXAMPLES or os.environ.get("DLCLI_RNN_BLAS_THREADS", "1") != "1":
         return 1
-    return max(1, min(_threads(), m // (SPLIT_MIN_EXAMPLES // 2)))
+    parts = max(1, min(_threads(), m // (SPLIT_MIN_EXAMPLES // 2)))
+    if parts > 1:  # the blocks' threads on distinct cores (kernels/threads.py), from the first
+        from ..kernels.threads import pin_once
+        pin_once()
+    return parts
 
 
 class _Spare:
