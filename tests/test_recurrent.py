@@ -216,9 +216,10 @@ def test_lstm_kernel_matches_numpy_loop(dtype):
     mask[3:, 1] = 0
     A, C = np.empty((T, m, n), dtype), np.empty((T, m, n), dtype)
     G = np.empty((T, m, 4 * n), dtype)
-    H = np.empty((T, m, n + n_x), dtype)
+    H2 = np.empty((T * m, n + n_x), dtype)  # one block: time-major
+    H = H2.reshape(T, m, -1)
     H[:, :, n:], H[0, :, :n] = X, a0
-    k.lstm_forward(H, W_T, b, c0, mask, A, C, G)
+    k.lstm_forward(H2, W_T, b, c0, mask, A, C, G)
     a, c = a0.astype(np.float64), c0.astype(np.float64)
     for t in range(T):
         tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -302,16 +303,30 @@ def test_split_kernels_equal_the_serial_ones(kind, parts):
     for split in (False, True):
         extra = (parts,) if split else ()
         if kind == "lstm":
+            from dlcli.nn.recurrent_cells import _blocked, _blocks
+            blocks = _blocks(m, parts if split else 1)
             A, C, G = np.empty((T, m, n)), np.empty((T, m, n)), np.empty((T, m, 4 * n))
-            H = np.empty((T, m, n + n))  # n_x = n: XZ's values read as inputs
-            H[:, :, n:], H[0, :, :n] = XZ[:, :, :n], a0
-            W_T = np.ascontiguousarray(np.concatenate([W, 0.3 * W[::-1]], axis=1).T)
+            H = np.empty((T * m, n + n))  # n_x = n: XZ's values read as inputs; blocked
+            for lo, hi in blocks:
+                Hp = _blocked(H, T, lo, hi)
+                Hp[:, :, n:], Hp[0, :, :n] = XZ[:, lo:hi, :n], a0[lo:hi]
+            Wx = 0.3 * W[::-1]
+            W_T = np.ascontiguousarray(np.concatenate([W, Wx], axis=1).T)
             fwd = k.lstm_forward_split if split else k.lstm_forward
             fwd(H, W_T, XZ[0, 0], c0, mask, A, C, G, *extra)
-            da, dc, dZ = dlast[0].copy(), dlast[1].copy(), np.empty((T, m, 4 * n))
-            bwd = k.lstm_backward_split if split else k.lstm_backward
-            bwd(dA, C, G, c0, W, mask, da, dc, dZ, *extra)
-            outs.append((A, C, G, H, da, dc, dZ))
+            da, dc, dZ = dlast[0].copy(), dlast[1].copy(), np.empty((T * m, 4 * n))
+            dW, db, dX = np.ones((4 * n, 2 * n)), np.ones(4 * n), np.empty((T * m, n))
+            if split:  # the weight gradients in the loop's region
+                k.lstm_backward_split(dA, C, G, c0, W, mask, da, dc, dZ, H, np.ascontiguousarray(Wx),
+                                      dW, db, dX, parts)
+            else:
+                k.lstm_backward(dA, C, G, c0, W, mask, da, dc, dZ)
+                dW += dZ.T @ H
+                db += dZ.sum(axis=0)
+                dX = dZ @ Wx
+            tm = [np.concatenate([_blocked(a, T, lo, hi) for lo, hi in blocks], axis=1)
+                  for a in (H, dZ, dX)]  # back to time-major
+            outs.append((A, C, G, *tm, da, dc, dW, db))
         else:
             C, G, RC = np.empty((T, m, n)), np.empty((T, m, 3 * n)), np.empty((T, m, n))
             Wur, Wc = np.ascontiguousarray(W[:2 * n]), np.ascontiguousarray(W[2 * n:])

@@ -172,60 +172,70 @@ def _lstm_cell_row_backward(da_out, da_next, dc_next, c_prev, c, g, dz, one):
 
 @njit(cache=True, error_model="numpy")
 def _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, lo, hi):
-    T, n = H.shape[0], A.shape[2]
-    z = np.empty((hi - lo, W_T.shape[1]), dtype=H.dtype)
+    """H is blocked (see `lstm_forward`): rows base + t (hi - lo) + i for example lo + i."""
+    T, n = A.shape[0], A.shape[2]
+    mp, base = hi - lo, A.shape[0] * lo
+    z = np.empty((mp, W_T.shape[1]), dtype=H.dtype)
     for t in range(T):
         c_prev = C[t - 1, lo:hi] if t > 0 else c0[lo:hi]
-        _dot_rows(H[t, lo:hi], W_T, z)  # [a<t-1>, x<t>] @ [Wa; Wx]^T, all four gates
-        for i in range(hi - lo):
+        row = base + t * mp
+        _dot_rows(H[row:row + mp], W_T, z)  # [a<t-1>, x<t>] @ [Wa; Wx]^T, all four gates
+        for i in range(mp):
             r = lo + i
             if mask[t, r]:
                 _lstm_cell_row(z[i], b, c_prev[i], A[t, r], C[t, r], G[t, r])
             else:
-                A[t, r] = H[t, r, :n]
+                A[t, r] = H[row + i, :n]
                 C[t, r] = c_prev[i]
                 G[t, r] = 0.0
             if t + 1 < T:
-                H[t + 1, r, :n] = A[t, r]
+                H[row + mp + i, :n] = A[t, r]
 
 
 @njit(cache=True, error_model="numpy")
 def _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
+    """dZ is blocked like H (see `lstm_forward`)."""
     T = dA.shape[0]
-    back = np.empty((hi - lo, dA.shape[2]), dtype=dA.dtype)
+    mp, base = hi - lo, T * lo
+    back = np.empty((mp, dA.shape[2]), dtype=dA.dtype)
     one = np.ones(1, dtype=dA.dtype)[0]
     for t in range(T - 1, -1, -1):
-        for i in range(hi - lo):
+        row = base + t * mp
+        for i in range(mp):
             r = lo + i
             if mask[t, r]:
                 c_prev = C[t - 1, r] if t > 0 else c0[r]
                 _lstm_cell_row_backward(dA[t, r], da_next[r], dc_next[r], c_prev, C[t, r], G[t, r],
-                                        dZ[t, r], one)
+                                        dZ[row + i], one)
             else:
                 da_next[r] += dA[t, r]
-                dZ[t, r] = 0.0
-        _dot_rows(dZ[t, lo:hi], Wa, back)
-        for i in range(hi - lo):
+                dZ[row + i] = 0.0
+        _dot_rows(dZ[row:row + mp], Wa, back)
+        for i in range(mp):
             if mask[t, lo + i]:
                 da_next[lo + i] = back[i]
 
 
 @njit(cache=True, error_model="numpy")
 def lstm_forward(H, W_T, b, c0, mask, A, C, G):
-    """H (T, m, n + n_x) in: [a0, x<1>], [., x<2>], ...; out: [a<t-1>, x<t>] at every step (the
+    """H (T m, n + n_x) in: [a0, x<1>], [., x<2>], ...; out: [a<t-1>, x<t>] at every step (the
     kernel writes the states in), which backward multiplies by dZ for dW in one GEMM;
     W_T (n + n_x, 4n) the stacked [Wf; Wi; Wc; Wo] transposed; b (4n,); c0 (m, n);
-    out: A, C (T, m, n) the states a<t>, c<t>; G (T, m, 4n) the gates after their activation."""
+    out: A, C (T, m, n) the states a<t>, c<t>; G (T, m, 4n) the gates after their activation.
+    H (and backward's dZ) are BLOCKED by the split's blocks of examples lo..hi: the block's
+    rows T lo .. T hi, step by step (row T lo + t (hi - lo) + i is example lo + i at step t),
+    so that each thread's whole share is one contiguous matrix for the weight-gradient GEMMs
+    that follow its time loop. With one block (this kernel) that is time-major (T, m, .)."""
     # `range(1)`, not a constant lo = 0: with the constant, LLVM's inlining left the gate loops
     # 4x slower (52 against 13 ms a forward pass at m 128, measured)
     for lo in range(1):
-        _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, lo, H.shape[1])
+        _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, lo, A.shape[1])
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
 def lstm_forward_split(H, W_T, b, c0, mask, A, C, G, parts):
     """lstm_forward with the examples in `parts` blocks of rows, one thread's time loop each."""
-    m = H.shape[1]
+    m = A.shape[1]
     for p in prange(parts):
         _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, p * m // parts, (p + 1) * m // parts)
 
@@ -233,17 +243,34 @@ def lstm_forward_split(H, W_T, b, c0, mask, A, C, G, parts):
 @njit(cache=True, error_model="numpy")
 def lstm_backward(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ):
     """dA (T, m, n) gradients on the outputs a<t>; Wa (4n, n); da_next, dc_next (m, n) in: the
-    gradients on the last states, out: on a0 and c0; dZ (T, m, 4n) out."""
+    gradients on the last states, out: on a0 and c0; dZ (T m, 4n) out (time-major). The
+    caller takes dW = dZ^T H, db, dX = dZ Wx after it."""
     for lo in range(1):
         _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, dA.shape[1])
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, parts):
-    m = dA.shape[1]
+def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW, db, dX, parts):
+    """lstm_backward with `parts` blocks of examples, and each thread's share of the weight
+    gradients done by that thread after its time loop, in the same parallel region: dW += dZ^T H,
+    db += the column sums of dZ, dX = dZ Wx (dX (T m, n_x) blocked like H and dZ; Wx (4n, n_x)).
+    One region where there were two (the loop's, then `stacked_grads_split`'s), and the block
+    of dZ the thread just wrote is still in its core's cache."""
+    m, T = dA.shape[1], dA.shape[0]
+    part_dW = np.empty((parts, dW.shape[0], dW.shape[1]), dtype=dW.dtype)
+    part_db = np.zeros((parts, db.shape[0]), dtype=db.dtype)
     for p in prange(parts):
-        _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, p * m // parts,
-                            (p + 1) * m // parts)
+        lo, hi = p * m // parts, (p + 1) * m // parts
+        _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi)
+        r0, r1 = T * lo, T * hi
+        np.dot(dZ[r0:r1].T, H[r0:r1], part_dW[p])
+        np.dot(dZ[r0:r1], Wx, dX[r0:r1])
+        s = part_db[p]
+        for i in range(r0, r1):
+            s += dZ[i]
+    for p in range(parts):
+        dW += part_dW[p]
+        db += part_db[p]
 
 
 # -- GRU (the lectures' full GRU), gates stacked [u, r, c~] -----------------------------------

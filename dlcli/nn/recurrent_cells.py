@@ -96,6 +96,17 @@ class _Spare:
             self.free.setdefault((a.shape, a.dtype), []).append(a)
 
 
+def _blocks(m, parts):
+    """The examples lo..hi of each block of the `*_split` kernels (their p m // parts)."""
+    return [(p * m // parts, (p + 1) * m // parts) for p in range(parts)]
+
+
+def _blocked(a, T, lo, hi):
+    """Block lo..hi of a blocked (T m, w) array as (T, hi - lo, w), a view (kernels/recurrent.py:
+    each block's rows are contiguous, step-major within it)."""
+    return a[T * lo:T * hi].reshape(T, hi - lo, -1)
+
+
 def _ones_mask(T, m):
     return np.ones((T, m), dtype=np.uint8)
 
@@ -112,9 +123,10 @@ class LSTMRun(NamedTuple):
     A: np.ndarray
     C: np.ndarray
     G: np.ndarray  # (T, m, 4 n_a): Gf, Gi, c~, Go
-    H: np.ndarray  # (T, m, n_a + n_x): [a<t-1>, x<t>], the concat the gates read
+    H: np.ndarray  # (T m, n_a + n_x): [a<t-1>, x<t>], the concat the gates read, blocked
     c0: np.ndarray
     mask: np.ndarray
+    parts: int = 1  # the blocks of examples H is laid out by (`_blocks`)
 
 
 class GRURun(NamedTuple):
@@ -268,21 +280,23 @@ class LSTMCell(_StackedCell):
         T, m, n_x = X.shape
         n = self.units
         W, b = self._stacked()
-        H = self.spare.take((T, m, n + n_x), X.dtype)
-        H[:, :, n:] = X
-        H[0, :, :n] = state0[0]
+        parts = _parts(m)
+        H = self.spare.take((T * m, n + n_x), X.dtype)
+        for lo, hi in _blocks(m, parts):  # blocked by the thread that reads it (kernels/recurrent.py)
+            Hp = _blocked(H, T, lo, hi)
+            Hp[:, :, n:] = X[:, lo:hi]
+            Hp[0, :, :n] = state0[0][lo:hi]
         A = self.spare.take((T, m, n), X.dtype)
         C = self.spare.take((T, m, n), X.dtype)
         G = self.spare.take((T, m, 4 * n), X.dtype)
         c0 = np.ascontiguousarray(state0[1], dtype=X.dtype)
         args = (H, np.ascontiguousarray(W.T), np.ascontiguousarray(b.reshape(-1)), c0, mask, A, C, G)
-        parts = _parts(m)
         with _loop_threads():
             if parts > 1:
                 k.lstm_forward_split(*args, parts)
             else:
                 k.lstm_forward(*args)
-        return A, LSTMRun(X, A, C, G, H, c0, mask)
+        return A, LSTMRun(X, A, C, G, H, c0, mask, parts)
 
     def release(self, run):
         """The run's arrays may be reused: its outputs were copied and its backward is done."""
@@ -295,28 +309,32 @@ class LSTMCell(_StackedCell):
             da, dc = np.zeros((m, n), dtype=dA.dtype), np.zeros((m, n), dtype=dA.dtype)
         else:
             da, dc = (np.array(s, dtype=dA.dtype) for s in dstate)
-        dZ = self.spare.take((T, m, 4 * n), dA.dtype)
+        dZ = self.spare.take((T * m, 4 * n), dA.dtype)  # blocked like run.H
         W = self.W
         args = (dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:, :n]), run.mask, da, dc, dZ)
-        parts = _parts(m)
+        Wx = np.ascontiguousarray(W[:, n:])
+        dX = np.empty((T * m, Wx.shape[1]), dtype=dA.dtype)  # blocked like dZ
+        grads = (run.H, Wx, self.dW, self.db.reshape(-1), dX)
+        threads = _threads()
+        split_grads = threads > 1 and T * m >= threads * SPLIT_MIN_EXAMPLES
         with _loop_threads():
-            if parts > 1:
-                k.lstm_backward_split(*args, parts)
+            if run.parts > 1:  # each thread's share of dW, db, dX in the loop's own region
+                k.lstm_backward_split(*args, *grads, run.parts)
             else:
                 k.lstm_backward(*args)
-        dZ2, H2 = dZ.reshape(T * m, 4 * n), run.H.reshape(T * m, -1)
-        dX = np.empty((T * m, H2.shape[1] - n), dtype=dA.dtype)
-        threads = _threads()
-        if threads > 1 and T * m >= threads * SPLIT_MIN_EXAMPLES:
-            with _loop_threads():
-                k.stacked_grads_split(dZ2, H2, np.ascontiguousarray(W[:, n:]), self.dW,
-                                      self.db.reshape(-1), dX, threads)
-        else:
-            self.dW += dZ2.T @ H2
-            self.db += dZ2.sum(axis=0)[:, None]
-            np.matmul(dZ2, W[:, n:], out=dX)
+                if split_grads:
+                    k.stacked_grads_split(dZ, *grads, threads)
+        if run.parts == 1 and not split_grads:
+            self.dW += dZ.T @ run.H
+            self.db += dZ.sum(axis=0)[:, None]
+            np.matmul(dZ, Wx, out=dX)
         self.spare.give(dZ)
-        return dX.reshape(T, m, -1), (da, dc)
+        if run.parts == 1:
+            return dX.reshape(T, m, -1), (da, dc)
+        dX_tm = np.empty((T, m, dX.shape[1]), dtype=dA.dtype)
+        for lo, hi in _blocks(m, run.parts):
+            dX_tm[:, lo:hi] = _blocked(dX, T, lo, hi)
+        return dX_tm, (da, dc)
 
     # one step at a time, in numpy, for loops that cannot precompute their inputs (attention)
     def step(self, xt, a_prev, c_prev):
