@@ -287,7 +287,7 @@ def test_float32_gates_are_computed_in_float32_to_a_few_ulp():
     np.testing.assert_array_equal(s, [k._sigmoid(v) for v in x])
     np.testing.assert_array_equal(t, [k._tanh(v) for v in x])
 
-@pytest.mark.parametrize("kind,parts", [("lstm", 2), ("lstm", 3), ("gru", 2), ("gru", 3)])
+@pytest.mark.parametrize("kind,parts", [("lstm", 2), ("lstm", 3), ("lstm", 5), ("gru", 2), ("gru", 3)])
 def test_split_kernels_equal_the_serial_ones(kind, parts):
     from dlcli.kernels import recurrent as k
     rng = np.random.default_rng(2)
@@ -300,8 +300,11 @@ def test_split_kernels_equal_the_serial_ones(kind, parts):
     dA = rng.standard_normal((T, m, n))
     dlast = rng.standard_normal((2, m, n))
     outs = []
+    from numba import get_num_threads
     for split in (False, True):
         extra = (parts,) if split else ()
+        if split and kind == "lstm":
+            extra = (parts, get_num_threads())
         if kind == "lstm":
             from dlcli.nn.recurrent_cells import _blocked, _blocks
             blocks = _blocks(m, parts if split else 1)
@@ -318,7 +321,7 @@ def test_split_kernels_equal_the_serial_ones(kind, parts):
             dW, db, dX = np.ones((4 * n, 2 * n)), np.ones(4 * n), np.empty((T * m, n))
             if split:  # the weight gradients in the loop's region
                 k.lstm_backward_split(dA, C, G, c0, W, mask, da, dc, dZ, H, np.ascontiguousarray(Wx),
-                                      dW, db, dX, parts)
+                                      dW, db, dX, *extra)
             else:
                 k.lstm_backward(dA, C, G, c0, W, mask, da, dc, dZ)
                 dW += dZ.T @ H

@@ -29,7 +29,19 @@ Threads: examples never meet inside a layer, so the `*_split` kernels (prange ov
 rows, one per thread) run each block's WHOLE time loop, its own one-thread GEMM a step, and the
 threads meet once per pass; 2-thread BLAS per step would meet twice a step (and 2-thread
 OpenBLAS made steps 10-30x slower on the loaded machine). The layer uses them from batch 8, the
-crossover measured below.
+crossover measured below. The LSTM's split kernels go further (Dec 3 2026, issue 11):
+- its backward region also does each block's share of dW = dZ^T H, db and dX = dZ Wx, right
+  after the block's loop: H and dZ are laid out BLOCKED (see `lstm_forward`) so that a block's
+  rows are one contiguous matrix. One parallel region a step fewer (`stacked_grads_split` was
+  the third): char-LM LSTM at batch 32 0.98 / 1.00 / 1.10x PyTorch against 1.01 / 0.88 / 0.92x
+  (3 interleaved pairs, load 1.8-2.4);
+- the examples come in blocks of 8 (up to 4 a thread) that the threads take from a shared
+  counter (`kernels/threads.next_block`): with static halves, a thread whose core another
+  process shared made the other wait. The partial dW and db are per block and summed in block
+  order, so the gradients do not depend on which thread took which block. A training step at
+  batch 32: median 8.05-9.57 ms against 9.28-10.31 (4 interleaved pairs, load 1.7);
+- Numba's workers are pinned one to a core (kernels/threads.py).
+
 Kernels take float32 or float64 arrays (one compiled version each), C-contiguous.
 Measured (Dec 3 2026, load average ~2 on the 2-core machine, float32, T 40, 128 units, LSTM
 kernels alone, ms a pass forward / backward): batch 4 serial 0.35 / 0.28, split 0.58 / 0.50;
@@ -52,6 +64,7 @@ from numba import njit, prange
 from numba.core.errors import NumbaIRAssumptionWarning
 
 from .gates import _act, _act_grad, _gate_sigmoid, _gate_tanh, _sigmoid, _tanh  # noqa: F401
+from .threads import next_block
 
 # Numba's pedantic IR check, run while it compiles, flags the float32/float64 gate dispatch
 # inlined into the LSTM loops (a variable "not in scope"); the kernels equal torch's in float64
@@ -233,11 +246,18 @@ def lstm_forward(H, W_T, b, c0, mask, A, C, G):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def lstm_forward_split(H, W_T, b, c0, mask, A, C, G, parts):
-    """lstm_forward with the examples in `parts` blocks of rows, one thread's time loop each."""
+def lstm_forward_split(H, W_T, b, c0, mask, A, C, G, parts, threads):
+    """lstm_forward with the examples in `parts` blocks of rows, each block's whole time loop run
+    by one thread; the threads take blocks from a shared counter (`next_block`), so that a
+    thread whose core another process shares takes fewer of them. `threads`: Numba's count
+    (numba.get_num_threads() in a kernel is a ctypes call, which Numba will not cache)."""
     m = A.shape[1]
-    for p in prange(parts):
-        _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, p * m // parts, (p + 1) * m // parts)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(min(threads, parts)):
+        p = next_block(counter)
+        while p < parts:
+            _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, p * m // parts, (p + 1) * m // parts)
+            p = next_block(counter)
 
 
 @njit(cache=True, error_model="numpy")
@@ -250,24 +270,32 @@ def lstm_backward(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW, db, dX, parts):
-    """lstm_backward with `parts` blocks of examples, and each thread's share of the weight
-    gradients done by that thread after its time loop, in the same parallel region: dW += dZ^T H,
-    db += the column sums of dZ, dX = dZ Wx (dX (T m, n_x) blocked like H and dZ; Wx (4n, n_x)).
-    One region where there were two (the loop's, then `stacked_grads_split`'s), and the block
-    of dZ the thread just wrote is still in its core's cache."""
+def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW, db, dX, parts,
+                        threads):
+    """lstm_backward with `parts` blocks of examples taken from a shared counter (as in
+    `lstm_forward_split`), and each block's share of the weight gradients done by its thread
+    after the block's time loop, in the same parallel region: dW += dZ^T H, db += the column
+    sums of dZ, dX = dZ Wx (dX (T m, n_x) blocked like H and dZ; Wx (4n, n_x)). One region
+    where there were two (the loop's, then `stacked_grads_split`'s), and the block of dZ the
+    thread just wrote is still in its core's cache."""
     m, T = dA.shape[1], dA.shape[0]
+    # a partial dW and db per BLOCK, summed in block order after: the same sums whichever
+    # thread took which block (per-thread partials made the gradients vary in the last bits)
     part_dW = np.empty((parts, dW.shape[0], dW.shape[1]), dtype=dW.dtype)
     part_db = np.zeros((parts, db.shape[0]), dtype=db.dtype)
-    for p in prange(parts):
-        lo, hi = p * m // parts, (p + 1) * m // parts
-        _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi)
-        r0, r1 = T * lo, T * hi
-        np.dot(dZ[r0:r1].T, H[r0:r1], part_dW[p])
-        np.dot(dZ[r0:r1], Wx, dX[r0:r1])
-        s = part_db[p]
-        for i in range(r0, r1):
-            s += dZ[i]
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(min(threads, parts)):
+        p = next_block(counter)
+        while p < parts:
+            lo, hi = p * m // parts, (p + 1) * m // parts
+            _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi)
+            r0, r1 = T * lo, T * hi
+            np.dot(dZ[r0:r1].T, H[r0:r1], part_dW[p])
+            np.dot(dZ[r0:r1], Wx, dX[r0:r1])
+            s = part_db[p]
+            for i in range(r0, r1):
+                s += dZ[i]
+            p = next_block(counter)
     for p in range(parts):
         dW += part_dW[p]
         db += part_db[p]

@@ -56,6 +56,19 @@ def _current_cpu(typingctx):
     return types.int64(), codegen
 
 
+@intrinsic
+def next_block(typingctx, counter):
+    """counter[0] += 1 atomically; the value before. Threads take blocks of work from a shared
+    counter until it passes the count: a thread slowed by another process's load takes fewer."""
+    from llvmlite import ir
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.atomic_rmw("add", ary.data, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+    return types.int64(counter), codegen
+
+
 @njit(cache=True, parallel=True)
 def pin_workers(masks, done):
     """Worker p onto the cores of masks[p] (uint64 words of a cpu_set_t); done[p] = its core."""

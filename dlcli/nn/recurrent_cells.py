@@ -75,6 +75,17 @@ def _parts(m):
     return parts
 
 
+LSTM_BLOCK = 8  # examples a block at least (the step's GEMM is then one `_dot_rows` block)
+
+
+def _lstm_parts(m):
+    """Blocks of examples for the LSTM's split kernels, which hand them out to the threads
+    from a shared counter: up to 4 a thread, so that a thread slowed by another process's load
+    takes fewer (static halves waited for the slow one)."""
+    parts = _parts(m)
+    return parts if parts == 1 else max(parts, min(m // LSTM_BLOCK, 4 * parts))
+
+
 class _Spare:
     """Large arrays a cell hands out again once the pass that used them is over.
 
@@ -280,7 +291,7 @@ class LSTMCell(_StackedCell):
         T, m, n_x = X.shape
         n = self.units
         W, b = self._stacked()
-        parts = _parts(m)
+        parts = _lstm_parts(m)
         H = self.spare.take((T * m, n + n_x), X.dtype)
         for lo, hi in _blocks(m, parts):  # blocked by the thread that reads it (kernels/recurrent.py)
             Hp = _blocked(H, T, lo, hi)
@@ -293,7 +304,7 @@ class LSTMCell(_StackedCell):
         args = (H, np.ascontiguousarray(W.T), np.ascontiguousarray(b.reshape(-1)), c0, mask, A, C, G)
         with _loop_threads():
             if parts > 1:
-                k.lstm_forward_split(*args, parts)
+                k.lstm_forward_split(*args, parts, _threads())
             else:
                 k.lstm_forward(*args)
         return A, LSTMRun(X, A, C, G, H, c0, mask, parts)
@@ -319,7 +330,7 @@ class LSTMCell(_StackedCell):
         split_grads = threads > 1 and T * m >= threads * SPLIT_MIN_EXAMPLES
         with _loop_threads():
             if run.parts > 1:  # each thread's share of dW, db, dX in the loop's own region
-                k.lstm_backward_split(*args, *grads, run.parts)
+                k.lstm_backward_split(*args, *grads, run.parts, threads)
             else:
                 k.lstm_backward(*args)
                 if split_grads:
