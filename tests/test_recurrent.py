@@ -321,7 +321,7 @@ def test_split_kernels_equal_the_serial_ones(kind, parts):
             dW, db, dX = np.ones((4 * n, 2 * n)), np.ones(4 * n), np.empty((T * m, n))
             if split:  # the weight gradients in the loop's region
                 k.lstm_backward_split(dA, C, G, c0, W, mask, da, dc, dZ, H, np.ascontiguousarray(Wx),
-                                      dW, db, dX, *extra)
+                                      dW, db, dX, np.empty((parts, 4 * n, 2 * n)), *extra)
             else:
                 k.lstm_backward(dA, C, G, c0, W, mask, da, dc, dZ)
                 dW += dZ.T @ H

@@ -270,18 +270,18 @@ def lstm_backward(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW, db, dX, parts,
-                        threads):
+def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW, db, dX, part_dW,
+                        parts, threads):
     """lstm_backward with `parts` blocks of examples taken from a shared counter (as in
     `lstm_forward_split`), and each block's share of the weight gradients done by its thread
     after the block's time loop, in the same parallel region: dW += dZ^T H, db += the column
     sums of dZ, dX = dZ Wx (dX (T m, n_x) blocked like H and dZ; Wx (4n, n_x)). One region
     where there were two (the loop's, then `stacked_grads_split`'s), and the block of dZ the
-    thread just wrote is still in its core's cache."""
+    thread just wrote is still in its core's cache. part_dW (parts, 4n, n + n_x): scratch, kept
+    by the caller (a fresh 1.2 MB array a step page-faulted on its first touch)."""
     m, T = dA.shape[1], dA.shape[0]
     # a partial dW and db per BLOCK, summed in block order after: the same sums whichever
     # thread took which block (per-thread partials made the gradients vary in the last bits)
-    part_dW = np.empty((parts, dW.shape[0], dW.shape[1]), dtype=dW.dtype)
     part_db = np.zeros((parts, db.shape[0]), dtype=db.dtype)
     counter = np.zeros(1, dtype=np.int64)
     for _ in prange(min(threads, parts)):

@@ -330,7 +330,9 @@ class LSTMCell(_StackedCell):
         split_grads = threads > 1 and T * m >= threads * SPLIT_MIN_EXAMPLES
         with _loop_threads():
             if run.parts > 1:  # each thread's share of dW, db, dX in the loop's own region
-                k.lstm_backward_split(*args, *grads, run.parts, threads)
+                part_dW = self.spare.take((run.parts,) + self.dW.shape, dA.dtype)
+                k.lstm_backward_split(*args, *grads, part_dW, run.parts, threads)
+                self.spare.give(part_dW)
             else:
                 k.lstm_backward(*args)
                 if split_grads:
