@@ -13,7 +13,8 @@ started on distinct cores 300 times in 300 and the same pass took 1.52 ms as the
 Each worker is pinned by the kernel itself (`sched_setaffinity(0, ...)` in its own prange
 iteration: the workqueue layer hands a region of n_threads iterations one to each worker), to
 the process's allowed cores in order. Nothing is pinned when there are more workers than
-allowed cores (they would share one anyway), or with DLCLI_PIN_THREADS=0. The symbols are
+allowed cores (they would share one anyway), where the system has no thread affinity (macOS,
+Windows), or with DLCLI_PIN_THREADS=0. The symbols are
 called by name (resolved when the module is linked), so the kernel caches like any other.
 """
 
@@ -91,8 +92,11 @@ def pin_once():
     if _PINNED:
         return _PINNED[0]
     from numba import get_num_threads
-    n, cpus = get_num_threads(), sorted(os.sched_getaffinity(0))
     result = None
+    if not hasattr(os, "sched_getaffinity"):  # macOS, Windows: no thread affinity to set
+        _PINNED.append(result)
+        return result
+    n, cpus = get_num_threads(), sorted(os.sched_getaffinity(0))
     if os.environ.get("DLCLI_PIN_THREADS", "1") != "0" and 1 < n <= len(cpus):
         masks = np.zeros((n, 16), dtype=np.uint64)  # 1024 cores, glibc's cpu_set_t
         for p, c in enumerate(cpus[:n]):
