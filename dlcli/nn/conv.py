@@ -192,7 +192,9 @@ class Conv2D(_Weighted):
         A_prev = np.ascontiguousarray(A_prev, dtype=self.params["W"].dtype)
         m, hw = A_prev.shape[0], self.n_H * self.n_W
         W2 = self.params["W"].reshape(-1, self.n_C)
-        Z = np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
+        shape = (m, self.n_H, self.n_W, self.n_C)
+        Z = (conv_winograd.buffer(self, "Z", shape, A_prev.dtype) if self.winograd and training
+             else np.empty(shape, dtype=A_prev.dtype))
         if self.pointwise or self.winograd:
             if self.pointwise:
                 conv_pointwise.forward(self, A_prev, Z)

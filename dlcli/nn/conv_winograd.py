@@ -30,6 +30,17 @@ def applies(f: int, stride: int, n_C_prev: int, n_C: int) -> bool:
     return f == 3 and stride == 1 and min(n_C_prev, n_C) >= WINOGRAD_MIN_CHANNELS
 
 
+def buffer(layer, name: str, shape: tuple, dtype) -> np.ndarray:
+    """An array the layer keeps from one training step to the next (its output Z, its
+    dA_prev), as the dense layers keep theirs: a fresh 8 MB array costs its page faults at
+    first touch, inside the parallel pass (64x32x32x32 forward, after a step's worth of
+    arrays freed: 11.0 ms fresh against 6.9 reused, load ~1.6)."""
+    buf = layer.winograd_buffers.get(name)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = layer.winograd_buffers[name] = np.empty(shape, dtype=dtype)
+    return buf
+
+
 def _transformed(W):
     from ..kernels import winograd as kw
     U = np.empty((16, W.shape[2], W.shape[3]), dtype=W.dtype)
@@ -54,7 +65,8 @@ def backward(layer, A_prev, dZ, chunk_elements):
     rows, examples = kw.blocks(m, n_H, n_W, C, K, kw.BLOCK_ELEMENTS)
     input_grad = layer.needs_input_grad
     U = _transformed(layer.params["W"])
-    dA_prev = np.empty(A_prev.shape if input_grad else (1, 1, 1, 1), dtype=dZ.dtype)
+    dA_prev = (buffer(layer, "dA_prev", A_prev.shape, dZ.dtype) if input_grad
+               else np.empty((1, 1, 1, 1), dtype=dZ.dtype))
     if dZ.size * 9 * C < kw.PARALLEL_MIN or m == 1:
         dU = np.empty((1, 16, C, K), dtype=dZ.dtype)
         kg.backward_blocks(A_prev, dZ, U, layer.pad_top, layer.pad_left, examples, rows, dU,
