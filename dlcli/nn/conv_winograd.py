@@ -31,7 +31,7 @@ def applies(f: int, stride: int, n_C_prev: int, n_C: int) -> bool:
 
 
 def buffer(layer, name: str, shape: tuple, dtype) -> np.ndarray:
-    """An array the layer keeps from one training step to the next (its output Z, its
+    """An array the layer keeps from one training step to the next (its output Z, dZ, its
     dA_prev), as the dense layers keep theirs: a fresh 8 MB array costs its page faults at
     first touch, inside the parallel pass (64x32x32x32 forward, after a step's worth of
     arrays freed: 11.0 ms fresh against 6.9 reused, load ~1.6)."""
