@@ -1,5 +1,5 @@
-"""Winograd F(2x2, 3x3) (kernels/winograd.py, nn/conv_winograd.py): the kernels against a
-numpy convolution, the conv2d layer on that path against PyTorch in float64 over the conv
+"""Winograd F(2x2, 3x3) (kernels/winograd.py, kernels/winograd_grad.py, nn/conv_winograd.py):
+the kernels against a numpy convolution and its gradients, the conv2d layer on that path against PyTorch in float64 over the conv
 grid's stride-1 3x3 cases, and its gradients against finite differences. Also the pointwise
 path (nn/conv_pointwise.py), which tests/test_conv.py's grid runs at 1x1 stride 1."""
 
@@ -33,7 +33,7 @@ def numpy_conv(A, W, pad_top, pad_left, n_H, n_W):
     (2, 7, 5, 3, 4, 1, 7, 5),     # same, odd sizes: cropped last tiles
     (3, 6, 6, 2, 5, 0, 4, 4),     # valid
     (1, 5, 8, 4, 3, 2, 7, 10),    # padding 2: the output is larger than the input
-    (2, 4, 4, 5, 2, -1, 2, 2),    # a negative pad (an input gradient's, for padding 3)
+    (2, 4, 4, 5, 2, -1, 2, 2),    # a negative pad: the input cropped
     (1, 1, 1, 1, 1, 1, 1, 1)])
 def test_convolve_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
     from dlcli.kernels import winograd as kw
@@ -49,20 +49,85 @@ def test_convolve_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
         close(Z, expected, 1e-12 if dtype == np.float64 else 1e-5)
         # the serial and parallel drivers, in 1 to 3 runs of blocks: the same numbers
         Z1 = np.empty((m, n_H, n_W, K), dtype=dtype)
-        kw.convolve_blocks(A, U, pad, pad, Z1, min(rows, tH), 1)
+        kw.convolve_blocks(A, U, pad, pad, Z1, min(rows, tH), 1, 1)
         for parts in (1, 2, 3):
             Z2 = np.full_like(Z1, np.nan)
-            kw.convolve_blocks_parallel(A, U, pad, pad, Z2, min(rows, tH), min(parts, m * -(-tH // rows)))
+            kw.convolve_blocks_parallel(A, U, pad, pad, Z2, min(rows, tH), 1, min(parts, m * -(-tH // rows)))
             np.testing.assert_array_equal(Z1, Z2)
         np.testing.assert_array_equal(Z, Z1)
+    for examples in (2, 3):  # blocks of several whole examples (longer GEMMs: BLAS may sum
+        for parts in (1, 2):  # in another order)
+            Z2 = np.full((m, n_H, n_W, K), np.nan, dtype=dtype)
+            kw.convolve_blocks_parallel(A, U, pad, pad, Z2, tH, examples, min(parts, -(-m // examples)))
+            close(Z2, expected, 1e-12 if dtype == np.float64 else 1e-5)
+
+
+def numpy_conv_grads(A, W, dZ, pad_top, pad_left):
+    """dW[di, dj, c, k] = sum A[i, h + di - pad_top, w + dj - pad_left, c] dZ[i, h, w, k] and
+    dA[i, h + di - pad_top, w + dj - pad_left, c] += dZ[i, h, w, k] W[di, dj, c, k], 0 outside."""
+    m, H, Wd, C = A.shape
+    _, n_H, n_W, K = dZ.shape
+    big = np.zeros((m, n_H + 2 + abs(pad_top) + H + 3, n_W + 2 + abs(pad_left) + Wd + 3, C))
+    o_h, o_w = 3 + abs(pad_top), 3 + abs(pad_left)  # where A[0, 0] sits in big
+    big[:, o_h:o_h + H, o_w:o_w + Wd] = A
+    dW = np.zeros(W.shape)
+    dbig = np.zeros_like(big)
+    for di in range(3):
+        for dj in range(3):
+            r, q = o_h + di - pad_top, o_w + dj - pad_left
+            window = big[:, r:r + n_H, q:q + n_W]
+            dW[di, dj] = np.einsum("ihwc,ihwk->ck", window, dZ)
+            dbig[:, r:r + n_H, q:q + n_W] += dZ @ W[di, dj].T
+    return dW, dbig[:, o_h:o_h + H, o_w:o_w + Wd]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,H,Wd,C,K,pad,n_H,n_W", [
+    (2, 7, 5, 3, 4, 1, 7, 5),     # same, odd sizes: cropped last tiles
+    (3, 6, 6, 2, 5, 0, 4, 4),     # valid
+    (1, 5, 8, 4, 3, 2, 7, 10),    # padding 2: the output is larger than the input
+    (4, 4, 6, 3, 2, 3, 8, 10),    # padding 3: whole tiles over the padding
+    (1, 1, 1, 1, 1, 1, 1, 1)])
+def test_backward_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
+    """Both gradients from Winograd's domain (kernels/winograd_grad.py) against numpy, in
+    blocks of one tile row, two, whole examples and several examples, serial and in 1 to 3
+    runs of examples."""
+    from dlcli.kernels import winograd as kw
+    from dlcli.kernels import winograd_grad as kg
+    rng = np.random.default_rng(1)
+    A, W = rng.standard_normal((m, H, Wd, C)).astype(dtype), rng.standard_normal((3, 3, C, K)).astype(dtype)
+    dZ = rng.standard_normal((m, n_H, n_W, K)).astype(dtype)
+    U = np.empty((16, C, K), dtype=dtype)
+    kw.filter_transform(W, U)
+    eW, eA = numpy_conv_grads(*(x.astype(np.float64) for x in (A, W, dZ)), pad, pad)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    tH, _ = kw.tiles(n_H, n_W)
+    for rows, examples in ((1, 1), (2, 1), (tH, 1), (tH, 2), (tH, 3)):
+        for parts in (0, 1, 2, 3):  # 0: the serial driver
+            if parts > m:
+                continue
+            dU = np.full((max(parts, 1), 16, C, K), np.nan, dtype=dtype)
+            dA = np.full(A.shape, np.nan, dtype=dtype)
+            driver = kg.backward_blocks_parallel if parts else kg.backward_blocks
+            driver(A, dZ, U, pad, pad, examples, rows, dU, dA, True)
+            dW = np.empty(W.shape, dtype=dtype)
+            kg.filter_grad_transform(dU.sum(axis=0), dW)
+            close(dW, eW, tol)
+            close(dA, eA, tol)
+            dU_only = np.full_like(dU, np.nan)  # the filter gradient alone: dA untouched
+            untouched = np.zeros((1, 1, 1, 1), dtype=dtype)
+            driver(A, dZ, U, pad, pad, examples, rows, dU_only, untouched, False)
+            np.testing.assert_array_equal(dU_only.sum(axis=0), dU.sum(axis=0))
+            assert not untouched.any()
 
 
 @pytest.fixture
 def everywhere(monkeypatch):
     """Every 3x3 stride-1 conv2d takes the Winograd path, whatever its channels, and its
-    filter gradient sums an example at a time."""
+    backward pass runs in blocks of one tile row."""
+    from dlcli.kernels import winograd as kw
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
-    monkeypatch.setattr(conv_winograd, "FILTER_GRAD_CHUNK", 1)
+    monkeypatch.setattr(kw, "BLOCK_ELEMENTS", 1)
 
 
 def test_the_path_is_taken_where_it_applies():

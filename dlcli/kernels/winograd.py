@@ -4,7 +4,8 @@ Convolutional Neural Networks" (2016).
 Why: a 3x3 stride-1 convolution through im2col is one GEMM of m n_H n_W x 9 n_C_prev x n_C
 multiply-adds. Winograd's minimal filtering computes each 2x2 output tile from a 4x4 input
 tile with 16 multiplies per (input, output) channel pair instead of 36 (2.25x fewer), as 16
-independent GEMMs (one per tile position) of tiles x n_C_prev x n_C:
+independent GEMMs (one per tile position) of tiles x n_C_prev x n_C (the backward pass, both
+gradients in the same domain, is kernels/winograd_grad.py):
 
     V = B^T d B        (input tile d, 4x4, per channel)    -- `_input_tiles`
     U = G g G^T        (filter g, 3x3, per channel pair)   -- `filter_transform`
@@ -12,19 +13,14 @@ independent GEMMs (one per tile position) of tiles x n_C_prev x n_C:
     Y = A^T M A        (output tile, 2x2)                   -- `_output_tiles`
 
 The transforms are additions only, a few passes over memory with the channel loop innermost
-(contiguous in NHWC, so they vectorize). The same kernel gives a conv layer's input gradient:
-for stride 1 it is the convolution of dZ with the filter rotated 180 degrees and its channel
-axes swapped, padded by f - 1 - pad (`rotated`), which replaces the dcols GEMM and col2im.
-F(2x2, 3x3) loses nothing measurable to rounding (its transforms hold only 0, +-1 and
+(contiguous in NHWC, so they vectorize). F(2x2, 3x3) loses nothing measurable to rounding (its transforms hold only 0, +-1 and
 +-1/2): float64 results equal im2col's to ~1e-15.
 
 How it runs (`convolve`): the batch is cut into blocks of a few tile rows of one example
 (BLOCK_ELEMENTS transformed values, so a block's V, M and U stay in a core's L2), and each
 block is transformed, multiplied (16 GEMMs, np.dot on this thread) and transformed back
 before the next, in ONE parallel region (`convolve_blocks_parallel`): a run of consecutive
-blocks a Numba thread, BLAS held to one thread while it lasts (`one_blas_thread`). The
-filter gradient (`filter_grad_parallel`) runs the same way: a block of output rows unrolled
-(kernels/conv.py's im2col body) and multiplied by its dZ on its thread, summed per thread.
+blocks a Numba thread, BLAS held to one thread while it lasts (`one_blas_thread`).
 
 Why one region: the first version transformed 2 examples at a time on one thread and called
 a 2-thread BLAS between the passes, 32 times a layer. On this shared 2-core machine, while
@@ -37,14 +33,19 @@ after. At lighter load the two are within noise of each other on resnet_small's 
 the blocks win on large images, where the old chunks (an example's tiles, 6 MB) left the
 cache: the U-Net's 8x96x128x32 -> 16, forward 19-30 ms against 6-15 ms. The static split
 (a run of blocks a thread) still waits for a thread whose core is taken; handing out blocks
-dynamically is the next thing to try.
+dynamically is the next thing to try. Where an example has few tiles (the U-Net's 6x8 and
+12x16 levels) a block holds several whole examples, at least as many tiles as channels and
+at most a thread's share of the batch (`blocks`): one example a block made GEMMs of 12 rows
+against a 256x256 U[k], which BLAS packs at every call (8x6x8x256 -> 256 forward 7.3 ->
+3.1 ms with the filter transform vectorized, 0.24 ms against 7.1).
 Pieces, one thread, one 32x32x32 example (CPU time): input transform 54 us, the 16 GEMMs
 80-89 us, output transform 26-30 us.
 Tried and not kept: F(4x4, 3x3) (36 GEMMs of 4x fewer multiplies, the transforms 6x6):
 its GEMMs took 48 against 80-89 us an example, but its transforms 57 + 43-75 us, a step
 of resnet_small 229 against 246 ms (one thread) and the U-Net's 586 against 524 ms.
-A Winograd filter gradient (dU = V^T dM per position, then G^T dU G) measured no faster
-than unrolling (12-15 ms against 12.6-15 ms).
+A Winograd filter gradient alone (dU = V^T dM per position, then G^T dU G) measured no
+faster than unrolling (12-15 ms against 12.6-15 ms); with the input gradient from the same
+dM it pays (kernels/winograd_grad.py).
 """
 
 from __future__ import annotations
@@ -52,34 +53,29 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from .conv import _im2col
-
 
 @njit(cache=True)
 def filter_transform(W, U):
     """U[k, c, n] = (G g G^T)[k // 4, k % 4] for g = W[:, :, c, n] (3x3), G = [[1, 0, 0],
-    [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]."""
+    [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]; the output channel innermost (contiguous
+    in W and U: a 3x3x256x256 filter 7.1 -> 0.2 ms against a pair (c, n) at a time)."""
     _, _, C, K = W.shape
+    t = np.empty((4, 3, K), dtype=U.dtype)  # G g
     for c in range(C):
-        for n in range(K):
-            t = np.empty((4, 3), dtype=U.dtype)  # G g
-            for j in range(3):
+        for j in range(3):
+            for n in range(K):
                 g0, g1, g2 = W[0, j, c, n], W[1, j, c, n], W[2, j, c, n]
-                t[0, j] = g0
-                t[1, j] = (g0 + g1 + g2) * 0.5
-                t[2, j] = (g0 - g1 + g2) * 0.5
-                t[3, j] = g2
-            for a in range(4):
-                g0, g1, g2 = t[a, 0], t[a, 1], t[a, 2]
+                t[0, j, n] = g0
+                t[1, j, n] = (g0 + g1 + g2) * 0.5
+                t[2, j, n] = (g0 - g1 + g2) * 0.5
+                t[3, j, n] = g2
+        for a in range(4):
+            for n in range(K):
+                g0, g1, g2 = t[a, 0, n], t[a, 1, n], t[a, 2, n]
                 U[4 * a + 0, c, n] = g0
                 U[4 * a + 1, c, n] = (g0 + g1 + g2) * 0.5
                 U[4 * a + 2, c, n] = (g0 - g1 + g2) * 0.5
                 U[4 * a + 3, c, n] = g2
-
-
-def rotated(W):
-    """The filter of a stride-1 conv's input gradient: W_rot[di, dj, n, c] = W[f-1-di, f-1-dj, c, n]."""
-    return np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
 
 
 @njit(inline="always")
@@ -171,88 +167,62 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, ts, y, Z):
 
 
 @njit(inline="always")
-def _convolve_block(i, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, e, y, Z):
-    """Example i's output tile rows th0:th1, all three steps while the block's tiles are in
-    cache: V (16, T, C) and M (16, T, K) hold T = (th1 - th0) tiles_W tiles."""
+def _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, e, y, Z):
+    """Output tile rows th0:th1 of examples i0:i1, all three steps while the block's tiles
+    are in cache: V (16, T, C) and M (16, T, K) hold T = (i1 - i0) (th1 - th0) tiles_W
+    tiles, each example's after the one before."""
     C, K = U.shape[1], U.shape[2]
-    T = (th1 - th0) * tiles_W
-    v, mf = V.reshape(-1), M.reshape(-1)
-    _input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, T * C, C, e, v)
+    per = (th1 - th0) * tiles_W
+    T = (i1 - i0) * per
+    v, mf = V[:16 * T * C], M[:16 * T * K]
+    for i in range(i0, i1):
+        _input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, T * C, C, e,
+                     v[(i - i0) * per * C:])
     for k in range(16):  # one BLAS call a position, on this thread (the caller limits BLAS)
         np.dot(v[k * T * C:(k + 1) * T * C].reshape((T, C)), U[k],
                mf[k * T * K:(k + 1) * T * K].reshape((T, K)))
-    _output_tiles(i, th0, th1, mf, tiles_W, T * K, K, y, Z)
+    for i in range(i0, i1):
+        _output_tiles(i, th0, th1, mf[(i - i0) * per * K:], tiles_W, T * K, K, y, Z)
 
 
 @njit(inline="always")
-def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows):
-    """The p-th of `parts` runs of consecutive blocks (`rows` tile rows of one example)."""
+def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples):
+    """The p-th of `parts` runs of consecutive blocks: `rows` tile rows of one example, or
+    (examples > 1) that many whole examples."""
     m, C, K = A_prev.shape[0], U.shape[1], U.shape[2]
     tiles_H, tiles_W = (Z.shape[1] + 1) // 2, (Z.shape[2] + 1) // 2
     per_example = (tiles_H + rows - 1) // rows
-    blocks = m * per_example
-    V = np.empty(16 * rows * tiles_W * C, dtype=Z.dtype)
-    M = np.empty(16 * rows * tiles_W * K, dtype=Z.dtype)
+    blocks = (m + examples - 1) // examples if examples > 1 else m * per_example
+    T = max(rows, examples * tiles_H) * tiles_W
+    V = np.empty(16 * T * C, dtype=Z.dtype)
+    M = np.empty(16 * T * K, dtype=Z.dtype)
     e, y = np.empty((4, 4, C), dtype=Z.dtype), np.empty((4, 2, K), dtype=Z.dtype)
     for j in range(p * blocks // parts, (p + 1) * blocks // parts):
-        i, th0 = j // per_example, (j % per_example) * rows
-        th1 = min(th0 + rows, tiles_H)
-        _convolve_block(i, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, e, y, Z)
+        if examples > 1:
+            i0, th0, th1 = j * examples, 0, tiles_H
+            i1 = min(i0 + examples, m)
+        else:
+            i0, th0 = j // per_example, (j % per_example) * rows
+            i1, th1 = i0 + 1, min(th0 + rows, tiles_H)
+        _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, e, y, Z)
 
 
 @njit(cache=True)
-def convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, parts):
+def convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, parts):
     """Z = the 3x3 stride-1 convolution of A_prev with the filter transformed to U (16, C, K),
-    block by block: each block of `rows` tile rows of an example is transformed, multiplied
-    (one GEMM a tile position) and transformed back before the next, while it is in cache."""
+    block by block: each block (`rows` tile rows of an example, or `examples` whole ones) is
+    transformed, multiplied (one GEMM a tile position) and transformed back before the
+    next, while it is in cache."""
     for p in range(parts):
-        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows)
+        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples)
 
 
 @njit(parallel=True, cache=True)
-def convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, parts):
+def convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, parts):
     """`convolve_blocks` in one parallel region: each of `parts` runs of consecutive blocks
     on its own thread, its GEMMs on that thread (the caller limits BLAS to one)."""
     for p in prange(parts):
-        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows)
-
-
-@njit(inline="always")
-def _filter_grad_run(p, parts, A_prev, dZ, pad_top, pad_left, rows, dW):
-    """dW (9 C, K) = the filter gradient of the p-th of `parts` runs of blocks (`rows` output
-    rows of one example), each unrolled (im2col) and multiplied by its dZ while in cache."""
-    m, n_H, n_W, K = dZ.shape
-    _, H, W, C = A_prev.shape
-    per_example = (n_H + rows - 1) // rows
-    blocks = m * per_example
-    a, dz = A_prev.reshape(-1), dZ.reshape(-1)
-    cols = np.empty(rows * n_W * 9 * C, dtype=dZ.dtype)
-    partial = np.empty_like(dW)
-    dW[:] = 0.0
-    for j in range(p * blocks // parts, (p + 1) * blocks // parts):
-        i, h0 = j // per_example, (j % per_example) * rows
-        n = (min(h0 + rows, n_H) - h0) * n_W  # output pixels of the block
-        example = a[i * H * W * C:(i + 1) * H * W * C].reshape((1, H, W, C))
-        c = cols[:n * 9 * C].reshape((n, 9 * C))
-        # rows h0.. of example i are rows 0.. of the example padded by pad_top - h0
-        _im2col(0, example, 3, 1, pad_top - h0, pad_left, n // n_W, n_W, c)
-        z0 = (i * n_H + h0) * n_W * K
-        np.dot(c.T, dz[z0:z0 + n * K].reshape((n, K)), partial)
-        dW += partial
-
-
-@njit(cache=True)
-def filter_grad(A_prev, dZ, pad_top, pad_left, rows, dW_parts):
-    """dW_parts[0] = the 3x3 stride-1 conv's filter gradient (9 C, K), block by block."""
-    _filter_grad_run(0, 1, A_prev, dZ, pad_top, pad_left, rows, dW_parts[0])
-
-
-@njit(parallel=True, cache=True)
-def filter_grad_parallel(A_prev, dZ, pad_top, pad_left, rows, dW_parts):
-    """`filter_grad` in one parallel region, a run of blocks a thread, each summing into its
-    own dW_parts[p]; the caller adds the parts."""
-    for p in prange(dW_parts.shape[0]):
-        _filter_grad_run(p, dW_parts.shape[0], A_prev, dZ, pad_top, pad_left, rows, dW_parts[p])
+        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples)
 
 
 def tiles(n_H: int, n_W: int) -> tuple[int, int]:
@@ -292,17 +262,33 @@ def one_blas_thread():
     return contextlib.nullcontext() if _BLAS[0] is None else _BLAS[0].limit(limits=1, user_api="blas")
 
 
+def blocks(m: int, n_H: int, n_W: int, C: int, K: int, block_elements: int) -> tuple[int, int]:
+    """(tile rows, examples) a block holds: as many tile rows of one example as
+    `block_elements` transformed values allow, else whole examples, several when an example
+    has few tiles: at least as many tiles as channels (fewer rows than that, and packing
+    U[k] costs BLAS more than the product), at most a thread's share of the batch."""
+    from numba import get_num_threads
+    tiles_H, tiles_W = tiles(n_H, n_W)
+    block = max(1, block_elements // (16 * max(C, K)))  # tiles
+    rows = max(1, min(tiles_H, block // tiles_W))
+    if rows < tiles_H:
+        return rows, 1
+    per_example = tiles_H * tiles_W
+    examples = max(block // per_example, -(-max(C, K) // per_example))
+    return rows, max(1, min(examples, -(-m // get_num_threads())))
+
+
 def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS):
     """Z = the 3x3 stride-1 convolution of A_prev (zero-padded by pad_top, pad_left; negative
     for an input gradient's crop) with the filter whose transform is U (16, C, K), in blocks
-    of whole tile rows holding at most `block_elements` transformed values."""
+    (`blocks`) holding about `block_elements` transformed values."""
     m, C, K = A_prev.shape[0], U.shape[1], U.shape[2]
-    tiles_H, tiles_W = tiles(Z.shape[1], Z.shape[2])
-    rows = max(1, min(tiles_H, block_elements // (16 * tiles_W * max(C, K))))
-    blocks = m * -(-tiles_H // rows)
+    tiles_H, _ = tiles(Z.shape[1], Z.shape[2])
+    rows, examples = blocks(m, Z.shape[1], Z.shape[2], C, K, block_elements)
+    n_blocks = -(-m // examples) if examples > 1 else m * -(-tiles_H // rows)
     if Z.size * 9 * C < PARALLEL_MIN:
-        convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, 1)
+        convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, 1)
         return Z
     with one_blas_thread():
-        convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, parts(blocks))
+        convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, parts(n_blocks))
     return Z

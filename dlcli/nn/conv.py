@@ -138,10 +138,10 @@ class _Weighted(_Windowed):
             self.cache = (A,)
         return A
 
-    def _dZ(self, dA):
-        """dZ from the upstream gradient, and the bias gradient on the way."""
+    def _dZ(self, dA, out=None):
+        """dZ from the upstream gradient (into `out` if given), and the bias gradient on the way."""
         (A,) = self.cache
-        return activations.backward(self.activation, dA, A, db=self.grads.get("b"))
+        return activations.backward(self.activation, dA, A, out=out, db=self.grads.get("b"))
 
 
 @register("conv2d")
@@ -192,7 +192,9 @@ class Conv2D(_Weighted):
         A_prev = np.ascontiguousarray(A_prev, dtype=self.params["W"].dtype)
         m, hw = A_prev.shape[0], self.n_H * self.n_W
         W2 = self.params["W"].reshape(-1, self.n_C)
-        Z = np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
+        shape = (m, self.n_H, self.n_W, self.n_C)
+        Z = (conv_winograd.buffer(self, "Z", shape, A_prev.dtype) if self.winograd and training
+             else np.empty(shape, dtype=A_prev.dtype))
         if self.pointwise or self.winograd:
             if self.pointwise:
                 conv_pointwise.forward(self, A_prev, Z)
@@ -223,7 +225,9 @@ class Conv2D(_Weighted):
         if cols is None or cols is conv_direct.POOLED:  # the direct path: shape is A_prev itself
             return conv_direct.backward(self, shape, cols, dA)
         if cols is WINOGRAD or cols is POINTWISE:  # shape is A_prev itself
-            dZ = np.ascontiguousarray(self._dZ(dA))
+            out = (conv_winograd.buffer(self, "dZ", dA.shape, shape.dtype)
+                   if cols is WINOGRAD and self.activation != "linear" else None)
+            dZ = np.ascontiguousarray(self._dZ(dA, out))
             self.cache = None
             if cols is POINTWISE:
                 return conv_pointwise.backward(self, shape, dZ)

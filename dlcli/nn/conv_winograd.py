@@ -1,12 +1,11 @@
 """Conv2D's Winograd path (kernels/winograd.py): 3x3 stride-1 convolutions with enough channels.
 
-The forward pass and the input gradient are both Winograd F(2x2, 3x3) convolutions (the
-input gradient with the filter rotated), each replacing an im2col GEMM of 2.25x the
-multiplies, and the input gradient's col2im pass too. The filter gradient stays a GEMM
-over the unrolled input, unrolled in the backward pass a block of rows at a time and summed
-while they are in cache (the forward no longer needs the patches). Each of the three runs
-as one parallel region (kernels/winograd.py): a run of blocks a thread, every GEMM on the
-thread that made its operands, BLAS held to one thread meanwhile.
+The forward pass is a Winograd F(2x2, 3x3) convolution (kernels/winograd.py), replacing an
+im2col GEMM of 2.25x the multiplies; the backward pass computes the filter gradient and the
+input gradient in Winograd's domain from one transform of dZ (kernels/winograd_grad.py),
+replacing the unrolled filter-gradient GEMM, the dcols GEMM and col2im. Nothing but A_prev
+is kept from the forward. Each pass runs as one parallel region: a run of blocks a thread,
+every GEMM on the thread that made its operands, BLAS held to one thread meanwhile.
 
 `Conv2D.build` takes this path when WINOGRAD_MIN_CHANNELS holds; the tests lower it to 1 so
 that the whole conv grid runs through it against PyTorch.
@@ -27,21 +26,23 @@ import numpy as np
 WINOGRAD_MIN_CHANNELS = 16
 
 
-# Unrolled values a block of the filter gradient holds (256 KB of float32): whole output rows
-# of one example. Measured dW on one thread (CPU time, load ~2), blocks of 1<<16 / 1<<18 /
-# 1<<20 values: 64x32x32x32 -> 32 25.0 / 26.5 / 26.9 ms; 8x96x128x16 -> 16 8.8 / 17.2 /
-# 18.8; 8x96x128x32 -> 16 14.5 / 27.6 / 29.6 (batch-wide im2col and one GEMM: 31.5, 20.1,
-# 33.9).
-FILTER_GRAD_CHUNK = 1 << 16
-
-
 def applies(f: int, stride: int, n_C_prev: int, n_C: int) -> bool:
     return f == 3 and stride == 1 and min(n_C_prev, n_C) >= WINOGRAD_MIN_CHANNELS
 
 
-def _transformed(W, rotate=False):
+def buffer(layer, name: str, shape: tuple, dtype) -> np.ndarray:
+    """An array the layer keeps from one training step to the next (its output Z, dZ, its
+    dA_prev), as the dense layers keep theirs: a fresh 8 MB array costs its page faults at
+    first touch, inside the parallel pass (64x32x32x32 forward, after a step's worth of
+    arrays freed: 11.0 ms fresh against 6.9 reused, load ~1.6)."""
+    buf = layer.winograd_buffers.get(name)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = layer.winograd_buffers[name] = np.empty(shape, dtype=dtype)
+    return buf
+
+
+def _transformed(W):
     from ..kernels import winograd as kw
-    W = kw.rotated(W) if rotate else W
     U = np.empty((16, W.shape[2], W.shape[3]), dtype=W.dtype)
     kw.filter_transform(W, U)
     return U
@@ -55,23 +56,27 @@ def forward(layer, A_prev, Z, chunk_elements=None):
 
 
 def backward(layer, A_prev, dZ, chunk_elements):
-    """The layer's dW (into layer.grads["W"]) and dA_prev (None if the layer needs none)."""
+    """The layer's dW (into layer.grads["W"]) and dA_prev (None if the layer needs none),
+    both from one pass in Winograd's domain (kernels/winograd_grad.py)."""
     from ..kernels import winograd as kw
+    from ..kernels import winograd_grad as kg
     m, n_H, n_W, K = dZ.shape
-    width = 9 * layer.n_C_prev
-    rows = max(1, min(n_H, FILTER_GRAD_CHUNK // (n_W * width)))
-    blocks = m * -(-n_H // rows)
-    dW2 = layer.grads["W"].reshape(width, K)
-    if dZ.size * width < kw.PARALLEL_MIN:
-        kw.filter_grad(A_prev, dZ, layer.pad_top, layer.pad_left, rows, dW2[None])
-    else:
-        dW_parts = np.empty((kw.parts(blocks), width, K), dtype=dZ.dtype)
+    C = layer.n_C_prev
+    rows, examples = kw.blocks(m, n_H, n_W, C, K, kw.BLOCK_ELEMENTS)
+    input_grad = layer.needs_input_grad
+    U = _transformed(layer.params["W"])
+    dA_prev = (buffer(layer, "dA_prev", A_prev.shape, dZ.dtype) if input_grad
+               else np.empty((1, 1, 1, 1), dtype=dZ.dtype))
+    if dZ.size * 9 * C < kw.PARALLEL_MIN or m == 1:
+        dU = np.empty((1, 16, C, K), dtype=dZ.dtype)
+        kg.backward_blocks(A_prev, dZ, U, layer.pad_top, layer.pad_left, examples, rows, dU,
+                           dA_prev, input_grad)
+        dU = dU[0]
+    else:  # a run of whole examples a thread: an example's input-gradient tiles overlap
+        dU = np.empty((kw.parts(m), 16, C, K), dtype=dZ.dtype)
         with kw.one_blas_thread():
-            kw.filter_grad_parallel(A_prev, dZ, layer.pad_top, layer.pad_left, rows, dW_parts)
-        dW_parts.sum(axis=0, out=dW2)
-    if not layer.needs_input_grad:
-        return None
-    dA_prev = np.empty(A_prev.shape, dtype=dZ.dtype)
-    # dA_prev[r] = sum_di dZ[r + di - (2 - pad)] W[2 - di]: the rotated filter, padded by 2 - pad
-    return kw.convolve(dZ, _transformed(layer.params["W"], rotate=True), 2 - layer.pad_top,
-                       2 - layer.pad_left, dA_prev)
+            kg.backward_blocks_parallel(A_prev, dZ, U, layer.pad_top, layer.pad_left,
+                                        examples, rows, dU, dA_prev, input_grad)
+        dU = dU.sum(axis=0)
+    kg.filter_grad_transform(dU, layer.grads["W"])
+    return dA_prev if input_grad else None

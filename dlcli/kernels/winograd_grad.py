@@ -1,0 +1,248 @@
+"""The backward pass of Winograd F(2x2, 3x3) in Winograd's own domain: the filter gradient
+and the input gradient of a 3x3 stride-1 convolution from ONE transform of dZ.
+
+The forward (kernels/winograd.py) computes each 2x2 output tile as Y = A^T M A with
+M[k] = V[k] U[k] (k = 0..15, V = B^T d B the input tile, U = G g G^T the filter). Its
+gradient, tile by tile, is the same chain backwards:
+
+    dM = A dY A^T           (4x4 from the 2x2 output gradient)        -- `_output_grad_tiles`
+    dU[k] = sum over tiles V[k]^T dM[k]   (one GEMM a position)       -- np.dot in `_grad_run`
+    dW = G^T dU G           (3x3 from 4x4, once a layer)              -- `filter_grad_transform`
+    dV[k] = dM[k] U[k]^T    (one GEMM a position)
+    dA_prev += B dV B^T     (4x4 tiles overlapping by 2, summed)      -- `_input_grad_tiles`
+
+Why: the filter gradient had stayed an unrolled GEMM (im2col of the input, 9 C x K
+multiply-adds an output pixel) while the forward and the input gradient ran in Winograd's
+domain (16 C K / 4 a pixel, 2.25x fewer); and the input gradient ran as a second Winograd
+convolution of dZ with the rotated filter, transforming dZ (padded, 4x4 windows) a second
+time. Here the input V is transformed again from A_prev (nothing kept from the forward: V
+is 4x the input), dZ once, and both gradients come out of the same blocks while they are in
+cache. The transforms hold 0, +-1 and +-1/2 only: float64 results equal im2col's to ~1e-15.
+
+How it runs: as the forward, in blocks (a few tile rows of one example, or several whole
+examples where an example has few tiles) each transformed, multiplied and transformed back
+before the next, one parallel region a pass, a run of whole examples a Numba thread (the
+input-gradient tiles of one example overlap, so an example is never split between threads),
+each thread summing its own dU; BLAS held to one thread meanwhile (winograd.one_blas_thread).
+
+What it measured (Dec 3 2026, float32, 2 threads, the machine shared, load 2-3; dW + dA_prev
+ms, against the unrolled dW GEMM + the rotated-filter convolution before): resnet_small's
+64x32x32x32 -> 32 18.0 against 27.5 (one thread 28.4 against 37.2); the U-Net's
+8x96x128x16 -> 16 12.0 against 13.6; 8x12x16x128 -> 128 6.1 against 10.5; 8x6x8x256 -> 256
+7.5 against 14.2 (with several examples a block and the filter transform vectorized, both
+in kernels/winograd.py). One 32x32x32 example on one thread: input transform 75-100 us, dM
+46 (324 us when it wrote the 16 positions from one loop: 20 store streams did not
+vectorize), the dU GEMMs 92, the dV GEMMs 90, the overlapping scatter 120-156. Whole
+benchmark: resnet_small 315 -> 352-395 ex/s, the U-Net 18 -> 20-23 (benchmarks/cnn.py,
+README). The 32 -> 16 channel layer at 96x128 lost (18.4 against 13.5 ms): the transforms
+run on its 32-channel side there. The transforms, not the GEMMs, are now most of the pass:
+they run at 6-12 ns a tile and channel, scalar speed; splitting them into one loop an
+output, or channel blocks of 8, measured slower still.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, uint64
+
+from .winograd import _input_tiles
+
+
+@njit(inline="always")
+def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, ts, y, dm):
+    """dM = A dY A^T of example i's output tiles of rows th0:th1 into the flat dm: position
+    k of tile t = (th - th0) tiles_W + tw, channel n, at k ps + t ts + n. Outputs past the
+    edge (a cropped last tile) count as 0. y (4, 2, K) holds A dY."""
+    _, n_H, n_W, K = dZ.shape
+    z = dZ.reshape(-1)
+    for th in range(th0, th1):
+        h = 2 * th
+        below = h + 1 < n_H
+        for tw in range(tiles_W):
+            w = 2 * tw
+            right = w + 1 < n_W
+            u0 = uint64(((i * n_H + h) * n_W + w) * K)
+            u1 = u0 + uint64(n_W * K)
+            # A dY down the columns, A = [[1, 0], [1, 1], [1, -1], [0, -1]]: dY = [[p, q],
+            # [r, s]] gives the rows (p, q), (p + r, q + s), (p - r, q - s), (-r, -s)
+            if right and below:
+                for n in range(K):
+                    un = uint64(n)
+                    p, q = z[u0 + un], z[u0 + uint64(K) + un]
+                    r, s = z[u1 + un], z[u1 + uint64(K) + un]
+                    y[0, 0, n], y[0, 1, n] = p, q
+                    y[1, 0, n], y[1, 1, n] = p + r, q + s
+                    y[2, 0, n], y[2, 1, n] = p - r, q - s
+                    y[3, 0, n], y[3, 1, n] = -r, -s
+            else:  # a cropped tile: the missing outputs' gradients are 0
+                for n in range(K):
+                    un = uint64(n)
+                    p = z[u0 + un]
+                    q = z[u0 + uint64(K) + un] if right else 0.0
+                    r = z[u1 + un] if below else 0.0
+                    s = z[u1 + uint64(K) + un] if right and below else 0.0
+                    y[0, 0, n], y[0, 1, n] = p, q
+                    y[1, 0, n], y[1, 1, n] = p + r, q + s
+                    y[2, 0, n], y[2, 1, n] = p - r, q - s
+                    y[3, 0, n], y[3, 1, n] = -r, -s
+            # then (A dY) A^T along each row: (x, y) -> x, x + y, x - y, -y, each position
+            # one contiguous run of K
+            base = uint64(((th - th0) * tiles_W + tw) * ts)
+            for a in range(4):
+                o0 = base + uint64(4 * a * ps)
+                o1, o2, o3 = o0 + uint64(ps), o0 + uint64(2 * ps), o0 + uint64(3 * ps)
+                for n in range(K):
+                    u = uint64(n)
+                    x0, x1 = y[a, 0, n], y[a, 1, n]
+                    dm[o0 + u] = x0
+                    dm[o1 + u] = x0 + x1
+                    dm[o2 + u] = x0 - x1
+                    dm[o3 + u] = -x1
+
+
+@njit(inline="always")
+def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, ts, pad_top, pad_left, e, dA):
+    """dA_prev of example i += B dV B^T of its tiles of rows th0:th1 (position k of tile t
+    = (th - th0) tiles_W + tw, channel c, at k ps + t ts + c in the flat dv); the 4x4 input
+    windows overlap by 2 and sum, the parts over the padding are dropped."""
+    _, H, W, C = dA.shape
+    d = dA.reshape(-1)
+    C2, C3 = 2 * C, 3 * C
+    for th in range(th0, th1):
+        for tw in range(tiles_W):
+            o = uint64(((th - th0) * tiles_W + tw) * ts)
+            # B dV down the columns first: B = [[1, 0, 0, 0], [0, 1, -1, 1], [-1, 1, 1, 0],
+            # [0, 0, 0, -1]]
+            for b in range(4):
+                o0 = o + uint64(b * ps)
+                o1, o2, o3 = o0 + uint64(4 * ps), o0 + uint64(8 * ps), o0 + uint64(12 * ps)
+                for c in range(C):
+                    u = uint64(c)
+                    v0, v1, v2, v3 = dv[o0 + u], dv[o1 + u], dv[o2 + u], dv[o3 + u]
+                    e[0, b, c] = v0
+                    e[1, b, c] = v1 - v2 + v3
+                    e[2, b, c] = v1 + v2 - v0
+                    e[3, b, c] = -v3
+            # then (B dV) B^T along each row, summed into the window's row of dA_prev
+            q0 = 2 * tw - pad_left
+            inside = 0 <= q0 and q0 + 3 < W
+            ok0, ok1 = 0 <= q0 < W, 0 <= q0 + 1 < W
+            ok2, ok3 = 0 <= q0 + 2 < W, 0 <= q0 + 3 < W
+            for a in range(4):
+                r = 2 * th + a - pad_top
+                if r < 0 or r >= H:
+                    continue
+                row = ((i * H + r) * W + q0) * C  # may start left of the row
+                if inside:
+                    s0 = uint64(row)
+                    for c in range(C):
+                        u = s0 + uint64(c)
+                        x0, x1, x2, x3 = e[a, 0, c], e[a, 1, c], e[a, 2, c], e[a, 3, c]
+                        d[u] += x0
+                        d[u + uint64(C)] += x1 - x2 + x3
+                        d[u + uint64(C2)] += x1 + x2 - x0
+                        d[u + uint64(C3)] -= x3
+                else:
+                    for c in range(C):
+                        x0, x1, x2, x3 = e[a, 0, c], e[a, 1, c], e[a, 2, c], e[a, 3, c]
+                        if ok0:
+                            d[row + c] += x0
+                        if ok1:
+                            d[row + C + c] += x1 - x2 + x3
+                        if ok2:
+                            d[row + C2 + c] += x1 + x2 - x0
+                        if ok3:
+                            d[row + C3 + c] -= x3
+
+
+@njit(inline="always")
+def _grad_run(p, parts, A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows, dU, dA,
+              input_grad):
+    """The p-th of `parts` runs of whole examples: each block (`rows` tile rows of one
+    example, or `examples_a_block` whole examples) transformed, multiplied and transformed
+    back while in cache; dU (16, C, K) this run's filter gradient in Winograd's domain,
+    dA its examples' input gradient (if input_grad)."""
+    m, n_H, n_W, K = dZ.shape
+    C = A_prev.shape[3]
+    tiles_H, tiles_W = (n_H + 1) // 2, (n_W + 1) // 2
+    per_example = tiles_H * tiles_W
+    T_max = max(rows * tiles_W, examples_a_block * per_example)
+    V = np.empty(16 * T_max * C, dtype=dZ.dtype)
+    M = np.empty(16 * T_max * K, dtype=dZ.dtype)
+    part = np.empty((C, K), dtype=dZ.dtype)
+    e = np.empty((4, 4, C), dtype=dZ.dtype)
+    y = np.empty((4, 2, K), dtype=dZ.dtype)
+    dU[:] = 0.0
+    i_lo, i_hi = p * m // parts, (p + 1) * m // parts
+    if input_grad:
+        dA[i_lo:i_hi] = 0.0
+    i = i_lo
+    while i < i_hi:
+        # a block: examples i:i1 whole, or tile rows th0:th1 of example i
+        i1 = min(i + examples_a_block, i_hi) if examples_a_block > 1 else i + 1
+        th0 = 0
+        while th0 < tiles_H:
+            th1 = tiles_H if examples_a_block > 1 else min(th0 + rows, tiles_H)
+            T = (i1 - i) * (th1 - th0) * tiles_W
+            v, mf = V[:16 * T * C], M[:16 * T * K]
+            for j in range(i, i1):  # each example's tiles at its offset in the block
+                t0 = (j - i) * (th1 - th0) * tiles_W
+                _input_tiles(j, th0, th1, A_prev, pad_top, pad_left, tiles_W, T * C, C, e,
+                             v[t0 * C:])
+                _output_grad_tiles(j, th0, th1, dZ, tiles_W, T * K, K, y, mf[t0 * K:])
+            for k in range(16):
+                vk = v[k * T * C:(k + 1) * T * C].reshape((T, C))
+                mk = mf[k * T * K:(k + 1) * T * K].reshape((T, K))
+                np.dot(vk.T, mk, part)
+                dU[k] += part
+                if input_grad:  # dV[k] = dM[k] U[k]^T over V[k], spent
+                    np.dot(mk, U[k].T, vk)
+            if input_grad:
+                for j in range(i, i1):
+                    t0 = (j - i) * (th1 - th0) * tiles_W
+                    _input_grad_tiles(j, th0, th1, v[t0 * C:], tiles_W, T * C, C, pad_top,
+                                      pad_left, e, dA)
+            th0 = th1
+        i = i1
+
+
+@njit(cache=True)
+def backward_blocks(A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows, dU_parts, dA,
+                    input_grad):
+    """dU_parts[0] = the filter gradient in Winograd's domain (16, C, K), and dA (if
+    input_grad) the input gradient, block by block, on this thread."""
+    _grad_run(0, 1, A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows, dU_parts[0],
+              dA, input_grad)
+
+
+@njit(parallel=True, cache=True)
+def backward_blocks_parallel(A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows,
+                             dU_parts, dA, input_grad):
+    """`backward_blocks` in one parallel region: a run of whole examples a thread, each
+    summing its own dU_parts[p]; the caller adds the parts."""
+    parts = dU_parts.shape[0]
+    for p in prange(parts):
+        _grad_run(p, parts, A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows,
+                  dU_parts[p], dA, input_grad)
+
+
+@njit(cache=True)
+def filter_grad_transform(dU, dW):
+    """dW[:, :, c, n] = G^T dU[:, c, n] G (3x3 from the 4x4 dU), G = [[1, 0, 0], [1/2, 1/2,
+    1/2], [1/2, -1/2, 1/2], [0, 0, 1]]: the gradient through U = G g G^T."""
+    _, C, K = dU.shape
+    t = np.empty((3, 4, K), dtype=dW.dtype)
+    for c in range(C):
+        for b in range(4):  # G^T dU down the columns
+            for n in range(K):
+                u0, u1 = dU[b, c, n], dU[4 + b, c, n]
+                u2, u3 = dU[8 + b, c, n], dU[12 + b, c, n]
+                t[0, b, n] = u0 + 0.5 * (u1 + u2)
+                t[1, b, n] = 0.5 * (u1 - u2)
+                t[2, b, n] = 0.5 * (u1 + u2) + u3
+        for a in range(3):  # then (G^T dU) G along the rows
+            for n in range(K):
+                u0, u1, u2, u3 = t[a, 0, n], t[a, 1, n], t[a, 2, n], t[a, 3, n]
+                dW[a, 0, c, n] = u0 + 0.5 * (u1 + u2)
+                dW[a, 1, c, n] = 0.5 * (u1 - u2)
+                dW[a, 2, c, n] = 0.5 * (u1 + u2) + u3
