@@ -16,3 +16,19 @@ first compile, first cache hit) is ~1 s of it, whatever is compiled.
 import os
 
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+
+
+def numba_without_scipy() -> None:
+    """Start Numba without importing scipy.linalg (~0.2 s of CPU, a fifth of predicting one
+    image, 0.15-0.3 s of a first training step). Numba's array maths imports scipy's BLAS once,
+    only to choose how np.vdot and np.inner compile (BLAS or a plain loop); no dlcli kernel
+    calls them, and np.dot still finds scipy when a kernel compiled in this process needs it,
+    as the block is lifted at once."""
+    import sys
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    sys.modules["scipy.linalg.cython_blas"] = None   # `import` of it fails at once, parents unread
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        del sys.modules["scipy.linalg.cython_blas"]

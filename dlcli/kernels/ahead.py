@@ -122,6 +122,8 @@ def compiling_ahead(step, model, opt, *args):
         return
     _started.append(None)
     try:
+        from . import numba_without_scipy
+        numba_without_scipy()
         from numba.core.dispatcher import Dispatcher
         if _compiled_any():
             yield
@@ -207,6 +209,9 @@ def main():
     """The helper: compile each (module, kernel, argument types) read from stdin, in order,
     those the main process has not claimed first."""
     import importlib
+
+    from . import numba_without_scipy
+    numba_without_scipy()
     claims, work = pickle.load(sys.stdin.buffer)
     for module, name, sig, i in work:
         if not _claim(claims, i):
