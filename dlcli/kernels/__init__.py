@@ -18,7 +18,8 @@ kernel missing from the cache and a second process compiles the kernels from the
 back while the step compiles them from the first. Fresh process to the end of the first
 LeNet-5 step (three interleaved pairs against main ee8387c, 10:25 UTC, load 1.8-2.1): 4.6,
 12.5 (a load spike: the helper got no core) and 4.8 s against 8.7, 10.6 and 9.3 s; cached
-0.6-0.9 s either way. Both processes start Numba without scipy.linalg (numba_without_scipy).
+0.6-0.9 s either way; at 10:39 UTC (load 2.4-3.5) 5.3, 5.4 and 5.1 s against 7.6, 7.6 and
+8.6 s for the same code with DLCLI_COMPILE_AHEAD=0, interleaved. Both processes start Numba without scipy.linalg (numba_without_scipy).
 """
 
 import os
