@@ -12,7 +12,9 @@ MEDIAN of the timed epochs; training steps timed, the evaluation pass NOT timed.
 against the faster of PyTorch's two Adams. `--profile` adds dlcli's per-layer forward and
 backward times, medians over training steps (nested layers indented under their block). The
 start-up lines time a fresh process up to the end of its first LeNet-5 training step, once with an empty Numba
-cache (JIT compile) and once with the cache that run left (the cached start).
+cache (JIT compile, its kernels shared with the helper process of dlcli/kernels/ahead.py), once
+with the cache that run left (the cached start), and once more on an empty cache with the
+helper off (DLCLI_COMPILE_AHEAD=0: all in one process, as before it).
 
 mobilenet64 and inception64 are the shipped recipes' layers (recipes/*.yaml, their softmax
 widened to 10 classes); on the PyTorch side Keras' "same" padding is an explicit ZeroPad2d
@@ -283,8 +285,8 @@ print(time.perf_counter() - started)
 """
 
 
-def startup_seconds(cache_dir):
-    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
+def startup_seconds(cache_dir, **env):
+    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir, **env}
     code = STARTUP.format(here=os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -300,7 +302,10 @@ def main():
     if not args.no_startup:
         with tempfile.TemporaryDirectory() as cache:
             cold, cached = startup_seconds(cache), startup_seconds(cache)
-        print(f"start-up to the first LeNet-5 step: {cold:.1f} s with JIT compile, {cached:.1f} s cached")
+        with tempfile.TemporaryDirectory() as cache:
+            alone = startup_seconds(cache, DLCLI_COMPILE_AHEAD="0")
+        print(f"start-up to the first LeNet-5 step: {cold:.1f} s with JIT compile ({alone:.1f} s "
+              f"compiling in one process), {cached:.1f} s cached")
     import torch
     fused = torch_adam(torch, [torch.zeros(1, requires_grad=True)], LR)[1]
     print(header("cnn") + f"; PyTorch Adam fused: {fused}")

@@ -103,18 +103,9 @@ class TrainedRun:
 
 
 def _numba_without_scipy() -> None:
-    """Start Numba without importing scipy.linalg (~0.2 s of CPU, a fifth of predicting one
-    image). Numba's array maths imports scipy's BLAS once, only to choose how np.vdot and
-    np.inner compile (BLAS or a plain loop); no dlcli kernel calls them, and np.dot still finds
-    scipy when a kernel compiled in this process needs it, as the block is lifted at once."""
-    import sys
-    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
-        return
-    sys.modules["scipy.linalg.cython_blas"] = None   # `import` of it fails at once, parents unread
-    try:
-        import numba.np.arraymath  # noqa: F401
-    finally:
-        del sys.modules["scipy.linalg.cython_blas"]
+    """kernels.numba_without_scipy: a prediction starts Numba without scipy.linalg."""
+    from .kernels import numba_without_scipy
+    numba_without_scipy()
 
 
 def load_trained(run) -> TrainedRun:

@@ -153,9 +153,17 @@ def train_epoch(model, opt, trainable, xs, ys, batch, lr, augment=None,
     return total / xs.shape[0], steps
 
 
+_ahead = []  # set at the first train_step (dlcli/kernels/ahead.py)
+
+
 def train_step(model, opt, trainable, xb, yb, lr) -> float:
     """One mini-batch: forward, backward, update. Returns the cost before the update; a cost
     that is not finite makes no update. `trainable` is `model.trainable()`."""
+    if not _ahead:  # the process's first step: its kernels compile in two processes at once
+        _ahead.append(True)
+        from .kernels.ahead import compiling_ahead
+        with compiling_ahead(train_step, model, opt, xb, yb, lr):
+            return train_step(model, opt, trainable, xb, yb, lr)
     cost = model.cost(xb, yb, training=True)
     if math.isfinite(cost):
         model.backward()

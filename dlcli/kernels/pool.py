@@ -9,7 +9,8 @@ first one on ties), so the backward pass is a scatter and never compares again; 
 runs in parallel over the batch, where no two examples share an input cell.
 A padded window ("same") ignores the cells outside the input: max over the inside ones,
 average over the inside count, as Keras does.
-Each kernel comes as a serial and a `_parallel` driver of a per-example body, as in conv.py.
+Each kernel comes as a serial and a `_parallel` driver of a per-example body, as in conv.py,
+the max pool bodies inlined into their drivers (compile time: see conv.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from numba import njit, prange, uint64
 VECTOR_CHANNELS = 8
 
 
-@njit
+@njit(inline="always")
 def _maxpool_forward_narrow(i, A_prev, f, stride, pad_top, pad_left, A, argmax):
     """A channel at a time, the running maximum in registers: below VECTOR_CHANNELS."""
     _, n_H_prev, n_W_prev, n_C = A_prev.shape
@@ -56,7 +57,7 @@ def _maxpool_forward_narrow(i, A_prev, f, stride, pad_top, pad_left, A, argmax):
                 where[o + k] = p
 
 
-@njit
+@njit(inline="always")
 def _maxpool_forward(i, A_prev, f, stride, pad_top, pad_left, A, argmax):
     """A window cell at a time, the channels innermost: any channel count, vectorized from
     VECTOR_CHANNELS."""
@@ -111,7 +112,7 @@ def maxpool_forward_narrow_parallel(A_prev, f, stride, pad_top, pad_left, A, arg
         _maxpool_forward_narrow(i, A_prev, f, stride, pad_top, pad_left, A, argmax)
 
 
-@njit
+@njit(inline="always")
 def _maxpool_infer(i, A_prev, f, stride, pad_top, pad_left, A):
     """_maxpool_forward without the argmax, in two stages per output row: the maximum down
     the window's rows over the whole input row (contiguous, so it vectorizes at any channel
@@ -160,7 +161,7 @@ def maxpool_infer_parallel(A_prev, f, stride, pad_top, pad_left, A):
         _maxpool_infer(i, A_prev, f, stride, pad_top, pad_left, A)
 
 
-@njit
+@njit(inline="always")
 def _maxpool_backward(i, dA, argmax, dA_prev):
     _, n_H_prev, n_W_prev, n_C = dA_prev.shape
     n_H, n_W = dA.shape[1], dA.shape[2]
