@@ -368,7 +368,7 @@ def test_first_layer_skips_the_input_gradient_only():
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("n_C_prev", (1, 2))
+@pytest.mark.parametrize("n_C_prev", (1, 2, 3))
 @pytest.mark.parametrize("m,n,f,padding", [(1, 6, 1, "valid"), (3, 7, 3, "same"), (2, 6, 5, "same"),
                                            (3, 7, 2, "same"), (2, 7, 3, "valid"), (3, 6, 3, 2),
                                            (2, 5, 4, 1)])
@@ -603,7 +603,8 @@ def test_im2col_and_col2im_match_numpy(f, stride, pad, dtype, parallel):
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
 @pytest.mark.parametrize("n,f,padding,n_C_prev", [(8, 5, "same", 1), (9, 4, "valid", 2),
-                                                  (6, 3, 1, 1), (7, 3, "same", 1)])
+                                                  (6, 3, 1, 1), (7, 3, "same", 1),
+                                                  (9, 4, "valid", 3)])
 def test_direct_conv_with_its_max_pool_fused_equals_the_two_layers(activation, n, f, padding,
                                                                    n_C_prev):
     """A direct conv2d followed by a 2x2 max pool runs both passes in one kernel (pooled

@@ -27,6 +27,11 @@ from ..kernels import pool as kpool
 
 # Below this many input channels conv2d unrolls transposed (measured: 2x faster at 1, even at 3).
 TRANSPOSED_BELOW = 3
+# Below this many input channels a stride-1 conv2d that needs no input gradient (a first
+# layer, or inference) runs the direct kernels (nn/conv_direct.py). At 3 channels they beat
+# the unrolling too: inception_small's first layer (3x3x16 same on 64x32x32x3, then a 2x2
+# max pool now fused into it) took a step from 18.7 to 15.6 ms (Dec 3 2026, load ~2).
+DIRECT_BELOW = 4
 
 # Examples are unrolled a few at a time, holding at most this many patch elements (1 MB of
 # float32), so the GEMM reads, and col2im sums, patches still in the core's cache: a 3x3x32
@@ -162,9 +167,9 @@ class Conv2D(_Weighted):
         self.pool = None  # until the model fuses the next layer in again (fuse_next)
         # few input channels: the transposed unrolling copies whole image rows (kernels/conv.py)
         self.transposed = self.n_C_prev < TRANSPOSED_BELOW
-        # and at stride 1 it skips the unrolling: direct loops (kernels/conv.py), for inference
-        # and, where no input gradient is wanted (a first layer), for training too
-        self.direct = self.transposed and self.stride == 1
+        # few channels at stride 1 skip the unrolling: direct loops (kernels/direct.py), for
+        # inference and, where no input gradient is wanted (a first layer), for training too
+        self.direct = self.n_C_prev < DIRECT_BELOW and self.stride == 1
         # 3x3 stride 1 with enough channels: Winograd F(2x2, 3x3) (nn/conv_winograd.py)
         self.winograd = conv_winograd.applies(f, self.stride, self.n_C_prev, self.n_C)
         self.winograd_buffers = {}
