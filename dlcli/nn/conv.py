@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations, register
-from . import conv_direct, conv_pointwise, conv_winograd
+from . import conv_direct, conv_patches, conv_pointwise, conv_winograd
 from .base import Layer, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
@@ -42,7 +42,10 @@ CHUNK_COLS = 1 << 18
 # there: LeNet-5 predicting 4096 examples, 157 ms at 1 MB chunks, 137 ms at 4 MB, 143 at 16.
 INFERENCE_CHUNK_COLS = 1 << 20
 # A training cache's markers in the place of the patches: these paths keep A_prev instead
-WINOGRAD, POINTWISE = "winograd", "pointwise"
+WINOGRAD, POINTWISE, PATCHES = "winograd", "pointwise", "patches"
+# The im2col path in cache-sized blocks (nn/conv_patches.py) for what no other path takes
+# from 3 input channels; False: the batch-wide unrolling below, which keeps every patch.
+BLOCKED_PATCHES = True
 # A fused MaxPool's cache (nn/conv_direct.py runs its pass)
 FUSED = "fused"
 
@@ -209,6 +212,12 @@ class Conv2D(_Weighted):
             return A
         if self.direct and not (training and self.needs_input_grad):
             return conv_direct.forward(self, A_prev, Z, training)
+        if BLOCKED_PATCHES and not self.transposed:
+            conv_patches.forward(self, A_prev, Z)
+            A = self._activate(Z, training)
+            if training:
+                self.cache = (A_prev, PATCHES) + self.cache
+            return A
         Z2 = Z.reshape(m * hw, self.n_C)
         whole = self._cols(m, A_prev.dtype, True) if training else None  # kept for dW
         unroll = "im2col_t" if self.transposed else "im2col"
@@ -227,11 +236,13 @@ class Conv2D(_Weighted):
         shape, cols, *self.cache = self.cache
         if cols is None or cols is conv_direct.POOLED:  # the direct path: shape is A_prev itself
             return conv_direct.backward(self, shape, cols, dA)
-        if cols is WINOGRAD or cols is POINTWISE:  # shape is A_prev itself
+        if cols is WINOGRAD or cols is POINTWISE or cols is PATCHES:  # shape is A_prev itself
             dZ = np.ascontiguousarray(self._dZ(dA))
             self.cache = None
             if cols is POINTWISE:
                 return conv_pointwise.backward(self, shape, dZ)
+            if cols is PATCHES:
+                return conv_patches.backward(self, shape, dZ)
             return conv_winograd.backward(self, shape, dZ, CHUNK_COLS)
         dZ2 = self._dZ(dA).reshape(-1, self.n_C)
         W2 = self.params["W"].reshape(-1, self.n_C)
