@@ -6,7 +6,8 @@ parameters, caches and the wiring of nested layers. A conv2d picks its path when
 direct kernels (few input channels, stride 1, nn/conv_direct.py, with a 2x2 max pool after
 them fused in), plain GEMMs on the input (1x1 stride 1,
 nn/conv_pointwise.py), Winograd F(2x2, 3x3) (3x3 stride 1 with many channels,
-nn/conv_winograd.py), or else im2col + GEMM. Gradients are sums over the batch (the
+nn/conv_winograd.py), or else im2col + GEMM: in blocks of a few examples from 3 input
+channels (nn/conv_patches.py), batch-wide and transposed below. Gradients are sums over the batch (the
 loss divides by m, never a layer) and are written into the arrays `build` puts in
 `self.grads`, because the optimizer holds on to those arrays.
 """

@@ -5,7 +5,8 @@ channels, or any stride) unrolls a block of examples at a time into a buffer tha
 cache, multiplies it at once and, in backward, unrolls it again for dW rather than keeping
 the whole batch's patches: the forward keeps only A_prev. Each pass is one parallel region
 over runs of examples (BLAS on one thread inside) from PARALLEL_MIN multiply-adds, a serial
-loop of the same blocks below it.
+loop of the same blocks below it. The layers it took over on the shipped recipes: LeNet-5's
+5x5x16, inception_small's 3x3x12 and 5x5x6 branches, mobilenet_v2_small's 3x3 stride-2 stem.
 """
 
 from __future__ import annotations
