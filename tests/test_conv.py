@@ -84,6 +84,49 @@ def test_conv2d_matches_torch(m, n, f, s, padding, n_C_prev):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("examples_a_block,parallel", [(1, False), (2, True), (3, True)])
+@pytest.mark.parametrize("n,f,s,padding,n_C_prev", [(6, 3, 1, "same", 3), (7, 5, 1, "valid", 6),
+                                                    (7, 3, 2, "same", 4), (6, 2, 1, 2, 8),
+                                                    (7, 1, 2, "valid", 3), (6, 5, 3, 1, 5)])
+def test_conv2d_in_blocks_matches_torch(monkeypatch, n, f, s, padding, n_C_prev, examples_a_block,
+                                        parallel):
+    """The blocked im2col path (kernels/patches.py): a few examples a block, runs of blocks on
+    Numba's threads (dW summed per run), backward unrolling again; against PyTorch, and equal
+    to the batch-wide unrolling that keeps every patch."""
+    import numba
+
+    import dlcli.kernels.patches as kpatches
+    import dlcli.nn.conv as conv_module
+    import dlcli.nn.conv_patches as conv_patches
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = np.random.default_rng(31).standard_normal((5, n, n + 1, n_C_prev))
+    layer = built(Conv2D(4, f, stride=s, padding=padding, activation="relu"), x.shape[1:])
+    width = layer.f * layer.f * n_C_prev * layer.n_H * layer.n_W
+    monkeypatch.setattr(kpatches, "BLOCK_COLS", width * examples_a_block)
+    monkeypatch.setattr(conv_patches, "PARALLEL_MIN", 0 if parallel else 1 << 60)
+    block, parts = conv_patches._plan(layer, 5)
+    assert block == examples_a_block and (parts > 1) == (parallel and numba.get_num_threads() > 1)
+    y, dy, dx = run(layer, x)
+    assert layer.cache is None
+    tx = nchw(torch, x)
+    tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(layer.params["b"]).requires_grad_(True)
+    ty = F.relu(F.conv2d(padded(torch, F, tx, f, s, padding), tW, tb, stride=s))
+    close(y, nhwc(ty), 1e-9)
+    close(layer.forward(x, False), nhwc(ty), 1e-9)
+    gx, gW, gb = oracle(torch, ty, dy, tx, tW, tb)
+    close(dx, gx.permute(0, 2, 3, 1), 1e-9)
+    close(layer.grads["W"], gW.permute(2, 3, 1, 0), 1e-9)
+    close(layer.grads["b"], gb, 1e-9)
+    monkeypatch.setattr(conv_module, "BLOCKED_PATCHES", False)
+    whole = built(Conv2D(4, f, stride=s, padding=padding, activation="relu"), x.shape[1:])
+    for a, b in zip(run(whole, x), (y, dy, dx)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(whole.grads["W"], layer.grads["W"], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.torch
 @pytest.mark.parametrize("m,n,f,s,padding", GRID)
 def test_depthwise_matches_grouped_torch_conv(m, n, f, s, padding):
     torch = pytest.importorskip("torch")
@@ -368,7 +411,7 @@ def test_first_layer_skips_the_input_gradient_only():
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("n_C_prev", (1, 2))
+@pytest.mark.parametrize("n_C_prev", (1, 2, 3))
 @pytest.mark.parametrize("m,n,f,padding", [(1, 6, 1, "valid"), (3, 7, 3, "same"), (2, 6, 5, "same"),
                                            (3, 7, 2, "same"), (2, 7, 3, "valid"), (3, 6, 3, 2),
                                            (2, 5, 4, 1)])
@@ -603,7 +646,8 @@ def test_im2col_and_col2im_match_numpy(f, stride, pad, dtype, parallel):
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
 @pytest.mark.parametrize("n,f,padding,n_C_prev", [(8, 5, "same", 1), (9, 4, "valid", 2),
-                                                  (6, 3, 1, 1), (7, 3, "same", 1)])
+                                                  (6, 3, 1, 1), (7, 3, "same", 1),
+                                                  (9, 4, "valid", 3)])
 def test_direct_conv_with_its_max_pool_fused_equals_the_two_layers(activation, n, f, padding,
                                                                    n_C_prev):
     """A direct conv2d followed by a 2x2 max pool runs both passes in one kernel (pooled

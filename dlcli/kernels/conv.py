@@ -15,6 +15,8 @@ Why this algorithm (measured on this 2-core machine, float32, batch 64):
   `im2col_t` builds cols transposed: each (tap, image row) is one run along the row, and
   unsigned indices spare Numba's negative-index wraparound; 2x faster than `im2col` at 1
   channel, even at 3. BLAS takes either layout as it is (a transposed operand costs nothing).
+- From 3 input channels the layers unroll a few examples at a time instead (kernels/patches.py,
+  these bodies in cache-sized blocks). Below, batch-wide:
 - The backward pass reuses the forward's cols: dW = cols.T @ dZ (one GEMM, BLAS reads the
   transpose in place), dcols = dZ @ W.T (one GEMM written over the cols buffer, which is no
   longer needed), then col2im adds the patches back, an example at a time: examples never

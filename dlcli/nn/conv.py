@@ -6,7 +6,8 @@ parameters, caches and the wiring of nested layers. A conv2d picks its path when
 direct kernels (few input channels, stride 1, nn/conv_direct.py, with a 2x2 max pool after
 them fused in), plain GEMMs on the input (1x1 stride 1,
 nn/conv_pointwise.py), Winograd F(2x2, 3x3) (3x3 stride 1 with many channels,
-nn/conv_winograd.py), or else im2col + GEMM. Gradients are sums over the batch (the
+nn/conv_winograd.py), or else im2col + GEMM: in blocks of a few examples from 3 input
+channels (nn/conv_patches.py), batch-wide and transposed below. Gradients are sums over the batch (the
 loss divides by m, never a layer) and are written into the arrays `build` puts in
 `self.grads`, because the optimizer holds on to those arrays.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations, register
-from . import conv_direct, conv_pointwise, conv_winograd
+from . import conv_direct, conv_patches, conv_pointwise, conv_winograd
 from .base import Layer, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
@@ -27,6 +28,11 @@ from ..kernels import pool as kpool
 
 # Below this many input channels conv2d unrolls transposed (measured: 2x faster at 1, even at 3).
 TRANSPOSED_BELOW = 3
+# Below this many input channels a stride-1 conv2d that needs no input gradient (a first
+# layer, or inference) runs the direct kernels (nn/conv_direct.py). At 3 channels they beat
+# the unrolling too: inception_small's first layer (3x3x16 same on 64x32x32x3, then a 2x2
+# max pool now fused into it) took a step from 18.7 to 15.6 ms (Dec 3 2026, load ~2).
+DIRECT_BELOW = 4
 
 # Examples are unrolled a few at a time, holding at most this many patch elements (1 MB of
 # float32), so the GEMM reads, and col2im sums, patches still in the core's cache: a 3x3x32
@@ -37,7 +43,10 @@ CHUNK_COLS = 1 << 18
 # there: LeNet-5 predicting 4096 examples, 157 ms at 1 MB chunks, 137 ms at 4 MB, 143 at 16.
 INFERENCE_CHUNK_COLS = 1 << 20
 # A training cache's markers in the place of the patches: these paths keep A_prev instead
-WINOGRAD, POINTWISE = "winograd", "pointwise"
+WINOGRAD, POINTWISE, PATCHES = "winograd", "pointwise", "patches"
+# The im2col path in cache-sized blocks (nn/conv_patches.py) for what no other path takes
+# from 3 input channels; False: the batch-wide unrolling below, which keeps every patch.
+BLOCKED_PATCHES = True
 # A fused MaxPool's cache (nn/conv_direct.py runs its pass)
 FUSED = "fused"
 
@@ -162,9 +171,9 @@ class Conv2D(_Weighted):
         self.pool = None  # until the model fuses the next layer in again (fuse_next)
         # few input channels: the transposed unrolling copies whole image rows (kernels/conv.py)
         self.transposed = self.n_C_prev < TRANSPOSED_BELOW
-        # and at stride 1 it skips the unrolling: direct loops (kernels/conv.py), for inference
-        # and, where no input gradient is wanted (a first layer), for training too
-        self.direct = self.transposed and self.stride == 1
+        # few channels at stride 1 skip the unrolling: direct loops (kernels/direct.py), for
+        # inference and, where no input gradient is wanted (a first layer), for training too
+        self.direct = self.n_C_prev < DIRECT_BELOW and self.stride == 1
         # 3x3 stride 1 with enough channels: Winograd F(2x2, 3x3) (nn/conv_winograd.py)
         self.winograd = conv_winograd.applies(f, self.stride, self.n_C_prev, self.n_C)
         self.winograd_buffers = {}
@@ -206,6 +215,12 @@ class Conv2D(_Weighted):
             return A
         if self.direct and not (training and self.needs_input_grad):
             return conv_direct.forward(self, A_prev, Z, training)
+        if BLOCKED_PATCHES and not self.transposed:
+            conv_patches.forward(self, A_prev, Z)
+            A = self._activate(Z, training)
+            if training:
+                self.cache = (A_prev, PATCHES) + self.cache
+            return A
         Z2 = Z.reshape(m * hw, self.n_C)
         whole = self._cols(m, A_prev.dtype, True) if training else None  # kept for dW
         unroll = "im2col_t" if self.transposed else "im2col"
@@ -224,13 +239,15 @@ class Conv2D(_Weighted):
         shape, cols, *self.cache = self.cache
         if cols is None or cols is conv_direct.POOLED:  # the direct path: shape is A_prev itself
             return conv_direct.backward(self, shape, cols, dA)
-        if cols is WINOGRAD or cols is POINTWISE:  # shape is A_prev itself
+        if cols is WINOGRAD or cols is POINTWISE or cols is PATCHES:  # shape is A_prev itself
             out = (conv_winograd.buffer(self, "dZ", dA.shape, shape.dtype)
                    if cols is WINOGRAD and self.activation != "linear" else None)
             dZ = np.ascontiguousarray(self._dZ(dA, out))
             self.cache = None
             if cols is POINTWISE:
                 return conv_pointwise.backward(self, shape, dZ)
+            if cols is PATCHES:
+                return conv_patches.backward(self, shape, dZ)
             return conv_winograd.backward(self, shape, dZ, CHUNK_COLS)
         dZ2 = self._dZ(dA).reshape(-1, self.n_C)
         W2 = self.params["W"].reshape(-1, self.n_C)

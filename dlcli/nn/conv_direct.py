@@ -2,7 +2,7 @@
 
 No unrolling: the kernels convolve padded input planes directly, the bias and a piecewise
 activation (linear, relu, leaky_relu) fused into their last pass, and g'(z) and db into the
-filter gradient's first. `Conv2D.build` takes this path for fewer than 3 input channels at
+filter gradient's first. `Conv2D.build` takes this path for fewer than 4 input channels at
 stride 1, for inference always and for training where no input gradient is wanted (so its
 backward computes dW and db only).
 

@@ -1,0 +1,115 @@
+"""im2col + GEMM convolution in blocks of a few examples, each block unrolled, multiplied and
+(backward) folded while its patches are still in the core's cache, NHWC.
+
+Why: the batch-wide unrolling (nn/conv.py) writes every patch of the batch in forward and
+keeps them for backward: LeNet-5's 5x5x16 on 14x14x6 at batch 256 holds 15 MB of patches,
+far past a core's 2 MB L2, and its backward (dW = cols^T dZ over all of them, then dcols and
+col2im) took 9.4 ms on one thread against 1.1 ms at batch 64. Here the patches of a block
+(BLOCK_COLS values, a few examples) are unrolled into a buffer of the thread's own, used at
+once and overwritten by the next block; backward unrolls them again (a copy of ~60 KB an
+example, cheaper than reading them back from memory) for dW, then writes dcols over them and
+folds them into dA_prev.
+
+How it runs: one region a pass. The examples are split into `parts` contiguous runs, one a
+Numba thread (`prange`), each run in blocks; the GEMMs are np.dot on the thread that needs
+them, BLAS held to one thread meanwhile (kernels/winograd.py `one_blas_thread`), so the two
+threads meet once, at the end of the region, instead of at every 2-thread GEMM. The filter
+gradient is summed per run (dW_parts) and the runs added after the region, so no two threads
+write one cell. With one part (small layers) the same code runs serially.
+
+The unrolling and folding are kernels/conv.py's `_im2col` / `_col2im` bodies (column order
+(di, dj, c), W.reshape(f f n_C_prev, n_C)), so the numbers are the batch-wide path's.
+
+Measured (Dec 3 2026, 2-core Zen 4, float32, relu, forward + backward CPU time on one thread,
+load ~2.6, against the batch-wide path): LeNet-5's 5x5x16 on 14x14x6 at batch 64 2.98 ->
+2.33 ms, at 256 14.8 -> 9.4 ms; inception_small's 3x3x12 on 16x16x8 4.1 -> 2.9 ms and 5x5x6
+on 16x16x4 6.5 -> 4.8 ms (batch 64). Blocks of 1 << 14 .. 1 << 16 values measured alike,
+1 << 17 .. 1 << 19 up to 40% slower (out of L2 with the GEMM's packed operands).
+Tried and not kept: keeping the forward's patches for backward up to 4-16 MB instead of
+unrolling again (whole steps within noise: LeNet-5 at 64 2.96 against 3.03 ms, inception
+16.7 against 16.9); BLAS held to one thread in the serial driver (no difference on
+mobilenet_v2_small, 22.2 against 22.3 ms).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .conv import _col2im, _im2col
+
+BLOCK_COLS = 1 << 16  # patch values a block holds (256 KB of float32): 4 of LeNet's examples
+
+
+@njit(inline="always")
+def _rows(x, r0, r1):
+    """Rows r0:r1 of the C-contiguous 2-D x, typed contiguous (numba's np.dot wants that)."""
+    k = x.shape[1]
+    return x.reshape(-1)[r0 * k:r1 * k].reshape((r1 - r0, k))
+
+
+@njit(inline="always")
+def _forward_run(p, parts, A_prev, W2, f, stride, pad_top, pad_left, n_H, n_W, block, Z2):
+    m, hw = A_prev.shape[0], n_H * n_W
+    i0, i1 = p * m // parts, (p + 1) * m // parts
+    cols = np.empty((block * hw, W2.shape[0]), dtype=Z2.dtype)
+    for b0 in range(i0, i1, block):
+        b1 = min(b0 + block, i1)
+        part, sub = _rows(cols, 0, (b1 - b0) * hw), A_prev[b0:b1]
+        for i in range(b1 - b0):
+            _im2col(i, sub, f, stride, pad_top, pad_left, n_H, n_W, part)
+        np.dot(part, W2, _rows(Z2, b0 * hw, b1 * hw))
+
+
+@njit(cache=True)
+def forward_blocks(A_prev, W2, f, stride, pad_top, pad_left, n_H, n_W, block, Z2):
+    """Z2 (m n_H n_W, n_C) = im2col(A_prev) @ W2, `block` examples at a time."""
+    _forward_run(0, 1, A_prev, W2, f, stride, pad_top, pad_left, n_H, n_W, block, Z2)
+
+
+@njit(parallel=True, cache=True)
+def forward_blocks_parallel(A_prev, W2, f, stride, pad_top, pad_left, n_H, n_W, block, Z2, parts):
+    for p in prange(parts):
+        _forward_run(p, parts, A_prev, W2, f, stride, pad_top, pad_left, n_H, n_W, block, Z2)
+
+
+@njit(inline="always")
+def _backward_run(p, parts, A_prev, dZ2, W2T, f, stride, pad_top, pad_left, n_H, n_W, block,
+                  dW_part, dA_prev, input_grad):
+    m, hw = A_prev.shape[0], n_H * n_W
+    i0, i1 = p * m // parts, (p + 1) * m // parts
+    cols = np.empty((block * hw, W2T.shape[1]), dtype=dZ2.dtype)
+    dW_block = np.empty(dW_part.shape, dtype=dZ2.dtype)
+    dW_part[:] = 0.0
+    for b0 in range(i0, i1, block):
+        b1 = min(b0 + block, i1)
+        part, sub = _rows(cols, 0, (b1 - b0) * hw), A_prev[b0:b1]
+        for i in range(b1 - b0):
+            _im2col(i, sub, f, stride, pad_top, pad_left, n_H, n_W, part)
+        dZ_block = _rows(dZ2, b0 * hw, b1 * hw)
+        np.dot(part.T, dZ_block, dW_block)
+        dW_part += dW_block
+        if input_grad:  # the patches are spent: their gradient goes over them
+            np.dot(dZ_block, W2T, part)
+            dA_sub = dA_prev[b0:b1]
+            for i in range(b1 - b0):
+                _col2im(i, part, f, stride, pad_top, pad_left, n_H, n_W, dA_sub)
+
+
+@njit(cache=True)
+def backward_blocks(A_prev, dZ2, W2T, f, stride, pad_top, pad_left, n_H, n_W, block, dW_parts,
+                    dA_prev, input_grad):
+    """dW_parts[0] = im2col(A_prev)^T dZ2 and, if input_grad, dA_prev (overwritten) =
+    col2im(dZ2 W2T), `block` examples at a time."""
+    _backward_run(0, 1, A_prev, dZ2, W2T, f, stride, pad_top, pad_left, n_H, n_W, block,
+                  dW_parts[0], dA_prev, input_grad)
+
+
+@njit(parallel=True, cache=True)
+def backward_blocks_parallel(A_prev, dZ2, W2T, f, stride, pad_top, pad_left, n_H, n_W, block,
+                             dW_parts, dA_prev, input_grad):
+    """backward_blocks over len(dW_parts) runs of examples, dW_parts[p] the run p's sum."""
+    parts = dW_parts.shape[0]
+    for p in prange(parts):
+        _backward_run(p, parts, A_prev, dZ2, W2T, f, stride, pad_top, pad_left, n_H, n_W, block,
+                      dW_parts[p], dA_prev, input_grad)
