@@ -22,7 +22,7 @@ Why this algorithm (measured on this 2-core machine, float32, batch 64):
   longer needed), then col2im adds the patches back, an example at a time: examples never
   share an output cell, so the parallel driver has no races.
 - conv2d_transpose is the same pair run the other way round (its forward is a conv's
-  input-gradient), so it needs no kernel of its own.
+  input-gradient), in cache-sized blocks of input rows: kernels/transpose.py.
 - Depthwise convolution has no channel sum to hand to BLAS (a GEMM per channel would be
   f f wide), so it runs as direct loops with the channel loop innermost (contiguous in
   NHWC, so it vectorizes); the filter gradient is summed per example then reduced, so the

@@ -22,7 +22,6 @@ from .base import Layer, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
 from ..kernels import conv as kconv
-from ..kernels import gemm as kgemm  # row-split GEMMs, one BLAS thread each (conv2d_transpose)
 from ..kernels import pool as kpool
 
 
@@ -275,75 +274,6 @@ class Conv2D(_Weighted):
         return self._describe(f"{self.f}x{self.f}x{self.n_C}", self.padding, self.activation)
 
 
-@register("conv2d_transpose")
-class Conv2DTranspose(_Weighted):
-    """Each input pixel scatters its filter: the input-gradient of a conv, run forward."""
-
-    def __init__(self, filters, size, stride=1, activation="linear", bias=True, init=None,
-                 padding="valid"):
-        super().__init__(activation, bias, init)
-        self.n_C, self.f = _positive_int(filters, "filters"), _positive_int(size, "size")
-        self.stride = _positive_int(stride, "stride")
-        if padding not in ("valid", "same"):
-            raise ValueError(f"conv2d_transpose padding is valid or same, got {padding!r}")
-        self.padding = padding
-        self.unrolled = _Unrolled()
-
-    def build(self, input_shape, ctx):
-        n_H_prev, n_W_prev, self.n_C_prev = _image_shape(self, input_shape)
-        f, s = self.f, self.stride
-        self.n_H, self.n_W = (n_H_prev - 1) * s + f, (n_W_prev - 1) * s + f
-        # same (Keras): the full scatter cropped to n s, (f - s) // 2 rows off the top and
-        # the rest off the bottom -- the mirror of a same conv's padding
-        self.crop = 0
-        if self.padding == "same":
-            self.n_H, self.n_W, self.crop = n_H_prev * s, n_W_prev * s, max(f - s, 0) // 2
-        self._init_params(ctx, (f, f, self.n_C_prev, self.n_C), f * f * self.n_C_prev,
-                          f * f * self.n_C, self.n_C)
-        self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
-        return self.output_shape
-
-    def _W_rows(self):
-        """W as (n_C_prev, f f n_C): row c' is what input channel c' scatters."""
-        return self.params["W"].transpose(2, 0, 1, 3).reshape(self.n_C_prev, -1)
-
-    def forward(self, A_prev, training):
-        A_prev = np.ascontiguousarray(A_prev, dtype=self.params["W"].dtype)
-        m, n_H_prev, n_W_prev, _ = A_prev.shape
-        hw = n_H_prev * n_W_prev
-        W_rows = self._W_rows()
-        Z = np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
-        for i0, i1 in _chunks(m, hw * W_rows.shape[1], training):
-            cols = self.unrolled.cols(((i1 - i0) * hw, W_rows.shape[1]), A_prev.dtype, training)
-            kgemm.matmul(A_prev[i0:i1].reshape(-1, self.n_C_prev), W_rows, cols)
-            kernel(kconv, "col2im", cols.size)(cols, self.f, self.stride, self.crop, self.crop,
-                                               n_H_prev, n_W_prev, Z[i0:i1])
-        A = self._activate(Z, training)
-        if training:
-            self.cache = (A_prev,) + self.cache
-        return A
-
-    def backward(self, dA):
-        A_prev, *self.cache = self.cache
-        m, n_H_prev, n_W_prev, _ = A_prev.shape
-        dZ = self._dZ(dA)
-        W_rows = self._W_rows()
-        cols = self.unrolled.cols((m * n_H_prev * n_W_prev, W_rows.shape[1]), dZ.dtype, True)
-        kernel(kconv, "im2col", cols.size)(dZ, self.f, self.stride, self.crop, self.crop,
-                                           n_H_prev, n_W_prev, cols)
-        A_prev2 = A_prev.reshape(-1, self.n_C_prev)
-        dW_rows = kgemm.matmul_tn(A_prev2, cols, np.empty(W_rows.shape, dtype=cols.dtype))
-        self.grads["W"][...] = dW_rows.reshape(
-            self.n_C_prev, self.f, self.f, self.n_C).transpose(1, 2, 0, 3)
-        self.cache = None
-        dA_prev = np.empty(A_prev.shape, dtype=cols.dtype)
-        kgemm.matmul(cols, W_rows.T, dA_prev.reshape(A_prev2.shape))
-        return dA_prev
-
-    def describe(self):
-        return self._describe(f"{self.f}x{self.f}x{self.n_C}", activation=self.activation)
-
-
 @register("depthwise_conv2d")
 class DepthwiseConv2D(_Weighted):
     def __init__(self, size, stride=1, padding="valid", activation="linear", bias=True, init=None):
@@ -477,5 +407,7 @@ class GlobalAvgPool(Layer):
         return dA_prev
 
 
-# residual and branches wire nested layers; they live in conv_blocks.py, importable from here
+# residual and branches wire nested layers (conv_blocks.py), conv2d_transpose has its module;
+# both importable from here
 from .conv_blocks import Branches, Residual  # noqa: E402,F401
+from .conv_transpose import Conv2DTranspose  # noqa: E402,F401

@@ -6,7 +6,7 @@ n_C) forward, dW = A_prev^T dZ and dA_prev = dZ W^T backward, with no copy at al
 Measured on mobilenet_v2_small's 1x1 expansion (16 -> 64 channels on 64x16x16, float32, 2
 threads, load ~1.5): forward and backward 1.74 ms through the unrolling, against the three
 GEMMs' 1.05 ms. These GEMMs stay on OpenBLAS's own 2 threads: splitting their rows across
-Numba's threads (kernels/gemm.py, as conv2d_transpose does) held up better under load but cost
+Numba's threads (as conv2d_transpose then did, a GEMM a thread) held up better under load but cost
 a third of mobilenet_v2_small's step on a quiet machine (Dec 3 2026, load ~1.8 from the
 benchmark itself, two interleaved pairs: 1,552-1,589 ex/s split against 2,367-2,397).
 """
