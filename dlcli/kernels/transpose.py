@@ -20,7 +20,16 @@ meanwhile (kernels/winograd.py `one_blas_thread`), the filter gradient summed pe
 runs added after the region. Z's rows are zeroed just before a block first adds into them,
 so that pass too runs in cache.
 
-Measured (Dec 3 2026): see nn/conv.py's Conv2DTranspose and the README's Speed section.
+The backward's gather + dW pass is also any conv's filter gradient (the gather of a transpose
+conv's backward is a conv's im2col): nn/conv_split.py runs it at stride 1 with
+`input_grad=False` for the Winograd layers whose own backward is slow.
+
+Measured (Dec 3 2026, 12:25-12:27 UTC, load 1.5-1.8, forward + backward on 2 threads, median
+of 15 interleaved, batch 8, two runs each): the U-Net's four 3x3 stride-2 transposes,
+48x64x32 -> 16 18.9 / 20.1 ms with the previous version (kernels/gemm.py's row-split GEMMs
+around col2im / im2col) against 13.7 / 13.4 here; 24x32x64 -> 32 14.7 / 14.8 against 10.8 /
+10.6; 12x16x128 -> 64 10.6 / 9.4 against 11.0 / 11.3; 6x8x256 -> 128 9.5 / 10.8 against
+8.8 / 11.9; all four 53.7 / 55.0 against 44.3 / 47.2.
 """
 
 from __future__ import annotations
@@ -104,10 +113,10 @@ def forward_blocks_parallel(A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, blo
 
 @njit(inline="always")
 def _backward_run(p, parts, dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev, block_rows,
-                  dW_part, dA2):
+                  dW_part, dA2, input_grad):
     m, n_H, n_W, K = dZ.shape
     i0, i1 = p * m // parts, (p + 1) * m // parts
-    width = W_rowsT.shape[0]
+    width = f * f * K
     cols = np.empty((block_rows * n_W_prev, width), dtype=dZ.dtype)
     dW_block = np.empty(dW_part.shape, dtype=dZ.dtype)
     dW_part[:] = 0.0
@@ -145,22 +154,24 @@ def _backward_run(p, parts, dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev
         part = _rows(cols, 0, (g1 - g0) * n_W_prev)
         np.dot(_rows(A2, g0 * n_W_prev, g1 * n_W_prev).T, part, dW_block)
         dW_part += dW_block
-        np.dot(part, W_rowsT, _rows(dA2, g0 * n_W_prev, g1 * n_W_prev))
+        if input_grad:
+            np.dot(part, W_rowsT, _rows(dA2, g0 * n_W_prev, g1 * n_W_prev))
 
 
 @njit(cache=True)
-def backward_blocks(dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev, block_rows, dW_parts, dA2):
+def backward_blocks(dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev, block_rows, dW_parts, dA2,
+                    input_grad):
     """dW_parts[0] (C, f f K) = A2^T @ gather(dZ), dA2 (m n_H_prev n_W_prev, C) = gather(dZ) @
     W_rowsT: forward_blocks' adjoints."""
     _backward_run(0, 1, dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev, block_rows,
-                  dW_parts[0], dA2)
+                  dW_parts[0], dA2, input_grad)
 
 
 @njit(parallel=True, cache=True)
 def backward_blocks_parallel(dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev, block_rows,
-                             dW_parts, dA2):
+                             dW_parts, dA2, input_grad):
     """backward_blocks over len(dW_parts) runs of examples, dW_parts[p] the run p's sum."""
     parts = dW_parts.shape[0]
     for p in prange(parts):
         _backward_run(p, parts, dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev, block_rows,
-                      dW_parts[p], dA2)
+                      dW_parts[p], dA2, input_grad)

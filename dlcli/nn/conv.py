@@ -4,12 +4,12 @@ branches, which hold layers, are in nn/conv_blocks.py).
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
 parameters, caches and the wiring of nested layers. A conv2d picks its path when built:
 direct kernels (few input channels, stride 1, nn/conv_direct.py, with a 2x2 max pool after
-them fused in), plain GEMMs on the input (1x1 stride 1,
-nn/conv_pointwise.py), Winograd F(2x2, 3x3) (3x3 stride 1 with many channels,
-nn/conv_winograd.py), or else im2col + GEMM: in blocks of a few examples from 3 input
-channels (nn/conv_patches.py), batch-wide and transposed below. Gradients are sums over the batch (the
-loss divides by m, never a layer) and are written into the arrays `build` puts in
-`self.grads`, because the optimizer holds on to those arrays.
+them fused in), plain GEMMs on the input (1x1 stride 1, nn/conv_pointwise.py), Winograd
+F(2x2, 3x3) (3x3 stride 1 with many channels, nn/conv_winograd.py; few filters on a large
+image split its backward, nn/conv_split.py), or else im2col + GEMM: in blocks of a few
+examples from 3 input channels (nn/conv_patches.py), batch-wide and transposed below.
+Gradients are sums over the batch (the loss divides by m, never a layer) and are written into
+the arrays `build` puts in `self.grads`, because the optimizer holds on to those arrays.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations, register
-from . import conv_direct, conv_patches, conv_pointwise, conv_winograd
+from . import conv_direct, conv_patches, conv_pointwise, conv_split, conv_winograd
 from .base import Layer, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
@@ -176,6 +176,9 @@ class Conv2D(_Weighted):
         # 3x3 stride 1 with enough channels: Winograd F(2x2, 3x3) (nn/conv_winograd.py)
         self.winograd = conv_winograd.applies(f, self.stride, self.n_C_prev, self.n_C)
         self.winograd_buffers = {}
+        # few filters on a large image: its backward split, dW unrolled (nn/conv_split.py)
+        self.split_backward = (self.winograd and self.pad_top == self.pad_left
+                               and conv_split.applies(self.n_H, self.n_W, self.n_C))
         # 1x1 stride 1 unpadded: the input is its own patches (nn/conv_pointwise.py); few
         # channels keep the paths above
         self.pointwise = (conv_pointwise.applies(f, self.stride, self.pad_top, self.pad_left)
@@ -247,6 +250,8 @@ class Conv2D(_Weighted):
                 return conv_pointwise.backward(self, shape, dZ)
             if cols is PATCHES:
                 return conv_patches.backward(self, shape, dZ)
+            if self.split_backward:
+                return conv_split.backward(self, shape, dZ)
             return conv_winograd.backward(self, shape, dZ, CHUNK_COLS)
         dZ2 = self._dZ(dA).reshape(-1, self.n_C)
         W2 = self.params["W"].reshape(-1, self.n_C)

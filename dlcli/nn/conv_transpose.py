@@ -88,9 +88,10 @@ class Conv2DTranspose(_Weighted):
         W_rows = self._W_rows()
         block_rows, parts = self._plan(A_prev)
         dW_parts = np.empty((parts,) + W_rows.shape, dtype=dZ.dtype)
-        dA_prev = np.empty(A_prev.shape, dtype=dZ.dtype)
+        input_grad = self.needs_input_grad
+        dA_prev = np.empty(A_prev.shape if input_grad else (0, 1, 1, C), dtype=dZ.dtype)
         args = (dZ, A_prev.reshape(-1, C), np.ascontiguousarray(W_rows.T), self.f, self.stride,
-                self.crop, n_H_prev, n_W_prev, block_rows, dW_parts, dA_prev.reshape(-1, C))
+                self.crop, n_H_prev, n_W_prev, block_rows, dW_parts, dA_prev.reshape(-1, C), input_grad)
         if parts == 1:
             ktr.backward_blocks(*args)
         else:
@@ -100,7 +101,7 @@ class Conv2DTranspose(_Weighted):
         dW_rows = dW_parts[0] if parts == 1 else dW_parts.sum(axis=0)
         self.grads["W"][...] = dW_rows.reshape(C, self.f, self.f, self.n_C).transpose(1, 2, 0, 3)
         self.cache = None
-        return dA_prev
+        return dA_prev if input_grad else None
 
     def describe(self):
         return self._describe(f"{self.f}x{self.f}x{self.n_C}", activation=self.activation)

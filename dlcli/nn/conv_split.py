@@ -1,0 +1,68 @@
+"""Conv2D's Winograd forward with a split backward: the filter gradient unrolled, the input
+gradient a Winograd convolution of dZ.
+
+nn/conv_winograd.py computes both gradients in Winograd's domain from one transform of dZ.
+Where a layer has few output channels on a large image (the U-Net's top, 96x128 at 16
+filters), that pass transforms dZ and dA_prev tile by tile for narrow 16 x K GEMMs, and the
+older split pass measured faster: dW = unrolled(A_prev)^T dZ in blocks of image rows that stay
+in cache (kernels/transpose.py's gather + GEMM pass at stride 1: the gather of a transpose
+conv's backward is a conv's im2col), and dA_prev = the convolution of dZ with the rotated
+filter, padded by 2 - pad (kernels/winograd.py's forward, K -> C channels).
+
+Measured (Dec 3 2026, 12:40-12:46 UTC, load 2.5-2.8, the layer's backward on 2 threads,
+median of 11 interleaved, batch 8, relu): see `SPLIT_MAX_FILTERS` below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Winograd layers with at most this many filters and at least SPLIT_MIN_PIXELS outputs an
+# example take the split backward. Backward ms, Winograd's domain against split, batch 8
+# (two runs, 12:40 and 12:43 UTC, load 2.5-2.8): 96x128x32 -> 16 34.9 against 27.1,
+# 96x128x16 -> 16 21.7 against 19.0; but 48x64x32 -> 32 12.3 against 15.2, 48x64x64 -> 32
+# 20.3 against 25.4, 24x32x128 -> 64 18.1 against 20.3, 6x8x256 -> 256 12.9 against 14.3.
+SPLIT_MAX_FILTERS = 16
+SPLIT_MIN_PIXELS = 64 * 64
+
+
+def applies(n_H: int, n_W: int, n_C: int) -> bool:
+    return n_C <= SPLIT_MAX_FILTERS and n_H * n_W >= SPLIT_MIN_PIXELS
+
+
+def _rotated_transform(W):
+    """U of the filter that maps dZ to dA_prev: W turned 180 degrees, its channels swapped."""
+    from ..kernels import winograd as kw
+    rotated = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
+    U = np.empty((16, rotated.shape[2], rotated.shape[3]), dtype=W.dtype)
+    kw.filter_transform(rotated, U)
+    return U
+
+
+def backward(layer, A_prev, dZ):
+    """The layer's dW (into layer.grads["W"]) and dA_prev (None if the layer needs none)."""
+    from ..kernels import transpose as ktr
+    from ..kernels import winograd as kw
+    from . import conv_winograd
+    m, n_H, n_W, K = dZ.shape
+    width = 9 * layer.n_C_prev
+    block_rows = ktr.block_rows(n_W, width)
+    none = np.empty((1, 1), dtype=dZ.dtype)
+    dZ2 = dZ.reshape(-1, K)
+    # the gather pass over A_prev at stride 1, cropped by the padding, gives dW^T (K, 9 C)
+    if dZ.size * width < kw.PARALLEL_MIN or m == 1:
+        dW_parts = np.empty((1, K, width), dtype=dZ.dtype)
+        ktr.backward_blocks(A_prev, dZ2, none, 3, 1, layer.pad_top, n_H, n_W, block_rows,
+                            dW_parts, none, False)
+    else:
+        dW_parts = np.empty((kw.parts(m), K, width), dtype=dZ.dtype)
+        with kw.one_blas_thread():
+            ktr.backward_blocks_parallel(A_prev, dZ2, none, 3, 1, layer.pad_top, n_H, n_W,
+                                         block_rows, dW_parts, none, False)
+    layer.grads["W"].reshape(width, K)[...] = (dW_parts[0] if len(dW_parts) == 1
+                                               else dW_parts.sum(axis=0)).T
+    if not layer.needs_input_grad:
+        return None
+    dA_prev = conv_winograd.buffer(layer, "dA_prev", A_prev.shape, dZ.dtype)
+    return kw.convolve(dZ, _rotated_transform(layer.params["W"]), 2 - layer.pad_top,
+                       2 - layer.pad_left, dA_prev)

@@ -1,0 +1,92 @@
+"""Conv2D's split Winograd backward (nn/conv_split.py: dW unrolled by kernels/transpose.py's
+gather pass, dA_prev a Winograd convolution of dZ with the rotated filter): against PyTorch in
+float64 over the Winograd grid, against finite differences, its drivers and blocks against
+each other, and the rule that picks it."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import numerical_grad
+from dlcli.kernels import transpose as ktr
+from dlcli.kernels import winograd as kw
+from dlcli.nn import conv_split, conv_winograd
+from dlcli.nn.conv import Conv2D
+from test_conv import built, close, nchw, nhwc, oracle, padded, run
+
+
+@pytest.fixture
+def split(monkeypatch):
+    """Every 3x3 stride-1 conv2d takes Winograd's forward and the split backward, in blocks of
+    one row."""
+    monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(conv_split, "SPLIT_MAX_FILTERS", 10 ** 6)
+    monkeypatch.setattr(conv_split, "SPLIT_MIN_PIXELS", 0)
+    monkeypatch.setattr(ktr, "MIN_PIXELS", 1)
+    monkeypatch.setattr(ktr, "BLOCK_VALUES", 1)
+
+
+def test_the_split_backward_is_taken_for_few_filters_on_large_images():
+    assert built(Conv2D(16, 3, padding="same"), (96, 128, 32)).split_backward
+    assert not built(Conv2D(32, 3, padding="same"), (96, 128, 32)).split_backward  # filters
+    assert not built(Conv2D(16, 3, padding="same"), (48, 64, 32)).split_backward  # pixels
+    assert not built(Conv2D(16, 3, padding="same"), (96, 128, 3)).split_backward  # no Winograd
+
+
+GRID = list(itertools.product((1, 3), (6, 7), ("same", "valid", 2), (3, 4)))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("m,n,padding,n_C_prev", GRID)
+def test_conv2d_with_the_split_backward_matches_torch(split, m, n, padding, n_C_prev):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = np.random.default_rng(3).standard_normal((m, n, n + 1, n_C_prev))
+    layer = built(Conv2D(4, 3, padding=padding, activation="relu"), x.shape[1:])
+    assert layer.winograd and layer.split_backward
+    y, dy, dx = run(layer, x)
+    tx = nchw(torch, x)
+    tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(layer.params["b"]).requires_grad_(True)
+    ty = F.relu(F.conv2d(padded(torch, F, tx, 3, 1, padding), tW, tb))
+    close(y, nhwc(ty), 1e-9)
+    gx, gW, gb = oracle(torch, ty, dy, tx, tW, tb)
+    close(dx, gx.permute(0, 2, 3, 1), 1e-9)
+    close(layer.grads["W"], gW.permute(2, 3, 1, 0), 1e-9)
+    close(layer.grads["b"], gb, 1e-9)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_split_gradients_match_finite_differences(split, padding):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 5, 6, 3))
+    layer = built(Conv2D(2, 3, padding=padding, bias=False), x.shape[1:])
+    assert layer.split_backward
+    dy = rng.standard_normal((2,) + layer.output_shape)
+
+    def cost():
+        return float(np.sum(layer.forward(x, False) * dy))
+
+    layer.forward(x, True)
+    dx = layer.backward(dy)
+    close(dx, numerical_grad(cost, x), 1e-7)
+    close(layer.grads["W"], numerical_grad(cost, layer.params["W"]), 1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_parallel_runs_and_the_first_layer_agree_with_the_serial_pass(split, monkeypatch, dtype):
+    x = np.random.default_rng(6).standard_normal((5, 7, 6, 4)).astype(dtype)
+    serial, parallel, first = (built(Conv2D(3, 3, padding="same"), x.shape[1:], dtype)
+                               for _ in range(3))
+    expected = run(serial, x)
+    monkeypatch.setattr(kw, "PARALLEL_MIN", 0)
+    got = run(parallel, x)
+    first.needs_input_grad = False
+    _, _, none = run(first, x)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for a, b in zip(got, expected):
+        close(a, b, tol)
+    close(parallel.grads["W"], serial.grads["W"], tol)
+    assert none is None
+    close(first.grads["W"], serial.grads["W"], tol)
