@@ -6,6 +6,7 @@ import numpy as np
 
 from ..nn import register
 from ..nn.conv import Branches
+from ..nn.conv_blocks import _run_back
 
 
 @register("skip_concat")
@@ -30,6 +31,15 @@ class SkipConcat(Branches):
             inner = self.paths[1][-1].output_shape
             raise ValueError(f"skip_concat: its layers map {tuple(input_shape)} to {inner}; "
                              "heights and widths must agree with the input") from None
+
+    def backward(self, dA):
+        """The skip's gradient added into the layers' input gradient in place: one pass over
+        the skip's channels, where branches' split-and-sum copied them three times."""
+        n_C = self.input_shape[-1]
+        dA_prev = _run_back(self.paths[1], np.ascontiguousarray(dA[..., n_C:]))
+        if dA_prev.flags.writeable and dA_prev.flags.c_contiguous:
+            return np.add(dA_prev, dA[..., :n_C], out=dA_prev)
+        return dA_prev + dA[..., :n_C]
 
     def describe(self):
         inner = self.paths[1]
