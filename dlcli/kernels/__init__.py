@@ -26,6 +26,10 @@ import os
 
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
+from . import inlining  # noqa: E402  (after the threading layer, which numba reads when it loads)
+
+inlining.install()  # inline="always" without Numba's two wasted copies of the IR (kernels/inlining.py)
+
 
 def numba_without_scipy() -> None:
     """Start Numba without importing scipy.linalg (~0.2 s of CPU, a fifth of predicting one
