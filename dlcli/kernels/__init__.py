@@ -1,17 +1,24 @@
 """Numba-JIT kernels (`@njit(cache=True)`), plain functions the layers call.
 
 Importing this package pins Numba's threading layer to `workqueue` before numba loads:
-the OpenMP layer fought OpenBLAS's threads for the 2 cores and ran up to 5x slower.
+the OpenMP layer fought OpenBLAS's threads for the 2 cores and ran up to 5x slower. It then
+loads Numba and makes its inlining cheaper (kernels/inlining.py).
 
 Compilation is lazy: a kernel compiles for the argument types of its first call (no eager
 signature lists) and only the driver a layer picks (serial or parallel, and for max pooling
 the scan its channel count needs) compiles. What the first LeNet-5 step compiles on an empty
-cache, in one process (DLCLI_COMPILE_AHEAD=0), by Numba's compile events (2026-12-03 10:28
-UTC, load 1.6-1.7; 8.0 s to the end of that step, 7.6 s of it compiling):
-direct.direct_forward_pool 1.9 s and direct.direct_backward_pool 1.8 s (conv + relu + max
-pool, fused), activations 0.6 + 0.8 s, im2col 0.7 s and col2im 0.7 s, max pool 0.5 + 0.25 s,
-losses 0.2 s, optim 0.1 s. About a third of each is LLVM; the rest is Numba's typing and
-lowering, which inlining the per-example bodies into their drivers cut (conv.py).
+cache, in one process (DLCLI_COMPILE_AHEAD=0), CPU seconds by Numba's compile events
+(2026-12-03 12:52 UTC, load ~2.5; 9.0 s of CPU for the step, 8.6 s of it compiling):
+direct.direct_backward_pool 1.6 s and direct.direct_forward_pool 1.6 s (conv + relu + max
+pool, fused), patches.backward_blocks 1.6 s and forward_blocks 1.05 s, activation_backward
+0.86 s and bias_activation 0.45 s, pool.maxpool_forward 0.73 s and maxpool_backward 0.22 s,
+softmax_crossentropy 0.35 s, adam_step 0.17 s. Of the whole: LLVM ~3.6 s (function passes,
+module passes, machine code, a third each), Numba's typing ~2.2 s, its IR inlining 1.1 s
+(3.5 s before kernels/inlining.py took out Numba's copies of the inlined IR, imported
+here), and ~1.8 s building Numba's own numpy overloads inside the kernels (np.empty built 8
+times, np.zeros 3 times: Numba keys each build by the calling kernel's flags, so kernels
+with other fastmath / error_model / parallel options do not share them).
+Inlining the per-example bodies into their drivers cut typing and lowering (conv.py).
 
 That work is shared with a helper process (kernels/ahead.py): the step is traced at its first
 kernel missing from the cache and a second process compiles the kernels from the last one
@@ -20,11 +27,19 @@ LeNet-5 step (three interleaved pairs against main ee8387c, 10:25 UTC, load 1.8-
 12.5 (a load spike: the helper got no core) and 4.8 s against 8.7, 10.6 and 9.3 s; cached
 0.6-0.9 s either way; at 10:39 UTC (load 2.4-3.5) 5.3, 5.4 and 5.1 s against 7.6, 7.6 and
 8.6 s for the same code with DLCLI_COMPILE_AHEAD=0, interleaved. Both processes start Numba without scipy.linalg (numba_without_scipy).
+With the inlining fix (13:10 UTC, load 1.7-2.3, benchmarks/cnn.py): 6.5 s with the helper,
+9.8 s in one process, 0.7 s cached (main: 6.6 / 10.7 / 0.9 s at 11:20, load 0-1.7); the step's
+thread CPU, main and this code interleaved four times (13:05, load 1.2-1.5): 9.9-13.4 s
+against 8.0-11.0 s, medians 11.8 and 9.3 s.
 """
 
 import os
 
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+
+from . import inlining  # noqa: E402  (after the threading layer, which numba reads when it loads)
+
+inlining.install()  # inline="always" without Numba's two wasted copies of the IR (kernels/inlining.py)
 
 
 def numba_without_scipy() -> None:
