@@ -50,6 +50,24 @@ def _loop_threads():
     return _BLAS[0].limit(limits=int(os.environ.get("DLCLI_RNN_BLAS_THREADS", "1")), user_api="blas")
 
 
+def step_threads(model):
+    """BLAS on the loop's thread count (`_loop_threads`) for a whole training step of a model
+    whose recurrent layers are all LSTMs, else nothing.
+
+    The LSTM's split kernels run every GEMM of the layer on their own threads; the 2-thread
+    BLAS of the small layers around it (the char-LM's dense softmax: (T m, 128) x (128, 27))
+    gained little and left OpenBLAS's second thread spinning on a core the LSTM's pinned
+    worker needed next. Char-LM LSTM at batch 32, LSTM kernels timed inside training steps,
+    and benchmarks/rnn.py: see kernels/recurrent.py's docstring (Dec 3 2026, issue 11). The
+    GRU and RNN keep the process's BLAS threads for their input and weight GEMMs."""
+    import contextlib
+    cells = [getattr(layer, "cell", None) for layer in getattr(model, "mask_layers", ())]
+    cells = [c for c in cells if c is not None]
+    if cells and all(isinstance(c, LSTMCell) for c in cells):
+        return _loop_threads()
+    return contextlib.nullcontext()
+
+
 SPLIT_MIN_EXAMPLES = 8  # the crossover measured for an LSTM of 128 units (kernels/recurrent.py)
 
 
