@@ -41,6 +41,13 @@ crossover measured below. The LSTM's split kernels go further (Dec 3 2026, issue
   order, so the gradients do not depend on which thread took which block. A training step at
   batch 32: median 8.05-9.57 ms against 9.28-10.31 (4 interleaved pairs, load 1.7);
 - Numba's workers are pinned one to a core (kernels/threads.py).
+- ONE parallel region a pass (Dec 3 2026, s5-small): Numba had made each np.zeros and each
+  `dW += part` of these parallel kernels a region of its own (11 in the split backward, 2 in
+  the forward; `parallel_diagnostics` lists them); they are serial helpers now (`_add_parts`
+  etc., the same sums in the same order). With BLAS on one thread for the LSTM model's whole
+  step (nn/recurrent_cells.py `step_threads`), dlcli's char-LM LSTM at batch 32 trained
+  2,393 / 2,625 / 2,472 ex/s against main's 1,901 / 1,598 / 1,710 (interleaved processes,
+  dlcli alone, load 2.5 from other jobs); at 128 3,116 / 2,967 against 2,615 / 2,984.
 
 Kernels take float32 or float64 arrays (one compiled version each), C-contiguous.
 Measured (Dec 3 2026, load average ~2 on the 2-core machine, float32, T 40, 128 units, LSTM
@@ -64,7 +71,7 @@ from numba import njit, prange
 from numba.core.errors import NumbaIRAssumptionWarning
 
 from .gates import _act, _act_grad, _gate_sigmoid, _gate_tanh, _sigmoid, _tanh  # noqa: F401
-from .threads import next_block
+from .threads import block_counter, next_block
 
 # Numba's pedantic IR check, run while it compiles, flags the float32/float64 gate dispatch
 # inlined into the LSTM loops (a variable "not in scope"); the kernels equal torch's in float64
@@ -147,14 +154,6 @@ def rnn_backward(dA, A, Waa, mask, code, da_next, dZ):
 # two threads began their blocks 2.2 ms after the call and the call returned 6.5 ms after they
 # were done, for 2.9 ms of work a thread. These serial helpers (plain functions: compiled
 # without the parallel pass) keep each split kernel at one region.
-@njit(cache=True)
-def _block_counter():
-    """The shared counter of `next_block`, at 0."""
-    counter = np.empty(1, dtype=np.int64)
-    counter[0] = 0
-    return counter
-
-
 @njit(cache=True, error_model="numpy")
 def _column_sums(dZ, out):
     """out = the column sums of dZ (rows in order)."""
@@ -290,7 +289,7 @@ def lstm_forward_split(H, W_T, b, c0, mask, A, C, G, parts, threads):
     thread whose core another process shares takes fewer of them. `threads`: Numba's count
     (numba.get_num_threads() in a kernel is a ctypes call, which Numba will not cache)."""
     m = A.shape[1]
-    counter = _block_counter()
+    counter = block_counter()
     for _ in prange(min(threads, parts)):
         p = next_block(counter)
         while p < parts:
@@ -321,7 +320,7 @@ def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW,
     # a partial dW and db per BLOCK, summed in block order after: the same sums whichever
     # thread took which block (per-thread partials made the gradients vary in the last bits)
     part_db = np.empty((parts, db.shape[0]), dtype=db.dtype)
-    counter = _block_counter()
+    counter = block_counter()
     for _ in prange(min(threads, parts)):
         p = next_block(counter)
         while p < parts:
