@@ -63,13 +63,16 @@ def _exp_nonpositive(v):
     return (s * q + s) * (v > -708.0)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "nsz", "contract"})
 def masked_softmax_crossentropy(z, y, scale, dz):
     """The sequence loss (nn/sequence.py): the sum over rows with y >= 0 of
     -log softmax(z)[y] (float64); dz = (softmax - onehot) * scale on those rows, 0 on rows with
     y < 0 (padded steps). z (N, C), y (N,).
-    The exponentials are one vectorized loop a row (libm's exp is a scalar call): the char-LM's
-    (1280, 27) loss at batch 32 took ~190 us of a 7 ms step with libm's (Dec 3 2026)."""
+    The exponentials are one branch-free loop a row and the row's sums may be reassociated
+    (fastmath reassoc: the order of 27 float64 additions, not NaN or infinity handling, so a
+    NaN logit still gives a NaN cost): the char-LM's (1280, 27) float32 loss at batch 32 took
+    145 us with libm's exp, 145 us with this exp alone, 104 us with both (Dec 3 2026, load ~2);
+    (5120, 27) 590 -> 450-510 us."""
     N, C = z.shape
     n = np.uint64(C)
     total = 0.0
