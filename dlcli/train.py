@@ -164,15 +164,17 @@ def train_step(model, opt, trainable, xb, yb, lr) -> float:
         from .kernels.ahead import compiling_ahead
         with compiling_ahead(train_step, model, opt, xb, yb, lr):
             return train_step(model, opt, trainable, xb, yb, lr)
-    cost = model.cost(xb, yb, training=True)
-    if math.isfinite(cost):
-        model.backward()
-        if getattr(opt, "clip", None):
-            from .clipping import clip_gradients
-            opt.clipped += clip_gradients([layer.grads[key] for _, layer, key in trainable], opt.clip)
-        # rebuilt each step: a layer may hand back a new gradient array every backward
-        opt.update([(name, layer.params[key], layer.grads[key])
-                    for name, layer, key in trainable], lr)
+    from .nn.recurrent_cells import step_threads
+    with step_threads(model):  # an LSTM's kernels thread themselves (nn/recurrent_cells.py)
+        cost = model.cost(xb, yb, training=True)
+        if math.isfinite(cost):
+            model.backward()
+            if getattr(opt, "clip", None):
+                from .clipping import clip_gradients
+                opt.clipped += clip_gradients([layer.grads[key] for _, layer, key in trainable], opt.clip)
+            # rebuilt each step: a layer may hand back a new gradient array every backward
+            opt.update([(name, layer.params[key], layer.grads[key])
+                        for name, layer, key in trainable], lr)
     return cost
 
 

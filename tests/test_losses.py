@@ -206,6 +206,29 @@ def test_softmax_crossentropy_kernel_matches_numpy(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_masked_softmax_crossentropy_kernel_matches_numpy(dtype):
+    """The sequence loss's kernel (its own vectorized exp) against numpy's, with padded rows
+    (label -1), logits far apart (exp of -1000 is 0) and 27 classes (a vector and a remainder)."""
+    from dlcli.kernels.losses import masked_softmax_crossentropy
+    r = np.random.default_rng(6)
+    z, y = (r.standard_normal((60, 27)) * 8).astype(dtype), r.integers(-1, 27, 60)
+    z[3, 5] = 1000.0
+    z[4, :] = -300.0
+    z64 = z.astype(np.float64)
+    shifted = z64 - z64.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    present = y >= 0
+    dz = np.full_like(z, np.nan)
+    cost = masked_softmax_crossentropy(z, y, 0.25, dz)
+    assert cost == pytest.approx(-logp[np.arange(60), np.maximum(y, 0)][present].sum(),
+                                 rel=tolerance(dtype))
+    onehot = np.eye(27)[np.maximum(y, 0)]
+    expected = np.where(present[:, None], (np.exp(logp) - onehot) * 0.25, 0.0)
+    np.testing.assert_allclose(dz, expected, rtol=tolerance(dtype), atol=tolerance(dtype) / 4)
+    assert dz.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sigmoid_crossentropy_kernel_matches_numpy(dtype):
     r = np.random.default_rng(5)
     z, y = (r.standard_normal((40, 3)) * 5).astype(dtype), r.integers(-1, 2, (40, 3)).astype(dtype)

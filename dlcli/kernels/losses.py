@@ -13,6 +13,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .gates import _exp_parts
+
 
 @njit(inline="always")
 def _softplus(v):
@@ -53,26 +55,49 @@ def softmax_crossentropy(z, y, dz):
     return total / m
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always")
+def _exp_nonpositive(v):
+    """exp(v) for v <= 0 (a logit minus its row's maximum), branch-free so that the row's loop
+    vectorizes (kernels/gates.py's exp, 1-3 ulp of float64); below -708 it is 0, as libm's."""
+    s, q = _exp_parts(max(v, -708.0))
+    return (s * q + s) * (v > -708.0)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "nsz", "contract"})
 def masked_softmax_crossentropy(z, y, scale, dz):
     """The sequence loss (nn/sequence.py): the sum over rows with y >= 0 of
     -log softmax(z)[y] (float64); dz = (softmax - onehot) * scale on those rows, 0 on rows with
-    y < 0 (padded steps). z (N, C), y (N,)."""
+    y < 0 (padded steps). z (N, C), y (N,).
+    The exponentials are one branch-free loop a row and the row's sums may be reassociated
+    (fastmath reassoc: the order of 27 float64 additions, not NaN or infinity handling, so a
+    NaN logit still gives a NaN cost): the char-LM's (1280, 27) float32 loss at batch 32 took
+    145 us with libm's exp, 145 us with this exp alone, 104 us with both (Dec 3 2026, load ~2);
+    (5120, 27) 590 -> 450-510 us."""
     N, C = z.shape
+    n = np.uint64(C)
     total = 0.0
     for r in range(N):
         label = y[r]
+        zr, dr = z[r], dz[r]
         if label < 0:
-            for c in range(C):
-                dz[r, c] = 0.0
+            for c in range(n):
+                dr[c] = 0.0
             continue
         if label >= C:
             raise ValueError("a label is outside 0..C-1 for C output units")
-        s, zmax = _exp_row(z, dz, r)
-        total += math.log(s) + zmax - z[r, label]
-        for c in range(C):
-            dz[r, c] = dz[r, c] / s * scale
-        dz[r, label] -= scale
+        zmax = np.float64(zr[0])
+        for c in range(n):
+            zmax = max(zmax, np.float64(zr[c]))
+        for c in range(n):
+            dr[c] = _exp_nonpositive(np.float64(zr[c]) - zmax)
+        s = 0.0
+        for c in range(n):
+            s += dr[c]
+        total += math.log(s) + zmax - zr[label]
+        share = scale / s
+        for c in range(n):
+            dr[c] = dr[c] * share
+        dr[label] -= scale
     return total
 
 

@@ -41,6 +41,13 @@ crossover measured below. The LSTM's split kernels go further (Dec 3 2026, issue
   order, so the gradients do not depend on which thread took which block. A training step at
   batch 32: median 8.05-9.57 ms against 9.28-10.31 (4 interleaved pairs, load 1.7);
 - Numba's workers are pinned one to a core (kernels/threads.py).
+- ONE parallel region a pass (Dec 3 2026, s5-small): Numba had made each np.zeros and each
+  `dW += part` of these parallel kernels a region of its own (11 in the split backward, 2 in
+  the forward; `parallel_diagnostics` lists them); they are serial helpers now (`_add_parts`
+  etc., the same sums in the same order). With BLAS on one thread for the LSTM model's whole
+  step (nn/recurrent_cells.py `step_threads`), dlcli's char-LM LSTM at batch 32 trained
+  2,393 / 2,625 / 2,472 ex/s against main's 1,901 / 1,598 / 1,710 (interleaved processes,
+  dlcli alone, load 2.5 from other jobs); at 128 3,116 / 2,967 against 2,615 / 2,984.
 
 Kernels take float32 or float64 arrays (one compiled version each), C-contiguous.
 Measured (Dec 3 2026, load average ~2 on the 2-core machine, float32, T 40, 128 units, LSTM
@@ -64,7 +71,7 @@ from numba import njit, prange
 from numba.core.errors import NumbaIRAssumptionWarning
 
 from .gates import _act, _act_grad, _gate_sigmoid, _gate_tanh, _sigmoid, _tanh  # noqa: F401
-from .threads import next_block
+from .threads import block_counter, next_block
 
 # Numba's pedantic IR check, run while it compiles, flags the float32/float64 gate dispatch
 # inlined into the LSTM loops (a variable "not in scope"); the kernels equal torch's in float64
@@ -137,6 +144,36 @@ def rnn_backward(dA, A, Waa, mask, code, da_next, dZ):
             if mask[t, i]:
                 for j in range(n):
                     da_next[i, j] = back[i, j]
+
+
+# -- what the split kernels do outside their prange -------------------------------------------
+# In a parallel=True kernel Numba turns EVERY array expression (np.zeros, `a += b`) into a
+# parallel region of its own, each waking the workers again: the LSTM's split backward had 11
+# regions a pass where it meant one (np.zeros for its counter and partial db, `dW += part` and
+# `db += part` per block). Timed inside training steps (char-LM, batch 32, load ~2.5), its
+# two threads began their blocks 2.2 ms after the call and the call returned 6.5 ms after they
+# were done, for 2.9 ms of work a thread. These serial helpers (plain functions: compiled
+# without the parallel pass) keep each split kernel at one region.
+@njit(cache=True, error_model="numpy")
+def _column_sums(dZ, out):
+    """out = the column sums of dZ (rows in order)."""
+    n = np.uint64(out.shape[0])
+    for j in range(n):
+        out[j] = 0.0
+    for i in range(dZ.shape[0]):
+        row = dZ[i]
+        for j in range(n):
+            out[j] += row[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _add_parts(total, parts):
+    """total += parts[0] + parts[1] + ..., each element summed in block order (deterministic)."""
+    n = np.uint64(total.shape[0])
+    for p in range(parts.shape[0]):
+        part = parts[p]
+        for i in range(n):
+            total[i] += part[i]
 
 
 # -- LSTM, gates stacked [f, i, c~, o] ------------------------------------------------------
@@ -252,7 +289,7 @@ def lstm_forward_split(H, W_T, b, c0, mask, A, C, G, parts, threads):
     thread whose core another process shares takes fewer of them. `threads`: Numba's count
     (numba.get_num_threads() in a kernel is a ctypes call, which Numba will not cache)."""
     m = A.shape[1]
-    counter = np.zeros(1, dtype=np.int64)
+    counter = block_counter()
     for _ in prange(min(threads, parts)):
         p = next_block(counter)
         while p < parts:
@@ -282,8 +319,8 @@ def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW,
     m, T = dA.shape[1], dA.shape[0]
     # a partial dW and db per BLOCK, summed in block order after: the same sums whichever
     # thread took which block (per-thread partials made the gradients vary in the last bits)
-    part_db = np.zeros((parts, db.shape[0]), dtype=db.dtype)
-    counter = np.zeros(1, dtype=np.int64)
+    part_db = np.empty((parts, db.shape[0]), dtype=db.dtype)
+    counter = block_counter()
     for _ in prange(min(threads, parts)):
         p = next_block(counter)
         while p < parts:
@@ -292,13 +329,10 @@ def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW,
             r0, r1 = T * lo, T * hi
             np.dot(dZ[r0:r1].T, H[r0:r1], part_dW[p])
             np.dot(dZ[r0:r1], Wx, dX[r0:r1])
-            s = part_db[p]
-            for i in range(r0, r1):
-                s += dZ[i]
+            _column_sums(dZ[r0:r1], part_db[p])
             p = next_block(counter)
-    for p in range(parts):
-        dW += part_dW[p]
-        db += part_db[p]
+    _add_parts(dW.reshape(-1), part_dW.reshape(parts, -1))
+    _add_parts(db, part_db)
 
 
 # -- GRU (the lectures' full GRU), gates stacked [u, r, c~] -----------------------------------
@@ -449,14 +483,11 @@ def stacked_grads_split(dZ, H, Wx, dW, db, dX, parts):
     128 38.7 -> 33.7 and 34.8 -> 29.9 ms, batch 32 alike (12.4 / 12.6, 10.9 / 10.5 ms)."""
     K = dZ.shape[0]
     part_dW = np.empty((parts, dW.shape[0], dW.shape[1]), dtype=dW.dtype)
-    part_db = np.zeros((parts, dZ.shape[1]), dtype=dW.dtype)
+    part_db = np.empty((parts, dZ.shape[1]), dtype=dW.dtype)
     for p in prange(parts):
         lo, hi = p * K // parts, (p + 1) * K // parts
         np.dot(dZ[lo:hi].T, H[lo:hi], part_dW[p])
         np.dot(dZ[lo:hi], Wx, dX[lo:hi])
-        s = part_db[p]
-        for i in range(lo, hi):
-            s += dZ[i]
-    for p in range(parts):
-        dW += part_dW[p]
-        db += part_db[p]
+        _column_sums(dZ[lo:hi], part_db[p])
+    _add_parts(dW.reshape(-1), part_dW.reshape(parts, -1))
+    _add_parts(db, part_db)

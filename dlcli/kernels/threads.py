@@ -70,6 +70,15 @@ def next_block(typingctx, counter):
     return types.int64(counter), codegen
 
 
+@njit(cache=True)
+def block_counter():
+    """A counter for `next_block`, at 0: made outside the parallel kernel's own code, where
+    np.zeros would be a parallel region of its own (kernels/recurrent.py)."""
+    counter = np.empty(1, dtype=np.int64)
+    counter[0] = 0
+    return counter
+
+
 @njit(cache=True, parallel=True)
 def pin_workers(masks, done):
     """Worker p onto the cores of masks[p] (uint64 words of a cpu_set_t); done[p] = its core."""

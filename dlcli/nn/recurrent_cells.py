@@ -50,6 +50,27 @@ def _loop_threads():
     return _BLAS[0].limit(limits=int(os.environ.get("DLCLI_RNN_BLAS_THREADS", "1")), user_api="blas")
 
 
+def step_threads(model):
+    """BLAS on the loop's thread count (`_loop_threads`) for a whole training step of a model
+    whose recurrent layers are all LSTMs, else nothing.
+
+    The LSTM's split kernels run every GEMM of the layer on their own threads; the 2-thread
+    BLAS of the small layers around it (the char-LM's dense softmax: (T m, 128) x (128, 27))
+    gained little and left OpenBLAS's second thread spinning on a core the LSTM's pinned
+    worker needed next: the split backward ran 1.2-1.8 ms slower after them (kernel timed
+    alone after the dense's three GEMMs, 2 of 3 runs; no change with BLAS on one thread), and
+    `rnn.py` at batch 32 gave 0.95 / 0.97 / 0.80x with OPENBLAS_NUM_THREADS=1 against
+    0.83 / 0.89 / 0.74x (interleaved, load 1.5-3.5, Dec 3 2026). At batch 128, dlcli alone:
+    3,116 / 2,967 ex/s with it, 2,801 / 2,904 without (load 2.5). The GRU and RNN keep the
+    process's BLAS threads for their input and weight GEMMs."""
+    import contextlib
+    cells = [getattr(layer, "cell", None) for layer in getattr(model, "mask_layers", ())]
+    cells = [c for c in cells if c is not None]
+    if cells and all(isinstance(c, LSTMCell) for c in cells):
+        return _loop_threads()
+    return contextlib.nullcontext()
+
+
 SPLIT_MIN_EXAMPLES = 8  # the crossover measured for an LSTM of 128 units (kernels/recurrent.py)
 
 
