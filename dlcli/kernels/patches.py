@@ -133,7 +133,8 @@ def backward_blocks_parallel(A_prev, dZ2, W2T, f, stride, pad_top, pad_left, n_H
 def _pool_block(b0, Zb, bias, code, n_H, n_W, A, argmax):
     """A[b0 + i], argmax[b0 + i] for the block's examples i = the 2x2 stride-2 max pool of
     g(Zb + bias) and the window cell each maximum came from (dy 2 + dx, the first on ties, as
-    kernels/pool.py scans and kernels/direct.py numbers them). Zb holds the block's outputs,
+    kernels/pool.py scans and kernels/direct.py numbers them; the maximum taken before the
+    monotone g, as there). Zb holds the block's outputs,
     n_H n_W rows an example, n_C contiguous values a row: the channel loop is innermost and
     reads and writes in order, so it vectorizes."""
     n_C = Zb.shape[1]
@@ -148,16 +149,16 @@ def _pool_block(b0, Zb, bias, code, n_H, n_W, A, argmax):
                 d = uint64((((b0 + i) * h2 + h) * w2 + w) * n_C)
                 for k in range(n_C):
                     u, bk = uint64(k), bias[k]
-                    top = _act(z[r + u] + bk, slope)
-                    v1 = _act(z[r + right + u] + bk, slope)
-                    v2 = _act(z[r + down + u] + bk, slope)
-                    v3 = _act(z[r + down + right + u] + bk, slope)
+                    top = z[r + u] + bk
+                    v1 = z[r + right + u] + bk
+                    v2 = z[r + down + u] + bk
+                    v3 = z[r + down + right + u] + bk
                     p = np.int8(1) if v1 > top else np.int8(0)
                     top = v1 if v1 > top else top
                     p = np.int8(2) if v2 > top else p
                     top = v2 if v2 > top else top
                     p = np.int8(3) if v3 > top else p
-                    out[d + u] = v3 if v3 > top else top
+                    out[d + u] = _act(v3 if v3 > top else top, slope)
                     where[d + u] = p
 
 

@@ -275,6 +275,12 @@ class Conv2D(_Weighted):
         can (a 2x2 max pool after the direct or the blocked im2col path)."""
         return conv_direct.fuse(self, layer) or conv_patches.fuse(self, layer)
 
+    def unfuse_next(self):
+        """Run the next layer's pass apart again: for a caller that reads this layer's own
+        output (style transfer's activations), not the pooled one."""
+        if self.pool is not None:
+            self.pool.fused, self.pool = False, None
+
     def describe(self):
         return self._describe(f"{self.f}x{self.f}x{self.n_C}", self.padding, self.activation)
 
