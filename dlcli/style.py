@@ -143,6 +143,8 @@ def feature_model(recipe, params: dict, image_shape, upto: int):
     model.layers[0].needs_input_grad = True  # the image's gradient is the point
     for layer in model.layers:
         layer.set_trainable(False)
+        if hasattr(layer, "unfuse_next"):  # each layer's own activations are read (nn/conv.py)
+            layer.unfuse_next()
     return model
 
 

