@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from dlcli.nn.base import BuildContext, walk
-from dlcli.nn.conv import (AvgPool, Branches, Conv2D, Conv2DTranspose, DepthwiseConv2D,
-                           GlobalAvgPool, MaxPool, Residual, output_size)
+from dlcli.nn.conv import AvgPool, Conv2D, DepthwiseConv2D, GlobalAvgPool, MaxPool, output_size
+from dlcli.nn.conv_blocks import Branches, Residual
+from dlcli.nn.conv_transpose import Conv2DTranspose
 
 GRID = list(itertools.product((1, 3), (6, 7), (1, 3, 5), (1, 2), ("same", "valid", 2)))
 

@@ -9,7 +9,8 @@ from dlcli.detect.layers import SkipConcat
 from dlcli.detect.targets import encode
 from dlcli.detect.yolo import YoloHead, YoloLoss, decode
 from dlcli.nn.base import BuildContext
-from dlcli.nn.conv import Conv2D, Conv2DTranspose, MaxPool
+from dlcli.nn.conv import Conv2D, MaxPool
+from dlcli.nn.conv_transpose import Conv2DTranspose
 from dlcli.nn.losses import CategoricalCrossentropy
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dlcli.kernels import transpose as ktr
-from dlcli.nn.conv import Conv2DTranspose  # first: nn/conv.py imports nn/conv_transpose.py
+from dlcli.nn.conv_transpose import Conv2DTranspose
 from dlcli.nn import conv_transpose
 from test_conv import built, close, run
 

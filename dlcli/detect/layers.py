@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import register
-from ..nn.conv import Branches
+from ..nn.conv_blocks import Branches
 from ..nn.conv_blocks import _run_back
 
 

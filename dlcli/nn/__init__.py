@@ -21,10 +21,7 @@ def _load_layer_modules() -> None:
     # Imported on first use so that `import dlcli.nn` stays light.
     from . import layers  # noqa: F401
     from . import normalize  # noqa: F401
-    try:
-        from . import conv  # noqa: F401
-    except ImportError:  # conv layers land in their own module
-        pass
+    from . import conv, conv_blocks, conv_transpose  # noqa: F401
     from . import embedding, recurrent  # noqa: F401
     from . import attention  # noqa: F401
     from ..detect import layers as _detect  # noqa: F401  (skip_concat, yolo)

@@ -1,5 +1,5 @@
-"""Convolutional layers (NHWC): conv2d, depthwise_conv2d, conv2d_transpose, pools (residual and
-branches, which hold layers, are in nn/conv_blocks.py).
+"""Convolutional layers (NHWC): conv2d, depthwise_conv2d, pools (residual and branches, which
+hold layers, are in nn/conv_blocks.py; conv2d_transpose in nn/conv_transpose.py).
 
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
 parameters, caches and the wiring of nested layers. A conv2d picks its path when built:
@@ -421,9 +421,3 @@ class GlobalAvgPool(Layer):
         dA_prev = np.empty((dA.shape[0], n_H, n_W, n_C), dtype=dA.dtype)
         dA_prev[...] = (dA / (n_H * n_W))[:, None, None, :]
         return dA_prev
-
-
-# residual and branches wire nested layers (conv_blocks.py), conv2d_transpose has its module;
-# both importable from here
-from .conv_blocks import Branches, Residual  # noqa: E402,F401
-from .conv_transpose import Conv2DTranspose  # noqa: E402,F401
