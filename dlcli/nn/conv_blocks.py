@@ -1,6 +1,8 @@
 """Blocks that hold layers: `residual` (the notes' skip connection, with a 1x1 projection when
 shapes differ) and `branches` (Inception's parallel paths, concatenated on channels). They wire
-nested layers; every convolution's arithmetic stays in the layers they hold (nn/conv.py)."""
+nested layers; every convolution's arithmetic stays in the layers they hold (nn/conv.py). A
+residual block with relu adds and activates in one pass into arrays it keeps from step to step
+(kernels/residual.py), and its chain fuses as a model's does (a batch norm's relu, a pool)."""
 
 from __future__ import annotations
 
