@@ -8,6 +8,8 @@ allocated dZ and the sum dA_prev afresh too. resnet_small's two blocks spent 6.5
 and ~4 ms backward each outside their layers (profile, Dec 3 2026, load ~1.2). Here the sum and
 the relu are one pass into an array the block keeps from step to step, its output distinct
 from both inputs so that the loop vectorizes; memory-bound, so serial (kernels/batchnorm.py).
+Measured (profile, load 2.3-4): the blocks' own forward 6.5 -> 2.4 ms each; the step 170.8 ->
+143.0 ms with the batch norms' fused relu (kernels/batchnorm.py).
 """
 
 from __future__ import annotations

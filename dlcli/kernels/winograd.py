@@ -40,6 +40,9 @@ against a 256x256 U[k], which BLAS packs at every call (8x6x8x256 -> 256 forward
 3.1 ms with the filter transform vectorized, 0.24 ms against 7.1).
 Pieces, one thread, one 32x32x32 example (CPU time): input transform 54 us, the 16 GEMMs
 80-89 us, output transform 26-30 us.
+A block's 16 tile positions lie `position_stride` apart, not a multiple of 1 KB: at 256
+tiles x 32 channels they were 32 KB apart and the transforms' 16 streams shared one L1 set
+(output transform 21 -> 13-17 us an example, dM 37 -> 16-21, the dA_prev scatter 88 -> 57).
 Tried and not kept: F(4x4, 3x3) (36 GEMMs of 4x fewer multiplies, the transforms 6x6):
 its GEMMs took 48 against 80-89 us an example, but its transforms 57 + 43-75 us, a step
 of resnet_small 229 against 246 ms (one thread) and the U-Net's 586 against 524 ms.
