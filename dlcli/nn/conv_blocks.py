@@ -11,6 +11,7 @@ import numpy as np
 from . import activations, build_layer, register
 from .base import Layer
 from .conv import Conv2D
+from ..kernels import residual as kres  # as nn/conv.py's kernels: seen by kernels/ahead.py
 
 
 def _build_chain(layers, shape, ctx):
@@ -86,7 +87,6 @@ class Residual(Layer):
         Z = _run(self.layers, A_prev, training)
         shortcut = self.projection.forward(A_prev, training) if self.projection else A_prev
         if self.activation == "relu" and Z.shape == shortcut.shape and Z.dtype == shortcut.dtype:
-            from ..kernels import residual as kres
             A = (self._kept("a", Z.shape, Z.dtype) if training
                  else np.empty(Z.shape, dtype=Z.dtype))
             kres.add_relu(np.ascontiguousarray(Z).reshape(-1),
@@ -101,7 +101,6 @@ class Residual(Layer):
     def backward(self, dA):
         A, self.cache = self.cache, None
         if self.activation == "relu":
-            from ..kernels import residual as kres
             dZ = self._kept("dz", A.shape, A.dtype)
             kres.relu_backward(np.ascontiguousarray(dA, dtype=A.dtype).reshape(-1),
                                A.reshape(-1), dZ.reshape(-1))
