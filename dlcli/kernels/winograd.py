@@ -40,6 +40,9 @@ against a 256x256 U[k], which BLAS packs at every call (8x6x8x256 -> 256 forward
 3.1 ms with the filter transform vectorized, 0.24 ms against 7.1).
 Pieces, one thread, one 32x32x32 example (CPU time): input transform 54 us, the 16 GEMMs
 80-89 us, output transform 26-30 us.
+A block's 16 tile positions lie `position_stride` apart, not a multiple of 1 KB: at 256
+tiles x 32 channels they were 32 KB apart and the transforms' 16 streams shared one L1 set
+(output transform 21 -> 13-17 us an example, dM 37 -> 16-21, the dA_prev scatter 88 -> 57).
 Tried and not kept: F(4x4, 3x3) (36 GEMMs of 4x fewer multiplies, the transforms 6x6):
 its GEMMs took 48 against 80-89 us an example, but its transforms 57 + 43-75 us, a step
 of resnet_small 229 against 246 ms (one thread) and the U-Net's 586 against 524 ms.
@@ -167,22 +170,33 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, ts, y, Z):
 
 
 @njit(inline="always")
+def position_stride(n):
+    """Elements from one tile position's run of n values to the next in V, M and dM: n
+    rounded up to 32, plus 16. The transforms write (or read) all 16 positions of a tile at
+    once; n a multiple of 1024 (256 tiles of 32 channels, 32 KB of float32) put those 16
+    streams in one L1 set, which holds 8 lines (one example of resnet_small's 32x32x32,
+    one thread: output transform 21 -> 13-17 us, dM 37 -> 16-21, the scatter of dA_prev 88
+    -> 57)."""
+    return (n + 31) // 32 * 32 + 16
+
+
+@njit(inline="always")
 def _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, e, y, Z):
     """Output tile rows th0:th1 of examples i0:i1, all three steps while the block's tiles
-    are in cache: V (16, T, C) and M (16, T, K) hold T = (i1 - i0) (th1 - th0) tiles_W
-    tiles, each example's after the one before."""
+    are in cache: V and M hold each position's T = (i1 - i0) (th1 - th0) tiles_W tiles
+    (T, C) and (T, K), each example's after the one before, position_stride apart."""
     C, K = U.shape[1], U.shape[2]
     per = (th1 - th0) * tiles_W
     T = (i1 - i0) * per
-    v, mf = V[:16 * T * C], M[:16 * T * K]
+    pv, pm = position_stride(T * C), position_stride(T * K)
     for i in range(i0, i1):
-        _input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, T * C, C, e,
-                     v[(i - i0) * per * C:])
+        _input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, pv, C, e,
+                     V[(i - i0) * per * C:])
     for k in range(16):  # one BLAS call a position, on this thread (the caller limits BLAS)
-        np.dot(v[k * T * C:(k + 1) * T * C].reshape((T, C)), U[k],
-               mf[k * T * K:(k + 1) * T * K].reshape((T, K)))
+        np.dot(V[k * pv:k * pv + T * C].reshape((T, C)), U[k],
+               M[k * pm:k * pm + T * K].reshape((T, K)))
     for i in range(i0, i1):
-        _output_tiles(i, th0, th1, mf[(i - i0) * per * K:], tiles_W, T * K, K, y, Z)
+        _output_tiles(i, th0, th1, M[(i - i0) * per * K:], tiles_W, pm, K, y, Z)
 
 
 @njit(inline="always")
@@ -194,8 +208,8 @@ def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples):
     per_example = (tiles_H + rows - 1) // rows
     blocks = (m + examples - 1) // examples if examples > 1 else m * per_example
     T = max(rows, examples * tiles_H) * tiles_W
-    V = np.empty(16 * T * C, dtype=Z.dtype)
-    M = np.empty(16 * T * K, dtype=Z.dtype)
+    V = np.empty(16 * position_stride(T * C), dtype=Z.dtype)
+    M = np.empty(16 * position_stride(T * K), dtype=Z.dtype)
     e, y = np.empty((4, 4, C), dtype=Z.dtype), np.empty((4, 2, K), dtype=Z.dtype)
     for j in range(p * blocks // parts, (p + 1) * blocks // parts):
         if examples > 1:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from .winograd import _input_tiles
+from .winograd import _input_tiles, position_stride
 
 
 @njit(inline="always")
@@ -167,8 +167,8 @@ def _grad_run(p, parts, A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows
     tiles_H, tiles_W = (n_H + 1) // 2, (n_W + 1) // 2
     per_example = tiles_H * tiles_W
     T_max = max(rows * tiles_W, examples_a_block * per_example)
-    V = np.empty(16 * T_max * C, dtype=dZ.dtype)
-    M = np.empty(16 * T_max * K, dtype=dZ.dtype)
+    V = np.empty(16 * position_stride(T_max * C), dtype=dZ.dtype)
+    M = np.empty(16 * position_stride(T_max * K), dtype=dZ.dtype)
     part = np.empty((C, K), dtype=dZ.dtype)
     e = np.empty((4, 4, C), dtype=dZ.dtype)
     y = np.empty((4, 2, K), dtype=dZ.dtype)
@@ -184,15 +184,15 @@ def _grad_run(p, parts, A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows
         while th0 < tiles_H:
             th1 = tiles_H if examples_a_block > 1 else min(th0 + rows, tiles_H)
             T = (i1 - i) * (th1 - th0) * tiles_W
-            v, mf = V[:16 * T * C], M[:16 * T * K]
+            pv, pm = position_stride(T * C), position_stride(T * K)
             for j in range(i, i1):  # each example's tiles at its offset in the block
                 t0 = (j - i) * (th1 - th0) * tiles_W
-                _input_tiles(j, th0, th1, A_prev, pad_top, pad_left, tiles_W, T * C, C, e,
-                             v[t0 * C:])
-                _output_grad_tiles(j, th0, th1, dZ, tiles_W, T * K, K, y, mf[t0 * K:])
+                _input_tiles(j, th0, th1, A_prev, pad_top, pad_left, tiles_W, pv, C, e,
+                             V[t0 * C:])
+                _output_grad_tiles(j, th0, th1, dZ, tiles_W, pm, K, y, M[t0 * K:])
             for k in range(16):
-                vk = v[k * T * C:(k + 1) * T * C].reshape((T, C))
-                mk = mf[k * T * K:(k + 1) * T * K].reshape((T, K))
+                vk = V[k * pv:k * pv + T * C].reshape((T, C))
+                mk = M[k * pm:k * pm + T * K].reshape((T, K))
                 np.dot(vk.T, mk, part)
                 dU[k] += part
                 if input_grad:  # dV[k] = dM[k] U[k]^T over V[k], spent
@@ -200,7 +200,7 @@ def _grad_run(p, parts, A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows
             if input_grad:
                 for j in range(i, i1):
                     t0 = (j - i) * (th1 - th0) * tiles_W
-                    _input_grad_tiles(j, th0, th1, v[t0 * C:], tiles_W, T * C, C, pad_top,
+                    _input_grad_tiles(j, th0, th1, V[t0 * C:], tiles_W, pv, C, pad_top,
                                       pad_left, e, dA)
             th0 = th1
         i = i1

@@ -1,6 +1,8 @@
 """Blocks that hold layers: `residual` (the notes' skip connection, with a 1x1 projection when
 shapes differ) and `branches` (Inception's parallel paths, concatenated on channels). They wire
-nested layers; every convolution's arithmetic stays in the layers they hold (nn/conv.py)."""
+nested layers; every convolution's arithmetic stays in the layers they hold (nn/conv.py). A
+residual block with relu adds and activates in one pass into arrays it keeps from step to step
+(kernels/residual.py), and its chain fuses as a model's does (a batch norm's relu, a pool)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 from . import activations, build_layer, register
 from .base import Layer
 from .conv import Conv2D
+from ..kernels import residual as kres  # as nn/conv.py's kernels: seen by kernels/ahead.py
 
 
 def _build_chain(layers, shape, ctx):
@@ -16,6 +19,9 @@ def _build_chain(layers, shape, ctx):
     for layer in layers:
         in_shape, shape = shape, tuple(layer.build(shape, ctx))
         layer.input_shape, layer.output_shape = in_shape, shape
+    for layer, after in zip(layers, layers[1:]):
+        if hasattr(layer, "fuse_next"):  # a layer that runs the next one's pass (model.py)
+            layer.fuse_next(after)
     return shape
 
 
@@ -43,6 +49,15 @@ class Residual(Layer):
         self.layers = [build_layer(s) for s in layers]
         self.activation, self.projection_mode = activations.check(activation), projection
         self.projection = None
+        self.buffers_kept = {}  # a, dz, da_prev: reused from one training step to the next
+
+    def _kept(self, name, shape, dtype):
+        """An array kept from step to step (a fresh 8 MB one pays its page faults at first
+        touch, kernels/residual.py)."""
+        buf = self.buffers_kept.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self.buffers_kept[name] = np.empty(shape, dtype=dtype)
+        return buf
 
     def children(self):
         named = [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
@@ -70,17 +85,32 @@ class Residual(Layer):
 
     def forward(self, A_prev, training):
         Z = _run(self.layers, A_prev, training)
-        Z = Z + (self.projection.forward(A_prev, training) if self.projection else A_prev)
-        A = activations.forward(self.activation, Z, out=Z)
+        shortcut = self.projection.forward(A_prev, training) if self.projection else A_prev
+        if self.activation == "relu" and Z.shape == shortcut.shape and Z.dtype == shortcut.dtype:
+            A = (self._kept("a", Z.shape, Z.dtype) if training
+                 else np.empty(Z.shape, dtype=Z.dtype))
+            kres.add_relu(np.ascontiguousarray(Z).reshape(-1),
+                          np.ascontiguousarray(shortcut).reshape(-1), A.reshape(-1))
+        else:
+            Z = Z + shortcut
+            A = activations.forward(self.activation, Z, out=Z)
         if training:
             self.cache = A
         return A
 
     def backward(self, dA):
-        dZ = activations.backward(self.activation, dA, self.cache)
-        self.cache = None
+        A, self.cache = self.cache, None
+        if self.activation == "relu":
+            dZ = self._kept("dz", A.shape, A.dtype)
+            kres.relu_backward(np.ascontiguousarray(dA, dtype=A.dtype).reshape(-1),
+                               A.reshape(-1), dZ.reshape(-1))
+        else:
+            dZ = activations.backward(self.activation, dA, A)
         dA_prev = _run_back(self.layers, dZ)
-        return dA_prev + (self.projection.backward(dZ) if self.projection else dZ)
+        shortcut = self.projection.backward(dZ) if self.projection else dZ
+        if dA_prev.shape != shortcut.shape or dA_prev.dtype != shortcut.dtype:
+            return dA_prev + shortcut
+        return np.add(dA_prev, shortcut, out=self._kept("da_prev", dA_prev.shape, dA_prev.dtype))
 
     def describe(self):
         inner = ", ".join(layer.describe() for layer in self.layers)

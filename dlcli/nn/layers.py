@@ -118,8 +118,14 @@ class Activation(Layer):
         self.activation = activations.check(activation)
         self.scratch = _Scratch()
 
+    fused = False  # set by the batch norm before it that applies this relu (BatchNorm.fuse_next)
+
+    def build(self, input_shape, ctx):
+        self.fused = False  # a model built again decides again
+        return super().build(input_shape, ctx)
+
     def forward(self, x, training):
-        if self.activation == "linear":
+        if self.activation == "linear" or self.fused:
             return x
         a = activations.forward(self.activation, x,
                                 out=self.scratch.get("a", x.shape, x.dtype, training))
@@ -128,7 +134,7 @@ class Activation(Layer):
         return a
 
     def backward(self, da):
-        if self.activation == "linear":
+        if self.activation == "linear" or self.fused:
             return da
         a, self.cache = self.cache, None
         return activations.backward(self.activation, da, a, self.scratch.get("dz", a.shape, a.dtype))
@@ -191,8 +197,18 @@ class BatchNorm(Layer):
             raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.scratch = _Scratch()
+        self.relu = False  # the relu activation after this layer runs in its passes (fuse_next)
+
+    def fuse_next(self, layer) -> bool:
+        """Apply a relu `activation` layer that follows in this layer's own passes (one pass
+        over the output fewer each way, kernels/batchnorm.py); that layer passes through."""
+        self.relu = isinstance(layer, Activation) and layer.activation == "relu"
+        if self.relu:
+            layer.fused = True
+        return self.relu
 
     def build(self, input_shape, ctx):
+        self.relu = False  # until the model fuses the next layer in again
         if not input_shape:
             raise ValueError("batchnorm needs inputs with a feature axis, got scalars")
         n = int(input_shape[-1])
@@ -209,28 +225,39 @@ class BatchNorm(Layer):
             # a frozen batch norm runs in inference mode, as Keras' does: its running
             # statistics are part of what was frozen, so they must not move
             scale = gamma / np.sqrt(self.buffers["running_var"] + self.epsilon)
+            y = x2 * scale + (beta - self.buffers["running_mean"] * scale)
+            if self.relu:
+                np.maximum(y, 0, out=y)
             if training:
-                self.cache = ("frozen", scale)
-            return (x2 * scale + (beta - self.buffers["running_mean"] * scale)).reshape(x.shape)
+                self.cache = ("frozen", scale, y if self.relu else None)
+            return y.reshape(x.shape)
         z_norm, out = (self.scratch.get(name, x2.shape, x2.dtype) for name in ("z_norm", "out"))
         mean, var, inv_std = (np.empty_like(gamma) for _ in range(3))
-        kbn.batchnorm_forward(x2, gamma, beta, self.epsilon, z_norm, out, mean, var, inv_std)
+        kbn.batchnorm_forward(x2, gamma, beta, self.epsilon, z_norm, out, mean, var, inv_std,
+                              self.relu)
         for key, batch in (("running_mean", mean), ("running_var", var)):
             running = self.buffers[key]
             running *= self.momentum
             running += (1 - self.momentum) * batch
-        self.cache = (z_norm, inv_std)
+        self.cache = (z_norm, inv_std, out if self.relu else None)
         return out.reshape(x.shape)
 
     def backward(self, dy):
-        z_norm, inv_std = self.cache
+        z_norm, inv_std, relu_out = self.cache
         self.cache = None
         if isinstance(z_norm, str):  # frozen: an affine map by `scale`, no parameter grads
-            return (np.ascontiguousarray(dy).reshape(-1, inv_std.shape[0]) * inv_std).reshape(dy.shape)
+            dy2 = np.ascontiguousarray(dy).reshape(-1, inv_std.shape[0])
+            if relu_out is not None:
+                dy2 = np.where(relu_out > 0, dy2, 0)
+            return (dy2 * inv_std).reshape(dy.shape)
         dy2 = np.ascontiguousarray(dy, dtype=z_norm.dtype).reshape(z_norm.shape)
         dx2 = self.scratch.get("dx", z_norm.shape, z_norm.dtype)
-        kbn.batchnorm_backward(dy2, z_norm, self.params["gamma"], inv_std, dx2,
-                               self.grads["gamma"], self.grads["beta"])
+        if relu_out is None:
+            kbn.batchnorm_backward(dy2, z_norm, self.params["gamma"], inv_std, dx2,
+                                   self.grads["gamma"], self.grads["beta"])
+        else:
+            kbn.batchnorm_backward(dy2, z_norm, self.params["gamma"], inv_std, dx2,
+                                   self.grads["gamma"], self.grads["beta"], relu_out)
         return dx2.reshape(dy.shape)
 
 
