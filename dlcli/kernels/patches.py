@@ -12,7 +12,7 @@ folds them into dA_prev.
 
 How it runs: one region a pass. The examples are split into `parts` contiguous runs, one a
 Numba thread (`prange`), each run in blocks; the GEMMs are np.dot on the thread that needs
-them, BLAS held to one thread meanwhile (kernels/winograd.py `one_blas_thread`), so the two
+them, BLAS held to one thread meanwhile (kernels/threads.py `one_blas_thread`), so the two
 threads meet once, at the end of the region, instead of at every 2-thread GEMM. The filter
 gradient is summed per run (dW_parts) and the runs added after the region, so no two threads
 write one cell. With one part (small layers) the same code runs serially.

@@ -1,4 +1,6 @@
-"""Numba's worker threads pinned one to a core, for the kernels whose threads must run together.
+"""Numba's worker threads pinned one to a core, for the kernels whose threads must run together;
+and the one BLAS thread limit (`blas_threads`) and blocked-pass dispatch (`run_pass`) the
+parallel drivers' callers share.
 
 Why: Numba's workqueue layer puts its workers to sleep between parallel regions, and Linux
 wakes a sleeping thread on the core it last ran on when that core is idle. Once both workers
@@ -115,3 +117,36 @@ def pin_once():
         result = tuple(int(c) for c in done) if (done >= 0).all() else None
     _PINNED.append(result)
     return result
+
+
+_BLAS = []  # one threadpoolctl controller a process (None without threadpoolctl)
+
+
+def blas_threads(n: int):
+    """A context with BLAS (numpy's and the one Numba's np.dot calls) on n threads: for the
+    parallel drivers that call it from each Numba thread (a block's GEMMs are small; two BLAS
+    threads under each Numba thread would fight for the cores) and the recurrent time loops.
+    Entering and leaving costs about 16 us."""
+    import contextlib
+    if not _BLAS:
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401  the BLAS numba's np.dot calls: loaded first
+            from threadpoolctl import ThreadpoolController
+            _BLAS.append(ThreadpoolController())
+        except ImportError:
+            _BLAS.append(None)
+    return contextlib.nullcontext() if _BLAS[0] is None else _BLAS[0].limit(limits=n, user_api="blas")
+
+
+def one_blas_thread():
+    return blas_threads(1)
+
+
+def run_pass(parts, serial, parallel, args, parallel_args=()):
+    """A blocked pass: the serial driver when there is one run of blocks, else the parallel
+    driver (with `parallel_args` after `args`) under one BLAS thread."""
+    if parts == 1:
+        serial(*args)
+    else:
+        with one_blas_thread():
+            parallel(*args, *parallel_args)

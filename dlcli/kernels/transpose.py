@@ -16,7 +16,7 @@ separate regions from the scatter. Here a block of a few input rows (BLOCK_VALUE
 cols, 256 KB of float32) is multiplied and scattered, or gathered and multiplied, while it is
 in L2, and the whole pass is one parallel region: a run of whole examples a Numba thread (two
 rows of one example write the same output row, two examples never do), BLAS on one thread
-meanwhile (kernels/winograd.py `one_blas_thread`), the filter gradient summed per run and the
+meanwhile (kernels/threads.py `one_blas_thread`), the filter gradient summed per run and the
 runs added after the region. Z's rows are zeroed just before a block first adds into them,
 so that pass too runs in cache.
 

@@ -56,6 +56,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
+from .threads import one_blas_thread  # noqa: F401  (BLAS on one thread around the parallel drivers)
+
 
 @njit(cache=True)
 def filter_transform(W, U):
@@ -256,24 +258,6 @@ def parts(blocks: int) -> int:
     """Runs of blocks for the parallel driver: one a Numba thread, at most one a block."""
     from numba import get_num_threads
     return max(1, min(get_num_threads(), blocks))
-
-
-_BLAS = []
-
-
-def one_blas_thread():
-    """BLAS on one thread while the parallel driver calls it from each of its threads (a
-    block's GEMMs are small; two BLAS threads under each Numba thread would fight for the
-    cores). Entering and leaving costs about 16 us."""
-    import contextlib
-    if not _BLAS:
-        try:
-            import scipy.linalg.cython_blas  # noqa: F401  the BLAS numba's np.dot calls: loaded first
-            from threadpoolctl import ThreadpoolController
-            _BLAS.append(ThreadpoolController())
-        except ImportError:
-            _BLAS.append(None)
-    return contextlib.nullcontext() if _BLAS[0] is None else _BLAS[0].limit(limits=1, user_api="blas")
 
 
 def blocks(m: int, n_H: int, n_W: int, C: int, K: int, block_elements: int) -> tuple[int, int]:

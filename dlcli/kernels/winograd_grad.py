@@ -23,7 +23,7 @@ How it runs: as the forward, in blocks (a few tile rows of one example, or sever
 examples where an example has few tiles) each transformed, multiplied and transformed back
 before the next, one parallel region a pass, a run of whole examples a Numba thread (the
 input-gradient tiles of one example overlap, so an example is never split between threads),
-each thread summing its own dU; BLAS held to one thread meanwhile (winograd.one_blas_thread).
+each thread summing its own dU; BLAS held to one thread meanwhile (threads.one_blas_thread).
 
 What it measured (Dec 3 2026, float32, 2 threads, the machine shared, load 2-3; dW + dA_prev
 ms, against the unrolled dW GEMM + the rotated-filter convolution before): resnet_small's

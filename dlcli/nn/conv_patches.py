@@ -42,24 +42,21 @@ def _plan(layer, m):
 def forward(layer, A_prev, Z):
     """Z = the layer's convolution of A_prev, bias and activation not yet applied."""
     from ..kernels import patches as kp
+    from ..kernels.threads import run_pass
     m = A_prev.shape[0]
     W2 = layer.params["W"].reshape(-1, layer.n_C)
     Z2 = Z.reshape(-1, layer.n_C)
     block, parts = _plan(layer, m)
     args = (A_prev, W2, layer.f, layer.stride, layer.pad_top, layer.pad_left, layer.n_H,
             layer.n_W, block, Z2)
-    if parts == 1:
-        kp.forward_blocks(*args)
-    else:
-        from ..kernels.winograd import one_blas_thread
-        with one_blas_thread():
-            kp.forward_blocks_parallel(*args, parts)
+    run_pass(parts, kp.forward_blocks, kp.forward_blocks_parallel, args, (parts,))
     return Z
 
 
 def backward(layer, A_prev, dZ):
     """The layer's dW (into layer.grads["W"]) and dA_prev (None if the layer needs none)."""
     from ..kernels import patches as kp
+    from ..kernels.threads import run_pass
     m = A_prev.shape[0]
     W2 = layer.params["W"].reshape(-1, layer.n_C)
     block, parts = _plan(layer, m)
@@ -70,14 +67,8 @@ def backward(layer, A_prev, dZ):
     args = (A_prev, dZ.reshape(-1, layer.n_C), np.ascontiguousarray(W2.T), layer.f, layer.stride,
             layer.pad_top, layer.pad_left, layer.n_H, layer.n_W, block, dW_parts, dA_prev,
             input_grad)
-    if parts == 1:
-        kp.backward_blocks(*args)
-        dW2[...] = dW_parts[0]
-    else:
-        from ..kernels.winograd import one_blas_thread
-        with one_blas_thread():
-            kp.backward_blocks_parallel(*args)
-        dW_parts.sum(axis=0, out=dW2)
+    run_pass(parts, kp.backward_blocks, kp.backward_blocks_parallel, args)
+    dW_parts.sum(axis=0, out=dW2)
     return dA_prev if input_grad else None
 
 
@@ -103,6 +94,7 @@ def forward_pooled(layer, A_prev, training):
     """The pooled output g(conv + b) of A_prev (layer.pool's shape), bias, activation and the
     pool run in each block of examples; the training cache for backward_pooled."""
     from ..kernels import patches as kp
+    from ..kernels.threads import run_pass
     m = A_prev.shape[0]
     W2 = layer.params["W"].reshape(-1, layer.n_C)
     b = layer.params["b"] if layer.bias else np.zeros(layer.n_C, dtype=A_prev.dtype)
@@ -111,12 +103,7 @@ def forward_pooled(layer, A_prev, training):
     block, parts = _plan(layer, m)
     args = (A_prev, W2, b, activations.CODES[layer.activation], layer.f, layer.stride,
             layer.pad_top, layer.pad_left, layer.n_H, layer.n_W, block, A, argmax)
-    if parts == 1:
-        kp.forward_pooled_blocks(*args)
-    else:
-        from ..kernels.winograd import one_blas_thread
-        with one_blas_thread():
-            kp.forward_pooled_blocks_parallel(*args, parts)
+    run_pass(parts, kp.forward_pooled_blocks, kp.forward_pooled_blocks_parallel, args, (parts,))
     if training:
         layer.cache = (A_prev, POOLED, A, argmax)
     return A
@@ -126,6 +113,7 @@ def backward_pooled(layer, A_prev, dA):
     """dW and db (into layer.grads) and dA_prev (None if the layer needs none) from the
     pooled output's gradient dA and the cache forward_pooled left."""
     from ..kernels import patches as kp
+    from ..kernels.threads import run_pass
     A, argmax = layer.cache
     layer.cache = None
     m = A_prev.shape[0]
@@ -139,12 +127,7 @@ def backward_pooled(layer, A_prev, dA):
             activations.CODES[layer.activation], np.ascontiguousarray(W2.T), layer.f,
             layer.stride, layer.pad_top, layer.pad_left, layer.n_H, layer.n_W, block, dW_parts,
             db_parts, dA_prev, input_grad)
-    if parts == 1:
-        kp.backward_pooled_blocks(*args)
-    else:
-        from ..kernels.winograd import one_blas_thread
-        with one_blas_thread():
-            kp.backward_pooled_blocks_parallel(*args)
+    run_pass(parts, kp.backward_pooled_blocks, kp.backward_pooled_blocks_parallel, args)
     dW_parts.sum(axis=0, out=layer.grads["W"].reshape(W2.shape))
     if layer.bias:
         db_parts.sum(axis=0, out=layer.grads["b"])

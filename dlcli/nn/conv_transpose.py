@@ -63,18 +63,14 @@ class Conv2DTranspose(_Weighted):
 
     def forward(self, A_prev, training):
         from ..kernels import transpose as ktr
+        from ..kernels.threads import run_pass
         A_prev = np.ascontiguousarray(A_prev, dtype=self.params["W"].dtype)
         m, n_H_prev, n_W_prev, _ = A_prev.shape
         Z = np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
         block_rows, parts = self._plan(A_prev)
         args = (A_prev.reshape(-1, self.n_C_prev), self._W_rows(), self.f, self.stride,
                 self.crop, n_H_prev, n_W_prev, block_rows, Z)
-        if parts == 1:
-            ktr.forward_blocks(*args)
-        else:
-            from ..kernels.winograd import one_blas_thread
-            with one_blas_thread():
-                ktr.forward_blocks_parallel(*args, parts)
+        run_pass(parts, ktr.forward_blocks, ktr.forward_blocks_parallel, args, (parts,))
         A = self._activate(Z, training)
         if training:
             self.cache = (A_prev,) + self.cache
@@ -82,6 +78,7 @@ class Conv2DTranspose(_Weighted):
 
     def backward(self, dA):
         from ..kernels import transpose as ktr
+        from ..kernels.threads import run_pass
         A_prev, *self.cache = self.cache
         m, n_H_prev, n_W_prev, C = A_prev.shape
         dZ = np.ascontiguousarray(self._dZ(dA))
@@ -92,12 +89,7 @@ class Conv2DTranspose(_Weighted):
         dA_prev = np.empty(A_prev.shape if input_grad else (0, 1, 1, C), dtype=dZ.dtype)
         args = (dZ, A_prev.reshape(-1, C), np.ascontiguousarray(W_rows.T), self.f, self.stride,
                 self.crop, n_H_prev, n_W_prev, block_rows, dW_parts, dA_prev.reshape(-1, C), input_grad)
-        if parts == 1:
-            ktr.backward_blocks(*args)
-        else:
-            from ..kernels.winograd import one_blas_thread
-            with one_blas_thread():
-                ktr.backward_blocks_parallel(*args)
+        run_pass(parts, ktr.backward_blocks, ktr.backward_blocks_parallel, args)
         dW_rows = dW_parts[0] if parts == 1 else dW_parts.sum(axis=0)
         self.grads["W"][...] = dW_rows.reshape(C, self.f, self.f, self.n_C).transpose(1, 2, 0, 3)
         self.cache = None

@@ -20,9 +20,6 @@ def _k():
     return recurrent
 
 
-_BLAS = []
-
-
 def _loop_threads():
     """BLAS limited to DLCLI_RNN_BLAS_THREADS (default 1) while a time loop runs.
 
@@ -36,18 +33,9 @@ def _loop_threads():
     one thread was worse too (0.52-0.57x against 0.68-0.76x, load 1.4-2.2).
     Entering and leaving costs about 16 us.
     """
-    import contextlib
     import os
-    if not _BLAS:
-        try:
-            import scipy.linalg.cython_blas  # noqa: F401  the BLAS numba's np.dot calls: loaded first
-            from threadpoolctl import ThreadpoolController
-            _BLAS.append(ThreadpoolController())
-        except ImportError:
-            _BLAS.append(None)
-    if _BLAS[0] is None:
-        return contextlib.nullcontext()
-    return _BLAS[0].limit(limits=int(os.environ.get("DLCLI_RNN_BLAS_THREADS", "1")), user_api="blas")
+    from ..kernels.threads import blas_threads
+    return blas_threads(int(os.environ.get("DLCLI_RNN_BLAS_THREADS", "1")))
 
 
 def step_threads(model):
