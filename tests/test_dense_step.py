@@ -120,3 +120,56 @@ def test_smooth_backward_in_blocks_matches_numpy(rows, n, dtype, parallel):
         expected = da.astype(np.float64) * slope(a.astype(np.float64))
         np.testing.assert_allclose(dz, expected, rtol=tol, atol=tol)
         np.testing.assert_allclose(db, expected.sum(axis=0), rtol=tol, atol=tol * rows)
+
+
+# -- the step's BLAS threads (dlcli/train.py small_step_blas) ------------------------------------
+LENET = [{"type": "conv2d", "filters": 6, "size": 5, "padding": "same", "activation": "relu"},
+         {"type": "maxpool", "size": 2},
+         {"type": "conv2d", "filters": 16, "size": 5, "activation": "relu"},
+         {"type": "maxpool", "size": 2}, {"type": "flatten"},
+         {"type": "dense", "units": 120, "activation": "relu"},
+         {"type": "dense", "units": 10, "activation": "softmax"}]
+
+
+def _model(layers, input_shape):
+    from dlcli.nn.model import build_model
+    return build_model({"layers": layers, "init": "he"}, "auto", 0.0, input_shape, "float32")
+
+
+def test_only_steps_of_small_gemms_hold_blas_to_one_thread():
+    from dlcli.train import _small_gemms
+    lenet = _model(LENET, (28, 28, 1))
+    assert _small_gemms(lenet, 64) and _small_gemms(lenet, 256)
+    mlp = _model([{"type": "dense", "units": 512, "activation": "relu"},
+                  {"type": "dense", "units": 10, "activation": "softmax"}], (784,))
+    assert not _small_gemms(mlp, 64)  # 64 x 784 x 512: BLAS keeps its threads
+    assert _small_gemms(mlp, 8)
+    pointwise = _model([{"type": "conv2d", "filters": 8, "size": 1, "activation": "relu"},
+                        {"type": "flatten"}, {"type": "dense", "units": 2, "activation": "softmax"}],
+                       (4, 4, 8))
+    assert not _small_gemms(pointwise, 2)  # a path with batch-wide GEMMs
+
+
+def test_a_small_step_runs_blas_on_one_thread_and_gives_the_threads_back():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg.cython_blas  # noqa: F401  the BLAS of Numba's np.dot, seen by the controller
+    from dlcli.train import train_step
+    lenet = _model(LENET, (28, 28, 1))
+    seen = []
+    dense = lenet.layers[5]
+    forward = dense.forward
+
+    def watched(x, training):
+        seen.append([lib.num_threads for lib in controller.lib_controllers if lib.user_api == "blas"])
+        return forward(x, training)
+
+    dense.forward = watched
+    controller = threadpoolctl.ThreadpoolController()
+    before = [lib.num_threads for lib in controller.lib_controllers if lib.user_api == "blas"]
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, 16)
+    opt = make_optimizer({"name": "adam", "learning_rate": 1e-3})
+    for _ in range(2):
+        assert np.isfinite(train_step(lenet, opt, lenet.trainable(), x, y, 1e-3))
+    assert seen and all(n == 1 for step in seen for n in step)
+    assert [lib.num_threads for lib in controller.lib_controllers if lib.user_api == "blas"] == before
