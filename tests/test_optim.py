@@ -204,3 +204,34 @@ def test_classes_by_name():
     assert isinstance(make_optimizer({"name": "rmsprop"}), RMSprop)
     adam = make_optimizer({"name": "adam", "beta1": None, "beta2": 0.99})
     assert isinstance(adam, Adam) and (adam.beta1, adam.beta2, adam.epsilon) == (0.9, 0.99, 1e-8)
+
+
+@pytest.mark.parametrize("name", ["momentum", "rmsprop", "adam"])
+def test_kept_views_follow_new_arrays_and_loaded_state(name):
+    """update() keeps each parameter's checked flat views between steps: a gradient handed back
+    as a new array, a parameter replaced, a state loaded from a checkpoint, a state array set
+    by hand and a wrong shape must all be seen, as the numpy reference sees them."""
+    rng = np.random.default_rng(3)
+    W = np.asfortranarray(rng.standard_normal((5, 4)))
+    opt, ref = make_optimizer({"name": name}), make_optimizer({"name": name}, use_kernels=False)
+    W_ref, dW = W.copy(), np.empty((5, 4), order="F")
+    for step in range(7):
+        dW[...] = rng.standard_normal((5, 4))  # written in place, as the layers write theirs
+        if step == 1:  # a new gradient array
+            dW = np.asfortranarray(dW)
+        if step == 2:  # a new parameter array (C-ordered, so the views' order changes too)
+            W, W_ref, dW = np.ascontiguousarray(W), np.ascontiguousarray(W_ref), np.ascontiguousarray(dW)
+        if step == 3:  # a checkpoint's state, loaded into both
+            state = ref.state_dict()
+            opt.load_state_dict(state)
+            ref.load_state_dict(state)
+        if step == 4:  # a state array replaced by hand
+            slot = opt.slots[0]
+            opt.state["w"][slot] = opt.state["w"][slot].copy()
+        opt.update([("w", W, dW)], 0.01)
+        ref.update([("w", W_ref, dW.copy())], 0.01)
+        np.testing.assert_allclose(W, W_ref, rtol=1e-12, atol=1e-12)
+        for slot in opt.slots:  # the state the optimizer holds is the one updated
+            np.testing.assert_allclose(opt.state["w"][slot], ref.state["w"][slot], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="shape"):
+        opt.update([("w", W, np.zeros((4, 5)))], 0.01)
