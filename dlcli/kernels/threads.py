@@ -1,6 +1,7 @@
 """Numba's worker threads pinned one to a core, for the kernels whose threads must run together;
-and the one BLAS thread limit (`blas_threads`) and blocked-pass dispatch (`run_pass`) the
-parallel drivers' callers share.
+and the one BLAS thread limit (`blas_threads`; `blas_held`, its cheap reusable form for a
+whole training step, dlcli/train.py) and blocked-pass dispatch (`run_pass`) the parallel
+drivers' callers share.
 
 Why: Numba's workqueue layer puts its workers to sleep between parallel regions, and Linux
 wakes a sleeping thread on the core it last ran on when that core is idle. Once both workers
