@@ -30,6 +30,11 @@ def cap_threads(n: int = THREADS) -> None:
     """Call before numpy, numba or torch is imported: they size their pools when they load."""
     for k in THREAD_VARIABLES:
         os.environ[k] = str(n)
+    # as `dlcli train` runs (dlcli/__init__.py sets it, but a benchmark loads numpy first):
+    # without it numpy's idle OpenBLAS thread spins ~0.1 s after each 2-thread GEMM of
+    # dlcli's untimed evaluation, into the next side's timed epoch, a PyTorch one (LeNet-5 at
+    # 64: PyTorch's step 3.52 -> 4.69 ms, the ratio 1.15x -> 1.53x; branch s6-lenet, Dec 3 2026)
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 
 def torch_threads(torch, n: int = THREADS) -> None:
