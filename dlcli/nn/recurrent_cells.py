@@ -31,11 +31,34 @@ def _loop_threads():
     shortens: it took a core from the split kernels): at load ~2 (Dec 3 2026) the char-LM
     LSTM at batch 128 ran 0.92x PyTorch with them on one thread, 1.13-1.19x on two; at batch 32
     one thread was worse too (0.52-0.57x against 0.68-0.76x, load 1.4-2.2).
-    Entering and leaving costs about 16 us.
+    Entering and leaving costs about 16 us; inside another one (a training step's
+    `step_threads`, where BLAS is limited already) it costs nothing: the LSTM's forward and
+    backward entered it again every step, 0.11 ms of a 5.4 ms char-LM step at batch 32
+    (timed in the step, load 2.4, Dec 3 2026).
     """
-    import os
-    from ..kernels.threads import blas_threads
-    return blas_threads(int(os.environ.get("DLCLI_RNN_BLAS_THREADS", "1")))
+    return _LoopThreads()
+
+
+class _LoopThreads:
+    """`_loop_threads`' context: the BLAS limit of the outermost one only (`depth`)."""
+
+    depth = 0  # how many are entered, in the process (BLAS's limit is process-wide too)
+
+    def __enter__(self):
+        self.limit = None
+        if _LoopThreads.depth == 0:
+            import os
+            from ..kernels.threads import blas_threads
+            self.limit = blas_threads(int(os.environ.get("DLCLI_RNN_BLAS_THREADS", "1")))
+            self.limit.__enter__()
+        _LoopThreads.depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        _LoopThreads.depth -= 1
+        if self.limit is not None:
+            self.limit.__exit__(*exc)
+        return False
 
 
 def step_threads(model):
