@@ -101,6 +101,45 @@ def test_skip_concat_matches_torch():
     close(up.grads["b"], leaves[3].grad.numpy())
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("up", [
+    {"type": "conv2d_transpose", "filters": 2, "size": 3, "stride": 2, "padding": "same"},
+    {"type": "conv2d_transpose", "filters": 3, "size": 2, "stride": 2, "bias": False},
+    {"type": "conv2d_transpose", "filters": 1, "size": 4, "stride": 2, "padding": "same"}])
+def test_skip_concat_written_into_equals_the_copied_concatenation(monkeypatch, up, parallel):
+    """A linear transpose last writes into the concatenation and reads its gradient there
+    (nn/conv_transpose.py `into`, `grad_at`): the same numbers as its own arrays copied."""
+    from dlcli.kernels import transpose as ktr
+    from dlcli.nn import conv_transpose
+    def level():
+        return built(SkipConcat([{"type": "maxpool", "size": 2},
+                                 {"type": "conv2d", "filters": 3, "size": 3, "padding": "same",
+                                  "activation": "relu"}, up]), (6, 8, 2))
+    fused, apart = level(), level()
+    for layer in (fused, apart):
+        for _, child in layer.children():
+            for p in child.params.values():
+                p[...] = np.random.default_rng(3).standard_normal(p.shape)
+    if parallel:
+        monkeypatch.setattr(conv_transpose, "PARALLEL_MIN", 0)
+        monkeypatch.setattr(ktr, "MIN_PIXELS", 1)
+        monkeypatch.setattr(ktr, "BLOCK_VALUES", 1)
+    x = np.random.default_rng(1).standard_normal((3, 6, 8, 2))
+    dy = np.random.default_rng(2).standard_normal((3,) + fused.output_shape)
+    assert fused._fused() is not None
+    y = fused.forward(x, True).copy()
+    dx = fused.backward(dy)
+    close(fused.forward(x, True), y, 0)  # a second step writes into the same array
+    dx = fused.backward(dy)
+    monkeypatch.setattr(conv_transpose.Conv2DTranspose, "fuses", lambda self: False)
+    assert apart._fused() is None
+    close(y, apart.forward(x, True), 1e-13)
+    close(dx, apart.backward(dy), 1e-13)
+    for (_, a), (_, b) in zip(fused.children(), apart.children()):
+        for key in a.grads:
+            close(a.grads[key], b.grads[key], 1e-13)
+
+
 def test_skip_concat_needs_matching_height_and_width():
     layer = SkipConcat([{"type": "maxpool", "size": 2}])
     with pytest.raises(ValueError, match="heights and widths"):

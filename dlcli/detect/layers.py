@@ -6,7 +6,8 @@ import numpy as np
 
 from ..nn import register
 from ..nn.conv_blocks import Branches
-from ..nn.conv_blocks import _run_back
+from ..nn.conv_blocks import _run, _run_back
+from ..nn.conv_transpose import Conv2DTranspose
 
 
 @register("skip_concat")
@@ -20,6 +21,7 @@ class SkipConcat(Branches):
 
     def __init__(self, layers):
         super().__init__([[], layers])
+        self.kept = {}  # the output of the last training step, when the last layer fuses
 
     def children(self):
         return [(f"layers.{j}", layer) for j, layer in enumerate(self.paths[1])]
@@ -32,11 +34,51 @@ class SkipConcat(Branches):
             raise ValueError(f"skip_concat: its layers map {tuple(input_shape)} to {inner}; "
                              "heights and widths must agree with the input") from None
 
+    def _fused(self):
+        """The last inner layer when it writes into the concatenation itself (a linear
+        conv2d_transpose, the U-Net's up-sampling: nn/conv_transpose.py `fuses`), else None."""
+        inner = self.paths[1]
+        last = inner[-1] if inner else None
+        return last if isinstance(last, Conv2DTranspose) and last.fuses() else None
+
+    def forward(self, A_prev, training):
+        """[A_prev, layers(A_prev)]: with a fusing last layer, it writes its channels straight
+        into the output (no copy of them, no bias pass), which a training step keeps from
+        step to step as the conv layers keep theirs."""
+        last = self._fused()
+        if last is None:
+            return super().forward(A_prev, training)
+        shape = (A_prev.shape[0],) + self.output_shape
+        dtype = last.params["W"].dtype
+        out = self.kept.get("A") if training else None
+        if out is None or out.shape != shape or out.dtype != dtype:
+            out = np.empty(shape, dtype=dtype)
+            if training:
+                self.kept["A"] = out
+        n_C = self.input_shape[-1]
+        last.into = (out, n_C)
+        try:
+            _run(self.paths[1], A_prev, training)
+        finally:
+            last.into = None
+        out[..., :n_C] = A_prev
+        return out
+
     def backward(self, dA):
         """The skip's gradient added into the layers' input gradient in place: one pass over
-        the skip's channels, where branches' split-and-sum copied them three times."""
+        the skip's channels, where branches' split-and-sum copied them three times. A fusing
+        last layer reads its gradient from dA's channels (no copy of them)."""
         n_C = self.input_shape[-1]
-        dA_prev = _run_back(self.paths[1], np.ascontiguousarray(dA[..., n_C:]))
+        last = self._fused()
+        if last is None:
+            dA_prev = _run_back(self.paths[1], np.ascontiguousarray(dA[..., n_C:]))
+        else:
+            dA = np.ascontiguousarray(dA, dtype=last.params["W"].dtype)
+            last.grad_at = (dA, n_C)
+            try:
+                dA_prev = _run_back(self.paths[1], dA[..., n_C:])
+            finally:
+                last.grad_at = None
         if dA_prev.flags.writeable and dA_prev.flags.c_contiguous:
             return np.add(dA_prev, dA[..., :n_C], out=dA_prev)
         return dA_prev + dA[..., :n_C]

@@ -20,6 +20,14 @@ meanwhile (kernels/threads.py `one_blas_thread`), the filter gradient summed per
 runs added after the region. Z's rows are zeroed just before a block first adds into them,
 so that pass too runs in cache.
 
+The forward starts each output row at the bias (not at 0), so a linear transpose needs no
+bias pass; it writes channels k0:k0 + K of an output with ld channels a pixel, and the
+backward reads its dZ there and sums db in the same region: a skip_concat writes a linear
+transpose (the U-Net's up-sampling) straight into its concatenation and hands it its part of
+the concatenation's gradient (detect/layers.py), where Z was copied in and dZ copied out.
+Whole U-Net steps, both alternating in one process (Dec 3 2026, 15:25 UTC, load ~7, CPU time
+as the wall time meant nothing): 376.9 -> 374.5 ms, the passes gone being small ones.
+
 The backward's gather + dW pass is also any conv's filter gradient (the gather of a transpose
 conv's backward is a conv's im2col): nn/conv_split.py runs it at stride 1 with
 `input_grad=False` for the Winograd layers whose own backward is slow.
@@ -60,13 +68,23 @@ def _rows(x, r0, r1):
 
 
 @njit(inline="always")
-def _forward_run(p, parts, A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, block_rows, Z):
-    m, n_H, n_W, K = Z.shape
+def _fill_rows(Z, i, r0, r1, b, k0):
+    """Z[i, r0:r1, :, k0:k0 + len(b)] = b: output rows before any input adds into them."""
+    for r in range(r0, r1):
+        for c in range(Z.shape[2]):
+            for k in range(b.shape[0]):
+                Z[i, r, c, k0 + k] = b[k]
+
+
+@njit(inline="always")
+def _forward_run(p, parts, A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, block_rows, Z, b, k0):
+    m, n_H, n_W, ld = Z.shape
+    K = b.shape[0]
     i0, i1 = p * m // parts, (p + 1) * m // parts
     width = W_rows.shape[1]
     cols = np.empty((block_rows * n_W_prev, width), dtype=Z.dtype)
     src, dst = cols.reshape(-1), Z.reshape(-1)
-    current, zeroed = -1, 0  # the example being scattered, its output rows set to 0 so far
+    current, filled = -1, 0  # the example being scattered, its output rows set to b so far
     for g0 in range(i0 * n_H_prev, i1 * n_H_prev, block_rows):  # g: example i's input row h
         g1 = min(g0 + block_rows, i1 * n_H_prev)
         np.dot(_rows(A2, g0 * n_W_prev, g1 * n_W_prev), W_rows, _rows(cols, 0, (g1 - g0) * n_W_prev))
@@ -74,12 +92,12 @@ def _forward_run(p, parts, A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, bloc
             i, h = g // n_H_prev, g % n_H_prev
             if i != current:
                 if current >= 0:
-                    Z[current, zeroed:] = 0.0  # rows no input reached (a stride past f)
-                current, zeroed = i, 0
+                    _fill_rows(Z, current, filled, n_H, b, k0)  # rows no input reached
+                current, filled = i, 0
             reach = min(n_H, h * stride + f - crop)  # rows go down as h does: those past
-            if reach > zeroed:                       # `zeroed` are met here for the first time
-                Z[i, zeroed:reach] = 0.0
-                zeroed = reach
+            if reach > filled:                       # `filled` are met here for the first time
+                _fill_rows(Z, i, filled, reach, b, k0)
+                filled = reach
             for di in range(f):
                 r = h * stride + di - crop
                 if r < 0 or r >= n_H:
@@ -90,37 +108,46 @@ def _forward_run(p, parts, A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, bloc
                         c = w * stride + dj - crop
                         if c < 0 or c >= n_W:
                             continue
-                        d0 = uint64(((i * n_H + r) * n_W + c) * K)
+                        d0 = uint64(((i * n_H + r) * n_W + c) * ld + k0)
                         s1 = s0 + uint64(dj * K)
                         for k in range(K):
                             dst[d0 + uint64(k)] += src[s1 + uint64(k)]
     if current >= 0:
-        Z[current, zeroed:] = 0.0
+        _fill_rows(Z, current, filled, n_H, b, k0)
 
 
 @njit(cache=True)
-def forward_blocks(A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, block_rows, Z):
-    """Z (m, n_H, n_W, K), overwritten = the transpose convolution of A2 (m n_H_prev n_W_prev,
-    C) by W_rows (C, f f K, columns (di, dj, k)), cropped by `crop` at the top and left."""
-    _forward_run(0, 1, A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, block_rows, Z)
+def forward_blocks(A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, block_rows, Z, b, k0):
+    """Z[..., k0:k0 + K] (Z (m, n_H, n_W, ld), the rest of each pixel untouched), overwritten =
+    b + the transpose convolution of A2 (m n_H_prev n_W_prev, C) by W_rows (C, f f K,
+    columns (di, dj, k)), cropped by `crop` at the top and left."""
+    _forward_run(0, 1, A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, block_rows, Z, b, k0)
 
 
 @njit(parallel=True, cache=True)
-def forward_blocks_parallel(A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, block_rows, Z, parts):
+def forward_blocks_parallel(A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, block_rows, Z, b, k0,
+                            parts):
     for p in prange(parts):
-        _forward_run(p, parts, A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, block_rows, Z)
+        _forward_run(p, parts, A2, W_rows, f, stride, crop, n_H_prev, n_W_prev, block_rows, Z, b, k0)
 
 
 @njit(inline="always")
 def _backward_run(p, parts, dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev, block_rows,
-                  dW_part, dA2, input_grad):
-    m, n_H, n_W, K = dZ.shape
+                  dW_part, dA2, input_grad, k0, db_part):
+    m, n_H, n_W, ld = dZ.shape
+    K = dW_part.shape[1] // (f * f)
     i0, i1 = p * m // parts, (p + 1) * m // parts
     width = f * f * K
     cols = np.empty((block_rows * n_W_prev, width), dtype=dZ.dtype)
     dW_block = np.empty(dW_part.shape, dtype=dZ.dtype)
     dW_part[:] = 0.0
     src, dst = dZ.reshape(-1), cols.reshape(-1)
+    if db_part.shape[0] > 0:  # the bias gradient: the run's sums of dZ[..., k0:k0 + K]
+        db_part[:] = 0.0
+        for q in range(i0 * n_H * n_W, i1 * n_H * n_W):
+            q0 = uint64(q * ld + k0)
+            for k in range(K):
+                db_part[k] += src[q0 + uint64(k)]
     run = uint64(f * K)
     for g0 in range(i0 * n_H_prev, i1 * n_H_prev, block_rows):
         g1 = min(g0 + block_rows, i1 * n_H_prev)
@@ -128,7 +155,7 @@ def _backward_run(p, parts, dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev
             i, h = g // n_H_prev, g % n_H_prev
             for w in range(n_W_prev):
                 c0 = w * stride - crop
-                whole = c0 >= 0 and c0 + f <= n_W
+                whole = c0 >= 0 and c0 + f <= n_W and ld == K
                 for di in range(f):
                     d0 = uint64((((g - g0) * n_W_prev + w) * f + di) * f * K)
                     r = h * stride + di - crop
@@ -148,7 +175,7 @@ def _backward_run(p, parts, dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev
                             for k in range(K):
                                 dst[d1 + uint64(k)] = 0.0
                         else:
-                            s0 = uint64(((i * n_H + r) * n_W + c) * K)
+                            s0 = uint64(((i * n_H + r) * n_W + c) * ld + k0)
                             for k in range(K):
                                 dst[d1 + uint64(k)] = src[s0 + uint64(k)]
         part = _rows(cols, 0, (g1 - g0) * n_W_prev)
@@ -160,18 +187,20 @@ def _backward_run(p, parts, dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev
 
 @njit(cache=True)
 def backward_blocks(dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev, block_rows, dW_parts, dA2,
-                    input_grad):
+                    input_grad, k0, db_parts):
     """dW_parts[0] (C, f f K) = A2^T @ gather(dZ), dA2 (m n_H_prev n_W_prev, C) = gather(dZ) @
-    W_rowsT: forward_blocks' adjoints."""
+    W_rowsT: forward_blocks' adjoints, dZ's channels k0:k0 + K of its ld; db_parts[0] (K, or
+    none: shape (1, 0)) = dZ's sums."""
     _backward_run(0, 1, dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev, block_rows,
-                  dW_parts[0], dA2, input_grad)
+                  dW_parts[0], dA2, input_grad, k0, db_parts[0])
 
 
 @njit(parallel=True, cache=True)
 def backward_blocks_parallel(dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev, block_rows,
-                             dW_parts, dA2, input_grad):
-    """backward_blocks over len(dW_parts) runs of examples, dW_parts[p] the run p's sum."""
+                             dW_parts, dA2, input_grad, k0, db_parts):
+    """backward_blocks over len(dW_parts) runs of examples, dW_parts[p] (and db_parts[p]) the
+    run p's sum."""
     parts = dW_parts.shape[0]
     for p in prange(parts):
         _backward_run(p, parts, dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev, block_rows,
-                      dW_parts[p], dA2, input_grad)
+                      dW_parts[p], dA2, input_grad, k0, db_parts[p])

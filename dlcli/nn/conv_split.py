@@ -47,18 +47,18 @@ def backward(layer, A_prev, dZ):
     m, n_H, n_W, K = dZ.shape
     width = 9 * layer.n_C_prev
     block_rows = ktr.block_rows(n_W, width)
-    none = np.empty((1, 1), dtype=dZ.dtype)
+    none, no_db = np.empty((1, 1), dtype=dZ.dtype), np.empty((kw.parts(m), 0), dtype=dZ.dtype)
     dZ2 = dZ.reshape(-1, K)
     # the gather pass over A_prev at stride 1, cropped by the padding, gives dW^T (K, 9 C)
     if dZ.size * width < kw.PARALLEL_MIN or m == 1:
         dW_parts = np.empty((1, K, width), dtype=dZ.dtype)
         ktr.backward_blocks(A_prev, dZ2, none, 3, 1, layer.pad_top, n_H, n_W, block_rows,
-                            dW_parts, none, False)
+                            dW_parts, none, False, 0, no_db)
     else:
         dW_parts = np.empty((kw.parts(m), K, width), dtype=dZ.dtype)
         with kw.one_blas_thread():
             ktr.backward_blocks_parallel(A_prev, dZ2, none, 3, 1, layer.pad_top, n_H, n_W,
-                                         block_rows, dW_parts, none, False)
+                                         block_rows, dW_parts, none, False, 0, no_db)
     layer.grads["W"].reshape(width, K)[...] = (dW_parts[0] if len(dW_parts) == 1
                                                else dW_parts.sum(axis=0)).T
     if not layer.needs_input_grad:

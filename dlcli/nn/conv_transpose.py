@@ -3,7 +3,10 @@ input-gradient of a conv run forward.
 
 The forward and the backward are each one pass of kernels/transpose.py over blocks of input
 rows, in one parallel region from PARALLEL_MIN multiply-adds (a run of whole examples a Numba
-thread, BLAS on one thread inside), serially below it.
+thread, BLAS on one thread inside), serially below it. The bias is where each output row
+starts and, when the activation is linear, its gradient is summed in the backward's region.
+A linear one last in a skip_concat writes into the concatenation (`into`) and reads its
+gradient there (`grad_at`): no copy of its output either way.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class Conv2DTranspose(_Weighted):
         if padding not in ("valid", "same"):
             raise ValueError(f"conv2d_transpose padding is valid or same, got {padding!r}")
         self.padding = padding
+        # (array, first channel) set by a skip_concat for the next forward: write there;
+        # (its gradient, first channel) for the next backward: read dZ there
+        self.into = self.grad_at = None
 
     def build(self, input_shape, ctx):
         n_H_prev, n_W_prev, self.n_C_prev = _image_shape(self, input_shape)
@@ -66,12 +72,21 @@ class Conv2DTranspose(_Weighted):
         from ..kernels.threads import run_pass
         A_prev = np.ascontiguousarray(A_prev, dtype=self.params["W"].dtype)
         m, n_H_prev, n_W_prev, _ = A_prev.shape
-        Z = np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
+        into, self.into = self.into, None
+        Z, k0 = into if into is not None else (
+            np.empty((m, self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype), 0)
+        # the bias is where each output row starts, before any input adds into it
+        b = self.params["b"] if self.bias else np.zeros(self.n_C, dtype=A_prev.dtype)
         block_rows, parts = self._plan(A_prev)
         args = (A_prev.reshape(-1, self.n_C_prev), self._W_rows(), self.f, self.stride,
-                self.crop, n_H_prev, n_W_prev, block_rows, Z)
+                self.crop, n_H_prev, n_W_prev, block_rows, Z, b, k0)
         run_pass(parts, ktr.forward_blocks, ktr.forward_blocks_parallel, args, (parts,))
-        A = self._activate(Z, training)
+        if into is not None:  # linear (SkipConcat.fuses): the output is its channels of Z
+            A = Z[..., k0:k0 + self.n_C]
+            if training:
+                self.cache = (A_prev, A)
+            return A
+        A = self._activate(Z, training, bias=False)
         if training:
             self.cache = (A_prev,) + self.cache
         return A
@@ -81,19 +96,34 @@ class Conv2DTranspose(_Weighted):
         from ..kernels.threads import run_pass
         A_prev, *self.cache = self.cache
         m, n_H_prev, n_W_prev, C = A_prev.shape
-        dZ = np.ascontiguousarray(self._dZ(dA))
+        grad_at, self.grad_at = self.grad_at, None
+        sums = self.bias and self.activation == "linear"  # db in the pass, from dZ = dA itself
+        if grad_at is not None:  # dA is channels k0: of a skip_concat's gradient
+            dZ, k0 = grad_at
+        else:
+            dZ, k0 = np.ascontiguousarray(dA if sums else self._dZ(dA), dtype=A_prev.dtype), 0
         W_rows = self._W_rows()
         block_rows, parts = self._plan(A_prev)
         dW_parts = np.empty((parts,) + W_rows.shape, dtype=dZ.dtype)
+        db_parts = np.empty((parts, self.n_C if sums else 0), dtype=dZ.dtype)
         input_grad = self.needs_input_grad
         dA_prev = np.empty(A_prev.shape if input_grad else (0, 1, 1, C), dtype=dZ.dtype)
         args = (dZ, A_prev.reshape(-1, C), np.ascontiguousarray(W_rows.T), self.f, self.stride,
-                self.crop, n_H_prev, n_W_prev, block_rows, dW_parts, dA_prev.reshape(-1, C), input_grad)
+                self.crop, n_H_prev, n_W_prev, block_rows, dW_parts, dA_prev.reshape(-1, C),
+                input_grad, k0, db_parts)
         run_pass(parts, ktr.backward_blocks, ktr.backward_blocks_parallel, args)
         dW_rows = dW_parts[0] if parts == 1 else dW_parts.sum(axis=0)
         self.grads["W"][...] = dW_rows.reshape(C, self.f, self.f, self.n_C).transpose(1, 2, 0, 3)
+        if sums:
+            db_parts.sum(axis=0, out=self.grads["b"])
         self.cache = None
         return dA_prev if input_grad else None
+
+    def fuses(self) -> bool:
+        """Whether a skip_concat may have this layer write its output into the concatenation
+        (`into`) and read its gradient from the concatenation's (`grad_at`): linear only,
+        since then A is Z and dZ is dA."""
+        return self.activation == "linear"
 
     def describe(self):
         return self._describe(f"{self.f}x{self.f}x{self.n_C}", activation=self.activation)
