@@ -201,48 +201,15 @@ class EarlyStopping:
         return self.waited >= self.patience
 
 
-# From this many multiply-adds (m n k) a dense layer's GEMM keeps BLAS's threads in a step.
-# A step whose every GEMM is smaller (LeNet-5's largest: 256 x 400 x 120 = 12.3M) runs on one
-# BLAS thread: a second thread gained nothing on GEMMs of 30-300 us and, woken for each,
-# took the core the step's serial Numba kernels needed next; with numpy loaded before dlcli
-# (OPENBLAS_THREAD_TIMEOUT then unset: dlcli/__init__.py) numpy's second thread spun through
-# the whole epoch (790 ms of CPU in an 805 ms run of three). The MLP's 64 x 784 x 512 (25.7M)
-# keeps two.
-SMALL_GEMM = 1 << 24
-
-
-def _small_gemms(model, m) -> bool:
-    """Whether every GEMM of a training step at batch m is small: the model is made only of
-    dense layers under SMALL_GEMM, conv2d layers whose paths multiply a few examples at a
-    time (direct, blocked im2col: nn/conv_direct.py, nn/conv_patches.py) and layers with no
-    GEMM; any other layer keeps the process's BLAS threads."""
-    from .nn import conv
-    from .nn.layers import Activation, BatchNorm, Dense, Dropout, Flatten
-    for layer in model.layers:
-        if isinstance(layer, Dense):
-            rows = m * int(np.prod(layer.input_shape[:-1], dtype=np.int64))
-            if rows * layer.input_shape[-1] * layer.units >= SMALL_GEMM:
-                return False
-        elif isinstance(layer, conv.Conv2D):
-            direct = layer.direct and not layer.needs_input_grad  # as Conv2D.forward chooses
-            blocked = (conv.BLOCKED_PATCHES and not layer.transposed and not layer.winograd
-                       and not layer.pointwise)
-            if not (direct or blocked):
-                return False
-        elif not isinstance(layer, (conv.MaxPool, conv.AvgPool, conv.GlobalAvgPool, Flatten,
-                                    Activation, Dropout, BatchNorm)):
-            return False
-    return True
-
-
 def small_step_blas(model, m):
-    """One BLAS thread for a step whose GEMMs are all small (`_small_gemms`), decided once per
-    model and batch size; else nothing."""
+    """One BLAS thread for a step whose GEMMs are all small (each layer's `small_gemms`,
+    nn/base.py), decided once per model and batch size; else nothing."""
     held = model.__dict__.setdefault("_small_step_blas", {})
     key = (m, getattr(model, "input_shape", None))  # a model built again decides again
     ctx = held.get(key)
     if ctx is None:
         import contextlib
         from .kernels.threads import blas_held
-        ctx = held[key] = blas_held(1) if _small_gemms(model, m) else contextlib.nullcontext()
+        small = all(layer.small_gemms(m) for layer in model.layers)
+        ctx = held[key] = blas_held(1) if small else contextlib.nullcontext()
     return ctx

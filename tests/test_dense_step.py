@@ -136,8 +136,11 @@ def _model(layers, input_shape):
     return build_model({"layers": layers, "init": "he"}, "auto", 0.0, input_shape, "float32")
 
 
+def _small_gemms(model, m):
+    return all(layer.small_gemms(m) for layer in model.layers)
+
+
 def test_only_steps_of_small_gemms_hold_blas_to_one_thread():
-    from dlcli.train import _small_gemms
     lenet = _model(LENET, (28, 28, 1))
     assert _small_gemms(lenet, 64) and _small_gemms(lenet, 256)
     mlp = _model([{"type": "dense", "units": 512, "activation": "relu"},
@@ -148,6 +151,9 @@ def test_only_steps_of_small_gemms_hold_blas_to_one_thread():
                         {"type": "flatten"}, {"type": "dense", "units": 2, "activation": "softmax"}],
                        (4, 4, 8))
     assert not _small_gemms(pointwise, 2)  # a path with batch-wide GEMMs
+    lstm = _model([{"type": "embedding", "dim": 4, "vocab": 5},
+                   {"type": "lstm", "units": 3, "return_sequences": False}], (6,))
+    assert not _small_gemms(lstm, 2)  # a layer that does not say keeps BLAS's threads
 
 
 def test_a_small_step_runs_blas_on_one_thread_and_gives_the_threads_back():

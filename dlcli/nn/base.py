@@ -14,6 +14,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+# From this many multiply-adds (m n k) a GEMM keeps BLAS's threads in a step (`small_gemms`).
+# A step whose every GEMM is smaller (LeNet-5's largest: 256 x 400 x 120 = 12.3M) runs on one
+# BLAS thread: a second thread gained nothing on GEMMs of 30-300 us and, woken for each,
+# took the core the step's serial Numba kernels needed next (branch s6-lenet, Dec 3 2026).
+# The MLP's 64 x 784 x 512 (25.7M) keeps two.
+SMALL_GEMM = 1 << 24
+
+
+class NoGemm:
+    """Mixin of the layers with no GEMM at all (activations, pools, flatten, batch norm)."""
+
+    def small_gemms(self, m: int) -> bool:
+        return True
+
+
 @dataclass
 class BuildContext:
     """What a layer needs to create its parameters."""
@@ -53,6 +68,12 @@ class Layer:
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def small_gemms(self, m: int) -> bool:
+        """Whether every GEMM of this layer's training step at batch m is small enough to run
+        on one BLAS thread (dlcli/train.py `small_step_blas`); a layer that does not say keeps
+        the process's BLAS threads."""
+        return False
 
     def children(self) -> list[tuple[str, "Layer"]]:
         """Nested layers as (name, layer); their parameters are named `<name>.<param>`."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import activations, register
 from . import conv_direct, conv_patches, conv_pointwise, conv_split, conv_winograd
-from .base import Layer, zeros_like_params
+from .base import Layer, NoGemm, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
 from ..kernels import conv as kconv
@@ -197,6 +197,12 @@ class Conv2D(_Weighted):
         self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
         return self.output_shape
 
+    def small_gemms(self, m):
+        # the direct loops (a training step takes them only without an input gradient, as
+        # forward chooses) and the blocked im2col path multiply a few examples at a time
+        return ((self.direct and not self.needs_input_grad)
+                or (BLOCKED_PATCHES and not (self.transposed or self.winograd or self.pointwise)))
+
     def _cols(self, m, dtype, training):
         """A patch buffer for m examples, in this layer's layout."""
         rows, width = m * self.n_H * self.n_W, self.f * self.f * self.n_C_prev
@@ -339,7 +345,7 @@ class DepthwiseConv2D(_Weighted):
         return self._describe(f"{self.f}x{self.f}", self.padding, self.activation)
 
 
-class _Pool(_Windowed):
+class _Pool(NoGemm, _Windowed):
     def __init__(self, size, stride=None, padding="valid"):
         super().__init__()
         if padding not in ("valid", "same"):
@@ -417,7 +423,7 @@ class AvgPool(_Pool):
 
 
 @register("global_avgpool")
-class GlobalAvgPool(Layer):
+class GlobalAvgPool(NoGemm, Layer):
     def build(self, input_shape, ctx):
         self.input_shape = _image_shape(self, input_shape)
         self.output_shape = (input_shape[2],)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations, register
-from .base import Layer, zeros_like_params
+from .base import SMALL_GEMM, Layer, NoGemm, zeros_like_params
 from .inits import initialize
 from ..kernels import batchnorm as kbn
 
@@ -102,6 +102,10 @@ class Dense(Layer):
         dx2 = np.matmul(dz2, self.params["W"], out=self.scratch.get("dx", x2.shape, x2.dtype))
         return dx2.reshape(shape)
 
+    def small_gemms(self, m):
+        rows = m * int(np.prod(self.input_shape[:-1], dtype=np.int64))
+        return rows * self.input_shape[-1] * self.units < SMALL_GEMM
+
     def describe(self):
         parts = ["dense", str(self.units)]
         if self.activation != "linear":
@@ -112,7 +116,7 @@ class Dense(Layer):
 
 
 @register("activation")
-class Activation(Layer):
+class Activation(NoGemm, Layer):
     def __init__(self, activation):
         super().__init__()
         self.activation = activations.check(activation)
@@ -144,7 +148,7 @@ class Activation(Layer):
 
 
 @register("dropout")
-class Dropout(Layer):
+class Dropout(NoGemm, Layer):
     """Inverted dropout: a = a * mask / keep_prob with mask = rand < keep_prob, training only.
 
     `keep_prob` is read at every forward, so a gradient check may set it to 1 for a while.
@@ -181,7 +185,7 @@ class Dropout(Layer):
 
 
 @register("batchnorm")
-class BatchNorm(Layer):
+class BatchNorm(NoGemm, Layer):
     """gamma z_norm + beta per feature (per channel of images, over batch, height and width).
 
     Training normalises with the batch mean and biased variance (`dlcli.kernels.batchnorm`)
@@ -262,7 +266,7 @@ class BatchNorm(Layer):
 
 
 @register("flatten")
-class Flatten(Layer):
+class Flatten(NoGemm, Layer):
     def build(self, input_shape, ctx):
         self.input_shape = tuple(input_shape)
         self.output_shape = (int(np.prod(input_shape, dtype=np.int64)),)
