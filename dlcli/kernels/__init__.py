@@ -46,13 +46,40 @@ def numba_without_scipy() -> None:
     """Start Numba without importing scipy.linalg (~0.2 s of CPU, a fifth of predicting one
     image, 0.15-0.3 s of a first training step). Numba's array maths imports scipy's BLAS once,
     only to choose how np.vdot and np.inner compile (BLAS or a plain loop); no dlcli kernel
-    calls them, and np.dot still finds scipy when a kernel compiled in this process needs it,
-    as the block is lifted at once."""
+    calls them. The BLAS np.dot calls (scipy.linalg.cython_blas) is then loaded alone
+    (blas_alone)."""
     import sys
-    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+    if "numba.np.arraymath" not in sys.modules and "scipy.linalg" not in sys.modules:
+        sys.modules["scipy.linalg.cython_blas"] = None   # `import` of it fails at once, parents unread
+        try:
+            import numba.np.arraymath  # noqa: F401
+        finally:
+            del sys.modules["scipy.linalg.cython_blas"]
+    blas_alone()
+
+
+def blas_alone() -> None:
+    """Load scipy.linalg.cython_blas, the BLAS Numba's np.dot calls, without running
+    scipy.linalg's package (its decompositions, sparse tools, array API layer): 2 ms against
+    0.2-0.6 s (load 0-7, 2026-12-03). Numba imports that module to compile an np.dot and a
+    cached kernel's first np.dot imports it again, so without this every first LeNet-5 step
+    paid for the package, cached or not. The extension module needs nothing of the package;
+    a later `import scipy.linalg` runs the package as usual (and finds this module loaded)."""
+    import sys
+    if "scipy.linalg.cython_blas" in sys.modules or "scipy.linalg" in sys.modules:
         return
-    sys.modules["scipy.linalg.cython_blas"] = None   # `import` of it fails at once, parents unread
     try:
-        import numba.np.arraymath  # noqa: F401
+        import importlib.util
+        import types
+        spec = importlib.util.find_spec("scipy.linalg")
+        package = types.ModuleType("scipy.linalg")
+        package.__path__ = list(spec.submodule_search_locations)
+    except Exception:  # noqa: BLE001  no scipy, or one laid out otherwise: Numba imports it itself
+        return
+    sys.modules["scipy.linalg"] = package  # the parent the import looks for, its code not run
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except Exception:  # noqa: BLE001  as above
+        sys.modules.pop("scipy.linalg.cython_blas", None)
     finally:
-        del sys.modules["scipy.linalg.cython_blas"]
+        del sys.modules["scipy.linalg"]
