@@ -6,8 +6,10 @@ Runs the start-up of benchmarks/cnn.py (build LeNet-5, one training step) in THI
 by default on a fresh empty Numba cache and with the compile-ahead helper off
 (DLCLI_COMPILE_AHEAD=0; --ahead leaves it on). Per kernel: wall and thread-CPU seconds of
 each Numba compile (`numba:compile` events), nested compiles counted in their parent only
-once. Per phase: Numba's own pass timings (overload metadata 'pipeline_times'), summed over
-the kernels compiled; LLVM's optimisation and machine code are inside NativeLowering.
+once; --nested lists the compiles inside them (Numba's own numpy overloads). Per phase:
+Numba's own pass timings (overload metadata 'pipeline_times', wall time), summed over the
+kernels compiled; LLVM's optimisation and machine code are inside NativeLowering, and
+NUMBA_LLVM_PASS_TIMINGS=1 adds LLVM's own total per kernel.
 """
 
 from __future__ import annotations
@@ -63,28 +65,26 @@ def main():
     with event.install_listener("numba:compile", Listener()):
         step(x, y)
     t_step, c_step = time.perf_counter() - t0, time.thread_time() - c0
+    load = open("/proc/loadavg").read().split()[:3]
     print(f"imports {t_import:.2f} s; step {t_step:.2f} s wall, {c_step:.2f} s thread CPU; "
-          f"start to end of step {time.perf_counter() - started:.2f} s; load {open('/proc/loadavg').read().split()[:3]}")
+          f"start to end of step {time.perf_counter() - started:.2f} s; load {load}")
     passes = {}
-    seen = set()
     for name, wall, cpu, d in kernels:
-        sigs = [s for s in d.overloads]
+        sigs = list(d.overloads)
         print(f"  {name:40s} {wall:6.2f} s wall {cpu:6.2f} s CPU  {len(sigs)} sig(s) "
               + "; ".join(", ".join(str(a) for a in s) for s in sigs)[:200])
-        for sig, cres in d.overloads.items():
-            pt = {k.split("_", 1)[-1]: v.init + v.run + v.finalize
-                  for times in (cres.metadata or {}).get("pipeline_times", {}).values() for k, v in times.items()}
-            llvm = (cres.metadata or {}).get("llvm_pass_timings")
-            opt = (llvm.get_total_time() or 0.0) if llvm is not None else float("nan")
-            print(f"      typing {pt.get('nopython_type_inference', 0):.2f} inline {pt.get('inline_inlinables', 0):.2f} "
-                  f"lowering {pt.get('native_lowering', 0):.2f} (LLVM passes {opt:.2f})")
-            if (id(d), sig) in seen:
-                continue
-            seen.add((id(d), sig))
-            for pipeline, times in (cres.metadata or {}).get("pipeline_times", {}).items():
+        for cres in d.overloads.values():
+            own = {}
+            for times in (cres.metadata or {}).get("pipeline_times", {}).values():
                 for pass_name, t in times.items():
                     key = pass_name.split("_", 1)[-1]
-                    passes[key] = passes.get(key, 0.0) + t.init + t.run + t.finalize
+                    own[key] = own.get(key, 0.0) + t.init + t.run + t.finalize
+            for key, t in own.items():
+                passes[key] = passes.get(key, 0.0) + t
+            llvm = (cres.metadata or {}).get("llvm_pass_timings")
+            opt = f" (LLVM {llvm.get_total_time():.2f})" if llvm is not None and not llvm.is_empty else ""
+            print(f"      typing {own.get('nopython_type_inference', 0):.2f} inline "
+                  f"{own.get('inline_inlinables', 0):.2f} lowering {own.get('native_lowering', 0):.2f}{opt}")
     if args.nested:
         for key, (n, t) in sorted(nested.items(), key=lambda kv: -kv[1][1]):
             print(f"    nested {key:60s} x{n:2d} {t:6.2f} s CPU (self)")
