@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SETUP = """
@@ -68,8 +70,9 @@ print(json.dumps({"costs": costs, "helper": helper is not None and helper.return
 """
 
 
-def test_a_first_step_with_the_helper_equals_one_without_and_fills_the_cache(tmp_path):
-    ahead = run(STEPS, tmp_path / "ahead")
+@pytest.mark.parametrize("fork", ["1", "0"])  # the forked helper (Linux) and the spawned one
+def test_a_first_step_with_the_helper_equals_one_without_and_fills_the_cache(tmp_path, fork):
+    ahead = run(STEPS, tmp_path / "ahead", DLCLI_AHEAD_FORK=fork)
     alone = run(STEPS, tmp_path / "alone", DLCLI_COMPILE_AHEAD="0")
     assert ahead["helper"] == 0 and alone["helper"] is False
     assert ahead["costs"] == alone["costs"] and ahead["params"] == alone["params"]

@@ -31,6 +31,22 @@ With the inlining fix (13:10 UTC, load 1.7-2.3, benchmarks/cnn.py): 6.5 s with t
 9.8 s in one process, 0.7 s cached (main: 6.6 / 10.7 / 0.9 s at 11:20, load 0-1.7); the step's
 thread CPU, main and this code interleaved four times (13:05, load 1.2-1.5): 9.9-13.4 s
 against 8.0-11.0 s, medians 11.8 and 9.3 s.
+
+Again on main 73795e8 (2026-12-03 14:58-15:30 UTC, benchmarks/compile_time.py, one process,
+load 0.7-3): the step 6.5 s of thread CPU, 6.2 of it in eight kernel compiles, one signature
+each, all float32 (nothing compiled that the step does not call): patches.backward_pooled_blocks
+1.58 s, direct.direct_backward_pool 1.26, direct_forward_pool 1.16 (+0.3 s of Numba's one-time
+set-up before it), patches.forward_pooled_blocks 1.12, activation_backward 0.54,
+bias_activation 0.27, softmax_crossentropy 0.18, adam_step 0.10; by pass native lowering 3.6 s
+(LLVM's function passes 1.6, module passes 1.5, machine code 0.7), typing 1.5, inlining 0.6;
+Numba's own overloads built inside them 0.8 s (np.empty 9 times, 0.30). With the helper forked
+(kernels/ahead.py) the end of the first step is decided by the main process's own chain (its
+five forward kernels, ~3.3 s, after ~0.6 s of imports and model): 3.7-4.0 s at load 2-3.6,
+against 3.8-4.0 s for main's spawned helper in the same interleaved runs; the fork matters where
+the load leaves the helper less than a core (its first compile 0.01 s after the trace against
+0.83 s at load ~3). Tried, not kept: LLVM's function passes at -O1 or skipped before the
+module's -O3 (6.50/6.56 -> 6.40-6.47 / 6.18-6.42 s of CPU, every kernel's machine code
+changed); `_typed` as a cast instead of a one-cell np.empty (one np.empty build fewer, ~0.04 s).
 """
 
 import os
@@ -46,13 +62,40 @@ def numba_without_scipy() -> None:
     """Start Numba without importing scipy.linalg (~0.2 s of CPU, a fifth of predicting one
     image, 0.15-0.3 s of a first training step). Numba's array maths imports scipy's BLAS once,
     only to choose how np.vdot and np.inner compile (BLAS or a plain loop); no dlcli kernel
-    calls them, and np.dot still finds scipy when a kernel compiled in this process needs it,
-    as the block is lifted at once."""
+    calls them. The BLAS np.dot calls (scipy.linalg.cython_blas) is then loaded alone
+    (blas_alone)."""
     import sys
-    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+    if "numba.np.arraymath" not in sys.modules and "scipy.linalg" not in sys.modules:
+        sys.modules["scipy.linalg.cython_blas"] = None   # `import` of it fails at once, parents unread
+        try:
+            import numba.np.arraymath  # noqa: F401
+        finally:
+            del sys.modules["scipy.linalg.cython_blas"]
+    blas_alone()
+
+
+def blas_alone() -> None:
+    """Load scipy.linalg.cython_blas, the BLAS Numba's np.dot calls, without running
+    scipy.linalg's package (its decompositions, sparse tools, array API layer): 2 ms against
+    0.2-0.6 s (load 0-7, 2026-12-03). Numba imports that module to compile an np.dot and a
+    cached kernel's first np.dot imports it again, so without this every first LeNet-5 step
+    paid for the package, cached or not. The extension module needs nothing of the package;
+    a later `import scipy.linalg` runs the package as usual (and finds this module loaded)."""
+    import sys
+    if "scipy.linalg.cython_blas" in sys.modules or "scipy.linalg" in sys.modules:
         return
-    sys.modules["scipy.linalg.cython_blas"] = None   # `import` of it fails at once, parents unread
     try:
-        import numba.np.arraymath  # noqa: F401
+        import importlib.util
+        import types
+        spec = importlib.util.find_spec("scipy.linalg")
+        package = types.ModuleType("scipy.linalg")
+        package.__path__ = list(spec.submodule_search_locations)
+    except Exception:  # noqa: BLE001  no scipy, or one laid out otherwise: Numba imports it itself
+        return
+    sys.modules["scipy.linalg"] = package  # the parent the import looks for, its code not run
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except Exception:  # noqa: BLE001  as above
+        sys.modules.pop("scipy.linalg.cython_blas", None)
     finally:
-        del sys.modules["scipy.linalg.cython_blas"]
+        del sys.modules["scipy.linalg"]

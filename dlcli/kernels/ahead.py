@@ -12,16 +12,24 @@ missing from Numba's cache:
    are garbage, but its shapes, dtypes and layouts, so the kernels' argument types, are the
    real ones; a layer that fails on garbage ends the trace early, with what it recorded
    (LeNet-5 at batch 64: ten kernels, 0.1-0.3 s, mostly the first calls of its GEMMs);
-2. the kernels missing from the cache go to a helper process (`python -m dlcli.kernels.ahead`),
-   LAST FIRST, while the real step compiles them first to last. Whoever reaches a kernel
-   first claims it (an exclusive create of a file named by its index in a temporary folder);
+2. the kernels missing from the cache go to a helper process, LAST FIRST, while the real step
+   compiles them first to last. On Linux the helper is a fork of this process (os.fork after
+   the trace: Numba loaded, its target's registries initialised once for both, the kernels'
+   modules imported), so it compiles from the first millisecond; elsewhere, or with
+   DLCLI_AHEAD_FORK=0, a fresh interpreter (`python -m dlcli.kernels.ahead`), whose imports
+   and first-compile set-up took ~0.7-1 s before its first kernel (timeline of the first
+   LeNet-5 step, 2026-12-03, load ~3: the helper's first compile 0.83 s after the trace
+   against 0.01 s forked). Whoever reaches a kernel first claims it (an exclusive create of a
+   file named by its index in a temporary folder);
    the main process waits for a kernel the helper has claimed, then loads it from the cache,
    so no kernel compiles twice and the two sides meet where their halves of the work do.
 Nothing happens when the process has already compiled a kernel (the trace would then run
 real kernels on garbage, e.g. a scatter by garbage indices), when the first kernel the step
 calls is in the cache (a cached start pays one look-up in its index), in a search's pool
 worker (its siblings keep the cores busy), or with DLCLI_COMPILE_AHEAD=0. The helper is ended
-when the main process exits; its claim files go with it.
+when the main process exits; its claim files go with it. The forked child writes nothing but
+Numba's cache files and its claims, and leaves by os._exit (no atexit, no output of the
+parent's flushed twice).
 
 Measured: see kernels/__init__.py.
 """
@@ -33,6 +41,7 @@ import copy
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -170,19 +179,84 @@ def _start(step, model, opt, *args):
     if len(missing) < 2:  # one kernel: the step compiles it as soon as a helper would
         return
     claims = tempfile.mkdtemp(prefix="dlcli-ahead-")
-    work = [(d.py_func.__module__, d.py_func.__name__, sig, i) for i, (d, sig) in enumerate(missing)]
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    helper = subprocess.Popen([sys.executable, "-m", "dlcli.kernels.ahead"], env=env,
-                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    helper.stdin.write(pickle.dumps((claims, work[::-1])))
-    helper.stdin.close()
+    work = [(d, sig, i) for i, (d, sig) in enumerate(missing)][::-1]
+    helper = _fork(claims, work) if _can_fork() else _spawn(claims, work)
     _started[0] = helper
     atexit.register(_end, helper, claims)
     index = {(d, sig): i for i, (d, sig) in enumerate(missing)}
     for d in {d for d, _ in missing}:
         d._compile_for_args = _claiming(d, index, claims, helper)
+
+
+def _can_fork() -> bool:
+    """Linux: a fork is safe here (the child only compiles; it runs no kernel, no BLAS, no
+    thread of the parent's) and starts at once. Elsewhere (macOS's system libraries, Windows)
+    a fresh interpreter."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork") and \
+        os.environ.get("DLCLI_AHEAD_FORK", "1") != "0"
+
+
+class _Forked:
+    """The forked helper, as much of subprocess.Popen's interface as this module uses."""
+
+    def __init__(self, pid):
+        self.pid, self.returncode = pid, None
+
+    def poll(self):
+        return self._reap(os.WNOHANG)
+
+    def wait(self):
+        return self._reap(0)
+
+    def _reap(self, options):
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, options)
+            except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored, a waitpid(-1))
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def terminate(self):
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+
+
+def _fork(claims, work):
+    """The helper as a fork of this process: Numba loaded, its target initialised (the first
+    compile's ~0.3 s of registries, paid here once for both) and the kernels' modules imported,
+    so it compiles at once; a fresh interpreter (_spawn) took ~0.7 s to its first compile."""
+    d = work[0][0]
+    d.targetctx.refresh()
+    d.typingctx.refresh()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Python 3.12's warning on forking with threads running
+        pid = os.fork()
+    if pid:
+        return _Forked(pid)
+    code = 1
+    try:  # the child: nothing of the parent's runs here (no atexit, no output)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        _compile_all(claims, work)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _spawn(claims, work):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    helper = subprocess.Popen([sys.executable, "-m", "dlcli.kernels.ahead"], env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    helper.stdin.write(pickle.dumps((claims, [(d.py_func.__module__, d.py_func.__name__, sig, i)
+                                              for d, sig, i in work])))
+    helper.stdin.close()
+    return helper
 
 
 def _claim(claims, i) -> bool:
@@ -216,22 +290,28 @@ def _end(helper, claims):
     shutil.rmtree(claims, ignore_errors=True)
 
 
+def _compile_all(claims, work):
+    """Compile each (dispatcher, argument types, index) in order, those the main process has
+    not claimed first."""
+    for d, sig, i in work:
+        if not _claim(claims, i):
+            continue
+        try:
+            d.compile(sig)
+        except Exception:  # noqa: BLE001  the main process compiles what failed here
+            pass
+        open(os.path.join(claims, f"done-{i}"), "w").close()
+
+
 def main():
-    """The helper: compile each (module, kernel, argument types) read from stdin, in order,
-    those the main process has not claimed first."""
+    """The spawned helper: compile each (module, kernel, argument types, index) read from stdin."""
     import importlib
 
     from . import numba_without_scipy
     numba_without_scipy()
     claims, work = pickle.load(sys.stdin.buffer)
-    for module, name, sig, i in work:
-        if not _claim(claims, i):
-            continue
-        try:
-            getattr(importlib.import_module(module), name).compile(sig)
-        except Exception:  # noqa: BLE001  the main process compiles what failed here
-            pass
-        open(os.path.join(claims, f"done-{i}"), "w").close()
+    _compile_all(claims, [(getattr(importlib.import_module(module), name), sig, i)
+                          for module, name, sig, i in work])
 
 
 if __name__ == "__main__":
