@@ -64,18 +64,18 @@ def backward(layer, A_prev, dZ, chunk_elements):
     C = layer.n_C_prev
     rows, examples = kw.blocks(m, n_H, n_W, C, K, kw.BLOCK_ELEMENTS)
     input_grad = layer.needs_input_grad
-    U = _transformed(layer.params["W"])
+    UT = kg.transposed(_transformed(layer.params["W"]))
     dA_prev = (buffer(layer, "dA_prev", A_prev.shape, dZ.dtype) if input_grad
                else np.empty((1, 1, 1, 1), dtype=dZ.dtype))
     if dZ.size * 9 * C < kw.PARALLEL_MIN or m == 1:
         dU = np.empty((1, 16, C, K), dtype=dZ.dtype)
-        kg.backward_blocks(A_prev, dZ, U, layer.pad_top, layer.pad_left, examples, rows, dU,
+        kg.backward_blocks(A_prev, dZ, UT, layer.pad_top, layer.pad_left, examples, rows, dU,
                            dA_prev, input_grad)
         dU = dU[0]
     else:  # a run of whole examples a thread: an example's input-gradient tiles overlap
         dU = np.empty((kw.parts(m), 16, C, K), dtype=dZ.dtype)
         with kw.one_blas_thread():
-            kg.backward_blocks_parallel(A_prev, dZ, U, layer.pad_top, layer.pad_left,
+            kg.backward_blocks_parallel(A_prev, dZ, UT, layer.pad_top, layer.pad_left,
                                         examples, rows, dU, dA_prev, input_grad)
         dU = dU.sum(axis=0)
     kg.filter_grad_transform(dU, layer.grads["W"])
