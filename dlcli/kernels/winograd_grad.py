@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from .winograd import _input_tiles, position_stride
+from .winograd import _input_tiles, position_stride, row_scratch
 
 
 @njit(inline="always")
@@ -172,6 +172,7 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
     M = np.empty(16 * position_stride(T_max * K), dtype=dZ.dtype)
     part = np.empty((C, K), dtype=dZ.dtype)
     e = np.empty((4, 4, C), dtype=dZ.dtype)
+    D = row_scratch(tiles_W, C, dZ.dtype)
     y = np.empty((4, 2, K), dtype=dZ.dtype)
     dU[:] = 0.0
     i_lo, i_hi = p * m // parts, (p + 1) * m // parts
@@ -188,7 +189,7 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
             pv, pm = position_stride(T * C), position_stride(T * K)
             for j in range(i, i1):  # each example's tiles at its offset in the block
                 t0 = (j - i) * (th1 - th0) * tiles_W
-                _input_tiles(j, th0, th1, A_prev, pad_top, pad_left, tiles_W, pv, C, e,
+                _input_tiles(j, th0, th1, A_prev, pad_top, pad_left, tiles_W, pv, D,
                              V[t0 * C:])
                 _output_grad_tiles(j, th0, th1, dZ, tiles_W, pm, K, y, M[t0 * K:])
             for k in range(16):
