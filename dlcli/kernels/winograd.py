@@ -94,37 +94,39 @@ def _input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, ps, D, v):
     input); D[1] their B^T combinations down a window's rows. Tile tw's window columns
     0..3 are then parity 0, 1 at t' = tw and at tw + 1, so each position of a tile row is
     ONE loop of tiles_W C values: the tile-at-a-time loops ran over C (32) values each,
-    two vectors behind ~20 runtime alias checks (one thread, 32x32x32: 55-67 -> 30-37 us
+    two vectors behind ~20 runtime alias checks (one thread, 32x32x32: 47-58 -> 25-28 us
     an example)."""
     _, n_H_prev, n_W_prev, C = A_prev.shape
-    src = A_prev.reshape(-1)  # flat, unsigned indices: no wraparound tests
-    L, N = (tiles_W + 1) * C, tiles_W * C
+    src = A_prev.reshape(-1)  # flat, unsigned indices: no wraparound tests (a signed index
+    L, N = (tiles_W + 1) * C, tiles_W * C  # that Numba cannot prove >= 0 kept a loop scalar)
+    Df = D.reshape(-1)
     for th in range(th0, th1):
         for a in range(0 if th == th0 else 2, 4):  # rows 0, 1 are the last tile row's 2, 3
             r = 2 * th + a - pad_top
             slot = (2 * th + a) % 4
+            w0 = uint64(slot * 2 * L)  # D[0, slot, 0] in the flat Df (D[0, slot, 1] L on)
             if r < 0 or r >= n_H_prev:
-                for j in range(2):
-                    for x in range(L):
-                        D[0, slot, j, x] = 0.0
+                for x in range(2 * L):
+                    Df[w0 + uint64(x)] = 0.0
                 continue
             row = (i * n_H_prev + r) * n_W_prev
             for t in range(tiles_W + 1):
-                q, o = 2 * t - pad_left, t * C
+                q, o = 2 * t - pad_left, w0 + uint64(t * C)
                 if 0 <= q and q + 1 < n_W_prev:
                     s0 = uint64((row + q) * C)
                     for c in range(C):
-                        D[0, slot, 0, o + c] = src[s0 + uint64(c)]
-                        D[0, slot, 1, o + c] = src[s0 + uint64(C + c)]
+                        Df[o + uint64(c)] = src[s0 + uint64(c)]
+                        Df[o + uint64(L + c)] = src[s0 + uint64(C + c)]
                 else:
                     for j in range(2):
+                        oj = o + uint64(j * L)
                         if 0 <= q + j < n_W_prev:
                             s0 = uint64((row + q + j) * C)
                             for c in range(C):
-                                D[0, slot, j, o + c] = src[s0 + uint64(c)]
+                                Df[oj + uint64(c)] = src[s0 + uint64(c)]
                         else:
                             for c in range(C):
-                                D[0, slot, j, o + c] = 0.0
+                                Df[oj + uint64(c)] = 0.0
         # B^T d down the window's rows, B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0],
         # [0, 1, 0, -1]]
         s0, s1, s2, s3 = (2 * th) % 4, (2 * th + 1) % 4, (2 * th + 2) % 4, (2 * th + 3) % 4
@@ -140,10 +142,12 @@ def _input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, ps, D, v):
         for a in range(4):
             o0 = base + uint64(4 * a * ps)
             o1, o2, o3 = o0 + uint64(ps), o0 + uint64(2 * ps), o0 + uint64(3 * ps)
+            g0 = uint64((4 + a) * 2 * L)  # D[1, a, 0] in the flat Df
+            g1, g2, g3 = g0 + uint64(L), g0 + uint64(C), g0 + uint64(L + C)
             for x in range(N):
                 u = uint64(x)
-                e0, e1 = D[1, a, 0, x], D[1, a, 1, x]
-                e2, e3 = D[1, a, 0, x + C], D[1, a, 1, x + C]
+                e0, e1 = Df[g0 + u], Df[g1 + u]
+                e2, e3 = Df[g2 + u], Df[g3 + u]
                 v[o0 + u] = e0 - e2
                 v[o1 + u] = e1 + e2
                 v[o2 + u] = e2 - e1

@@ -101,58 +101,95 @@ def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, ts, y, dm):
 
 
 @njit(inline="always")
-def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, ts, pad_top, pad_left, e, dA):
-    """dA_prev of example i += B dV B^T of its tiles of rows th0:th1 (position k of tile t
-    = (th - th0) tiles_W + tw, channel c, at k ps + t ts + c in the flat dv); the 4x4 input
-    windows overlap by 2 and sum, the parts over the padding are dropped."""
+def _flush_row(i, r, slot, pad_left, tiles_W, Df, dA):
+    """dA_prev[i, r] += the input row summed in the ring slot `slot` of the flat scratch Df
+    (D[0, slot] of `_input_grad_tiles`, parity layout as kernels/winograd.py's
+    `_input_tiles`); nothing for a row outside the input (the padding)."""
     _, H, W, C = dA.shape
+    if r < 0 or r >= H:
+        return
     d = dA.reshape(-1)
-    C2, C3 = 2 * C, 3 * C
+    L = (tiles_W + 1) * C
+    row = (i * H + r) * W
+    for t in range(tiles_W + 1):
+        q, o = 2 * t - pad_left, uint64(slot * 2 * L + t * C)
+        if 0 <= q and q + 1 < W:
+            s0 = uint64((row + q) * C)
+            for c in range(C):
+                d[s0 + uint64(c)] += Df[o + uint64(c)]
+                d[s0 + uint64(C + c)] += Df[o + uint64(L + c)]
+        else:
+            for j in range(2):
+                if 0 <= q + j < W:
+                    s0, oj = uint64((row + q + j) * C), o + uint64(j * L)
+                    for c in range(C):
+                        d[s0 + uint64(c)] += Df[oj + uint64(c)]
+
+
+@njit(inline="always")
+def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, pad_top, pad_left, D, dA):
+    """dA_prev of example i += B dV B^T of its tiles of rows th0:th1 (position k of tile t
+    = (th - th0) tiles_W + tw, channel c, at k ps + t C + c in the flat dv); the 4x4 input
+    windows overlap by 2 and sum, the parts over the padding are dropped.
+
+    The transpose of kernels/winograd.py's `_input_tiles`, in the same scratch D (`row_scratch`):
+    (dV B^T) along each window row a into D[1, a] in parity layout (tile tw's columns 0, 1
+    at t' = tw, its 2, 3 at t' = tw + 1 where the next tile's 0, 1 land too), each one loop
+    of tiles_W C values; then B down the rows into the ring D[0] of input rows (rows 0, 1
+    of a window continue the last tile row's 2, 3); a row goes into dA_prev once no later
+    tile row of the block reaches it. The tile-at-a-time loops (over C, two vectors behind
+    runtime alias checks, and 16 read-modify-writes of dA_prev a tile and channel) took
+    62-69 us an example of 32x32x32, one thread; these 31-33."""
+    C = dA.shape[3]
+    L, N = (tiles_W + 1) * C, tiles_W * C
+    Df = D.reshape(-1)  # unsigned offsets into it: no wraparound tests (those kept loops scalar)
+    uC = uint64(C)
     for th in range(th0, th1):
-        for tw in range(tiles_W):
-            o = uint64(((th - th0) * tiles_W + tw) * ts)
-            # B dV down the columns first: B = [[1, 0, 0, 0], [0, 1, -1, 1], [-1, 1, 1, 0],
-            # [0, 0, 0, -1]]
-            for b in range(4):
-                o0 = o + uint64(b * ps)
-                o1, o2, o3 = o0 + uint64(4 * ps), o0 + uint64(8 * ps), o0 + uint64(12 * ps)
-                for c in range(C):
-                    u = uint64(c)
-                    v0, v1, v2, v3 = dv[o0 + u], dv[o1 + u], dv[o2 + u], dv[o3 + u]
-                    e[0, b, c] = v0
-                    e[1, b, c] = v1 - v2 + v3
-                    e[2, b, c] = v1 + v2 - v0
-                    e[3, b, c] = -v3
-            # then (B dV) B^T along each row, summed into the window's row of dA_prev
-            q0 = 2 * tw - pad_left
-            inside = 0 <= q0 and q0 + 3 < W
-            ok0, ok1 = 0 <= q0 < W, 0 <= q0 + 1 < W
-            ok2, ok3 = 0 <= q0 + 2 < W, 0 <= q0 + 3 < W
-            for a in range(4):
-                r = 2 * th + a - pad_top
-                if r < 0 or r >= H:
-                    continue
-                row = ((i * H + r) * W + q0) * C  # may start left of the row
-                if inside:
-                    s0 = uint64(row)
-                    for c in range(C):
-                        u = s0 + uint64(c)
-                        x0, x1, x2, x3 = e[a, 0, c], e[a, 1, c], e[a, 2, c], e[a, 3, c]
-                        d[u] += x0
-                        d[u + uint64(C)] += x1 - x2 + x3
-                        d[u + uint64(C2)] += x1 + x2 - x0
-                        d[u + uint64(C3)] -= x3
-                else:
-                    for c in range(C):
-                        x0, x1, x2, x3 = e[a, 0, c], e[a, 1, c], e[a, 2, c], e[a, 3, c]
-                        if ok0:
-                            d[row + c] += x0
-                        if ok1:
-                            d[row + C + c] += x1 - x2 + x3
-                        if ok2:
-                            d[row + C2 + c] += x1 + x2 - x0
-                        if ok3:
-                            d[row + C3 + c] -= x3
+        # B = [[1, 0, 0, 0], [0, 1, -1, 1], [-1, 1, 1, 0], [0, 0, 0, -1]]: along the row,
+        # column 0 gets v0, 1 gets v1 - v2 + v3, 2 gets v1 + v2 - v0, 3 gets -v3
+        base = uint64((th - th0) * N)
+        for a in range(4):
+            o0 = base + uint64(4 * a * ps)
+            o1, o2, o3 = o0 + uint64(ps), o0 + uint64(2 * ps), o0 + uint64(3 * ps)
+            g0 = uint64((4 + a) * 2 * L)  # D[1, a, 0]; D[1, a, 1] is L on
+            g1 = g0 + uint64(L)
+            for x in range(C):  # t' = 0: the first tile's columns 0, 1 alone
+                u = uint64(x)
+                Df[g0 + u] = dv[o0 + u]
+                Df[g1 + u] = dv[o1 + u] - dv[o2 + u] + dv[o3 + u]
+            for y in range(N - C):  # tile t' and the columns 2, 3 of tile t' - 1
+                w = uint64(y)
+                u = w + uC
+                Df[g0 + u] = dv[o0 + u] + dv[o1 + w] + dv[o2 + w] - dv[o0 + w]
+                Df[g1 + u] = dv[o1 + u] - dv[o2 + u] + dv[o3 + u] - dv[o3 + w]
+            for y in range(C):  # t' = tiles_W: the last tile's columns 2, 3 alone
+                w = uint64(N - C + y)
+                u = w + uC
+                Df[g0 + u] = dv[o1 + w] + dv[o2 + w] - dv[o0 + w]
+                Df[g1 + u] = -dv[o3 + w]
+        # then B down the rows into the ring: rows 0, 1 of the window add to the last tile
+        # row's 2, 3 (within the block), rows 2, 3 start here
+        s0, s1, s2, s3 = (2 * th) % 4, (2 * th + 1) % 4, (2 * th + 2) % 4, (2 * th + 3) % 4
+        for j in range(2):
+            if th == th0:
+                for x in range(L):
+                    e0, e1, e2, e3 = D[1, 0, j, x], D[1, 1, j, x], D[1, 2, j, x], D[1, 3, j, x]
+                    D[0, s0, j, x] = e0
+                    D[0, s1, j, x] = e1 - e2 + e3
+                    D[0, s2, j, x] = e1 + e2 - e0
+                    D[0, s3, j, x] = -e3
+            else:
+                for x in range(L):
+                    e0, e1, e2, e3 = D[1, 0, j, x], D[1, 1, j, x], D[1, 2, j, x], D[1, 3, j, x]
+                    D[0, s0, j, x] += e0
+                    D[0, s1, j, x] += e1 - e2 + e3
+                    D[0, s2, j, x] = e1 + e2 - e0
+                    D[0, s3, j, x] = -e3
+        _flush_row(i, 2 * th - pad_top, s0, pad_left, tiles_W, Df, dA)
+        _flush_row(i, 2 * th + 1 - pad_top, s1, pad_left, tiles_W, Df, dA)
+        if th == th1 - 1:  # the block's last rows: the next block (if any) adds to them
+            _flush_row(i, 2 * th + 2 - pad_top, s2, pad_left, tiles_W, Df, dA)
+            _flush_row(i, 2 * th + 3 - pad_top, s3, pad_left, tiles_W, Df, dA)
 
 
 @njit(inline="always")
@@ -171,7 +208,6 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
     V = np.empty(16 * position_stride(T_max * C), dtype=dZ.dtype)
     M = np.empty(16 * position_stride(T_max * K), dtype=dZ.dtype)
     part = np.empty((C, K), dtype=dZ.dtype)
-    e = np.empty((4, 4, C), dtype=dZ.dtype)
     D = row_scratch(tiles_W, C, dZ.dtype)
     y = np.empty((4, 2, K), dtype=dZ.dtype)
     dU[:] = 0.0
@@ -202,8 +238,8 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
             if input_grad:
                 for j in range(i, i1):
                     t0 = (j - i) * (th1 - th0) * tiles_W
-                    _input_grad_tiles(j, th0, th1, V[t0 * C:], tiles_W, pv, C, pad_top,
-                                      pad_left, e, dA)
+                    _input_grad_tiles(j, th0, th1, V[t0 * C:], tiles_W, pv, pad_top, pad_left,
+                                      D, dA)
             th0 = th1
         i = i1
 
