@@ -101,9 +101,9 @@ def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, ts, y, dm):
 
 
 @njit(inline="always")
-def _flush_row(i, r, slot, pad_left, tiles_W, Df, dA):
-    """dA_prev[i, r] += the input row summed in the ring slot `slot` of the flat scratch Df
-    (D[0, slot] of `_input_grad_tiles`, parity layout as kernels/winograd.py's
+def _flush_row(i, r, slot, pad_left, tiles_W, Df, add, dA):
+    """dA_prev[i, r] = (add: +=) the input row summed in the ring slot `slot` of the flat
+    scratch Df (D[0, slot] of `_input_grad_tiles`, parity layout as kernels/winograd.py's
     `_input_tiles`); nothing for a row outside the input (the padding)."""
     _, H, W, C = dA.shape
     if r < 0 or r >= H:
@@ -115,19 +115,36 @@ def _flush_row(i, r, slot, pad_left, tiles_W, Df, dA):
         q, o = 2 * t - pad_left, uint64(slot * 2 * L + t * C)
         if 0 <= q and q + 1 < W:
             s0 = uint64((row + q) * C)
-            for c in range(C):
-                d[s0 + uint64(c)] += Df[o + uint64(c)]
-                d[s0 + uint64(C + c)] += Df[o + uint64(L + c)]
+            if add:
+                for c in range(C):
+                    d[s0 + uint64(c)] += Df[o + uint64(c)]
+                    d[s0 + uint64(C + c)] += Df[o + uint64(L + c)]
+            else:
+                for c in range(C):
+                    d[s0 + uint64(c)] = Df[o + uint64(c)]
+                    d[s0 + uint64(C + c)] = Df[o + uint64(L + c)]
         else:
             for j in range(2):
                 if 0 <= q + j < W:
                     s0, oj = uint64((row + q + j) * C), o + uint64(j * L)
-                    for c in range(C):
-                        d[s0 + uint64(c)] += Df[oj + uint64(c)]
+                    if add:
+                        for c in range(C):
+                            d[s0 + uint64(c)] += Df[oj + uint64(c)]
+                    else:
+                        for c in range(C):
+                            d[s0 + uint64(c)] = Df[oj + uint64(c)]
 
 
 @njit(inline="always")
-def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, pad_top, pad_left, D, dA):
+def covers(H, W, tiles_H, tiles_W, pad_top, pad_left):
+    """Whether the tiles' 4x4 windows reach every input row and column: then each row of
+    dA_prev is written whole by `_flush_row` and needs no zeroing first."""
+    return (pad_top >= 0 and pad_left >= 0 and 2 * tiles_H + 1 - pad_top >= H - 1
+            and 2 * tiles_W + 1 - pad_left >= W - 1)
+
+
+@njit(inline="always")
+def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, pad_top, pad_left, D, zeroed, dA):
     """dA_prev of example i += B dV B^T of its tiles of rows th0:th1 (position k of tile t
     = (th - th0) tiles_W + tw, channel c, at k ps + t C + c in the flat dv); the 4x4 input
     windows overlap by 2 and sum, the parts over the padding are dropped.
@@ -137,7 +154,9 @@ def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, pad_top, pad_left, D, dA):
     at t' = tw, its 2, 3 at t' = tw + 1 where the next tile's 0, 1 land too), each one loop
     of tiles_W C values; then B down the rows into the ring D[0] of input rows (rows 0, 1
     of a window continue the last tile row's 2, 3); a row goes into dA_prev once no later
-    tile row of the block reaches it. The tile-at-a-time loops (over C, two vectors behind
+    tile row of the block reaches it: stored, unless dA_prev was zeroed first (`zeroed`,
+    where the windows do not cover the input: `covers`) or the block before reached it
+    too. The tile-at-a-time loops (over C, two vectors behind
     runtime alias checks, and 16 read-modify-writes of dA_prev a tile and channel) took
     62-69 us an example of 32x32x32, one thread; these 31-33."""
     C = dA.shape[3]
@@ -185,11 +204,12 @@ def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, pad_top, pad_left, D, dA):
                     D[0, s1, j, x] += e1 - e2 + e3
                     D[0, s2, j, x] = e1 + e2 - e0
                     D[0, s3, j, x] = -e3
-        _flush_row(i, 2 * th - pad_top, s0, pad_left, tiles_W, Df, dA)
-        _flush_row(i, 2 * th + 1 - pad_top, s1, pad_left, tiles_W, Df, dA)
+        add = zeroed or (th == th0 and th0 > 0)  # rows 0, 1 flushed by the block before
+        _flush_row(i, 2 * th - pad_top, s0, pad_left, tiles_W, Df, add, dA)
+        _flush_row(i, 2 * th + 1 - pad_top, s1, pad_left, tiles_W, Df, add, dA)
         if th == th1 - 1:  # the block's last rows: the next block (if any) adds to them
-            _flush_row(i, 2 * th + 2 - pad_top, s2, pad_left, tiles_W, Df, dA)
-            _flush_row(i, 2 * th + 3 - pad_top, s3, pad_left, tiles_W, Df, dA)
+            _flush_row(i, 2 * th + 2 - pad_top, s2, pad_left, tiles_W, Df, zeroed, dA)
+            _flush_row(i, 2 * th + 3 - pad_top, s3, pad_left, tiles_W, Df, zeroed, dA)
 
 
 @njit(inline="always")
@@ -212,7 +232,8 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
     y = np.empty((4, 2, K), dtype=dZ.dtype)
     dU[:] = 0.0
     i_lo, i_hi = p * m // parts, (p + 1) * m // parts
-    if input_grad:
+    zeroed = not covers(A_prev.shape[1], A_prev.shape[2], tiles_H, tiles_W, pad_top, pad_left)
+    if input_grad and zeroed:
         dA[i_lo:i_hi] = 0.0
     i = i_lo
     while i < i_hi:
@@ -239,7 +260,7 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
                 for j in range(i, i1):
                     t0 = (j - i) * (th1 - th0) * tiles_W
                     _input_grad_tiles(j, th0, th1, V[t0 * C:], tiles_W, pv, pad_top, pad_left,
-                                      D, dA)
+                                      D, zeroed, dA)
             th0 = th1
         i = i1
 
