@@ -39,7 +39,11 @@ at most a thread's share of the batch (`blocks`): one example a block made GEMMs
 against a 256x256 U[k], which BLAS packs at every call (8x6x8x256 -> 256 forward 7.3 ->
 3.1 ms with the filter transform vectorized, 0.24 ms against 7.1).
 Pieces, one thread, one 32x32x32 example (CPU time): input transform 54 us, the 16 GEMMs
-80-89 us, output transform 26-30 us.
+80-89 us, output transform 26-30 us. Dec 3 2026 (s6-resnet, load ~3): the input transform
+47-58 -> 25-28 us by running a tile row at a time (`_input_tiles`: a tile's loops over C
+= 32 values were two vectors each behind ~20 runtime alias checks, and a signed index
+Numba cannot prove >= 0 kept a loop scalar); GEMMs 57-60, output transform 17-18.
+F(4x4, 3x3) was not tried again.
 A block's 16 tile positions lie `position_stride` apart, not a multiple of 1 KB: at 256
 tiles x 32 channels they were 32 KB apart and the transforms' 16 streams shared one L1 set
 (output transform 21 -> 13-17 us an example, dM 37 -> 16-21, the dA_prev scatter 88 -> 57).
@@ -161,36 +165,58 @@ def row_scratch(tiles_W, C, dtype):
 
 
 @njit(inline="always")
-def _output_tiles(i, th0, th1, mf, tiles_W, ps, ts, y, Z):
+def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, Z):
     """Z's outputs of example i, tile rows th0:th1 (the tiles past the output's edge
     cropped), from the flat mf: position k of tile t = (th - th0) tiles_W + tw, channel n,
-    at k ps + t ts + n."""
+    at k ps + t K + n. y (`out_scratch`, 4 tiles_W K): Y = A^T M A of a tile row, output row
+    r and column parity j of tile tw at (2 r + j) tiles_W K + tw K + n, one loop of tiles_W K
+    values from the 16 positions; then copied into Z's two rows, a run of K a column. Per
+    tile, the loops over K (32: two vectors behind runtime alias checks) took 15-16 us an
+    example of 32x32x32, one thread; these 9.6-9.9."""
     _, n_H, n_W, K = Z.shape
     z = Z.reshape(-1)
+    N = tiles_W * K
+    # offsets all uint64: an int64 times a uint64 is a float64 in Numba
+    q1, q2, q3 = uint64(ps), uint64(2 * ps), uint64(3 * ps)
+    n1, n2, n3 = uint64(N), uint64(2 * N), uint64(3 * N)
     for th in range(th0, th1):
-        h = 2 * th
-        for tw in range(tiles_W):
-            base = uint64(((th - th0) * tiles_W + tw) * ts)
-            # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]: along each row a of M first
-            for a in range(4):
-                p0 = base + uint64(4 * a * ps)
-                p1, p2, p3 = p0 + uint64(ps), p0 + uint64(2 * ps), p0 + uint64(3 * ps)
-                for n in range(K):
-                    u = uint64(n)
-                    m1, m2 = mf[p1 + u], mf[p2 + u]
-                    y[a, 0, n] = mf[p0 + u] + m1 + m2
-                    y[a, 1, n] = m1 - m2 - mf[p3 + u]
-            for b in range(2):
-                w = 2 * tw + b
-                if w >= n_W:
-                    continue
-                z0 = uint64(((i * n_H + h) * n_W + w) * K)
-                for n in range(K):
-                    z[z0 + uint64(n)] = y[0, b, n] + y[1, b, n] + y[2, b, n]
-                if h + 1 < n_H:
-                    z1 = z0 + uint64(n_W * K)
+        # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] along each row a of M (t_a0, t_a1), then down
+        # the rows: one loop over the tile row's tiles and channels
+        p0 = uint64((th - th0) * N)
+        p1, p2, p3 = p0 + uint64(4 * ps), p0 + uint64(8 * ps), p0 + uint64(12 * ps)
+        for x in range(N):
+            u = uint64(x)
+            m1, m2 = mf[p0 + q1 + u], mf[p0 + q2 + u]
+            t00, t01 = mf[p0 + u] + m1 + m2, m1 - m2 - mf[p0 + q3 + u]
+            m1, m2 = mf[p1 + q1 + u], mf[p1 + q2 + u]
+            t10, t11 = mf[p1 + u] + m1 + m2, m1 - m2 - mf[p1 + q3 + u]
+            m1, m2 = mf[p2 + q1 + u], mf[p2 + q2 + u]
+            t20, t21 = mf[p2 + u] + m1 + m2, m1 - m2 - mf[p2 + q3 + u]
+            m1, m2 = mf[p3 + q1 + u], mf[p3 + q2 + u]
+            t30, t31 = mf[p3 + u] + m1 + m2, m1 - m2 - mf[p3 + q3 + u]
+            y[u] = t00 + t10 + t20
+            y[u + n1] = t01 + t11 + t21
+            y[u + n2] = t10 - t20 - t30
+            y[u + n3] = t11 - t21 - t31
+        for r in range(2):
+            h = 2 * th + r
+            if h >= n_H:
+                continue
+            for tw in range(tiles_W):
+                for j in range(2):
+                    w = 2 * tw + j
+                    if w >= n_W:
+                        continue
+                    z0 = uint64(((i * n_H + h) * n_W + w) * K)
+                    y0 = uint64((2 * r + j) * N + tw * K)
                     for n in range(K):
-                        z[z1 + uint64(n)] = y[1, b, n] - y[2, b, n] - y[3, b, n]
+                        z[z0 + uint64(n)] = y[y0 + uint64(n)]
+
+
+@njit(inline="always")
+def out_scratch(tiles_W, K, dtype):
+    """The scratch `_output_tiles` takes."""
+    return np.empty(4 * tiles_W * K, dtype=dtype)
 
 
 @njit(inline="always")
@@ -220,7 +246,7 @@ def _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, 
         np.dot(V[k * pv:k * pv + T * C].reshape((T, C)), U[k],
                M[k * pm:k * pm + T * K].reshape((T, K)))
     for i in range(i0, i1):
-        _output_tiles(i, th0, th1, M[(i - i0) * per * K:], tiles_W, pm, K, y, Z)
+        _output_tiles(i, th0, th1, M[(i - i0) * per * K:], tiles_W, pm, y, Z)
 
 
 @njit(inline="always")
@@ -234,7 +260,7 @@ def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples):
     T = max(rows, examples * tiles_H) * tiles_W
     V = np.empty(16 * position_stride(T * C), dtype=Z.dtype)
     M = np.empty(16 * position_stride(T * K), dtype=Z.dtype)
-    D, y = row_scratch(tiles_W, C, Z.dtype), np.empty((4, 2, K), dtype=Z.dtype)
+    D, y = row_scratch(tiles_W, C, Z.dtype), out_scratch(tiles_W, K, Z.dtype)
     for j in range(p * blocks // parts, (p + 1) * blocks // parts):
         if examples > 1:
             i0, th0, th1 = j * examples, 0, tiles_H

@@ -35,9 +35,14 @@ in kernels/winograd.py). One 32x32x32 example on one thread: input transform 75-
 vectorize), the dU GEMMs 92, the dV GEMMs 90, the overlapping scatter 120-156. Whole
 benchmark: resnet_small 315 -> 352-395 ex/s, the U-Net 18 -> 20-23 (benchmarks/cnn.py,
 README). The 32 -> 16 channel layer at 96x128 lost (18.4 against 13.5 ms): the transforms
-run on its 32-channel side there. The transforms, not the GEMMs, are now most of the pass:
-they run at 6-12 ns a tile and channel, scalar speed; splitting them into one loop an
-output, or channel blocks of 8, measured slower still.
+run on its 32-channel side there. Then (Dec 3 2026, s6-resnet, one thread, load ~3, the
+same example): the dV GEMMs on each position's U transposed and contiguous (`transposed`)
+92-95 -> 61-64 us, where U[k].T as a view took OpenBLAS's transposed-B path; the scatter
+of dA_prev a tile row at a time, each input row stored once (`_input_grad_tiles`)
+62-69 -> 31-33 us; the input transform 47-58 -> 25-28 (kernels/winograd.py). The layer
+(64x32x32x32 -> 32, 2 threads, 21 interleaved with main's kernels, load 7.5-7.9): CPU
+forward 9.35 -> 7.70 ms, backward 21.15 -> 14.98. The GEMMs (dU 62, dV 61-64 us) are
+now most of the pass; dM 21-23.
 """
 
 from __future__ import annotations
@@ -45,59 +50,58 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from .winograd import _input_tiles, position_stride, row_scratch
+from .winograd import _input_tiles, out_scratch, position_stride, row_scratch
 
 
 @njit(inline="always")
-def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, ts, y, dm):
+def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, y, dm):
     """dM = A dY A^T of example i's output tiles of rows th0:th1 into the flat dm: position
-    k of tile t = (th - th0) tiles_W + tw, channel n, at k ps + t ts + n. Outputs past the
-    edge (a cropped last tile) count as 0. y (4, 2, K) holds A dY."""
+    k of tile t = (th - th0) tiles_W + tw, channel n, at k ps + t K + n. Outputs past the
+    edge (a cropped last tile) count as 0. y (kernels/winograd.py's `out_scratch`, 4 tiles_W
+    K) holds a tile row's dY, output row r and column parity j of tile tw at (2 r + j)
+    tiles_W K + tw K + n, so that each position of the tile row is one loop of tiles_W K
+    values; per tile, loops over K (32) took 21-23 us an example of 32x32x32, one thread,
+    these 14-15."""
     _, n_H, n_W, K = dZ.shape
     z = dZ.reshape(-1)
+    N = tiles_W * K
+    n1, n2, n3 = uint64(N), uint64(2 * N), uint64(3 * N)  # uint64 all: int64 * uint64 is float64
     for th in range(th0, th1):
-        h = 2 * th
-        below = h + 1 < n_H
-        for tw in range(tiles_W):
-            w = 2 * tw
-            right = w + 1 < n_W
-            u0 = uint64(((i * n_H + h) * n_W + w) * K)
-            u1 = u0 + uint64(n_W * K)
-            # A dY down the columns, A = [[1, 0], [1, 1], [1, -1], [0, -1]]: dY = [[p, q],
-            # [r, s]] gives the rows (p, q), (p + r, q + s), (p - r, q - s), (-r, -s)
-            if right and below:
-                for n in range(K):
-                    un = uint64(n)
-                    p, q = z[u0 + un], z[u0 + uint64(K) + un]
-                    r, s = z[u1 + un], z[u1 + uint64(K) + un]
-                    y[0, 0, n], y[0, 1, n] = p, q
-                    y[1, 0, n], y[1, 1, n] = p + r, q + s
-                    y[2, 0, n], y[2, 1, n] = p - r, q - s
-                    y[3, 0, n], y[3, 1, n] = -r, -s
-            else:  # a cropped tile: the missing outputs' gradients are 0
-                for n in range(K):
-                    un = uint64(n)
-                    p = z[u0 + un]
-                    q = z[u0 + uint64(K) + un] if right else 0.0
-                    r = z[u1 + un] if below else 0.0
-                    s = z[u1 + uint64(K) + un] if right and below else 0.0
-                    y[0, 0, n], y[0, 1, n] = p, q
-                    y[1, 0, n], y[1, 1, n] = p + r, q + s
-                    y[2, 0, n], y[2, 1, n] = p - r, q - s
-                    y[3, 0, n], y[3, 1, n] = -r, -s
-            # then (A dY) A^T along each row: (x, y) -> x, x + y, x - y, -y, each position
-            # one contiguous run of K
-            base = uint64(((th - th0) * tiles_W + tw) * ts)
-            for a in range(4):
-                o0 = base + uint64(4 * a * ps)
-                o1, o2, o3 = o0 + uint64(ps), o0 + uint64(2 * ps), o0 + uint64(3 * ps)
-                for n in range(K):
-                    u = uint64(n)
-                    x0, x1 = y[a, 0, n], y[a, 1, n]
-                    dm[o0 + u] = x0
-                    dm[o1 + u] = x0 + x1
-                    dm[o2 + u] = x0 - x1
-                    dm[o3 + u] = -x1
+        for r in range(2):
+            h = 2 * th + r
+            for tw in range(tiles_W):
+                for j in range(2):
+                    w = 2 * tw + j
+                    y0 = uint64((2 * r + j) * N + tw * K)
+                    if h < n_H and w < n_W:
+                        z0 = uint64(((i * n_H + h) * n_W + w) * K)
+                        for n in range(K):
+                            y[y0 + uint64(n)] = z[z0 + uint64(n)]
+                    else:
+                        for n in range(K):
+                            y[y0 + uint64(n)] = 0.0
+        # A dY down the columns, A = [[1, 0], [1, 1], [1, -1], [0, -1]]: dY = [[p, q], [r, s]]
+        # gives the rows (p, q), (p + r, q + s), (p - r, q - s), (-r, -s); then each row
+        # (x0, x1) along: x0, x0 + x1, x0 - x1, -x1, positions 4 a .. 4 a + 3
+        base = uint64((th - th0) * N)
+        for a in range(4):
+            o0 = base + uint64(4 * a * ps)
+            o1, o2, o3 = o0 + uint64(ps), o0 + uint64(2 * ps), o0 + uint64(3 * ps)
+            for x in range(N):
+                u = uint64(x)
+                p, q, r, s = y[u], y[u + n1], y[u + n2], y[u + n3]
+                if a == 0:
+                    x0, x1 = p, q
+                elif a == 1:
+                    x0, x1 = p + r, q + s
+                elif a == 2:
+                    x0, x1 = p - r, q - s
+                else:
+                    x0, x1 = -r, -s
+                dm[o0 + u] = x0
+                dm[o1 + u] = x0 + x1
+                dm[o2 + u] = x0 - x1
+                dm[o3 + u] = -x1
 
 
 @njit(inline="always")
@@ -229,7 +233,7 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
     M = np.empty(16 * position_stride(T_max * K), dtype=dZ.dtype)
     part = np.empty((C, K), dtype=dZ.dtype)
     D = row_scratch(tiles_W, C, dZ.dtype)
-    y = np.empty((4, 2, K), dtype=dZ.dtype)
+    y = out_scratch(tiles_W, K, dZ.dtype)
     dU[:] = 0.0
     i_lo, i_hi = p * m // parts, (p + 1) * m // parts
     zeroed = not covers(A_prev.shape[1], A_prev.shape[2], tiles_H, tiles_W, pad_top, pad_left)
@@ -248,7 +252,7 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
                 t0 = (j - i) * (th1 - th0) * tiles_W
                 _input_tiles(j, th0, th1, A_prev, pad_top, pad_left, tiles_W, pv, D,
                              V[t0 * C:])
-                _output_grad_tiles(j, th0, th1, dZ, tiles_W, pm, K, y, M[t0 * K:])
+                _output_grad_tiles(j, th0, th1, dZ, tiles_W, pm, y, M[t0 * K:])
             for k in range(16):
                 vk = V[k * pv:k * pv + T * C].reshape((T, C))
                 mk = M[k * pm:k * pm + T * K].reshape((T, K))
