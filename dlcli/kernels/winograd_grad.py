@@ -105,14 +105,16 @@ def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, y, dm):
 
 
 @njit(inline="always")
-def _flush_row(i, r, slot, pad_left, tiles_W, Df, add, dA):
+def _flush_row(i, r, slot, pad_left, tiles_W, Df, add, e, dA):
     """dA_prev[i, r] = (add: +=) the input row summed in the ring slot `slot` of the flat
     scratch Df (D[0, slot] of `_input_grad_tiles`, parity layout as kernels/winograd.py's
-    `_input_tiles`); nothing for a row outside the input (the padding)."""
+    `_input_tiles`), plus the flat e's row where stored (if e is not empty: `backward_blocks`'
+    addend); nothing for a row outside the input (the padding)."""
     _, H, W, C = dA.shape
     if r < 0 or r >= H:
         return
     d = dA.reshape(-1)
+    plus = e.shape[0] > 0
     L = (tiles_W + 1) * C
     row = (i * H + r) * W
     for t in range(tiles_W + 1):
@@ -123,6 +125,11 @@ def _flush_row(i, r, slot, pad_left, tiles_W, Df, add, dA):
                 for c in range(C):
                     d[s0 + uint64(c)] += Df[o + uint64(c)]
                     d[s0 + uint64(C + c)] += Df[o + uint64(L + c)]
+            elif plus:
+                for c in range(C):
+                    u = s0 + uint64(c)
+                    d[u] = Df[o + uint64(c)] + e[u]
+                    d[u + uint64(C)] = Df[o + uint64(L + c)] + e[u + uint64(C)]
             else:
                 for c in range(C):
                     d[s0 + uint64(c)] = Df[o + uint64(c)]
@@ -134,6 +141,9 @@ def _flush_row(i, r, slot, pad_left, tiles_W, Df, add, dA):
                     if add:
                         for c in range(C):
                             d[s0 + uint64(c)] += Df[oj + uint64(c)]
+                    elif plus:
+                        for c in range(C):
+                            d[s0 + uint64(c)] = Df[oj + uint64(c)] + e[s0 + uint64(c)]
                     else:
                         for c in range(C):
                             d[s0 + uint64(c)] = Df[oj + uint64(c)]
@@ -148,7 +158,7 @@ def covers(H, W, tiles_H, tiles_W, pad_top, pad_left):
 
 
 @njit(inline="always")
-def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, pad_top, pad_left, D, zeroed, dA):
+def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, pad_top, pad_left, D, zeroed, e, dA):
     """dA_prev of example i += B dV B^T of its tiles of rows th0:th1 (position k of tile t
     = (th - th0) tiles_W + tw, channel c, at k ps + t C + c in the flat dv); the 4x4 input
     windows overlap by 2 and sum, the parts over the padding are dropped.
@@ -209,21 +219,21 @@ def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, pad_top, pad_left, D, zeroed
                     D[0, s2, j, x] = e1 + e2 - e0
                     D[0, s3, j, x] = -e3
         add = zeroed or (th == th0 and th0 > 0)  # rows 0, 1 flushed by the block before
-        _flush_row(i, 2 * th - pad_top, s0, pad_left, tiles_W, Df, add, dA)
-        _flush_row(i, 2 * th + 1 - pad_top, s1, pad_left, tiles_W, Df, add, dA)
+        _flush_row(i, 2 * th - pad_top, s0, pad_left, tiles_W, Df, add, e, dA)
+        _flush_row(i, 2 * th + 1 - pad_top, s1, pad_left, tiles_W, Df, add, e, dA)
         if th == th1 - 1:  # the block's last rows: the next block (if any) adds to them
-            _flush_row(i, 2 * th + 2 - pad_top, s2, pad_left, tiles_W, Df, zeroed, dA)
-            _flush_row(i, 2 * th + 3 - pad_top, s3, pad_left, tiles_W, Df, zeroed, dA)
+            _flush_row(i, 2 * th + 2 - pad_top, s2, pad_left, tiles_W, Df, zeroed, e, dA)
+            _flush_row(i, 2 * th + 3 - pad_top, s3, pad_left, tiles_W, Df, zeroed, e, dA)
 
 
 @njit(inline="always")
 def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows, dU, dA,
-              input_grad):
+              input_grad, addend):
     """The p-th of `parts` runs of whole examples: each block (`rows` tile rows of one
     example, or `examples_a_block` whole examples) transformed, multiplied and transformed
     back while in cache; dU (16, C, K) this run's filter gradient in Winograd's domain,
-    dA its examples' input gradient (if input_grad); UT (16, K, C) the transformed filter with
-    each position transposed (`transposed`)."""
+    dA its examples' input gradient (if input_grad), plus addend if that is not empty; UT
+    (16, K, C) the transformed filter with each position transposed (`transposed`)."""
     m, n_H, n_W, K = dZ.shape
     C = A_prev.shape[3]
     tiles_H, tiles_W = (n_H + 1) // 2, (n_W + 1) // 2
@@ -237,8 +247,13 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
     dU[:] = 0.0
     i_lo, i_hi = p * m // parts, (p + 1) * m // parts
     zeroed = not covers(A_prev.shape[1], A_prev.shape[2], tiles_H, tiles_W, pad_top, pad_left)
+    e = addend.reshape(-1)
     if input_grad and zeroed:
-        dA[i_lo:i_hi] = 0.0
+        if e.shape[0] > 0:
+            dA[i_lo:i_hi] = addend[i_lo:i_hi]
+            e = e[:0]  # in dA_prev already: every row is added to from here
+        else:
+            dA[i_lo:i_hi] = 0.0
     i = i_lo
     while i < i_hi:
         # a block: examples i:i1 whole, or tile rows th0:th1 of example i
@@ -264,29 +279,31 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
                 for j in range(i, i1):
                     t0 = (j - i) * (th1 - th0) * tiles_W
                     _input_grad_tiles(j, th0, th1, V[t0 * C:], tiles_W, pv, pad_top, pad_left,
-                                      D, zeroed, dA)
+                                      D, zeroed, e, dA)
             th0 = th1
         i = i1
 
 
 @njit(cache=True)
 def backward_blocks(A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows, dU_parts, dA,
-                    input_grad):
+                    input_grad, addend):
     """dU_parts[0] = the filter gradient in Winograd's domain (16, C, K), and dA (if
-    input_grad) the input gradient, block by block, on this thread; UT = `transposed` U."""
+    input_grad) the input gradient, block by block, on this thread; UT = `transposed` U.
+    addend (dA's shape, or empty: (0, 1, 1, 1)) is added to dA in its passes: a residual
+    block's shortcut gradient (nn/conv_blocks.py), one pass over dA_prev fewer."""
     _grad_run(0, 1, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows, dU_parts[0],
-              dA, input_grad)
+              dA, input_grad, addend)
 
 
 @njit(parallel=True, cache=True)
 def backward_blocks_parallel(A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows,
-                             dU_parts, dA, input_grad):
+                             dU_parts, dA, input_grad, addend):
     """`backward_blocks` in one parallel region: a run of whole examples a thread, each
     summing its own dU_parts[p]; the caller adds the parts."""
     parts = dU_parts.shape[0]
     for p in prange(parts):
         _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows,
-                  dU_parts[p], dA, input_grad)
+                  dU_parts[p], dA, input_grad, addend)
 
 
 def transposed(U):
