@@ -552,12 +552,18 @@ def test_parallel_drivers_equal_serial_ones(monkeypatch, cls, kwargs, n_C_prev):
 
 
 @pytest.mark.torch
-def test_resnet_small_model_matches_torch_in_float64():
+@pytest.mark.parametrize("winograd", [False, True])
+def test_resnet_small_model_matches_torch_in_float64(monkeypatch, winograd):
     """A whole residual network (batch norm, identity and projection shortcuts, pools, softmax
-    cost) gives PyTorch's cost and every parameter gradient from the same parameters."""
+    cost) gives PyTorch's cost and every parameter gradient from the same parameters; with
+    winograd, its 3x3 stride-1 convs on the Winograd path (as resnet_small's 32 channels),
+    the identity block's shortcut gradient added in its first conv's pass."""
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
+    from dlcli.nn import conv_winograd
     from dlcli.nn.model import build_model
+    if winograd:
+        monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
 
     def block(filters, stride=1):
         return {"type": "residual", "layers": [
@@ -569,6 +575,9 @@ def test_resnet_small_model_matches_torch_in_float64():
               block(4), block(6, stride=2), {"type": "maxpool", "size": 2},
               {"type": "global_avgpool"}, {"type": "dense", "units": 3, "activation": "softmax"}]
     model = build_model({"layers": layers}, "auto", 0.0, (8, 7, 3), "float64")
+    first = model.layers[3].layers[0]
+    assert first.winograd == winograd
+    assert conv_winograd.takes_addend(first, (5, 8, 7, 4), np.float64) == winograd
     rng = np.random.default_rng(19)
     state = {k: v if k.endswith("var") else rng.standard_normal(v.shape)
              for k, v in model.state_dict().items()}

@@ -109,16 +109,23 @@ def test_backward_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
             dU = np.full((max(parts, 1), 16, C, K), np.nan, dtype=dtype)
             dA = np.full(A.shape, np.nan, dtype=dtype)
             driver = kg.backward_blocks_parallel if parts else kg.backward_blocks
-            driver(A, dZ, U, pad, pad, examples, rows, dU, dA, True)
+            none = np.empty((0, 1, 1, 1), dtype=dtype)
+            driver(A, dZ, kg.transposed(U), pad, pad, examples, rows, dU, dA, True, none)
             dW = np.empty(W.shape, dtype=dtype)
             kg.filter_grad_transform(dU.sum(axis=0), dW)
             close(dW, eW, tol)
             close(dA, eA, tol)
             dU_only = np.full_like(dU, np.nan)  # the filter gradient alone: dA untouched
             untouched = np.zeros((1, 1, 1, 1), dtype=dtype)
-            driver(A, dZ, U, pad, pad, examples, rows, dU_only, untouched, False)
+            driver(A, dZ, kg.transposed(U), pad, pad, examples, rows, dU_only, untouched, False,
+                   none)
             np.testing.assert_array_equal(dU_only.sum(axis=0), dU.sum(axis=0))
             assert not untouched.any()
+            # an addend (a residual block's shortcut gradient) summed into dA in the same pass
+            plus = rng.standard_normal(A.shape).astype(dtype)
+            dA_plus = np.full(A.shape, np.nan, dtype=dtype)
+            driver(A, dZ, kg.transposed(U), pad, pad, examples, rows, dU_only, dA_plus, True, plus)
+            close(dA_plus, eA + plus, tol)
 
 
 @pytest.fixture

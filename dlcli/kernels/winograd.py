@@ -39,7 +39,11 @@ at most a thread's share of the batch (`blocks`): one example a block made GEMMs
 against a 256x256 U[k], which BLAS packs at every call (8x6x8x256 -> 256 forward 7.3 ->
 3.1 ms with the filter transform vectorized, 0.24 ms against 7.1).
 Pieces, one thread, one 32x32x32 example (CPU time): input transform 54 us, the 16 GEMMs
-80-89 us, output transform 26-30 us.
+80-89 us, output transform 26-30 us. Dec 3 2026 (s6-resnet, load ~3): the input transform
+47-58 -> 25-28 us by running a tile row at a time (`_input_tiles`: a tile's loops over C
+= 32 values were two vectors each behind ~20 runtime alias checks, and a signed index
+Numba cannot prove >= 0 kept a loop scalar); GEMMs 57-60, output transform 17-18.
+F(4x4, 3x3) was not tried again.
 A block's 16 tile positions lie `position_stride` apart, not a multiple of 1 KB: at 256
 tiles x 32 channels they were 32 KB apart and the transforms' 16 streams shared one L1 set
 (output transform 21 -> 13-17 us an example, dM 37 -> 16-21, the dA_prev scatter 88 -> 57).
@@ -84,91 +88,135 @@ def filter_transform(W, U):
 
 
 @njit(inline="always")
-def _input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, ps, ts, e, v):
+def _input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, ps, D, v):
     """Example i's tiles of tile rows th0:th1 into the flat v: position k (0..15) of tile
-    t = (th - th0) tiles_W + tw, channel c, at k ps + t ts + c."""
+    t = (th - th0) tiles_W + tw, channel c, at k ps + t C + c.
+
+    D (2, 4, 2, (tiles_W + 1) C) is scratch (`row_scratch`): D[0] a ring of 4 input rows
+    (row r + pad_top in slot (r + pad_top) mod 4), each split by column parity: D[0, slot, j]
+    holds columns 2 t' - pad_left + j, t' = 0..tiles_W, a run of C each (0 outside the
+    input); D[1] their B^T combinations down a window's rows. Tile tw's window columns
+    0..3 are then parity 0, 1 at t' = tw and at tw + 1, so each position of a tile row is
+    ONE loop of tiles_W C values: the tile-at-a-time loops ran over C (32) values each,
+    two vectors behind ~20 runtime alias checks (one thread, 32x32x32: 47-58 -> 25-28 us
+    an example)."""
     _, n_H_prev, n_W_prev, C = A_prev.shape
-    src = A_prev.reshape(-1)  # flat, unsigned indices: no wraparound tests
-    C2, C3 = 2 * C, 3 * C
+    src = A_prev.reshape(-1)  # flat, unsigned indices: no wraparound tests (a signed index
+    L, N = (tiles_W + 1) * C, tiles_W * C  # that Numba cannot prove >= 0 kept a loop scalar)
+    Df = D.reshape(-1)
     for th in range(th0, th1):
-        for tw in range(tiles_W):
-            q0 = 2 * tw - pad_left
-            inside = 0 <= q0 and q0 + 3 < n_W_prev
-            ok0, ok1 = 0 <= q0 < n_W_prev, 0 <= q0 + 1 < n_W_prev
-            ok2, ok3 = 0 <= q0 + 2 < n_W_prev, 0 <= q0 + 3 < n_W_prev
-            # d B, row by row of the 4x4 window (zero outside the input):
-            # B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
-            for a in range(4):
-                r = 2 * th + a - pad_top
-                if r < 0 or r >= n_H_prev:
-                    e[a] = 0.0
-                    continue
-                row = ((i * n_H_prev + r) * n_W_prev + q0) * C  # may start left of the row
-                if inside:
-                    s0 = uint64(row)
+        for a in range(0 if th == th0 else 2, 4):  # rows 0, 1 are the last tile row's 2, 3
+            r = 2 * th + a - pad_top
+            slot = (2 * th + a) % 4
+            w0 = uint64(slot * 2 * L)  # D[0, slot, 0] in the flat Df (D[0, slot, 1] L on)
+            if r < 0 or r >= n_H_prev:
+                for x in range(2 * L):
+                    Df[w0 + uint64(x)] = 0.0
+                continue
+            row = (i * n_H_prev + r) * n_W_prev
+            for t in range(tiles_W + 1):
+                q, o = 2 * t - pad_left, w0 + uint64(t * C)
+                if 0 <= q and q + 1 < n_W_prev:
+                    s0 = uint64((row + q) * C)
                     for c in range(C):
-                        u = s0 + uint64(c)
-                        x0, x1 = src[u], src[u + uint64(C)]
-                        x2, x3 = src[u + uint64(C2)], src[u + uint64(C3)]
-                        e[a, 0, c] = x0 - x2
-                        e[a, 1, c] = x1 + x2
-                        e[a, 2, c] = x2 - x1
-                        e[a, 3, c] = x1 - x3
+                        Df[o + uint64(c)] = src[s0 + uint64(c)]
+                        Df[o + uint64(L + c)] = src[s0 + uint64(C + c)]
                 else:
-                    for c in range(C):
-                        x0 = src[row + c] if ok0 else 0.0
-                        x1 = src[row + C + c] if ok1 else 0.0
-                        x2 = src[row + C2 + c] if ok2 else 0.0
-                        x3 = src[row + C3 + c] if ok3 else 0.0
-                        e[a, 0, c] = x0 - x2
-                        e[a, 1, c] = x1 + x2
-                        e[a, 2, c] = x2 - x1
-                        e[a, 3, c] = x1 - x3
-            # then B^T (d B) down the columns; each V[4 a + b, t] is one contiguous run of C
-            base = uint64(((th - th0) * tiles_W + tw) * ts)
-            for b in range(4):
-                o0 = base + uint64(b * ps)
-                o1, o2, o3 = o0 + uint64(4 * ps), o0 + uint64(8 * ps), o0 + uint64(12 * ps)
-                for c in range(C):
-                    u = uint64(c)
-                    d0, d1, d2, d3 = e[0, b, c], e[1, b, c], e[2, b, c], e[3, b, c]
-                    v[o0 + u] = d0 - d2
-                    v[o1 + u] = d1 + d2
-                    v[o2 + u] = d2 - d1
-                    v[o3 + u] = d1 - d3
+                    for j in range(2):
+                        oj = o + uint64(j * L)
+                        if 0 <= q + j < n_W_prev:
+                            s0 = uint64((row + q + j) * C)
+                            for c in range(C):
+                                Df[oj + uint64(c)] = src[s0 + uint64(c)]
+                        else:
+                            for c in range(C):
+                                Df[oj + uint64(c)] = 0.0
+        # B^T d down the window's rows, B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0],
+        # [0, 1, 0, -1]]
+        s0, s1, s2, s3 = (2 * th) % 4, (2 * th + 1) % 4, (2 * th + 2) % 4, (2 * th + 3) % 4
+        for j in range(2):
+            for x in range(L):
+                d0, d1, d2, d3 = D[0, s0, j, x], D[0, s1, j, x], D[0, s2, j, x], D[0, s3, j, x]
+                D[1, 0, j, x] = d0 - d2
+                D[1, 1, j, x] = d1 + d2
+                D[1, 2, j, x] = d2 - d1
+                D[1, 3, j, x] = d1 - d3
+        # then (B^T d) B along the columns, a tile row's run of positions 4 a .. 4 a + 3
+        base = uint64((th - th0) * N)
+        for a in range(4):
+            o0 = base + uint64(4 * a * ps)
+            o1, o2, o3 = o0 + uint64(ps), o0 + uint64(2 * ps), o0 + uint64(3 * ps)
+            g0 = uint64((4 + a) * 2 * L)  # D[1, a, 0] in the flat Df
+            g1, g2, g3 = g0 + uint64(L), g0 + uint64(C), g0 + uint64(L + C)
+            for x in range(N):
+                u = uint64(x)
+                e0, e1 = Df[g0 + u], Df[g1 + u]
+                e2, e3 = Df[g2 + u], Df[g3 + u]
+                v[o0 + u] = e0 - e2
+                v[o1 + u] = e1 + e2
+                v[o2 + u] = e2 - e1
+                v[o3 + u] = e1 - e3
 
 
 @njit(inline="always")
-def _output_tiles(i, th0, th1, mf, tiles_W, ps, ts, y, Z):
+def row_scratch(tiles_W, C, dtype):
+    """The scratch `_input_tiles` takes: (2, 4, 2, (tiles_W + 1) C)."""
+    return np.empty((2, 4, 2, (tiles_W + 1) * C), dtype=dtype)
+
+
+@njit(inline="always")
+def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, Z):
     """Z's outputs of example i, tile rows th0:th1 (the tiles past the output's edge
     cropped), from the flat mf: position k of tile t = (th - th0) tiles_W + tw, channel n,
-    at k ps + t ts + n."""
+    at k ps + t K + n. y (`out_scratch`, 4 tiles_W K): Y = A^T M A of a tile row, output row
+    r and column parity j of tile tw at (2 r + j) tiles_W K + tw K + n, one loop of tiles_W K
+    values from the 16 positions; then copied into Z's two rows, a run of K a column. Per
+    tile, the loops over K (32: two vectors behind runtime alias checks) took 15-16 us an
+    example of 32x32x32, one thread; these 9.6-9.9."""
     _, n_H, n_W, K = Z.shape
     z = Z.reshape(-1)
+    N = tiles_W * K
+    # offsets all uint64: an int64 times a uint64 is a float64 in Numba
+    q1, q2, q3 = uint64(ps), uint64(2 * ps), uint64(3 * ps)
+    n1, n2, n3 = uint64(N), uint64(2 * N), uint64(3 * N)
     for th in range(th0, th1):
-        h = 2 * th
-        for tw in range(tiles_W):
-            base = uint64(((th - th0) * tiles_W + tw) * ts)
-            # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]: along each row a of M first
-            for a in range(4):
-                p0 = base + uint64(4 * a * ps)
-                p1, p2, p3 = p0 + uint64(ps), p0 + uint64(2 * ps), p0 + uint64(3 * ps)
-                for n in range(K):
-                    u = uint64(n)
-                    m1, m2 = mf[p1 + u], mf[p2 + u]
-                    y[a, 0, n] = mf[p0 + u] + m1 + m2
-                    y[a, 1, n] = m1 - m2 - mf[p3 + u]
-            for b in range(2):
-                w = 2 * tw + b
-                if w >= n_W:
-                    continue
-                z0 = uint64(((i * n_H + h) * n_W + w) * K)
-                for n in range(K):
-                    z[z0 + uint64(n)] = y[0, b, n] + y[1, b, n] + y[2, b, n]
-                if h + 1 < n_H:
-                    z1 = z0 + uint64(n_W * K)
+        # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] along each row a of M (t_a0, t_a1), then down
+        # the rows: one loop over the tile row's tiles and channels
+        p0 = uint64((th - th0) * N)
+        p1, p2, p3 = p0 + uint64(4 * ps), p0 + uint64(8 * ps), p0 + uint64(12 * ps)
+        for x in range(N):
+            u = uint64(x)
+            m1, m2 = mf[p0 + q1 + u], mf[p0 + q2 + u]
+            t00, t01 = mf[p0 + u] + m1 + m2, m1 - m2 - mf[p0 + q3 + u]
+            m1, m2 = mf[p1 + q1 + u], mf[p1 + q2 + u]
+            t10, t11 = mf[p1 + u] + m1 + m2, m1 - m2 - mf[p1 + q3 + u]
+            m1, m2 = mf[p2 + q1 + u], mf[p2 + q2 + u]
+            t20, t21 = mf[p2 + u] + m1 + m2, m1 - m2 - mf[p2 + q3 + u]
+            m1, m2 = mf[p3 + q1 + u], mf[p3 + q2 + u]
+            t30, t31 = mf[p3 + u] + m1 + m2, m1 - m2 - mf[p3 + q3 + u]
+            y[u] = t00 + t10 + t20
+            y[u + n1] = t01 + t11 + t21
+            y[u + n2] = t10 - t20 - t30
+            y[u + n3] = t11 - t21 - t31
+        for r in range(2):
+            h = 2 * th + r
+            if h >= n_H:
+                continue
+            for tw in range(tiles_W):
+                for j in range(2):
+                    w = 2 * tw + j
+                    if w >= n_W:
+                        continue
+                    z0 = uint64(((i * n_H + h) * n_W + w) * K)
+                    y0 = uint64((2 * r + j) * N + tw * K)
                     for n in range(K):
-                        z[z1 + uint64(n)] = y[1, b, n] - y[2, b, n] - y[3, b, n]
+                        z[z0 + uint64(n)] = y[y0 + uint64(n)]
+
+
+@njit(inline="always")
+def out_scratch(tiles_W, K, dtype):
+    """The scratch `_output_tiles` takes."""
+    return np.empty(4 * tiles_W * K, dtype=dtype)
 
 
 @njit(inline="always")
@@ -183,7 +231,7 @@ def position_stride(n):
 
 
 @njit(inline="always")
-def _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, e, y, Z):
+def _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, D, y, Z):
     """Output tile rows th0:th1 of examples i0:i1, all three steps while the block's tiles
     are in cache: V and M hold each position's T = (i1 - i0) (th1 - th0) tiles_W tiles
     (T, C) and (T, K), each example's after the one before, position_stride apart."""
@@ -192,13 +240,13 @@ def _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, 
     T = (i1 - i0) * per
     pv, pm = position_stride(T * C), position_stride(T * K)
     for i in range(i0, i1):
-        _input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, pv, C, e,
+        _input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, pv, D,
                      V[(i - i0) * per * C:])
     for k in range(16):  # one BLAS call a position, on this thread (the caller limits BLAS)
         np.dot(V[k * pv:k * pv + T * C].reshape((T, C)), U[k],
                M[k * pm:k * pm + T * K].reshape((T, K)))
     for i in range(i0, i1):
-        _output_tiles(i, th0, th1, M[(i - i0) * per * K:], tiles_W, pm, K, y, Z)
+        _output_tiles(i, th0, th1, M[(i - i0) * per * K:], tiles_W, pm, y, Z)
 
 
 @njit(inline="always")
@@ -212,7 +260,7 @@ def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples):
     T = max(rows, examples * tiles_H) * tiles_W
     V = np.empty(16 * position_stride(T * C), dtype=Z.dtype)
     M = np.empty(16 * position_stride(T * K), dtype=Z.dtype)
-    e, y = np.empty((4, 4, C), dtype=Z.dtype), np.empty((4, 2, K), dtype=Z.dtype)
+    D, y = row_scratch(tiles_W, C, Z.dtype), out_scratch(tiles_W, K, Z.dtype)
     for j in range(p * blocks // parts, (p + 1) * blocks // parts):
         if examples > 1:
             i0, th0, th1 = j * examples, 0, tiles_H
@@ -220,7 +268,7 @@ def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples):
         else:
             i0, th0 = j // per_example, (j % per_example) * rows
             i1, th1 = i0 + 1, min(th0 + rows, tiles_H)
-        _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, e, y, Z)
+        _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, D, y, Z)
 
 
 @njit(cache=True)

@@ -35,9 +35,14 @@ in kernels/winograd.py). One 32x32x32 example on one thread: input transform 75-
 vectorize), the dU GEMMs 92, the dV GEMMs 90, the overlapping scatter 120-156. Whole
 benchmark: resnet_small 315 -> 352-395 ex/s, the U-Net 18 -> 20-23 (benchmarks/cnn.py,
 README). The 32 -> 16 channel layer at 96x128 lost (18.4 against 13.5 ms): the transforms
-run on its 32-channel side there. The transforms, not the GEMMs, are now most of the pass:
-they run at 6-12 ns a tile and channel, scalar speed; splitting them into one loop an
-output, or channel blocks of 8, measured slower still.
+run on its 32-channel side there. Then (Dec 3 2026, s6-resnet, one thread, load ~3, the
+same example): the dV GEMMs on each position's U transposed and contiguous (`transposed`)
+92-95 -> 61-64 us, where U[k].T as a view took OpenBLAS's transposed-B path; the scatter
+of dA_prev a tile row at a time, each input row stored once (`_input_grad_tiles`)
+62-69 -> 31-33 us; the input transform 47-58 -> 25-28 (kernels/winograd.py). The layer
+(64x32x32x32 -> 32, 2 threads, 21 interleaved with main's kernels, load 7.5-7.9): CPU
+forward 9.35 -> 7.70 ms, backward 21.15 -> 14.98. The GEMMs (dU 62, dV 61-64 us) are
+now most of the pass; dM 21-23.
 """
 
 from __future__ import annotations
@@ -45,123 +50,190 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from .winograd import _input_tiles, position_stride
+from .winograd import _input_tiles, out_scratch, position_stride, row_scratch
 
 
 @njit(inline="always")
-def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, ts, y, dm):
+def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, y, dm):
     """dM = A dY A^T of example i's output tiles of rows th0:th1 into the flat dm: position
-    k of tile t = (th - th0) tiles_W + tw, channel n, at k ps + t ts + n. Outputs past the
-    edge (a cropped last tile) count as 0. y (4, 2, K) holds A dY."""
+    k of tile t = (th - th0) tiles_W + tw, channel n, at k ps + t K + n. Outputs past the
+    edge (a cropped last tile) count as 0. y (kernels/winograd.py's `out_scratch`, 4 tiles_W
+    K) holds a tile row's dY, output row r and column parity j of tile tw at (2 r + j)
+    tiles_W K + tw K + n, so that each position of the tile row is one loop of tiles_W K
+    values; per tile, loops over K (32) took 21-23 us an example of 32x32x32, one thread,
+    these 14-15."""
     _, n_H, n_W, K = dZ.shape
     z = dZ.reshape(-1)
+    N = tiles_W * K
+    n1, n2, n3 = uint64(N), uint64(2 * N), uint64(3 * N)  # uint64 all: int64 * uint64 is float64
     for th in range(th0, th1):
-        h = 2 * th
-        below = h + 1 < n_H
-        for tw in range(tiles_W):
-            w = 2 * tw
-            right = w + 1 < n_W
-            u0 = uint64(((i * n_H + h) * n_W + w) * K)
-            u1 = u0 + uint64(n_W * K)
-            # A dY down the columns, A = [[1, 0], [1, 1], [1, -1], [0, -1]]: dY = [[p, q],
-            # [r, s]] gives the rows (p, q), (p + r, q + s), (p - r, q - s), (-r, -s)
-            if right and below:
-                for n in range(K):
-                    un = uint64(n)
-                    p, q = z[u0 + un], z[u0 + uint64(K) + un]
-                    r, s = z[u1 + un], z[u1 + uint64(K) + un]
-                    y[0, 0, n], y[0, 1, n] = p, q
-                    y[1, 0, n], y[1, 1, n] = p + r, q + s
-                    y[2, 0, n], y[2, 1, n] = p - r, q - s
-                    y[3, 0, n], y[3, 1, n] = -r, -s
-            else:  # a cropped tile: the missing outputs' gradients are 0
-                for n in range(K):
-                    un = uint64(n)
-                    p = z[u0 + un]
-                    q = z[u0 + uint64(K) + un] if right else 0.0
-                    r = z[u1 + un] if below else 0.0
-                    s = z[u1 + uint64(K) + un] if right and below else 0.0
-                    y[0, 0, n], y[0, 1, n] = p, q
-                    y[1, 0, n], y[1, 1, n] = p + r, q + s
-                    y[2, 0, n], y[2, 1, n] = p - r, q - s
-                    y[3, 0, n], y[3, 1, n] = -r, -s
-            # then (A dY) A^T along each row: (x, y) -> x, x + y, x - y, -y, each position
-            # one contiguous run of K
-            base = uint64(((th - th0) * tiles_W + tw) * ts)
-            for a in range(4):
-                o0 = base + uint64(4 * a * ps)
-                o1, o2, o3 = o0 + uint64(ps), o0 + uint64(2 * ps), o0 + uint64(3 * ps)
-                for n in range(K):
-                    u = uint64(n)
-                    x0, x1 = y[a, 0, n], y[a, 1, n]
-                    dm[o0 + u] = x0
-                    dm[o1 + u] = x0 + x1
-                    dm[o2 + u] = x0 - x1
-                    dm[o3 + u] = -x1
-
-
-@njit(inline="always")
-def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, ts, pad_top, pad_left, e, dA):
-    """dA_prev of example i += B dV B^T of its tiles of rows th0:th1 (position k of tile t
-    = (th - th0) tiles_W + tw, channel c, at k ps + t ts + c in the flat dv); the 4x4 input
-    windows overlap by 2 and sum, the parts over the padding are dropped."""
-    _, H, W, C = dA.shape
-    d = dA.reshape(-1)
-    C2, C3 = 2 * C, 3 * C
-    for th in range(th0, th1):
-        for tw in range(tiles_W):
-            o = uint64(((th - th0) * tiles_W + tw) * ts)
-            # B dV down the columns first: B = [[1, 0, 0, 0], [0, 1, -1, 1], [-1, 1, 1, 0],
-            # [0, 0, 0, -1]]
-            for b in range(4):
-                o0 = o + uint64(b * ps)
-                o1, o2, o3 = o0 + uint64(4 * ps), o0 + uint64(8 * ps), o0 + uint64(12 * ps)
-                for c in range(C):
-                    u = uint64(c)
-                    v0, v1, v2, v3 = dv[o0 + u], dv[o1 + u], dv[o2 + u], dv[o3 + u]
-                    e[0, b, c] = v0
-                    e[1, b, c] = v1 - v2 + v3
-                    e[2, b, c] = v1 + v2 - v0
-                    e[3, b, c] = -v3
-            # then (B dV) B^T along each row, summed into the window's row of dA_prev
-            q0 = 2 * tw - pad_left
-            inside = 0 <= q0 and q0 + 3 < W
-            ok0, ok1 = 0 <= q0 < W, 0 <= q0 + 1 < W
-            ok2, ok3 = 0 <= q0 + 2 < W, 0 <= q0 + 3 < W
-            for a in range(4):
-                r = 2 * th + a - pad_top
-                if r < 0 or r >= H:
-                    continue
-                row = ((i * H + r) * W + q0) * C  # may start left of the row
-                if inside:
-                    s0 = uint64(row)
-                    for c in range(C):
-                        u = s0 + uint64(c)
-                        x0, x1, x2, x3 = e[a, 0, c], e[a, 1, c], e[a, 2, c], e[a, 3, c]
-                        d[u] += x0
-                        d[u + uint64(C)] += x1 - x2 + x3
-                        d[u + uint64(C2)] += x1 + x2 - x0
-                        d[u + uint64(C3)] -= x3
+        for r in range(2):
+            h = 2 * th + r
+            for tw in range(tiles_W):
+                for j in range(2):
+                    w = 2 * tw + j
+                    y0 = uint64((2 * r + j) * N + tw * K)
+                    if h < n_H and w < n_W:
+                        z0 = uint64(((i * n_H + h) * n_W + w) * K)
+                        for n in range(K):
+                            y[y0 + uint64(n)] = z[z0 + uint64(n)]
+                    else:
+                        for n in range(K):
+                            y[y0 + uint64(n)] = 0.0
+        # A dY down the columns, A = [[1, 0], [1, 1], [1, -1], [0, -1]]: dY = [[p, q], [r, s]]
+        # gives the rows (p, q), (p + r, q + s), (p - r, q - s), (-r, -s); then each row
+        # (x0, x1) along: x0, x0 + x1, x0 - x1, -x1, positions 4 a .. 4 a + 3
+        base = uint64((th - th0) * N)
+        for a in range(4):
+            o0 = base + uint64(4 * a * ps)
+            o1, o2, o3 = o0 + uint64(ps), o0 + uint64(2 * ps), o0 + uint64(3 * ps)
+            for x in range(N):
+                u = uint64(x)
+                p, q, r, s = y[u], y[u + n1], y[u + n2], y[u + n3]
+                if a == 0:
+                    x0, x1 = p, q
+                elif a == 1:
+                    x0, x1 = p + r, q + s
+                elif a == 2:
+                    x0, x1 = p - r, q - s
                 else:
-                    for c in range(C):
-                        x0, x1, x2, x3 = e[a, 0, c], e[a, 1, c], e[a, 2, c], e[a, 3, c]
-                        if ok0:
-                            d[row + c] += x0
-                        if ok1:
-                            d[row + C + c] += x1 - x2 + x3
-                        if ok2:
-                            d[row + C2 + c] += x1 + x2 - x0
-                        if ok3:
-                            d[row + C3 + c] -= x3
+                    x0, x1 = -r, -s
+                dm[o0 + u] = x0
+                dm[o1 + u] = x0 + x1
+                dm[o2 + u] = x0 - x1
+                dm[o3 + u] = -x1
 
 
 @njit(inline="always")
-def _grad_run(p, parts, A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows, dU, dA,
-              input_grad):
+def _flush_row(i, r, slot, pad_left, tiles_W, Df, add, e, dA):
+    """dA_prev[i, r] = (add: +=) the input row summed in the ring slot `slot` of the flat
+    scratch Df (D[0, slot] of `_input_grad_tiles`, parity layout as kernels/winograd.py's
+    `_input_tiles`), plus the flat e's row where stored (if e is not empty: `backward_blocks`'
+    addend); nothing for a row outside the input (the padding)."""
+    _, H, W, C = dA.shape
+    if r < 0 or r >= H:
+        return
+    d = dA.reshape(-1)
+    plus = e.shape[0] > 0
+    L = (tiles_W + 1) * C
+    row = (i * H + r) * W
+    for t in range(tiles_W + 1):
+        q, o = 2 * t - pad_left, uint64(slot * 2 * L + t * C)
+        if 0 <= q and q + 1 < W:
+            s0 = uint64((row + q) * C)
+            if add:
+                for c in range(C):
+                    d[s0 + uint64(c)] += Df[o + uint64(c)]
+                    d[s0 + uint64(C + c)] += Df[o + uint64(L + c)]
+            elif plus:
+                for c in range(C):
+                    u = s0 + uint64(c)
+                    d[u] = Df[o + uint64(c)] + e[u]
+                    d[u + uint64(C)] = Df[o + uint64(L + c)] + e[u + uint64(C)]
+            else:
+                for c in range(C):
+                    d[s0 + uint64(c)] = Df[o + uint64(c)]
+                    d[s0 + uint64(C + c)] = Df[o + uint64(L + c)]
+        else:
+            for j in range(2):
+                if 0 <= q + j < W:
+                    s0, oj = uint64((row + q + j) * C), o + uint64(j * L)
+                    if add:
+                        for c in range(C):
+                            d[s0 + uint64(c)] += Df[oj + uint64(c)]
+                    elif plus:
+                        for c in range(C):
+                            d[s0 + uint64(c)] = Df[oj + uint64(c)] + e[s0 + uint64(c)]
+                    else:
+                        for c in range(C):
+                            d[s0 + uint64(c)] = Df[oj + uint64(c)]
+
+
+@njit(inline="always")
+def covers(H, W, tiles_H, tiles_W, pad_top, pad_left):
+    """Whether the tiles' 4x4 windows reach every input row and column: then each row of
+    dA_prev is written whole by `_flush_row` and needs no zeroing first."""
+    return (pad_top >= 0 and pad_left >= 0 and 2 * tiles_H + 1 - pad_top >= H - 1
+            and 2 * tiles_W + 1 - pad_left >= W - 1)
+
+
+@njit(inline="always")
+def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, pad_top, pad_left, D, zeroed, e, dA):
+    """dA_prev of example i += B dV B^T of its tiles of rows th0:th1 (position k of tile t
+    = (th - th0) tiles_W + tw, channel c, at k ps + t C + c in the flat dv); the 4x4 input
+    windows overlap by 2 and sum, the parts over the padding are dropped.
+
+    The transpose of kernels/winograd.py's `_input_tiles`, in the same scratch D (`row_scratch`):
+    (dV B^T) along each window row a into D[1, a] in parity layout (tile tw's columns 0, 1
+    at t' = tw, its 2, 3 at t' = tw + 1 where the next tile's 0, 1 land too), each one loop
+    of tiles_W C values; then B down the rows into the ring D[0] of input rows (rows 0, 1
+    of a window continue the last tile row's 2, 3); a row goes into dA_prev once no later
+    tile row of the block reaches it: stored, unless dA_prev was zeroed first (`zeroed`,
+    where the windows do not cover the input: `covers`) or the block before reached it
+    too. The tile-at-a-time loops (over C, two vectors behind
+    runtime alias checks, and 16 read-modify-writes of dA_prev a tile and channel) took
+    62-69 us an example of 32x32x32, one thread; these 31-33."""
+    C = dA.shape[3]
+    L, N = (tiles_W + 1) * C, tiles_W * C
+    Df = D.reshape(-1)  # unsigned offsets into it: no wraparound tests (those kept loops scalar)
+    uC = uint64(C)
+    for th in range(th0, th1):
+        # B = [[1, 0, 0, 0], [0, 1, -1, 1], [-1, 1, 1, 0], [0, 0, 0, -1]]: along the row,
+        # column 0 gets v0, 1 gets v1 - v2 + v3, 2 gets v1 + v2 - v0, 3 gets -v3
+        base = uint64((th - th0) * N)
+        for a in range(4):
+            o0 = base + uint64(4 * a * ps)
+            o1, o2, o3 = o0 + uint64(ps), o0 + uint64(2 * ps), o0 + uint64(3 * ps)
+            g0 = uint64((4 + a) * 2 * L)  # D[1, a, 0]; D[1, a, 1] is L on
+            g1 = g0 + uint64(L)
+            for x in range(C):  # t' = 0: the first tile's columns 0, 1 alone
+                u = uint64(x)
+                Df[g0 + u] = dv[o0 + u]
+                Df[g1 + u] = dv[o1 + u] - dv[o2 + u] + dv[o3 + u]
+            for y in range(N - C):  # tile t' and the columns 2, 3 of tile t' - 1
+                w = uint64(y)
+                u = w + uC
+                Df[g0 + u] = dv[o0 + u] + dv[o1 + w] + dv[o2 + w] - dv[o0 + w]
+                Df[g1 + u] = dv[o1 + u] - dv[o2 + u] + dv[o3 + u] - dv[o3 + w]
+            for y in range(C):  # t' = tiles_W: the last tile's columns 2, 3 alone
+                w = uint64(N - C + y)
+                u = w + uC
+                Df[g0 + u] = dv[o1 + w] + dv[o2 + w] - dv[o0 + w]
+                Df[g1 + u] = -dv[o3 + w]
+        # then B down the rows into the ring: rows 0, 1 of the window add to the last tile
+        # row's 2, 3 (within the block), rows 2, 3 start here
+        s0, s1, s2, s3 = (2 * th) % 4, (2 * th + 1) % 4, (2 * th + 2) % 4, (2 * th + 3) % 4
+        for j in range(2):
+            if th == th0:
+                for x in range(L):
+                    e0, e1, e2, e3 = D[1, 0, j, x], D[1, 1, j, x], D[1, 2, j, x], D[1, 3, j, x]
+                    D[0, s0, j, x] = e0
+                    D[0, s1, j, x] = e1 - e2 + e3
+                    D[0, s2, j, x] = e1 + e2 - e0
+                    D[0, s3, j, x] = -e3
+            else:
+                for x in range(L):
+                    e0, e1, e2, e3 = D[1, 0, j, x], D[1, 1, j, x], D[1, 2, j, x], D[1, 3, j, x]
+                    D[0, s0, j, x] += e0
+                    D[0, s1, j, x] += e1 - e2 + e3
+                    D[0, s2, j, x] = e1 + e2 - e0
+                    D[0, s3, j, x] = -e3
+        add = zeroed or (th == th0 and th0 > 0)  # rows 0, 1 flushed by the block before
+        _flush_row(i, 2 * th - pad_top, s0, pad_left, tiles_W, Df, add, e, dA)
+        _flush_row(i, 2 * th + 1 - pad_top, s1, pad_left, tiles_W, Df, add, e, dA)
+        if th == th1 - 1:  # the block's last rows: the next block (if any) adds to them
+            _flush_row(i, 2 * th + 2 - pad_top, s2, pad_left, tiles_W, Df, zeroed, e, dA)
+            _flush_row(i, 2 * th + 3 - pad_top, s3, pad_left, tiles_W, Df, zeroed, e, dA)
+
+
+@njit(inline="always")
+def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows, dU, dA,
+              input_grad, addend):
     """The p-th of `parts` runs of whole examples: each block (`rows` tile rows of one
     example, or `examples_a_block` whole examples) transformed, multiplied and transformed
     back while in cache; dU (16, C, K) this run's filter gradient in Winograd's domain,
-    dA its examples' input gradient (if input_grad)."""
+    dA its examples' input gradient (if input_grad), plus addend if that is not empty; UT
+    (16, K, C) the transformed filter with each position transposed (`transposed`)."""
     m, n_H, n_W, K = dZ.shape
     C = A_prev.shape[3]
     tiles_H, tiles_W = (n_H + 1) // 2, (n_W + 1) // 2
@@ -170,12 +242,18 @@ def _grad_run(p, parts, A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows
     V = np.empty(16 * position_stride(T_max * C), dtype=dZ.dtype)
     M = np.empty(16 * position_stride(T_max * K), dtype=dZ.dtype)
     part = np.empty((C, K), dtype=dZ.dtype)
-    e = np.empty((4, 4, C), dtype=dZ.dtype)
-    y = np.empty((4, 2, K), dtype=dZ.dtype)
+    D = row_scratch(tiles_W, C, dZ.dtype)
+    y = out_scratch(tiles_W, K, dZ.dtype)
     dU[:] = 0.0
     i_lo, i_hi = p * m // parts, (p + 1) * m // parts
-    if input_grad:
-        dA[i_lo:i_hi] = 0.0
+    zeroed = not covers(A_prev.shape[1], A_prev.shape[2], tiles_H, tiles_W, pad_top, pad_left)
+    e = addend.reshape(-1)
+    if input_grad and zeroed:
+        if e.shape[0] > 0:
+            dA[i_lo:i_hi] = addend[i_lo:i_hi]
+            e = e[:0]  # in dA_prev already: every row is added to from here
+        else:
+            dA[i_lo:i_hi] = 0.0
     i = i_lo
     while i < i_hi:
         # a block: examples i:i1 whole, or tile rows th0:th1 of example i
@@ -187,43 +265,52 @@ def _grad_run(p, parts, A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows
             pv, pm = position_stride(T * C), position_stride(T * K)
             for j in range(i, i1):  # each example's tiles at its offset in the block
                 t0 = (j - i) * (th1 - th0) * tiles_W
-                _input_tiles(j, th0, th1, A_prev, pad_top, pad_left, tiles_W, pv, C, e,
+                _input_tiles(j, th0, th1, A_prev, pad_top, pad_left, tiles_W, pv, D,
                              V[t0 * C:])
-                _output_grad_tiles(j, th0, th1, dZ, tiles_W, pm, K, y, M[t0 * K:])
+                _output_grad_tiles(j, th0, th1, dZ, tiles_W, pm, y, M[t0 * K:])
             for k in range(16):
                 vk = V[k * pv:k * pv + T * C].reshape((T, C))
                 mk = M[k * pm:k * pm + T * K].reshape((T, K))
                 np.dot(vk.T, mk, part)
                 dU[k] += part
                 if input_grad:  # dV[k] = dM[k] U[k]^T over V[k], spent
-                    np.dot(mk, U[k].T, vk)
+                    np.dot(mk, UT[k], vk)
             if input_grad:
                 for j in range(i, i1):
                     t0 = (j - i) * (th1 - th0) * tiles_W
-                    _input_grad_tiles(j, th0, th1, V[t0 * C:], tiles_W, pv, C, pad_top,
-                                      pad_left, e, dA)
+                    _input_grad_tiles(j, th0, th1, V[t0 * C:], tiles_W, pv, pad_top, pad_left,
+                                      D, zeroed, e, dA)
             th0 = th1
         i = i1
 
 
 @njit(cache=True)
-def backward_blocks(A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows, dU_parts, dA,
-                    input_grad):
+def backward_blocks(A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows, dU_parts, dA,
+                    input_grad, addend):
     """dU_parts[0] = the filter gradient in Winograd's domain (16, C, K), and dA (if
-    input_grad) the input gradient, block by block, on this thread."""
-    _grad_run(0, 1, A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows, dU_parts[0],
-              dA, input_grad)
+    input_grad) the input gradient, block by block, on this thread; UT = `transposed` U.
+    addend (dA's shape, or empty: (0, 1, 1, 1)) is added to dA in its passes: a residual
+    block's shortcut gradient (nn/conv_blocks.py), one pass over dA_prev fewer."""
+    _grad_run(0, 1, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows, dU_parts[0],
+              dA, input_grad, addend)
 
 
 @njit(parallel=True, cache=True)
-def backward_blocks_parallel(A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows,
-                             dU_parts, dA, input_grad):
+def backward_blocks_parallel(A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows,
+                             dU_parts, dA, input_grad, addend):
     """`backward_blocks` in one parallel region: a run of whole examples a thread, each
     summing its own dU_parts[p]; the caller adds the parts."""
     parts = dU_parts.shape[0]
     for p in prange(parts):
-        _grad_run(p, parts, A_prev, dZ, U, pad_top, pad_left, examples_a_block, rows,
-                  dU_parts[p], dA, input_grad)
+        _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows,
+                  dU_parts[p], dA, input_grad, addend)
+
+
+def transposed(U):
+    """U (16, C, K) with each position's C x K transposed, contiguous: the dV GEMMs' B operand.
+    dM[k] U[k]^T with U[k]^T a transposed view ran OpenBLAS's transposed-B path: 92-95 us an
+    example of resnet_small's 32x32x32 against 61-64 us on UT[k] (one thread, load ~3)."""
+    return np.ascontiguousarray(U.transpose(0, 2, 1))
 
 
 @njit(cache=True)

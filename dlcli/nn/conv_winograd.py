@@ -55,28 +55,42 @@ def forward(layer, A_prev, Z, chunk_elements=None):
     return kw.convolve(A_prev, _transformed(layer.params["W"]), layer.pad_top, layer.pad_left, Z)
 
 
+def takes_addend(layer, shape, dtype) -> bool:
+    """Whether the layer's next backward can add an array of A_prev's shape into its dA_prev
+    in its own passes (`backward`'s addend): a Winograd-domain backward with an input
+    gradient (not nn/conv_split.py's)."""
+    return (getattr(layer, "winograd", False) and not layer.split_backward
+            and layer.needs_input_grad and tuple(shape[1:]) == tuple(layer.input_shape)
+            and dtype == layer.params["W"].dtype)
+
+
 def backward(layer, A_prev, dZ, chunk_elements):
     """The layer's dW (into layer.grads["W"]) and dA_prev (None if the layer needs none),
-    both from one pass in Winograd's domain (kernels/winograd_grad.py)."""
+    both from one pass in Winograd's domain (kernels/winograd_grad.py). An array left in
+    layer.winograd_buffers["addend"] (`takes_addend`: a residual block's shortcut gradient,
+    nn/conv_blocks.py) is added to dA_prev in the same pass, and taken out."""
     from ..kernels import winograd as kw
     from ..kernels import winograd_grad as kg
     m, n_H, n_W, K = dZ.shape
     C = layer.n_C_prev
     rows, examples = kw.blocks(m, n_H, n_W, C, K, kw.BLOCK_ELEMENTS)
     input_grad = layer.needs_input_grad
-    U = _transformed(layer.params["W"])
+    addend = layer.winograd_buffers.pop("addend", None)
+    if addend is None or not input_grad:
+        addend = np.empty((0, 1, 1, 1), dtype=dZ.dtype)
+    UT = kg.transposed(_transformed(layer.params["W"]))
     dA_prev = (buffer(layer, "dA_prev", A_prev.shape, dZ.dtype) if input_grad
                else np.empty((1, 1, 1, 1), dtype=dZ.dtype))
     if dZ.size * 9 * C < kw.PARALLEL_MIN or m == 1:
         dU = np.empty((1, 16, C, K), dtype=dZ.dtype)
-        kg.backward_blocks(A_prev, dZ, U, layer.pad_top, layer.pad_left, examples, rows, dU,
-                           dA_prev, input_grad)
+        kg.backward_blocks(A_prev, dZ, UT, layer.pad_top, layer.pad_left, examples, rows, dU,
+                           dA_prev, input_grad, addend)
         dU = dU[0]
     else:  # a run of whole examples a thread: an example's input-gradient tiles overlap
         dU = np.empty((kw.parts(m), 16, C, K), dtype=dZ.dtype)
         with kw.one_blas_thread():
-            kg.backward_blocks_parallel(A_prev, dZ, U, layer.pad_top, layer.pad_left,
-                                        examples, rows, dU, dA_prev, input_grad)
+            kg.backward_blocks_parallel(A_prev, dZ, UT, layer.pad_top, layer.pad_left,
+                                        examples, rows, dU, dA_prev, input_grad, addend)
         dU = dU.sum(axis=0)
     kg.filter_grad_transform(dU, layer.grads["W"])
     return dA_prev if input_grad else None
