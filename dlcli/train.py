@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -201,10 +202,16 @@ class EarlyStopping:
         return self.waited >= self.patience
 
 
+# model -> {(batch, input shape): its step's BLAS context}; kept beside the model, not in it:
+# the contexts hold ctypes handles, which a model's deepcopy (kernels/ahead.py's trace) or
+# pickle cannot take
+_STEP_BLAS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def small_step_blas(model, m):
     """One BLAS thread for a step whose GEMMs are all small (each layer's `small_gemms`,
     nn/base.py), decided once per model and batch size; else nothing."""
-    held = model.__dict__.setdefault("_small_step_blas", {})
+    held = _STEP_BLAS.setdefault(model, {})
     key = (m, getattr(model, "input_shape", None))  # a model built again decides again
     ctx = held.get(key)
     if ctx is None:
