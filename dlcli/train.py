@@ -216,7 +216,7 @@ def small_step_blas(model, m):
     ctx = held.get(key)
     if ctx is None:
         import contextlib
-        from .kernels.threads import blas_held
+        from .kernels.threads import blas_threads
         small = all(layer.small_gemms(m) for layer in model.layers)
-        ctx = held[key] = blas_held(1) if small else contextlib.nullcontext()
+        ctx = held[key] = blas_threads(1) if small else contextlib.nullcontext()
     return ctx

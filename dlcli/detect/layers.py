@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import register
+from ..nn.base import Scratch
 from ..nn.conv_blocks import Branches
 from ..nn.conv_blocks import _run, _run_back
 from ..nn.conv_transpose import Conv2DTranspose
@@ -21,7 +22,7 @@ class SkipConcat(Branches):
 
     def __init__(self, layers):
         super().__init__([[], layers])
-        self.kept = {}  # the output of the last training step, when the last layer fuses
+        self.scratch = Scratch()  # the output of the last training step, when the last layer fuses
 
     def children(self):
         return [(f"layers.{j}", layer) for j, layer in enumerate(self.paths[1])]
@@ -50,11 +51,7 @@ class SkipConcat(Branches):
             return super().forward(A_prev, training)
         shape = (A_prev.shape[0],) + self.output_shape
         dtype = last.params["W"].dtype
-        out = self.kept.get("A") if training else None
-        if out is None or out.shape != shape or out.dtype != dtype:
-            out = np.empty(shape, dtype=dtype)
-            if training:
-                self.kept["A"] = out
+        out = self.scratch.get("A", shape, dtype, training)
         n_C = self.input_shape[-1]
         last.into = (out, n_C)
         try:

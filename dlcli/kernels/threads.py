@@ -1,7 +1,6 @@
 """Numba's worker threads pinned one to a core, for the kernels whose threads must run together;
-and the one BLAS thread limit (`blas_threads`; `blas_held`, its cheap reusable form for a
-whole training step, dlcli/train.py) and blocked-pass dispatch (`run_pass`) the parallel
-drivers' callers share.
+and the one BLAS thread limit (`blas_threads`) and blocked-pass dispatch (`run_pass`) the
+parallel drivers' callers, the recurrent loops and a training step of small GEMMs share.
 
 Why: Numba's workqueue layer puts its workers to sleep between parallel regions, and Linux
 wakes a sleeping thread on the core it last ran on when that core is idle. Once both workers
@@ -126,11 +125,15 @@ _BLAS = []  # one threadpoolctl controller a process (None without threadpoolctl
 def blas_threads(n: int):
     """A context with BLAS (numpy's and the one Numba's np.dot calls) on n threads: for the
     parallel drivers that call it from each Numba thread (a block's GEMMs are small; two BLAS
-    threads under each Numba thread would fight for the cores) and the recurrent time loops.
-    Entering and leaving costs about 16 us."""
+    threads under each Numba thread would fight for the cores), the recurrent time loops and
+    a training step of small GEMMs (dlcli/train.py). It may be kept and entered again; it
+    calls the libraries' own set functions: ~3.5 us to enter and leave, against ~17 us for
+    threadpoolctl's limit() (Dec 3 2026). A nullcontext without threadpoolctl."""
     import contextlib
     controller = _controller()
-    return contextlib.nullcontext() if controller is None else controller.limit(limits=n, user_api="blas")
+    if controller is None:
+        return contextlib.nullcontext()
+    return _BlasHeld(n, [lib for lib in controller.lib_controllers if lib.user_api == "blas"])
 
 
 def _controller():
@@ -160,8 +163,8 @@ def run_pass(parts, serial, parallel, args, parallel_args=()):
 
 
 class _BlasHeld:
-    """`blas_threads(n)` for a hot path: the BLAS libraries' own set calls, ~3.5 us a step for
-    both libraries against ~17 us for threadpoolctl's limit() (Dec 3 2026)."""
+    """`blas_threads(n)`'s context: the thread counts of the BLAS libraries set on entry and
+    put back on exit."""
 
     __slots__ = ("n", "libs", "before")
 
@@ -179,12 +182,3 @@ class _BlasHeld:
             lib.set_num_threads(n)
         return False
 
-
-def blas_held(n: int):
-    """A reusable context with BLAS (numpy's and Numba's np.dot's) on n threads, cheap enough
-    to enter at every training step (nullcontext without threadpoolctl)."""
-    import contextlib
-    controller = _controller()
-    if controller is None:
-        return contextlib.nullcontext()
-    return _BlasHeld(n, [lib for lib in controller.lib_controllers if lib.user_api == "blas"])

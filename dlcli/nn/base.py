@@ -22,6 +22,21 @@ import numpy as np
 SMALL_GEMM = 1 << 24
 
 
+class Scratch:
+    """A layer's arrays for one training step, reused while the shape stays the same."""
+
+    def __init__(self):
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple, dtype, training: bool = True) -> np.ndarray:
+        if not training:
+            return np.empty(shape, dtype=dtype)
+        a = self._arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self._arrays[name] = np.empty(shape, dtype=dtype)
+        return a
+
+
 class NoGemm:
     """Mixin of the layers with no GEMM at all (activations, pools, flatten, batch norm)."""
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import activations, register
 from . import conv_direct, conv_patches, conv_pointwise, conv_split, conv_winograd
-from .base import Layer, NoGemm, zeros_like_params
+from .base import Layer, NoGemm, Scratch, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
 from ..kernels import conv as kconv
@@ -132,7 +132,7 @@ class _Weighted(_Windowed):
         super().__init__()
         self.activation = activations.check(activation or "linear")
         self.bias, self.init = bool(bias), init
-        self.output_buffers = {}  # A of the last training step (`_activate`)
+        self.scratch = Scratch()  # A of the last training step (`_activate`)
 
     def _init_params(self, ctx, shape, fan_in, fan_out, n_C):
         self.params["W"] = initialize(self.init or ctx.init, shape, fan_in, fan_out, ctx.rng, ctx.dtype)
@@ -149,9 +149,7 @@ class _Weighted(_Windowed):
         identity = self.activation == "linear" and b is None  # before batch norm: no pass at all
         out = Z
         if training and not identity and self.activation in activations.PIECEWISE:
-            out = self.output_buffers.get("A")
-            if out is None or out.shape != Z.shape or out.dtype != Z.dtype:
-                out = self.output_buffers["A"] = np.empty(Z.shape, dtype=Z.dtype)
+            out = self.scratch.get("A", Z.shape, Z.dtype)
         A = Z if identity else activations.forward(self.activation, Z, b, out=out)
         if training:
             self.cache = (A,)

@@ -5,7 +5,7 @@ last axis (sequences (m, T, n) need nothing more). Dense keeps the notes' W (n, 
 b (n, 1), so z = x W^T + b^T. Gradients are sums over the batch (the loss divides by m, never
 a layer) written into the arrays `build` puts in `self.grads`, which the optimizer may hold.
 
-Training steps write into arrays kept from the step before (`_Scratch`): a fresh array per
+Training steps write into arrays kept from the step before (`Scratch`): a fresh array per
 step costs page faults and zeroing on every large allocation. Inference returns new arrays,
 as callers keep outputs across batches.
 
@@ -22,24 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations, register
-from .base import SMALL_GEMM, Layer, NoGemm, zeros_like_params
+from .base import SMALL_GEMM, Layer, NoGemm, Scratch, zeros_like_params
 from .inits import initialize
 from ..kernels import batchnorm as kbn
-
-
-class _Scratch:
-    """A layer's arrays for one training step, reused while the shape stays the same."""
-
-    def __init__(self):
-        self._arrays: dict[str, np.ndarray] = {}
-
-    def get(self, name: str, shape: tuple, dtype, training: bool = True) -> np.ndarray:
-        if not training:
-            return np.empty(shape, dtype=dtype)
-        a = self._arrays.get(name)
-        if a is None or a.shape != shape or a.dtype != dtype:
-            a = self._arrays[name] = np.empty(shape, dtype=dtype)
-        return a
 
 
 def _positive_int(value, what: str) -> int:
@@ -57,7 +42,7 @@ class Dense(Layer):
         self.units = _positive_int(units, "units")
         self.activation = activations.check(activation or "linear")
         self.bias, self.init = bool(bias), init
-        self.scratch = _Scratch()
+        self.scratch = Scratch()
 
     def build(self, input_shape, ctx):
         if not input_shape:
@@ -120,7 +105,7 @@ class Activation(NoGemm, Layer):
     def __init__(self, activation):
         super().__init__()
         self.activation = activations.check(activation)
-        self.scratch = _Scratch()
+        self.scratch = Scratch()
 
     fused = False  # set by the batch norm before it that applies this relu (BatchNorm.fuse_next)
 
@@ -200,7 +185,7 @@ class BatchNorm(NoGemm, Layer):
         if isinstance(epsilon, bool) or not epsilon > 0:
             raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
         self.momentum, self.epsilon = float(momentum), float(epsilon)
-        self.scratch = _Scratch()
+        self.scratch = Scratch()
         self.relu = False  # the relu activation after this layer runs in its passes (fuse_next)
 
     def fuse_next(self, layer) -> bool:

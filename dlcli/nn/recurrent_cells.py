@@ -31,10 +31,10 @@ def _loop_threads():
     shortens: it took a core from the split kernels): at load ~2 (Dec 3 2026) the char-LM
     LSTM at batch 128 ran 0.92x PyTorch with them on one thread, 1.13-1.19x on two; at batch 32
     one thread was worse too (0.52-0.57x against 0.68-0.76x, load 1.4-2.2).
-    Entering and leaving costs about 16 us; inside another one (a training step's
-    `step_threads`, where BLAS is limited already) it costs nothing: the LSTM's forward and
-    backward entered it again every step, 0.11 ms of a 5.4 ms char-LM step at batch 32
-    (timed in the step, load 2.4, Dec 3 2026).
+    Entering and leaving costs a few us (threadpoolctl's limit, used then, ~16); inside another
+    one (a training step's `step_threads`, where BLAS is limited already) it costs nothing: the
+    LSTM's forward and backward entered it again every step, 0.11 ms of a 5.4 ms char-LM step
+    at batch 32 (timed in the step, load 2.4, Dec 3 2026).
     """
     return _LoopThreads()
 
