@@ -3,6 +3,8 @@
 - SIGTERM is Ctrl-C: both raise KeyboardInterrupt once, where the loop can stop cleanly;
   every later one while the run saves is only counted (`Interrupts`), so that the summary is
   written whatever a second Ctrl-C hits, and the process exits 130 afterwards.
+- `signals_held` makes an epoch's end one step: a signal that lands while the epoch's
+  parameters are kept, counted and logged waits until all three are done.
 - `Checkpoints` writes params.npz (atomically) and checkpoint.json at epoch boundaries, every
   `training.checkpoint_every` epochs or seconds, so that a SIGKILL loses at most that much.
 - `watch_parent` ends a worker process whose driver is gone (SIGKILL leaves no time to
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -48,6 +51,25 @@ class Interrupts:
         for s, handler in self.saved.items():
             signal.signal(s, handler)
         self.saved.clear()
+
+
+@contextlib.contextmanager
+def signals_held():
+    """SIGINT / SIGTERM arriving inside the block are delivered as it ends, to whatever
+    handler was there: a KeyboardInterrupt cannot split the block's bookkeeping in two (an
+    epoch counted in summary.json but missing from metrics.jsonl)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came = []
+    saved = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+        for signum in came:  # the first may raise; Interrupts would only count the rest
+            signal.raise_signal(signum)
 
 
 def sigterm_as_ctrl_c() -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 
 from . import optim
+from .faults import signals_held
 from .rng import stream
 
 @dataclass
@@ -107,12 +108,14 @@ def fit(model, dataset, recipe, on_epoch=None, augment=None, on_batch=None,
             if opt.clip:  # the steps of this epoch whose gradients were clipped
                 record["clipped"], opt.clipped = opt.clipped, 0
             record["seconds"] = time.perf_counter() - started
-            last_good = snapshot(model)
-            # the epoch counts once its parameters are kept: an interrupt goes back to here
-            result.epochs, boundary_iterations = epoch, result.iterations
-            result.costs.append(cost)
-            if on_epoch:
-                on_epoch(record)
+            # the epoch counts once its parameters are kept and its line written, all or none:
+            # an interrupt goes back to the last epoch that did all three
+            with signals_held():
+                last_good = snapshot(model)
+                result.epochs, boundary_iterations = epoch, result.iterations
+                result.costs.append(cost)
+                if on_epoch:
+                    on_epoch(record)
             if stopper and stopper.update(epoch, stopper.value(model, record, dev), last_good):
                 result.stopped_early_at = epoch
                 break

@@ -76,6 +76,29 @@ def test_sigterm_is_ctrl_c_and_params_are_at_an_epoch_boundary(tmp_path):
         np.testing.assert_array_equal(saved[k], v, err_msg=k)
 
 
+def test_a_signal_during_an_epochs_end_waits_until_its_line_is_written(tmp_path):
+    """The CI race behind the test above: SIGTERM between counting an epoch and logging it
+    left summary.json one epoch ahead of metrics.jsonl. Delivered here at that very point."""
+    from dlcli.train import fit
+    recipe = api.as_recipe(write_recipe(tmp_path, SMALL, training__epochs=5))
+    model, dataset = api.prepare(recipe)
+    lines = []
+
+    def on_epoch(record):
+        if record["epoch"] == 2:
+            signal.raise_signal(signal.SIGTERM)  # as `kill` would, halfway through the end
+        lines.append(record["epoch"])
+
+    with faults.Interrupts():
+        result = fit(model, dataset, recipe, on_epoch=on_epoch)
+    assert result.status == "interrupted"
+    assert result.epochs == 2 and lines == [1, 2]
+    saved = {k: v.copy() for k, v in model.state_dict().items()}
+    expected = retrain(tmp_path, write_recipe(tmp_path, SMALL, name="again.yaml"), 2)
+    for k, v in expected.items():
+        np.testing.assert_array_equal(saved[k], v, err_msg=k)
+
+
 def test_sigkill_keeps_the_last_checkpoint_and_runs_list_says_crashed(tmp_path):
     recipe = write_recipe(tmp_path, dict(LONG, training={**LONG["training"], "checkpoint_every": 2}))
     proc = start_training(tmp_path, recipe)
