@@ -61,9 +61,10 @@ def signals_held():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    came = []
-    saved = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in SIGNALS}
-    try:
+    came, saved = [], {}
+    try:  # installed inside the try: a signal between the two installs restores the first
+        for s in SIGNALS:
+            saved[s] = signal.signal(s, lambda signum, frame: came.append(signum))
         yield
     finally:
         for s, handler in saved.items():
