@@ -6,9 +6,10 @@ classes: at C = 10 they do not vectorize, and each row calls libm's exp C times 
 The U-Net's loss (8 x 96 x 128 pixels, 10 classes, float32) took 7.6 ms of a step that way.
 Here a block of LANES rows is turned to (C, LANES) in a small array, so that each step (the
 rows' maxima, exponentials, sums) is a loop over LANES rows, branch-free and vectorized, the
-exponential kernels/gates.py's (`_exp_parts`: float64, 1-3 ulp, so float64 runs equal
-PyTorch to 1e-9), one log for the block's product of sums, and the gradient written back
-row by row.
+exponential kernels/gates.py's in the logits' precision (`_exp_parts`, 1-3 ulp of float64,
+so float64 runs equal PyTorch to 1e-9; `_exp_parts_32` for float32, as the old kernel's
+float32 exp), one log for the block's product of sums (float64, as the cost), and the
+gradient written back row by row.
 Measured (Dec 3 2026, one thread, (98304, 10) float32, median of 15): see `LANES`.
 """
 
@@ -17,21 +18,37 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
-from .gates import _exp_parts
+from .gates import _exp_parts, _exp_parts_32
 
-# Rows a block: 16 float64 lanes. (98304, 10), CPU time, one thread, median of 15 (Dec 3
-# 2026, 17:30 UTC, load ~5): float32 7.5-8.5 ms a row at a time (kernels/losses.py), 4.4-4.8
-# here (one log a block: 4.8 with a log a row); float64 8.0-8.4 against 4.2-4.7.
-LANES = 16
+F32 = np.float32
+
+# Rows a block. (98304, 10), CPU time, one thread, median of 15 (Dec 3 2026, 17:30-17:45
+# UTC, load ~5): float32 7.4-8.5 ms a row at a time (kernels/losses.py), here 4.4-4.8 with
+# float64 exponentials at 16 rows, 3.1-3.4 with float32 ones, 2.9-3.0 at 32 rows; float64
+# 8.0-8.4 against 4.4-4.5 (4.8 with a log a row instead of a block's).
+LANES = 32
 
 
-@njit(inline="always")
 def _exp_nonpositive(v):
-    """exp(v) for v <= 0, branch-free; below -708 it is 0, as libm's."""
-    s, q = _exp_parts(max(v, -708.0))
-    return (s * q + s) * (v > -708.0)
+    """exp(v) for v <= 0 in v's own precision, branch-free; 0 below the range, as libm's."""
+    return math.exp(v)
+
+
+@overload(_exp_nonpositive, inline="always")
+def _exp_nonpositive_typed(v):
+    if v == types.float32:  # float32 logits: 8 more lanes a vector and a shorter polynomial
+        def exp_32(v):
+            s, q = _exp_parts_32(max(v, F32(-87.0)))
+            return (s * q + s) * F32(v > F32(-87.0))
+        return exp_32
+
+    def exp_64(v):
+        s, q = _exp_parts(max(v, -708.0))
+        return (s * q + s) * (v > -708.0)
+    return exp_64
 
 
 @njit(inline="always", error_model="numpy")
@@ -62,9 +79,10 @@ def pixel_softmax_crossentropy(z, y, dz):
         if y[r] < 0 or y[r] >= C:
             raise ValueError("a label is outside 0..C-1 for C output units")
     L = np.uint64(LANES)
-    t = np.zeros(C * LANES, dtype=np.float64)  # a block's logits, class-major, then exponentials
-    zmax = np.empty(LANES, dtype=np.float64)
-    s = np.empty(LANES, dtype=np.float64)
+    # a block's logits, class-major, then exponentials, in z's precision
+    t = np.zeros(C * LANES, dtype=z.dtype)
+    zmax = np.empty(LANES, dtype=z.dtype)
+    s = np.empty(LANES, dtype=z.dtype)
     zf, dzf = z.reshape(-1), dz.reshape(-1)
     total = 0.0
     inv_m = 1.0 / m
@@ -75,16 +93,17 @@ def pixel_softmax_crossentropy(z, y, dz):
             for c in range(np.uint64(C)):
                 t[c * L + j] = zf[base + j * np.uint64(C) + c]
         _block_exp(t, zmax, s, C)
-        # one log a block: each sum is in [1, C], so their product (at most C^16) stays finite
+        # one log a block: each sum is in [1, C], their product at most C^32 (finite below
+        # 10^9 classes)
         prod = 1.0
         for j in range(n):
-            prod *= s[j]
+            prod *= np.float64(s[j])
         total += math.log(prod)
         for j in range(n):
             label = np.uint64(y[r0 + j])
             row = base + j * np.uint64(C)
-            total += zmax[j] - np.float64(zf[row + label])
-            share = inv_m / s[j]
+            total += np.float64(zmax[j]) - np.float64(zf[row + label])
+            share = inv_m / np.float64(s[j])
             for c in range(np.uint64(C)):
                 dzf[row + c] = t[c * L + j] * share
             dzf[row + label] -= inv_m
