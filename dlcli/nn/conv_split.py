@@ -23,6 +23,10 @@ import numpy as np
 # (two runs, 12:40 and 12:43 UTC, load 2.5-2.8): 96x128x32 -> 16 34.9 against 27.1,
 # 96x128x16 -> 16 21.7 against 19.0; but 48x64x32 -> 32 12.3 against 15.2, 48x64x64 -> 32
 # 20.3 against 25.4, 24x32x128 -> 64 18.1 against 20.3, 6x8x256 -> 256 12.9 against 14.3.
+# Again with kernels/filter_grad.py's dW (17:37 UTC, load ~7, CPU ms, 2 threads, median of 9
+# interleaved): 96x128x16 -> 16 10.1 in Winograd's domain against 10.6 split, 96x128x32 -> 16
+# 18.2 against 18.8; 48x64 to 12x16 the split 10-40% slower: within the noise at 96x128, so
+# the rule was left as it was; measure both at a quiet moment before changing it.
 SPLIT_MAX_FILTERS = 16
 SPLIT_MIN_PIXELS = 64 * 64
 
