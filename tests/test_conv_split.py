@@ -9,22 +9,22 @@ import numpy as np
 import pytest
 
 from conftest import numerical_grad
-from dlcli.kernels import transpose as ktr
+from dlcli.kernels import filter_grad as kf
 from dlcli.kernels import winograd as kw
 from dlcli.nn import conv_split, conv_winograd
 from dlcli.nn.conv import Conv2D
 from test_conv import built, close, nchw, nhwc, oracle, padded, run
 
 
-@pytest.fixture
-def split(monkeypatch):
-    """Every 3x3 stride-1 conv2d takes Winograd's forward and the split backward, in blocks of
-    one row."""
+@pytest.fixture(params=[1, 10 ** 6], ids=["row-blocks", "whole-images"])
+def split(monkeypatch, request):
+    """Every 3x3 stride-1 conv2d takes Winograd's forward and the split backward, its filter
+    gradient in blocks of one row (no run crosses a row end) or of whole images (runs
+    across rows, the wrapped pixels taken out)."""
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(conv_split, "SPLIT_MAX_FILTERS", 10 ** 6)
     monkeypatch.setattr(conv_split, "SPLIT_MIN_PIXELS", 0)
-    monkeypatch.setattr(ktr, "MIN_PIXELS", 1)
-    monkeypatch.setattr(ktr, "BLOCK_VALUES", 1)
+    monkeypatch.setattr(kf, "BLOCK_PIXELS", request.param)
 
 
 def test_the_split_backward_is_taken_for_few_filters_on_large_images():
@@ -90,3 +90,81 @@ def test_parallel_runs_and_the_first_layer_agree_with_the_serial_pass(split, mon
     close(parallel.grads["W"], serial.grads["W"], tol)
     assert none is None
     close(first.grads["W"], serial.grads["W"], tol)
+
+
+def numpy_filter_grad(A, dZ, pad):
+    m, H, W, C = A.shape
+    _, n_H, n_W, K = dZ.shape
+    Ap = np.zeros((m, max(H + 2 * pad, n_H + 2), max(W + 2 * pad, n_W + 2), C))
+    Ap[:, pad:pad + H, pad:pad + W] = A
+    return np.stack([np.stack([np.einsum("mhwc,mhwk->ck", Ap[:, di:di + n_H, dj:dj + n_W], dZ)
+                               for dj in range(3)]) for di in range(3)])
+
+
+FILTER_GRID = [(2, 5, 6, 3, 4, 1), (3, 1, 1, 2, 2, 1), (2, 4, 1, 2, 3, 1), (1, 1, 5, 2, 2, 1),
+               (2, 6, 7, 3, 2, 0), (1, 5, 5, 2, 2, 2), (2, 7, 9, 4, 5, 1), (3, 3, 2, 1, 1, 1)]
+
+
+@pytest.mark.parametrize("m,H,W,C,K,pad", FILTER_GRID)
+@pytest.mark.parametrize("rows", [1, 2, 3, 100])
+def test_filter_grad_kernels_match_numpy(m, H, W, C, K, pad, rows):
+    """kernels/filter_grad.py, serial and parallel, against numpy: one-pixel rows and
+    columns, valid and wide padding (a row a GEMM), blocks of 1-3 rows and whole images."""
+    rng = np.random.default_rng(H * W + C)
+    A = rng.standard_normal((m, H, W, C))
+    dZ = rng.standard_normal((m, H + 2 * pad - 2, W + 2 * pad - 2, K))
+    want = numpy_filter_grad(A, dZ, pad)
+    serial = np.full((1, 3, 3, C, K), np.nan)
+    kf.filter_grad(A, dZ, pad, pad, rows, serial)
+    close(serial[0], want, 1e-12)
+    parallel = np.full((2, 3, 3, C, K), np.nan)
+    kf.filter_grad_parallel(A, dZ, pad, pad, rows, parallel)
+    close(parallel.sum(axis=0), want, 1e-12)
+
+
+# -- whole-example Winograd blocks (nn/conv.py `winograd_block`) --------------------------------
+def test_whole_example_blocks_are_chosen_where_an_example_fills_one_to_two_blocks():
+    assert kw.BLOCK_ELEMENTS == 1 << 17  # the U-Net figures below assume it
+    assert built(Conv2D(128, 3, padding="same"), (12, 16, 256)).winograd_block == 6 * 8 * 16 * 256
+    assert built(Conv2D(64, 3, padding="same"), (24, 32, 64)).winograd_block == 12 * 16 * 16 * 64
+    assert built(Conv2D(64, 3, padding="same"), (24, 32, 128)).winograd_block is None  # 3 blocks
+    assert built(Conv2D(128, 3, padding="same"), (12, 16, 128)).winograd_block is None  # 1 block
+    assert built(Conv2D(16, 3, padding="same"), (96, 128, 16)).winograd_block is None
+
+
+BLOCK_GRID = list(itertools.product((1, 3, 5), (6, 7), ("same", "valid", 2), (3, 9)))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("m,n,padding,n_C_prev", BLOCK_GRID)
+def test_conv2d_in_whole_example_blocks_matches_torch(monkeypatch, m, n, padding, n_C_prev):
+    """BLOCK_ELEMENTS lowered so that an example's tiles just overflow one block: the layer
+    takes blocks of whole examples (several when max(C, K) exceeds an example's tiles),
+    forward and backward, against PyTorch in float64."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(kw, "PARALLEL_MIN", 0)
+    x = np.random.default_rng(3).standard_normal((m, n, n + 1, n_C_prev))
+    K = 8
+    probe = built(Conv2D(K, 3, padding=padding), x.shape[1:])
+    tiles = np.prod(kw.tiles(probe.n_H, probe.n_W))
+    monkeypatch.setattr(kw, "BLOCK_ELEMENTS", tiles * 16 * max(n_C_prev, K) - 1)
+    layer = built(Conv2D(K, 3, padding=padding, activation="relu"), x.shape[1:])
+    assert layer.winograd and not layer.split_backward
+    assert layer.winograd_block == tiles * 16 * max(n_C_prev, K)
+    rows, examples = kw.blocks(m, layer.n_H, layer.n_W, n_C_prev, K, layer.winograd_block)
+    assert rows == kw.tiles(layer.n_H, layer.n_W)[0]
+    from numba import get_num_threads
+    assert examples == max(1, min(-(-max(n_C_prev, K) // tiles), -(-m // get_num_threads())))
+    y, dy, dx = run(layer, x)
+    tx = nchw(torch, x)
+    tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(layer.params["b"]).requires_grad_(True)
+    ty = F.relu(F.conv2d(padded(torch, F, tx, 3, 1, padding), tW, tb))
+    close(y, nhwc(ty), 1e-9)
+    close(layer.forward(x, False), nhwc(ty), 1e-9)
+    gx, gW, gb = oracle(torch, ty, dy, tx, tW, tb)
+    close(dx, gx.permute(0, 2, 3, 1), 1e-9)
+    close(layer.grads["W"], gW.permute(2, 3, 1, 0), 1e-9)
+    close(layer.grads["b"], gb, 1e-9)

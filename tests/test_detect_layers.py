@@ -274,6 +274,57 @@ def test_per_pixel_softmax_matches_torch():
     assert loss.error(loss.output(z), y) == pytest.approx(np.mean(z.argmax(-1) != y))
 
 
+PIXEL_GRID = [((1, 1, 1), 1), ((1, 3, 5), 2), ((2, 3, 4), 5), ((2, 7, 9), 10), ((2, 4, 4), 16),
+              ((1, 5, 7), 27)]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("shape,C", PIXEL_GRID)
+def test_per_pixel_softmax_kernel_matches_torch_over_edge_shapes(shape, C):
+    """kernels/segment.py, LANES rows a block: row counts below, at and between multiples of
+    LANES (32), one class and many, logits far apart (exp of -1000 is 0), against PyTorch in
+    float64."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(C)
+    z = rng.standard_normal(shape + (C,)) * 8
+    z.reshape(-1, C)[0, 0] = 1000.0
+    z.reshape(-1, C)[-1, :] = -300.0
+    y = rng.integers(0, C, shape)
+    loss = CategoricalCrossentropy()
+    cost = loss.forward(z, y)
+    dz = loss.backward()
+    tz = torch.tensor(z).requires_grad_(True)
+    tcost = torch.nn.functional.cross_entropy(tz.permute(0, 3, 1, 2), torch.tensor(y))
+    tcost.backward()
+    assert cost == pytest.approx(float(tcost.detach()), rel=1e-9)
+    assert dz.shape == z.shape
+    close(dz, tz.grad.numpy(), 1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_per_pixel_softmax_kernel_matches_numpy_and_the_row_kernel(dtype):
+    from dlcli.kernels.losses import softmax_crossentropy
+    from dlcli.kernels.segment import pixel_softmax_crossentropy
+    r = np.random.default_rng(7)
+    z, y = (r.standard_normal((53, 10)) * 5).astype(dtype), r.integers(0, 10, 53)
+    z[3, 5], z[40, :] = 1000.0, -300.0  # exp of -1000 is 0 in float32's exponential too
+    z64 = z.astype(np.float64)
+    shifted = z64 - z64.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    dz, rows = np.full_like(z, np.nan), np.empty_like(z)
+    cost = pixel_softmax_crossentropy(z, y, dz)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert cost == pytest.approx(-logp[np.arange(53), y].mean(), rel=tol)
+    np.testing.assert_allclose(dz, (np.exp(logp) - np.eye(10)[y]) / 53, rtol=tol, atol=tol / 53)
+    assert cost == pytest.approx(softmax_crossentropy(z, y, rows), rel=tol)
+    np.testing.assert_allclose(dz, rows, rtol=tol, atol=tol / 53)
+    assert dz.dtype == dtype
+    for bad in (-1, 10):
+        y[40] = bad
+        with pytest.raises(ValueError, match="outside"):
+            pixel_softmax_crossentropy(z, y, dz)
+
+
 def test_localization_loss_is_the_notes_squared_error():
     from dlcli.detect.localization import Localization
     z = np.array([[0.8, 0.5, 0.5, 0.2, 0.25, 0.1, 0.7, 0.2],

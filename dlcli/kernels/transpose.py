@@ -29,8 +29,8 @@ Whole U-Net steps, both alternating in one process (Dec 3 2026, 15:25 UTC, load 
 as the wall time meant nothing): 376.9 -> 374.5 ms, the passes gone being small ones.
 
 The backward's gather + dW pass is also any conv's filter gradient (the gather of a transpose
-conv's backward is a conv's im2col): nn/conv_split.py runs it at stride 1 with
-`input_grad=False` for the Winograd layers whose own backward is slow.
+conv's backward is a conv's im2col); nn/conv_split.py ran it at stride 1 until the nine
+shifted GEMMs of kernels/filter_grad.py, which copy nothing, measured faster.
 
 Measured (Dec 3 2026, 12:25-12:27 UTC, load 1.5-1.8, forward + backward on 2 threads, median
 of 15 interleaved, batch 8, two runs each): the U-Net's four 3x3 stride-2 transposes,

@@ -61,6 +61,27 @@ PARALLEL_MIN = 1 << 21
 MAXPOOL_WORK = 2
 
 
+def winograd_block(n_H: int, n_W: int, n_C_prev: int, n_C: int) -> int | None:
+    """Transformed values a Winograd block of this layer holds (nn/conv_winograd.py), None for
+    kernels/winograd.py's BLOCK_ELEMENTS. Where one example's tiles fill one to two of those
+    blocks, they cut it into tile rows with a ragged last block (the U-Net's 12x16x256 -> 128:
+    blocks of 32 and 16 tiles against a 256 x 128 U[k], which BLAS packs for every GEMM);
+    blocks of whole examples instead, a few of them when an example has few tiles.
+    Measured: `WHOLE_EXAMPLES` below."""
+    from ..kernels import winograd as kw
+    tiles_H, tiles_W = kw.tiles(n_H, n_W)
+    example = tiles_H * tiles_W * 16 * max(n_C_prev, n_C)
+    return example if kw.BLOCK_ELEMENTS < example <= WHOLE_EXAMPLES * kw.BLOCK_ELEMENTS else None
+
+
+# Examples' tiles (in BLOCK_ELEMENTS) up to which a Winograd block holds whole examples. One
+# thread, batch 8, forward / backward ms (Dec 3 2026, 17:20 UTC, load 1.4): 12x16x256 -> 128
+# 6.10 / 17.60 in tile rows (4 + 2 of 6), 4.19 / 10.35 in whole examples (4 a block);
+# 24x32x64 -> 64 2.10 / 4.91 against 2.13 / 4.60; but from 3 blocks an example the rows win:
+# 24x32x128 -> 64 4.05 / 11.08 in rows of 4 against 5.12 / 11.89 in whole examples.
+WHOLE_EXAMPLES = 2
+
+
 def kernel(module, name: str, work: int):
     """The kernel's parallel driver for `work` elements and more, else its serial one:
     waking the threads costs more than a small pass (kernels/conv.py)."""
@@ -185,6 +206,8 @@ class Conv2D(_Weighted):
         # 3x3 stride 1 with enough channels: Winograd F(2x2, 3x3) (nn/conv_winograd.py)
         self.winograd = conv_winograd.applies(f, self.stride, self.n_C_prev, self.n_C)
         self.winograd_buffers = {}
+        self.winograd_block = (winograd_block(self.n_H, self.n_W, self.n_C_prev, self.n_C)
+                               if self.winograd else None)
         # few filters on a large image: its backward split, dW unrolled (nn/conv_split.py)
         self.split_backward = (self.winograd and self.pad_top == self.pad_left
                                and conv_split.applies(self.n_H, self.n_W, self.n_C))

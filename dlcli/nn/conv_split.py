@@ -1,12 +1,13 @@
-"""Conv2D's Winograd forward with a split backward: the filter gradient unrolled, the input
-gradient a Winograd convolution of dZ.
+"""Conv2D's Winograd forward with a split backward: the filter gradient as GEMMs over shifted
+rows, the input gradient a Winograd convolution of dZ.
 
 nn/conv_winograd.py computes both gradients in Winograd's domain from one transform of dZ.
 Where a layer has few output channels on a large image (the U-Net's top, 96x128 at 16
 filters), that pass transforms dZ and dA_prev tile by tile for narrow 16 x K GEMMs, and the
-older split pass measured faster: dW = unrolled(A_prev)^T dZ in blocks of image rows that stay
-in cache (kernels/transpose.py's gather + GEMM pass at stride 1: the gather of a transpose
-conv's backward is a conv's im2col), and dA_prev = the convolution of dZ with the rotated
+older split pass measured faster: dW = nine GEMMs A_prev(shifted)^T dZ on blocks of image rows
+(kernels/filter_grad.py; before, kernels/transpose.py's gather + GEMM pass at stride 1, which
+copied each pixel's 3x3 window first: one thread, 8x96x128x16 -> 16 6.0-6.8 -> 4.8 ms CPU,
+x32 -> 16 10.4 -> 9.9, load ~4.7), and dA_prev = the convolution of dZ with the rotated
 filter, padded by 2 - pad (kernels/winograd.py's forward, K -> C channels).
 
 Measured (Dec 3 2026, 12:40-12:46 UTC, load 2.5-2.8, the layer's backward on 2 threads,
@@ -22,6 +23,10 @@ import numpy as np
 # (two runs, 12:40 and 12:43 UTC, load 2.5-2.8): 96x128x32 -> 16 34.9 against 27.1,
 # 96x128x16 -> 16 21.7 against 19.0; but 48x64x32 -> 32 12.3 against 15.2, 48x64x64 -> 32
 # 20.3 against 25.4, 24x32x128 -> 64 18.1 against 20.3, 6x8x256 -> 256 12.9 against 14.3.
+# Again with kernels/filter_grad.py's dW (17:37 UTC, load ~7, CPU ms, 2 threads, median of 9
+# interleaved): 96x128x16 -> 16 10.1 in Winograd's domain against 10.6 split, 96x128x32 -> 16
+# 18.2 against 18.8; 48x64 to 12x16 the split 10-40% slower: within the noise at 96x128, so
+# the rule was left as it was; measure both at a quiet moment before changing it.
 SPLIT_MAX_FILTERS = 16
 SPLIT_MIN_PIXELS = 64 * 64
 
@@ -41,26 +46,23 @@ def _rotated_transform(W):
 
 def backward(layer, A_prev, dZ):
     """The layer's dW (into layer.grads["W"]) and dA_prev (None if the layer needs none)."""
-    from ..kernels import transpose as ktr
+    from ..kernels import filter_grad as kf
     from ..kernels import winograd as kw
     from . import conv_winograd
     m, n_H, n_W, K = dZ.shape
-    width = 9 * layer.n_C_prev
-    block_rows = ktr.block_rows(n_W, width)
-    none, no_db = np.empty((1, 1), dtype=dZ.dtype), np.empty((kw.parts(m), 0), dtype=dZ.dtype)
-    dZ2 = dZ.reshape(-1, K)
-    # the gather pass over A_prev at stride 1, cropped by the padding, gives dW^T (K, 9 C)
-    if dZ.size * width < kw.PARALLEL_MIN or m == 1:
-        dW_parts = np.empty((1, K, width), dtype=dZ.dtype)
-        ktr.backward_blocks(A_prev, dZ2, none, 3, 1, layer.pad_top, n_H, n_W, block_rows,
-                            dW_parts, none, False, 0, no_db)
+    rows = kf.block_rows(n_W)
+    # nine GEMMs a block of rows on A_prev and dZ themselves (kernels/filter_grad.py)
+    if dZ.size * 9 * layer.n_C_prev < kw.PARALLEL_MIN or m == 1:
+        dW_parts = np.empty((1,) + layer.grads["W"].shape, dtype=dZ.dtype)
+        kf.filter_grad(A_prev, dZ, layer.pad_top, layer.pad_left, rows, dW_parts)
     else:
-        dW_parts = np.empty((kw.parts(m), K, width), dtype=dZ.dtype)
+        dW_parts = np.empty((kw.parts(m),) + layer.grads["W"].shape, dtype=dZ.dtype)
         with kw.one_blas_thread():
-            ktr.backward_blocks_parallel(A_prev, dZ2, none, 3, 1, layer.pad_top, n_H, n_W,
-                                         block_rows, dW_parts, none, False, 0, no_db)
-    layer.grads["W"].reshape(width, K)[...] = (dW_parts[0] if len(dW_parts) == 1
-                                               else dW_parts.sum(axis=0)).T
+            kf.filter_grad_parallel(A_prev, dZ, layer.pad_top, layer.pad_left, rows, dW_parts)
+    if len(dW_parts) == 1:
+        layer.grads["W"][...] = dW_parts[0]
+    else:
+        dW_parts.sum(axis=0, out=layer.grads["W"])
     if not layer.needs_input_grad:
         return None
     dA_prev = conv_winograd.buffer(layer, "dA_prev", A_prev.shape, dZ.dtype)

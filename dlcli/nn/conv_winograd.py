@@ -41,6 +41,13 @@ def buffer(layer, name: str, shape: tuple, dtype) -> np.ndarray:
     return buf
 
 
+def block_elements(layer) -> int:
+    """Transformed values a block holds: the layer's own choice (nn/conv.py's
+    `winograd_block`, set at build), else kernels/winograd.py's."""
+    from ..kernels import winograd as kw
+    return getattr(layer, "winograd_block", None) or kw.BLOCK_ELEMENTS
+
+
 def _transformed(W):
     from ..kernels import winograd as kw
     U = np.empty((16, W.shape[2], W.shape[3]), dtype=W.dtype)
@@ -52,7 +59,8 @@ def forward(layer, A_prev, Z, chunk_elements=None):
     """Z = the layer's convolution of A_prev, bias and activation not yet applied (in blocks
     of kernels/winograd.py's size, whatever `chunk_elements` the caller's im2col uses)."""
     from ..kernels import winograd as kw
-    return kw.convolve(A_prev, _transformed(layer.params["W"]), layer.pad_top, layer.pad_left, Z)
+    return kw.convolve(A_prev, _transformed(layer.params["W"]), layer.pad_top, layer.pad_left, Z,
+                       block_elements(layer))
 
 
 def takes_addend(layer, shape, dtype) -> bool:
@@ -73,7 +81,7 @@ def backward(layer, A_prev, dZ, chunk_elements):
     from ..kernels import winograd_grad as kg
     m, n_H, n_W, K = dZ.shape
     C = layer.n_C_prev
-    rows, examples = kw.blocks(m, n_H, n_W, C, K, kw.BLOCK_ELEMENTS)
+    rows, examples = kw.blocks(m, n_H, n_W, C, K, block_elements(layer))
     input_grad = layer.needs_input_grad
     addend = layer.winograd_buffers.pop("addend", None)
     if addend is None or not input_grad:

@@ -1,0 +1,107 @@
+"""A 3x3 stride-1 conv's filter gradient as nine GEMMs over shifted rows, no unrolling:
+nn/conv_split.py's dW for the U-Net's 16-filter layers on 96x128.
+
+dW[di, dj] (C, K) = sum over output pixels q of A_prev[q shifted by (di, dj)]^T dZ[q]. With
+NHWC and an output as wide as its input (same padding), the input pixels of a run of output
+rows are one contiguous run of A_prev's rows, a constant offset away: each (di, dj) is one
+GEMM of (C, P) x (P, K) over P pixels of a block of rows, straight on A_prev and dZ. A run
+that crosses a row end with a column shift of 1 wraps onto the next row's first pixel
+(or the last row's last): those terms, one a row, are subtracted after the GEMM. Other
+widths (valid or larger padding) take one output row a GEMM, cropped to the columns that
+exist. The block's rows stay in L2 for the nine GEMMs; one parallel region a pass, a run of
+whole examples a Numba thread, BLAS on one thread meanwhile.
+
+Why: kernels/transpose.py's gather pass (`backward_blocks`, nn/conv_split.py's dW before)
+copied each pixel's 3x3 window into a buffer (9 C values a pixel) for one (K, P) x (P, 9 C)
+GEMM: the copy cost as much as the GEMMs. Measured: see `BLOCK_PIXELS`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# Output pixels a block's GEMMs run over. One thread, CPU ms, median of 11 (Dec 3 2026, 17:35
+# UTC, load ~4.7), 8x96x128xC -> 16 by rows a block (128 pixels a row): C 16, the gather
+# pass 6.0-6.8, here 5.3 at 1 row, 4.8 at 2, 5.2 at 3-16; C 32 10.4 against 10.2, 9.9, 10.5
+# at 1-3 rows, 11.7 at 4-8, 20.0 at 16.
+BLOCK_PIXELS = 256
+
+
+def block_rows(n_W: int) -> int:
+    return max(1, BLOCK_PIXELS // n_W)
+
+
+@njit(inline="always")
+def _rows(x, r0, r1):
+    """Rows r0:r1 of the C-contiguous 2-D x, typed contiguous (numba's np.dot wants that)."""
+    k = x.shape[1]
+    return x.reshape(-1)[r0 * k:r1 * k].reshape((r1 - r0, k))
+
+
+@njit(inline="always")
+def _grad_run(p, parts, A_prev, dZ, pad_top, pad_left, block_rows, dW_part):
+    m, H, Wd, C = A_prev.shape
+    n_H, n_W, K = dZ.shape[1], dZ.shape[2], dZ.shape[3]
+    i0, i1 = p * m // parts, (p + 1) * m // parts
+    A2, dZ2 = A_prev.reshape(-1, C), dZ.reshape(-1, K)
+    dW2 = dW_part.reshape(9, C, K)
+    for t in range(9):  # loops, not array expressions: those would be parallel regions
+        for c in range(C):
+            for k in range(K):
+                dW2[t, c, k] = 0.0
+    tmp = np.empty((C, K), dtype=dZ.dtype)
+    # runs across rows need the input's rows as wide as the output's, one column shift at most
+    wide = n_W == Wd and pad_left == 1
+    rows = block_rows if wide else 1
+    for i in range(i0, i1):
+        for h0 in range(0, n_H, rows):
+            h1 = min(h0 + rows, n_H)
+            for di in range(3):
+                # output rows ha:hb read input rows ha + di - pad_top ... inside the image
+                ha, hb = max(h0, pad_top - di), min(h1, H + pad_top - di)
+                if ha >= hb:
+                    continue
+                for dj in range(3):
+                    off = dj - pad_left  # input column = output column + off
+                    # output columns wa:wb whose input column exists (one row at a time), or
+                    # the whole rows (runs across rows), the wrapped pixels taken out after
+                    wa, wb = (0, n_W) if wide else (max(0, -off), min(n_W, Wd - off))
+                    if wa >= wb:
+                        continue
+                    q0 = (i * n_H + ha) * n_W + wa
+                    q1 = (i * n_H + hb - 1) * n_W + wb
+                    D = ((i * H + ha + di - pad_top) * Wd + wa + off) - q0
+                    if wide and off < 0:  # the run's first pixel would read before its row
+                        q0 += 1
+                    if wide and off > 0:  # the run's last pixel would read past its row
+                        q1 -= 1
+                    if q1 <= q0:  # one pixel a row, and that one outside the image
+                        continue
+                    np.dot(_rows(A2, q0 + D, q1 + D).T, _rows(dZ2, q0, q1), tmp)
+                    if wide and off != 0:
+                        # each row boundary inside the run: one wrapped (input, output) pair
+                        for h in range(ha + 1, hb):
+                            q = (i * n_H + h) * n_W - (1 if off > 0 else 0)
+                            for c in range(C):
+                                a = A2[q + D, c]
+                                for k in range(K):
+                                    tmp[c, k] -= a * dZ2[q, k]
+                    for c in range(C):
+                        for k in range(K):
+                            dW2[di * 3 + dj, c, k] += tmp[c, k]
+
+
+@njit(cache=True)
+def filter_grad(A_prev, dZ, pad_top, pad_left, block_rows, dW_parts):
+    """dW_parts[0] (3, 3, C, K) = the filter gradient of a 3x3 stride-1 convolution of A_prev
+    (m, H, W, C), padded by pad_top and pad_left, with output gradient dZ (m, n_H, n_W, K)."""
+    _grad_run(0, 1, A_prev, dZ, pad_top, pad_left, block_rows, dW_parts[0])
+
+
+@njit(parallel=True, cache=True)
+def filter_grad_parallel(A_prev, dZ, pad_top, pad_left, block_rows, dW_parts):
+    """filter_grad over len(dW_parts) runs of examples, dW_parts[p] the run p's sum."""
+    parts = dW_parts.shape[0]
+    for p in prange(parts):
+        _grad_run(p, parts, A_prev, dZ, pad_top, pad_left, block_rows, dW_parts[p])
