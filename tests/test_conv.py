@@ -128,10 +128,15 @@ def test_conv2d_in_blocks_matches_torch(monkeypatch, n, f, s, padding, n_C_prev,
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("parallel", (False, True))
 @pytest.mark.parametrize("m,n,f,s,padding", GRID)
-def test_depthwise_matches_grouped_torch_conv(m, n, f, s, padding):
+def test_depthwise_matches_grouped_torch_conv(m, n, f, s, padding, parallel, monkeypatch):
+    import dlcli.nn.conv as conv_module
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
+    # both drivers of kernels/depthwise.py (the 3x3 windows inside the image take its
+    # nine-tap path, the border the tap-at-a-time one)
+    monkeypatch.setattr(conv_module, "PARALLEL_MIN", 0 if parallel else 1 << 60)
     x = np.random.default_rng(4).standard_normal((m, n + 1, n, 5))
     layer = built(DepthwiseConv2D(f, stride=s, padding=padding), x.shape[1:])
     y, dy, dx = run(layer, x)
@@ -144,6 +149,53 @@ def test_depthwise_matches_grouped_torch_conv(m, n, f, s, padding):
     close(dx, gx.permute(0, 2, 3, 1), 1e-9)
     close(layer.grads["W"], gW[:, 0].permute(1, 2, 0), 1e-9)
     close(layer.grads["b"], gb, 1e-9)
+
+
+def _depthwise_numpy(A, W, s, pad_top, pad_left, n_H, n_W):
+    """Z by the definition, and (for an upstream gradient) dA_prev and dW, loop by loop."""
+    m, n_H_prev, n_W_prev, C = A.shape
+    f = W.shape[0]
+    P = np.zeros((m, n_H_prev + f + n_H * s, n_W_prev + f + n_W * s, C))
+    P[:, pad_top:pad_top + n_H_prev, pad_left:pad_left + n_W_prev] = A
+    Z = np.zeros((m, n_H, n_W, C))
+    for di in range(f):
+        for dj in range(f):
+            Z += P[:, di:di + n_H * s:s, dj:dj + n_W * s:s] * W[di, dj]
+
+    def grads(dZ):
+        dP, dW = np.zeros_like(P), np.zeros_like(W)
+        for di in range(f):
+            for dj in range(f):
+                dP[:, di:di + n_H * s:s, dj:dj + n_W * s:s] += dZ * W[di, dj]
+                dW[di, dj] = np.sum(dZ * P[:, di:di + n_H * s:s, dj:dj + n_W * s:s], axis=(0, 1, 2))
+        return dP[:, pad_top:pad_top + n_H_prev, pad_left:pad_left + n_W_prev], dW
+    return Z, grads
+
+
+@pytest.mark.parametrize("driver", ("", "_parallel"))
+@pytest.mark.parametrize("shape,f,s,padding", [
+    ((2, 9, 7, 64), 3, 1, "same"), ((2, 9, 7, 64), 3, 2, "same"), ((3, 8, 8, 16), 3, 1, "valid"),
+    ((2, 1, 1, 3), 3, 1, "same"), ((2, 2, 3, 1), 3, 2, "same"), ((1, 7, 6, 4), 3, 3, 1),
+    ((2, 5, 5, 8), 3, 1, 2), ((2, 6, 5, 7), 5, 1, "same"), ((2, 6, 5, 7), 1, 1, 1)])
+def test_depthwise_kernels_match_numpy(shape, f, s, padding, driver):
+    """kernels/depthwise.py against numpy by the definition: edge shapes (a 1x1 image, one
+    channel, windows wider than the image, stride 3, padding beyond f - 1) and many channels."""
+    from dlcli.kernels import depthwise as kdw
+    rng = np.random.default_rng(7)
+    A, W = rng.standard_normal(shape), rng.standard_normal((f, f, shape[3]))
+    n_H, pad_top = output_size(shape[1], f, s, padding)
+    n_W, pad_left = output_size(shape[2], f, s, padding)
+    want, grads = _depthwise_numpy(A, W, s, pad_top, pad_left, n_H, n_W)
+    Z = np.full(want.shape, np.nan)
+    getattr(kdw, "depthwise_forward" + driver)(A, W, s, pad_top, pad_left, Z)
+    close(Z, want, 1e-12)
+    dZ = rng.standard_normal(Z.shape)
+    dA, dW_per_example = np.full(A.shape, np.nan), np.full((shape[0],) + W.shape, np.nan)
+    getattr(kdw, "depthwise_backward" + driver)(dZ, A, W, np.ascontiguousarray(W[::-1, ::-1]), s,
+                                                pad_top, pad_left, dA, dW_per_example)
+    want_dA, want_dW = grads(dZ)
+    close(dA, want_dA, 1e-12)
+    close(dW_per_example.sum(axis=0), want_dW, 1e-12)
 
 
 @pytest.mark.torch

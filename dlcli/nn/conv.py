@@ -23,6 +23,7 @@ from .base import Layer, NoGemm, Scratch, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
 from ..kernels import conv as kconv
+from ..kernels import depthwise as kdepthwise
 from ..kernels import pool as kpool
 
 
@@ -321,7 +322,7 @@ class DepthwiseConv2D(_Weighted):
     def forward(self, A_prev, training):
         A_prev = np.ascontiguousarray(A_prev, dtype=self.params["W"].dtype)
         Z = np.empty((A_prev.shape[0], self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
-        kernel(kconv, "depthwise_forward", Z.size * self.f * self.f)(
+        kernel(kdepthwise, "depthwise_forward", Z.size * self.f * self.f)(
             A_prev, self.params["W"], self.stride, self.pad_top, self.pad_left, Z)
         A = self._activate(Z, training)
         if training:
@@ -332,9 +333,12 @@ class DepthwiseConv2D(_Weighted):
         A_prev, *self.cache = self.cache
         dZ = self._dZ(dA)
         dA_prev = np.empty_like(A_prev)
-        dW_per_example = np.empty((A_prev.shape[0],) + self.params["W"].shape, dtype=dZ.dtype)
-        kernel(kconv, "depthwise_backward", dZ.size * self.f * self.f)(
-            dZ, A_prev, self.params["W"], self.stride, self.pad_top, self.pad_left, dA_prev, dW_per_example)
+        W = self.params["W"]
+        dW_per_example = np.empty((A_prev.shape[0],) + W.shape, dtype=dZ.dtype)
+        W_rot = np.ascontiguousarray(W[::-1, ::-1])  # stride 1's input gradient (kernels/depthwise.py)
+        kernel(kdepthwise, "depthwise_backward", dZ.size * self.f * self.f)(
+            np.ascontiguousarray(dZ), A_prev, W, W_rot, self.stride, self.pad_top, self.pad_left,
+            dA_prev, dW_per_example)
         dW_per_example.sum(axis=0, out=self.grads["W"])
         self.cache = None
         return dA_prev
