@@ -85,10 +85,35 @@ def test_conv2d_matches_torch(m, n, f, s, padding, n_C_prev):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("shape,s,padding", [((3, 7, 6, 4), 2, "valid"), ((3, 7, 6, 4), 3, "same"),
+                                             ((2, 8, 9, 5), 3, "valid"), ((2, 1, 1, 3), 2, "same"),
+                                             ((2, 5, 4, 16), 4, "same")])
+def test_strided_1x1_takes_the_pointwise_path_and_matches_torch(shape, s, padding):
+    """A 1x1 window at a stride (odd and even sizes, a 1x1 image, a stride past the size):
+    nn/conv_pointwise.py's subsample, against PyTorch."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = np.random.default_rng(9).standard_normal(shape)
+    layer = built(Conv2D(6, 1, stride=s, padding=padding, activation="relu"), x.shape[1:])
+    assert layer.pointwise
+    y, dy, dx = run(layer, x)
+    tx = nchw(torch, x)
+    tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(layer.params["b"]).requires_grad_(True)
+    ty = F.relu(F.conv2d(tx, tW, tb, stride=s))
+    close(y, nhwc(ty), 1e-9)
+    close(layer.forward(x, False), nhwc(ty), 1e-9)
+    gx, gW, gb = oracle(torch, ty, dy, tx, tW, tb)
+    close(dx, gx.permute(0, 2, 3, 1), 1e-9)
+    close(layer.grads["W"], gW.permute(2, 3, 1, 0), 1e-9)
+    close(layer.grads["b"], gb, 1e-9)
+
+
+@pytest.mark.torch
 @pytest.mark.parametrize("examples_a_block,parallel", [(1, False), (2, True), (3, True)])
 @pytest.mark.parametrize("n,f,s,padding,n_C_prev", [(6, 3, 1, "same", 3), (7, 5, 1, "valid", 6),
                                                     (7, 3, 2, "same", 4), (6, 2, 1, 2, 8),
-                                                    (7, 1, 2, "valid", 3), (6, 5, 3, 1, 5)])
+                                                    (7, 1, 2, 1, 3), (6, 5, 3, 1, 5)])
 def test_conv2d_in_blocks_matches_torch(monkeypatch, n, f, s, padding, n_C_prev, examples_a_block,
                                         parallel):
     """The blocked im2col path (kernels/patches.py): a few examples a block, runs of blocks on
@@ -752,6 +777,31 @@ def test_a_model_built_again_fuses_its_pool_again_or_not():
     net.layers[0].needs_input_grad = False
     x = np.random.default_rng(27).standard_normal((2, 7, 7, 1))
     assert net.forward(x, True).shape == (2, 3, 3, 3)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("shape,s,padding", [((3, 7, 6, 4), 2, "valid"), ((3, 7, 6, 4), 3, "same"),
+                                             ((2, 8, 9, 5), 3, "valid"), ((2, 1, 1, 3), 2, "same"),
+                                             ((2, 5, 4, 16), 4, "same")])
+def test_strided_1x1_takes_the_pointwise_path_and_matches_torch(shape, s, padding):
+    """A 1x1 window at a stride (odd and even sizes, a 1x1 image, a stride past the size):
+    nn/conv_pointwise.py's subsample, against PyTorch."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = np.random.default_rng(9).standard_normal(shape)
+    layer = built(Conv2D(6, 1, stride=s, padding=padding, activation="relu"), x.shape[1:])
+    assert layer.pointwise
+    y, dy, dx = run(layer, x)
+    tx = nchw(torch, x)
+    tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(layer.params["b"]).requires_grad_(True)
+    ty = F.relu(F.conv2d(tx, tW, tb, stride=s))
+    close(y, nhwc(ty), 1e-9)
+    close(layer.forward(x, False), nhwc(ty), 1e-9)
+    gx, gW, gb = oracle(torch, ty, dy, tx, tW, tb)
+    close(dx, gx.permute(0, 2, 3, 1), 1e-9)
+    close(layer.grads["W"], gW.permute(2, 3, 1, 0), 1e-9)
+    close(layer.grads["b"], gb, 1e-9)
 
 
 @pytest.mark.torch

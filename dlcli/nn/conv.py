@@ -4,7 +4,7 @@ hold layers, are in nn/conv_blocks.py; conv2d_transpose in nn/conv_transpose.py)
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
 parameters, caches and the wiring of nested layers. A conv2d picks its path when built:
 direct kernels (few input channels, stride 1, nn/conv_direct.py, with a 2x2 max pool after
-them fused in), plain GEMMs on the input (1x1 stride 1, nn/conv_pointwise.py), Winograd
+them fused in), plain GEMMs on the input (1x1 unpadded, nn/conv_pointwise.py), Winograd
 F(2x2, 3x3) (3x3 stride 1 with many channels, nn/conv_winograd.py; few filters on a large
 image split its backward, nn/conv_split.py), or else im2col + GEMM: in blocks of a few
 examples from 3 input channels (nn/conv_patches.py, a 2x2 max pool after it fused in),
@@ -189,8 +189,8 @@ class Conv2D(_Weighted):
         # few filters on a large image: its backward split, dW unrolled (nn/conv_split.py)
         self.split_backward = (self.winograd and self.pad_top == self.pad_left
                                and conv_split.applies(self.n_H, self.n_W, self.n_C))
-        # 1x1 stride 1 unpadded: the input is its own patches (nn/conv_pointwise.py); few
-        # channels keep the paths above
+        # 1x1 unpadded: the input (subsampled at a stride) is its own patches
+        # (nn/conv_pointwise.py); few channels keep the paths above
         self.pointwise = (conv_pointwise.applies(f, self.stride, self.pad_top, self.pad_left)
                           and not self.transposed)
         self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
