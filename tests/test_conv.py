@@ -342,6 +342,18 @@ def test_global_avgpool_matches_torch():
     close(layer.backward(dy), tx.grad.permute(0, 2, 3, 1), 1e-12)
 
 
+@pytest.mark.parametrize("shape,dtype", [((3, 5, 6, 4), np.float64), ((2, 1, 1, 1), np.float64),
+                                         ((4, 8, 8, 24), np.float32), ((1, 3, 7, 65), np.float64)])
+def test_global_avgpool_kernel_matches_numpy(shape, dtype):
+    """kernels/global_pool.py against numpy's mean: a 1x1 image, one channel, float32, a
+    channel count past a vector's multiple."""
+    from dlcli.kernels.global_pool import global_avgpool_forward
+    x = np.random.default_rng(10).standard_normal(shape).astype(dtype) + 3.0
+    A = np.full((shape[0], shape[3]), np.nan, dtype=dtype)
+    global_avgpool_forward(x, A)
+    close(A, x.astype(np.float64).mean(axis=(1, 2)), 1e-12 if dtype == np.float64 else 1e-6)
+
+
 @pytest.mark.parametrize("cls,kwargs", [(Conv2D, {"filters": 6, "size": 3, "padding": "same"}),
                                         (DepthwiseConv2D, {"size": 3, "stride": 2}),
                                         (Conv2DTranspose, {"filters": 2, "size": 3, "stride": 2})])
