@@ -85,10 +85,35 @@ def test_conv2d_matches_torch(m, n, f, s, padding, n_C_prev):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("shape,s,padding", [((3, 7, 6, 4), 2, "valid"), ((3, 7, 6, 4), 3, "same"),
+                                             ((2, 8, 9, 5), 3, "valid"), ((2, 1, 1, 3), 2, "same"),
+                                             ((2, 5, 4, 16), 4, "same")])
+def test_strided_1x1_takes_the_pointwise_path_and_matches_torch(shape, s, padding):
+    """A 1x1 window at a stride (odd and even sizes, a 1x1 image, a stride past the size):
+    nn/conv_pointwise.py's subsample, against PyTorch."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = np.random.default_rng(9).standard_normal(shape)
+    layer = built(Conv2D(6, 1, stride=s, padding=padding, activation="relu"), x.shape[1:])
+    assert layer.pointwise
+    y, dy, dx = run(layer, x)
+    tx = nchw(torch, x)
+    tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(layer.params["b"]).requires_grad_(True)
+    ty = F.relu(F.conv2d(tx, tW, tb, stride=s))
+    close(y, nhwc(ty), 1e-9)
+    close(layer.forward(x, False), nhwc(ty), 1e-9)
+    gx, gW, gb = oracle(torch, ty, dy, tx, tW, tb)
+    close(dx, gx.permute(0, 2, 3, 1), 1e-9)
+    close(layer.grads["W"], gW.permute(2, 3, 1, 0), 1e-9)
+    close(layer.grads["b"], gb, 1e-9)
+
+
+@pytest.mark.torch
 @pytest.mark.parametrize("examples_a_block,parallel", [(1, False), (2, True), (3, True)])
 @pytest.mark.parametrize("n,f,s,padding,n_C_prev", [(6, 3, 1, "same", 3), (7, 5, 1, "valid", 6),
                                                     (7, 3, 2, "same", 4), (6, 2, 1, 2, 8),
-                                                    (7, 1, 2, "valid", 3), (6, 5, 3, 1, 5)])
+                                                    (7, 1, 2, 1, 3), (6, 5, 3, 1, 5)])
 def test_conv2d_in_blocks_matches_torch(monkeypatch, n, f, s, padding, n_C_prev, examples_a_block,
                                         parallel):
     """The blocked im2col path (kernels/patches.py): a few examples a block, runs of blocks on
@@ -128,10 +153,15 @@ def test_conv2d_in_blocks_matches_torch(monkeypatch, n, f, s, padding, n_C_prev,
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("parallel", (False, True))
 @pytest.mark.parametrize("m,n,f,s,padding", GRID)
-def test_depthwise_matches_grouped_torch_conv(m, n, f, s, padding):
+def test_depthwise_matches_grouped_torch_conv(m, n, f, s, padding, parallel, monkeypatch):
+    import dlcli.nn.conv as conv_module
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
+    # both drivers of kernels/depthwise.py (the 3x3 windows inside the image take its
+    # nine-tap path, the border the tap-at-a-time one)
+    monkeypatch.setattr(conv_module, "PARALLEL_MIN", 0 if parallel else 1 << 60)
     x = np.random.default_rng(4).standard_normal((m, n + 1, n, 5))
     layer = built(DepthwiseConv2D(f, stride=s, padding=padding), x.shape[1:])
     y, dy, dx = run(layer, x)
@@ -144,6 +174,53 @@ def test_depthwise_matches_grouped_torch_conv(m, n, f, s, padding):
     close(dx, gx.permute(0, 2, 3, 1), 1e-9)
     close(layer.grads["W"], gW[:, 0].permute(1, 2, 0), 1e-9)
     close(layer.grads["b"], gb, 1e-9)
+
+
+def _depthwise_numpy(A, W, s, pad_top, pad_left, n_H, n_W):
+    """Z by the definition, and (for an upstream gradient) dA_prev and dW, loop by loop."""
+    m, n_H_prev, n_W_prev, C = A.shape
+    f = W.shape[0]
+    P = np.zeros((m, n_H_prev + f + n_H * s, n_W_prev + f + n_W * s, C))
+    P[:, pad_top:pad_top + n_H_prev, pad_left:pad_left + n_W_prev] = A
+    Z = np.zeros((m, n_H, n_W, C))
+    for di in range(f):
+        for dj in range(f):
+            Z += P[:, di:di + n_H * s:s, dj:dj + n_W * s:s] * W[di, dj]
+
+    def grads(dZ):
+        dP, dW = np.zeros_like(P), np.zeros_like(W)
+        for di in range(f):
+            for dj in range(f):
+                dP[:, di:di + n_H * s:s, dj:dj + n_W * s:s] += dZ * W[di, dj]
+                dW[di, dj] = np.sum(dZ * P[:, di:di + n_H * s:s, dj:dj + n_W * s:s], axis=(0, 1, 2))
+        return dP[:, pad_top:pad_top + n_H_prev, pad_left:pad_left + n_W_prev], dW
+    return Z, grads
+
+
+@pytest.mark.parametrize("driver", ("", "_parallel"))
+@pytest.mark.parametrize("shape,f,s,padding", [
+    ((2, 9, 7, 64), 3, 1, "same"), ((2, 9, 7, 64), 3, 2, "same"), ((3, 8, 8, 16), 3, 1, "valid"),
+    ((2, 1, 1, 3), 3, 1, "same"), ((2, 2, 3, 1), 3, 2, "same"), ((1, 7, 6, 4), 3, 3, 1),
+    ((2, 5, 5, 8), 3, 1, 2), ((2, 6, 5, 7), 5, 1, "same"), ((2, 6, 5, 7), 1, 1, 1)])
+def test_depthwise_kernels_match_numpy(shape, f, s, padding, driver):
+    """kernels/depthwise.py against numpy by the definition: edge shapes (a 1x1 image, one
+    channel, windows wider than the image, stride 3, padding beyond f - 1) and many channels."""
+    from dlcli.kernels import depthwise as kdw
+    rng = np.random.default_rng(7)
+    A, W = rng.standard_normal(shape), rng.standard_normal((f, f, shape[3]))
+    n_H, pad_top = output_size(shape[1], f, s, padding)
+    n_W, pad_left = output_size(shape[2], f, s, padding)
+    want, grads = _depthwise_numpy(A, W, s, pad_top, pad_left, n_H, n_W)
+    Z = np.full(want.shape, np.nan)
+    getattr(kdw, "depthwise_forward" + driver)(A, W, s, pad_top, pad_left, Z)
+    close(Z, want, 1e-12)
+    dZ = rng.standard_normal(Z.shape)
+    dA, dW_per_example = np.full(A.shape, np.nan), np.full((shape[0],) + W.shape, np.nan)
+    getattr(kdw, "depthwise_backward" + driver)(dZ, A, W, np.ascontiguousarray(W[::-1, ::-1]), s,
+                                                pad_top, pad_left, dA, dW_per_example)
+    want_dA, want_dW = grads(dZ)
+    close(dA, want_dA, 1e-12)
+    close(dW_per_example.sum(axis=0), want_dW, 1e-12)
 
 
 @pytest.mark.torch
@@ -263,6 +340,18 @@ def test_global_avgpool_matches_torch():
     (ty * torch.tensor(dy)).sum().backward()
     close(y, ty.detach().numpy(), 1e-12)
     close(layer.backward(dy), tx.grad.permute(0, 2, 3, 1), 1e-12)
+
+
+@pytest.mark.parametrize("shape,dtype", [((3, 5, 6, 4), np.float64), ((2, 1, 1, 1), np.float64),
+                                         ((4, 8, 8, 24), np.float32), ((1, 3, 7, 65), np.float64)])
+def test_global_avgpool_kernel_matches_numpy(shape, dtype):
+    """kernels/global_pool.py against numpy's mean: a 1x1 image, one channel, float32, a
+    channel count past a vector's multiple."""
+    from dlcli.kernels.global_pool import global_avgpool_forward
+    x = np.random.default_rng(10).standard_normal(shape).astype(dtype) + 3.0
+    A = np.full((shape[0], shape[3]), np.nan, dtype=dtype)
+    global_avgpool_forward(x, A)
+    close(A, x.astype(np.float64).mean(axis=(1, 2)), 1e-12 if dtype == np.float64 else 1e-6)
 
 
 @pytest.mark.parametrize("cls,kwargs", [(Conv2D, {"filters": 6, "size": 3, "padding": "same"}),
@@ -700,6 +789,31 @@ def test_a_model_built_again_fuses_its_pool_again_or_not():
     net.layers[0].needs_input_grad = False
     x = np.random.default_rng(27).standard_normal((2, 7, 7, 1))
     assert net.forward(x, True).shape == (2, 3, 3, 3)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("shape,s,padding", [((3, 7, 6, 4), 2, "valid"), ((3, 7, 6, 4), 3, "same"),
+                                             ((2, 8, 9, 5), 3, "valid"), ((2, 1, 1, 3), 2, "same"),
+                                             ((2, 5, 4, 16), 4, "same")])
+def test_strided_1x1_takes_the_pointwise_path_and_matches_torch(shape, s, padding):
+    """A 1x1 window at a stride (odd and even sizes, a 1x1 image, a stride past the size):
+    nn/conv_pointwise.py's subsample, against PyTorch."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = np.random.default_rng(9).standard_normal(shape)
+    layer = built(Conv2D(6, 1, stride=s, padding=padding, activation="relu"), x.shape[1:])
+    assert layer.pointwise
+    y, dy, dx = run(layer, x)
+    tx = nchw(torch, x)
+    tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(layer.params["b"]).requires_grad_(True)
+    ty = F.relu(F.conv2d(tx, tW, tb, stride=s))
+    close(y, nhwc(ty), 1e-9)
+    close(layer.forward(x, False), nhwc(ty), 1e-9)
+    gx, gW, gb = oracle(torch, ty, dy, tx, tW, tb)
+    close(dx, gx.permute(0, 2, 3, 1), 1e-9)
+    close(layer.grads["W"], gW.permute(2, 3, 1, 0), 1e-9)
+    close(layer.grads["b"], gb, 1e-9)
 
 
 @pytest.mark.torch

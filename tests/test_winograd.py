@@ -209,11 +209,13 @@ def test_float32_on_winograd_agrees_with_the_unrolling(monkeypatch):
     close(fast.grads["W"], slow.grads["W"], 1e-5)
 
 
-def test_pointwise_path_is_taken_for_unpadded_1x1_stride_1_only():
+def test_pointwise_path_is_taken_for_unpadded_1x1_only():
     assert built(Conv2D(8, 1), (5, 5, 4)).pointwise
     assert built(Conv2D(8, 1, padding="same"), (5, 5, 4)).pointwise
     assert not built(Conv2D(8, 1, padding=1), (5, 5, 4)).pointwise
-    assert not built(Conv2D(8, 1, stride=2), (5, 5, 4)).pointwise
+    assert built(Conv2D(8, 1, stride=2), (5, 5, 4)).pointwise  # the input subsampled
+    assert built(Conv2D(8, 1, stride=3, padding="same"), (5, 5, 4)).pointwise
+    assert not built(Conv2D(8, 1, stride=2, padding=1), (5, 5, 4)).pointwise
     assert not built(Conv2D(8, 1), (5, 5, 1)).pointwise  # few channels: the direct kernels
 
 

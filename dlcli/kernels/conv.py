@@ -1,5 +1,5 @@
-"""Convolution kernels, NHWC: im2col / col2im around one BLAS GEMM, and direct depthwise loops
-(the direct kernels for few input channels are in kernels/direct.py).
+"""Convolution kernels, NHWC: im2col / col2im around one BLAS GEMM (the direct kernels for few
+input channels are in kernels/direct.py, the depthwise ones in kernels/depthwise.py).
 
 Why this algorithm (measured on this 2-core machine, float32, batch 64):
 - A dense convolution is one GEMM once the input is unrolled: cols (m n_H n_W, f f n_C_prev)
@@ -23,10 +23,7 @@ Why this algorithm (measured on this 2-core machine, float32, batch 64):
   share an output cell, so the parallel driver has no races.
 - conv2d_transpose is the same pair run the other way round (its forward is a conv's
   input-gradient), in cache-sized blocks of input rows: kernels/transpose.py.
-- Depthwise convolution has no channel sum to hand to BLAS (a GEMM per channel would be
-  f f wide), so it runs as direct loops with the channel loop innermost (contiguous in
-  NHWC, so it vectorizes); the filter gradient is summed per example then reduced, so the
-  parallel loop never writes a shared cell.
+- Depthwise convolution has no channel sum to hand to BLAS: direct loops, kernels/depthwise.py.
 
 Column order of cols is (di, dj, c), matching W.reshape(f * f * n_C_prev, n_C). So a
 window row that lies inside the input is f n_C_prev contiguous values on both sides, and
@@ -213,73 +210,3 @@ def col2im_t(cols_t, f, stride, pad_top, pad_left, n_H, n_W, dA_prev):
 def col2im_t_parallel(cols_t, f, stride, pad_top, pad_left, n_H, n_W, dA_prev):
     for i in prange(dA_prev.shape[0]):
         _col2im_t(i, cols_t, f, stride, pad_top, pad_left, n_H, n_W, dA_prev)
-
-
-@njit
-def _depthwise_forward(i, A_prev, W, stride, pad_top, pad_left, Z):
-    _, n_H_prev, n_W_prev, n_C = A_prev.shape
-    f = W.shape[0]
-    n_H, n_W = Z.shape[1], Z.shape[2]
-    for h in range(n_H):
-        for w in range(n_W):
-            for c in range(n_C):
-                Z[i, h, w, c] = 0.0
-            for di in range(f):
-                r = h * stride + di - pad_top
-                if r < 0 or r >= n_H_prev:
-                    continue
-                for dj in range(f):
-                    q = w * stride + dj - pad_left
-                    if q < 0 or q >= n_W_prev:
-                        continue
-                    for c in range(n_C):
-                        Z[i, h, w, c] += A_prev[i, r, q, c] * W[di, dj, c]
-
-
-@njit(cache=True)
-def depthwise_forward(A_prev, W, stride, pad_top, pad_left, Z):
-    """Z[i, h, w, c] = sum_{di, dj} A_prev[i, h s + di - pad_top, w s + dj - pad_left, c] W[di, dj, c]."""
-    for i in range(A_prev.shape[0]):
-        _depthwise_forward(i, A_prev, W, stride, pad_top, pad_left, Z)
-
-
-@njit(parallel=True, cache=True)
-def depthwise_forward_parallel(A_prev, W, stride, pad_top, pad_left, Z):
-    for i in prange(A_prev.shape[0]):
-        _depthwise_forward(i, A_prev, W, stride, pad_top, pad_left, Z)
-
-
-@njit
-def _depthwise_backward(i, dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example):
-    _, n_H_prev, n_W_prev, n_C = A_prev.shape
-    f = W.shape[0]
-    n_H, n_W = dZ.shape[1], dZ.shape[2]
-    dA_prev[i] = 0.0
-    dW_per_example[i] = 0.0
-    for h in range(n_H):
-        for w in range(n_W):
-            for di in range(f):
-                r = h * stride + di - pad_top
-                if r < 0 or r >= n_H_prev:
-                    continue
-                for dj in range(f):
-                    q = w * stride + dj - pad_left
-                    if q < 0 or q >= n_W_prev:
-                        continue
-                    for c in range(n_C):
-                        g = dZ[i, h, w, c]
-                        dA_prev[i, r, q, c] += g * W[di, dj, c]
-                        dW_per_example[i, di, dj, c] += g * A_prev[i, r, q, c]
-
-
-@njit(cache=True)
-def depthwise_backward(dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example):
-    """dA_prev (overwritten) and dW_per_example[i] (overwritten; the caller sums over i)."""
-    for i in range(dZ.shape[0]):
-        _depthwise_backward(i, dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example)
-
-
-@njit(parallel=True, cache=True)
-def depthwise_backward_parallel(dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example):
-    for i in prange(dZ.shape[0]):
-        _depthwise_backward(i, dZ, A_prev, W, stride, pad_top, pad_left, dA_prev, dW_per_example)

@@ -4,7 +4,7 @@ hold layers, are in nn/conv_blocks.py; conv2d_transpose in nn/conv_transpose.py)
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
 parameters, caches and the wiring of nested layers. A conv2d picks its path when built:
 direct kernels (few input channels, stride 1, nn/conv_direct.py, with a 2x2 max pool after
-them fused in), plain GEMMs on the input (1x1 stride 1, nn/conv_pointwise.py), Winograd
+them fused in), plain GEMMs on the input (1x1 unpadded, nn/conv_pointwise.py), Winograd
 F(2x2, 3x3) (3x3 stride 1 with many channels, nn/conv_winograd.py; few filters on a large
 image split its backward, nn/conv_split.py), or else im2col + GEMM: in blocks of a few
 examples from 3 input channels (nn/conv_patches.py, a 2x2 max pool after it fused in),
@@ -23,6 +23,8 @@ from .base import Layer, NoGemm, Scratch, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
 from ..kernels import conv as kconv
+from ..kernels import depthwise as kdepthwise
+from ..kernels import global_pool as kglobal
 from ..kernels import pool as kpool
 
 
@@ -211,8 +213,8 @@ class Conv2D(_Weighted):
         # few filters on a large image: its backward split, dW unrolled (nn/conv_split.py)
         self.split_backward = (self.winograd and self.pad_top == self.pad_left
                                and conv_split.applies(self.n_H, self.n_W, self.n_C))
-        # 1x1 stride 1 unpadded: the input is its own patches (nn/conv_pointwise.py); few
-        # channels keep the paths above
+        # 1x1 unpadded: the input (subsampled at a stride) is its own patches
+        # (nn/conv_pointwise.py); few channels keep the paths above
         self.pointwise = (conv_pointwise.applies(f, self.stride, self.pad_top, self.pad_left)
                           and not self.transposed)
         self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
@@ -344,7 +346,7 @@ class DepthwiseConv2D(_Weighted):
     def forward(self, A_prev, training):
         A_prev = np.ascontiguousarray(A_prev, dtype=self.params["W"].dtype)
         Z = np.empty((A_prev.shape[0], self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
-        kernel(kconv, "depthwise_forward", Z.size * self.f * self.f)(
+        kernel(kdepthwise, "depthwise_forward", Z.size * self.f * self.f)(
             A_prev, self.params["W"], self.stride, self.pad_top, self.pad_left, Z)
         A = self._activate(Z, training)
         if training:
@@ -355,9 +357,12 @@ class DepthwiseConv2D(_Weighted):
         A_prev, *self.cache = self.cache
         dZ = self._dZ(dA)
         dA_prev = np.empty_like(A_prev)
-        dW_per_example = np.empty((A_prev.shape[0],) + self.params["W"].shape, dtype=dZ.dtype)
-        kernel(kconv, "depthwise_backward", dZ.size * self.f * self.f)(
-            dZ, A_prev, self.params["W"], self.stride, self.pad_top, self.pad_left, dA_prev, dW_per_example)
+        W = self.params["W"]
+        dW_per_example = np.empty((A_prev.shape[0],) + W.shape, dtype=dZ.dtype)
+        W_rot = np.ascontiguousarray(W[::-1, ::-1])  # stride 1's input gradient (kernels/depthwise.py)
+        kernel(kdepthwise, "depthwise_backward", dZ.size * self.f * self.f)(
+            np.ascontiguousarray(dZ), A_prev, W, W_rot, self.stride, self.pad_top, self.pad_left,
+            dA_prev, dW_per_example)
         dW_per_example.sum(axis=0, out=self.grads["W"])
         self.cache = None
         return dA_prev
@@ -451,7 +456,10 @@ class GlobalAvgPool(NoGemm, Layer):
         return self.output_shape
 
     def forward(self, A_prev, training):
-        return A_prev.mean(axis=(1, 2))
+        A_prev = np.ascontiguousarray(A_prev)
+        A = np.empty((A_prev.shape[0], A_prev.shape[3]), dtype=A_prev.dtype)
+        kglobal.global_avgpool_forward(A_prev, A)
+        return A
 
     def backward(self, dA):
         n_H, n_W, n_C = self.input_shape
