@@ -187,9 +187,9 @@ def _grad(dy, x, m, s, g, b, relu, i, j):
     """(dy through the fused relu, z_norm) at element i (column j of the tiled constants),
     z_norm as the forward computed it; with relu, dy kept where t = gamma z_norm + beta > 0
     (relu'(t) = 1 there, kernels/activations.py's convention), else dy * 0 (a select, so
-    that the loop vectorizes). relu is the same for the whole
-    loop, which LLVM unswitches: without it no t at all (a batch norm before a residual
-    block's sum measured 0.8 ms slower when every element computed it)."""
+    that the loop vectorizes). relu is the same for the whole loop, which LLVM unswitches:
+    without it no t at all (a batch norm before a residual block's sum measured 0.8 ms
+    slower when every element computed it)."""
     v = (x[i] - m[j]) * s[j]
     if not relu:
         return dy[i], v
@@ -198,45 +198,40 @@ def _grad(dy, x, m, s, g, b, relu, i, j):
 
 
 @njit(inline="always")
-def _sum_grads(dy, x, m, s, g, b, relu, a, dz, i, j, s_dy, s_dyz):
-    """Element i into the sums of dy and dy z_norm; with a (a residual block's output after
-    its relu, not empty), dy is the block's gradient, masked where a is not above 0 (as
-    kernels/residual.py's relu_backward) and stored into dz first."""
-    d, v = _grad(dy, x, m, s, g, b, relu, i, j)
-    if a.shape[0] > 0:
-        d = d if a[i] > 0 else d * 0
-        dz[i] = d
-    s_dy[j] += np.float64(d)
-    s_dyz[j] += np.float64(d) * np.float64(v)
+def _sums(dy, x, m, s, g, b, relu, base, n, s_dy, s_dyz):
+    """Elements base:base + n into the sums of dy (through the fused relu) and dy z_norm."""
+    for j in range(n):
+        d, v = _grad(dy, x, m, s, g, b, relu, base + j, j)
+        s_dy[j] += np.float64(d)
+        s_dyz[j] += np.float64(d) * np.float64(v)
+
+
+@njit(inline="always")
+def _dx(dy, x, m, s, g, b, relu, k0, k1, k2, base, n, out):
+    """dx = k1 dy - k0 - k2 z_norm at elements base:base + n (dy through the fused relu)."""
+    for j in range(n):
+        d, v = _grad(dy, x, m, s, g, b, relu, base + j, j)
+        out[base + j] = k1[j] * d - k0[j] - k2[j] * v
 
 
 @njit(cache=True, error_model="numpy")
-def batchnorm_backward(dy2, x2, mean, gamma, beta, inv_std, dx, dgamma, dbeta, relu=False,
-                       after=None, dz=None):
+def batchnorm_backward(dy2, x2, mean, gamma, beta, inv_std, dx, dgamma, dbeta, relu=False):
     """dbeta = sum dy, dgamma = sum dy z_norm, and through the batch statistics
     dx = gamma inv_std / N (N dy - dbeta - z_norm dgamma), N = rows, z_norm = (x2 - mean)
     inv_std recomputed as the forward pass computed it. relu: dy is first masked where the
     forward's output gamma z_norm + beta was not above 0, the activation's backward in the
-    same passes (its output is not read back). after, dz: a residual block's output and the
-    array for its dz (`batchnorm_normalize`'s addend): dy2 is the block's gradient, dz = dy2
-    where after > 0, else 0, written in the first pass and read by the second (the block's
-    relu_backward pass folded in; relu is then False)."""
+    same passes (its output is not read back)."""
     rows, C = dy2.shape
     L = max(1, BLOCK_ELEMENTS // C) * C
     dy, x, out = dy2.reshape(-1), x2.reshape(-1), dx.reshape(-1)
-    a = np.zeros(0, dtype=dy2.dtype) if after is None else after.reshape(-1)
-    z = np.zeros(1, dtype=dy2.dtype) if dz is None else dz.reshape(-1)
     m, s, g, b = (_tile(mean, L, x2.dtype), _tile(inv_std, L, x2.dtype),
                   _tile(gamma, L, x2.dtype), _tile(beta, L, x2.dtype))
     s_dy, s_dyz = np.zeros(L), np.zeros(L)
     blocks = dy.size // L
+    tail = dy.size - blocks * L  # the last rows, fewer than a block
     for blk in range(blocks):
-        base = blk * L
-        for j in range(L):
-            _sum_grads(dy, x, m, s, g, b, relu, a, z, base + j, j, s_dy, s_dyz)
-    base = blocks * L
-    for j in range(dy.size - base):  # the last rows, fewer than a block
-        _sum_grads(dy, x, m, s, g, b, relu, a, z, base + j, j, s_dy, s_dyz)
+        _sums(dy, x, m, s, g, b, relu, blk * L, L, s_dy, s_dyz)
+    _sums(dy, x, m, s, g, b, relu, blocks * L, tail, s_dy, s_dyz)
     t_dy, t_dyz = _fold(s_dy, C), _fold(s_dyz, C)
     coef = np.empty(C)
     for c in range(C):
@@ -248,13 +243,6 @@ def batchnorm_backward(dy2, x2, mean, gamma, beta, inv_std, dx, dgamma, dbeta, r
     k1 = _tile(coef * rows, L, dx.dtype)
     k0 = _tile(coef * dbeta, L, dx.dtype)
     k2 = _tile(coef * dgamma, L, dx.dtype)
-    src = z if a.shape[0] > 0 else dy  # masked already
     for blk in range(blocks):
-        base = blk * L
-        for j in range(L):
-            d, v = _grad(src, x, m, s, g, b, relu, base + j, j)
-            out[base + j] = k1[j] * d - k0[j] - k2[j] * v
-    base = blocks * L
-    for j in range(dy.size - base):
-        d, v = _grad(src, x, m, s, g, b, relu, base + j, j)
-        out[base + j] = k1[j] * d - k0[j] - k2[j] * v
+        _dx(dy, x, m, s, g, b, relu, k0, k1, k2, blk * L, L, out)
+    _dx(dy, x, m, s, g, b, relu, k0, k1, k2, blocks * L, tail, out)

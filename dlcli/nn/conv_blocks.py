@@ -10,9 +10,7 @@ instead of a numpy sum after it: one pass over an 8 MB array fewer a block at re
 A block whose last layer is a trainable batch norm (without a relu of its own) and whose
 activation is relu has that batch norm add the shortcut and activate in its normalising pass
 (BatchNorm.adds_into, kernels/batchnorm.py): the sum pass and the batch norm's output array
-are gone (resnet_small's blocks, own forward work about 4 ms less each, load ~5); backward,
-that batch norm's first pass writes the block's dZ (relu') as it sums, the block's own
-relu_backward pass gone."""
+are gone (resnet_small's blocks, own forward work about 4 ms less each, load ~5)."""
 
 from __future__ import annotations
 
@@ -102,7 +100,7 @@ class Residual(Layer):
                 # the last batch norm adds the shortcut and activates in its own pass
                 A = self._kept("a", x.shape, x.dtype)
                 last.forward(x, training, addend=shortcut, out=A)
-                self.cache = (A, True)
+                self.cache = A
                 return A
             Z = last.forward(x, training)
         else:
@@ -116,31 +114,25 @@ class Residual(Layer):
             Z = Z + shortcut
             A = activations.forward(self.activation, Z, out=Z)
         if training:
-            self.cache = (A, False)
+            self.cache = A
         return A
 
     def backward(self, dA):
-        (A, last_added), self.cache = self.cache, None
-        layers, dY = self.layers, None
-        if last_added:  # the last batch norm writes dZ (relu') in its own first pass
-            dZ = self._kept("dz", A.shape, A.dtype)
-            dY = layers[-1].backward(np.ascontiguousarray(dA, dtype=A.dtype), A, dZ)
-            layers = layers[:-1]
-        elif self.activation == "relu":
+        A, self.cache = self.cache, None
+        if self.activation == "relu":
             dZ = self._kept("dz", A.shape, A.dtype)
             kres.relu_backward(np.ascontiguousarray(dA, dtype=A.dtype).reshape(-1),
                                A.reshape(-1), dZ.reshape(-1))
         else:
             dZ = activations.backward(self.activation, dA, A)
-        dY = dZ if dY is None else dY
-        first = layers[0] if layers else None
+        first = self.layers[0] if self.layers else None
         if (self.projection is None and isinstance(first, Conv2D)
                 and conv_winograd.takes_addend(first, dZ.shape, dZ.dtype)):
             # the identity shortcut's gradient added in the first conv's own backward pass
             # (kernels/winograd_grad.py): one pass over dA_prev fewer
             first.winograd_buffers["addend"] = dZ
-            return _run_back(layers, dY)
-        dA_prev = _run_back(layers, dY)
+            return _run_back(self.layers, dZ)
+        dA_prev = _run_back(self.layers, dZ)
         shortcut = self.projection.backward(dZ) if self.projection else dZ
         if dA_prev.shape != shortcut.shape or dA_prev.dtype != shortcut.dtype:
             return dA_prev + shortcut

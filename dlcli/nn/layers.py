@@ -252,10 +252,7 @@ class BatchNorm(NoGemm, Layer):
         self.cache = (x2, mean, inv_std)  # z_norm computed again from x2 (kernels/batchnorm.py)
         return out.reshape(x.shape)
 
-    def backward(self, dy, after=None, dz=None):
-        """after, dz: the residual block's output whose shortcut this layer added
-        (`adds_into`) and its kept dZ: dy is then the block's gradient, and dZ = dy where
-        after > 0 is written in this layer's first pass (kernels/batchnorm.py)."""
+    def backward(self, dy):
         x2, mean, inv_std = self.cache
         self.cache = None
         if isinstance(x2, str):  # frozen: an affine map by `scale` (mean), no parameter grads
@@ -266,13 +263,8 @@ class BatchNorm(NoGemm, Layer):
             return (dy2 * scale).reshape(dy.shape)
         dy2 = np.ascontiguousarray(dy, dtype=x2.dtype).reshape(x2.shape)
         dx2 = self.scratch.get("dx", x2.shape, x2.dtype)
-        if after is None:
-            kbn.batchnorm_backward(dy2, x2, mean, self.params["gamma"], self.params["beta"],
-                                   inv_std, dx2, self.grads["gamma"], self.grads["beta"], self.relu)
-        else:
-            kbn.batchnorm_backward(dy2, x2, mean, self.params["gamma"], self.params["beta"],
-                                   inv_std, dx2, self.grads["gamma"], self.grads["beta"], False,
-                                   after.reshape(x2.shape), dz.reshape(x2.shape))
+        kbn.batchnorm_backward(dy2, x2, mean, self.params["gamma"], self.params["beta"], inv_std,
+                               dx2, self.grads["gamma"], self.grads["beta"], self.relu)
         return dx2.reshape(dy.shape)
 
 
