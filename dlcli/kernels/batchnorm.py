@@ -32,11 +32,15 @@ Fewer arrays of the activation's size a step (s7-resnet, Dec 3 2026):
 - A residual block's last batch norm adds the shortcut and applies the block's relu in that
   same pass (`batchnorm_normalize`'s addend, nn/conv_blocks.py): the block's own sum pass
   and the batch norm's output array are gone.
-resnet_small, batch 64, this branch against main (55dc821) in one process, 12 alternations of
-4 steps each, wall medians at load 4.5-5: the four batch norms after Winograd convs forward
-3.5-3.6 -> 1.3-2.0 ms, the stem's (own moments, no z_norm) 7.8 -> 4.8, the blocks' own work
-forward -4 ms each, the convs' forward +0.5 ms on average for the moments; a step 216.7 ->
-202.7 ms. Backward about even (the relu one 2.6 -> 2.2 ms alone, the plain one 1.8 -> 1.8).
+resnet_small, batch 64, against main (55dc821) in one process, 14 alternations of 4 steps,
+wall medians, load ~4 (18:04 UTC): the four batch norms after Winograd convs forward 3.5-3.7
+-> 1.3-2.0 ms, backward 3.2-4.1 -> 3.0-4.0; the stem's (own moments) forward 3.3 -> 2.2; the
+blocks forward 26 -> 22 ms each (their sum pass gone); the convs' forward +0.6-1.0 ms each
+for the moments; a step 160.6 -> 148.0 ms. benchmarks/cnn.py --only resnet64 back to back:
+main 501 ex/s against PyTorch's 560 / 587, 0.85x (18:11, load 3.3 -> 2.7); this 538 against
+541 / 593, 0.91x (18:12, load 2.4 -> 2.1). Tried, not kept: the block's relu_backward folded
+into this backward's first pass, dZ written as it sums (5.5-7.2 ms against 4.1-4.4 apart: its
+loop stayed scalar behind the alias checks of one more store stream).
 """
 
 from __future__ import annotations

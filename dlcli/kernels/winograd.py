@@ -46,8 +46,8 @@ Numba cannot prove >= 0 kept a loop scalar); GEMMs 57-60, output transform 17-18
 F(4x4, 3x3) was not tried again.
 With a batch norm after the conv (nn/conv_winograd.py `fuse`), each output row written is
 also summed into its thread's moments while in cache (kernels/batchnorm.py `moments_add`):
-about +0.5 ms a 64x32x32x32 -> 32 forward at load ~5, against the batch norm's own pass over
-Z (2.2 ms less for it).
++0.6-1.0 ms a 64x32x32x32 -> 32 forward (2 threads, load ~4), against 2.2 ms less for the
+batch norm, whose pass over Z for them is gone (kernels/batchnorm.py).
 A block's 16 tile positions lie `position_stride` apart, not a multiple of 1 KB: at 256
 tiles x 32 channels they were 32 KB apart and the transforms' 16 streams shared one L1 set
 (output transform 21 -> 13-17 us an example, dM 37 -> 16-21, the dA_prev scatter 88 -> 57).
