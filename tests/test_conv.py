@@ -667,6 +667,15 @@ def test_resnet_small_model_matches_torch_in_float64(monkeypatch, winograd):
     first = model.layers[3].layers[0]
     assert first.winograd == winograd
     assert conv_winograd.takes_addend(first, (5, 8, 7, 4), np.float64) == winograd
+    # the batch norms after Winograd convs take their moments from the convs' output pass
+    assert (first.norm is model.layers[3].layers[1]) == winograd
+    from dlcli.kernels import batchnorm as kbn
+    own_moments, kbn_stats = [], kbn.batchnorm_stats  # the batch norms that take their own
+
+    def counted(x2, *args):
+        own_moments.append(x2.shape)
+        return kbn_stats(x2, *args)
+    monkeypatch.setattr(kbn, "batchnorm_stats", counted)
     rng = np.random.default_rng(19)
     state = {k: v if k.endswith("var") else rng.standard_normal(v.shape)
              for k, v in model.state_dict().items()}
@@ -700,6 +709,9 @@ def test_resnet_small_model_matches_torch_in_float64(monkeypatch, winograd):
     tcost = F.cross_entropy(logits, torch.tensor(y))
     tcost.backward()
     assert cost == pytest.approx(tcost.item(), rel=1e-12)
+    # on the Winograd path (the stem's conv too) only the one after the strided conv
+    assert own_moments == ([(5 * 4 * 4, 6)] if winograd else
+                           [(5 * 8 * 7, 4)] * 3 + [(5 * 4 * 4, 6)] * 2)
     grads = {prefix + key: layer.grads[key] for prefix, layer in model.named_layers() for key in layer.params}
     assert "4.projection.W" in grads and "3.projection.W" not in grads
     for name, grad in grads.items():

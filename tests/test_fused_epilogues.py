@@ -30,15 +30,34 @@ def test_batchnorm_kernels_with_relu_match_numpy(rows, C, dtype):
     gamma, beta = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
     a, dx, dgamma, dbeta = _relu_bn_reference(*(v.astype(np.float64) for v in (x2, gamma, beta)),
                                               1e-5, dy2.astype(np.float64))
-    z_norm, out, dx_k = (np.empty_like(x2) for _ in range(3))
+    out, dx_k = (np.empty_like(x2) for _ in range(2))
     stats = [np.empty(C, dtype=dtype) for _ in range(3)]
-    batchnorm_forward(x2, gamma, beta, 1e-5, z_norm, out, *stats, True)
+    batchnorm_forward(x2, gamma, beta, 1e-5, out, *stats, True)
     dgamma_k, dbeta_k = np.empty(C, dtype=dtype), np.empty(C, dtype=dtype)
-    batchnorm_backward(dy2, z_norm, gamma, stats[2], dx_k, dgamma_k, dbeta_k, out)
+    batchnorm_backward(dy2, x2, stats[0], gamma, beta, stats[2], dx_k, dgamma_k, dbeta_k, True)
     tol = 1e-9 if dtype == np.float64 else 2e-4
     assert (out >= 0).all()
     for got, want in ((out, a), (dx_k, dx), (dgamma_k, dgamma), (dbeta_k, dbeta)):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,C", [(1, 3), (7, 5), (130, 32)])
+def test_batchnorm_with_the_shortcut_added_matches_numpy(rows, C, dtype):
+    """A residual block's last batch norm adds the shortcut and applies the block's relu in
+    its normalising pass (kernels/batchnorm.py's addend); its backward is the batch norm's."""
+    from dlcli.kernels.batchnorm import batchnorm_normalize, batchnorm_stats
+    rng = np.random.default_rng(rows + C)
+    x2, shortcut = (rng.standard_normal((rows, C)).astype(dtype) for _ in range(2))
+    gamma, beta = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
+    stats = [np.empty(C, dtype=dtype) for _ in range(3)]
+    batchnorm_stats(x2, 1e-5, *stats)
+    out = np.empty_like(x2)
+    batchnorm_normalize(x2, gamma, beta, stats[0], stats[2], out, True, shortcut)
+    x64 = x2.astype(np.float64)
+    y = gamma * (x64 - x64.mean(axis=0)) / np.sqrt(x64.var(axis=0) + 1e-5) + beta
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(out, np.maximum(y + shortcut, 0), rtol=tol, atol=tol)
 
 
 def test_residual_kernels_match_numpy():
@@ -110,3 +129,33 @@ def test_fused_batchnorm_relu_gradient_by_finite_differences():
         analytic = bn.grads[key].copy()
         numeric = numerical_grad(lambda: model.cost(x, y), bn.params[key])
         np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_a_residual_blocks_batchnorm_adding_its_shortcut_gives_the_unfused_cost_and_gradients(
+        monkeypatch):
+    """nn/conv_blocks.py: the block's last batch norm adds the shortcut and activates in its
+    own pass; against the block's separate sum + relu pass, two steps (the kept arrays
+    reused), in float64."""
+    from dlcli.nn.base import walk
+    from dlcli.nn.layers import BatchNorm
+    fused, plain = _model(True), _model(True)
+    plain.load_state_dict(fused.state_dict())
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((4, 6, 5, 3)), rng.integers(0, 3, 4)
+    calls = []
+    adds_into = BatchNorm.adds_into
+    monkeypatch.setattr(BatchNorm, "adds_into",
+                        lambda self, *a: calls.append(self) or adds_into(self, *a))
+    for _ in range(2):
+        cost = fused.cost(x, y)
+        fused.backward()
+        with monkeypatch.context() as m:
+            m.setattr(BatchNorm, "adds_into", lambda self, *a: False)
+            plain_cost = plain.cost(x, y)
+            plain.backward()
+        assert cost == pytest.approx(plain_cost, rel=1e-12)
+        grads = [{p + k: layer.grads[k] for p, layer in walk(m.net) for k in layer.params}
+                 for m in (fused, plain)]
+        for name, grad in grads[0].items():
+            np.testing.assert_allclose(grad, grads[1][name], rtol=1e-10, atol=1e-13)
+    assert calls == [fused.layers[3].layers[4]] * 2

@@ -13,6 +13,8 @@ from dlcli.nn import conv_winograd
 from dlcli.nn.conv import Conv2D
 from test_conv import built, close, nchw, nhwc, oracle, padded, run
 
+NO_MOMENTS = np.zeros((3, 3, 0))  # the drivers' moments argument when no batch norm takes them
+
 
 def numpy_conv(A, W, pad_top, pad_left, n_H, n_W):
     """Z[i, h, w, k] = sum A[i, h + di - pad_top, w + dj - pad_left, c] W[di, dj, c, k], 0 outside."""
@@ -49,17 +51,53 @@ def test_convolve_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
         close(Z, expected, 1e-12 if dtype == np.float64 else 1e-5)
         # the serial and parallel drivers, in 1 to 3 runs of blocks: the same numbers
         Z1 = np.empty((m, n_H, n_W, K), dtype=dtype)
-        kw.convolve_blocks(A, U, pad, pad, Z1, min(rows, tH), 1, 1)
+        kw.convolve_blocks(A, U, pad, pad, Z1, min(rows, tH), 1, 1, NO_MOMENTS)
         for parts in (1, 2, 3):
             Z2 = np.full_like(Z1, np.nan)
-            kw.convolve_blocks_parallel(A, U, pad, pad, Z2, min(rows, tH), 1, min(parts, m * -(-tH // rows)))
+            kw.convolve_blocks_parallel(A, U, pad, pad, Z2, min(rows, tH), 1,
+                                        min(parts, m * -(-tH // rows)), NO_MOMENTS)
             np.testing.assert_array_equal(Z1, Z2)
         np.testing.assert_array_equal(Z, Z1)
     for examples in (2, 3):  # blocks of several whole examples (longer GEMMs: BLAS may sum
         for parts in (1, 2):  # in another order)
             Z2 = np.full((m, n_H, n_W, K), np.nan, dtype=dtype)
-            kw.convolve_blocks_parallel(A, U, pad, pad, Z2, tH, examples, min(parts, -(-m // examples)))
+            kw.convolve_blocks_parallel(A, U, pad, pad, Z2, tH, examples,
+                                        min(parts, -(-m // examples)), NO_MOMENTS)
             close(Z2, expected, 1e-12 if dtype == np.float64 else 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,H,Wd,C,K,offset", [
+    (2, 7, 5, 3, 4, 0.0),       # odd sizes: the cropped tiles' outputs counted once
+    (5, 9, 8, 2, 6, 1000.0),    # a mean far from zero cancels nothing
+    (1, 1, 1, 1, 1, 0.0),
+    (9, 4, 6, 3, 2, -50.0)])
+def test_convolve_takes_the_batch_moments_of_z(m, H, Wd, C, K, offset, dtype):
+    """kernels/winograd.py's moments (for a batch norm after the conv) against numpy's mean
+    and biased variance of Z per channel, from the serial driver and from 1 to 4 runs of
+    blocks in parallel, each run's sums shifted by its own first pixel."""
+    from dlcli.kernels import winograd as kw
+    from dlcli.kernels.batchnorm import moments
+    rng = np.random.default_rng(m * H)
+    A = (rng.standard_normal((m, H, Wd, C)) + offset).astype(dtype)
+    W = rng.standard_normal((3, 3, C, K)).astype(dtype)
+    U = np.empty((16, C, K), dtype=dtype)
+    kw.filter_transform(W, U)
+    Z, mean, var = kw.convolve(A, U, 1, 1, np.empty((m, H, Wd, K), dtype=dtype), moments=True)
+    z = Z.astype(np.float64).reshape(-1, K)
+    tol = 1e-12 if dtype == np.float64 else 1e-9  # the moments of the float32 Z, in float64
+    close(mean, z.mean(axis=0), tol)
+    close(var, z.var(axis=0), tol)
+    tH, _ = kw.tiles(H, Wd)
+    for parts in (1, 2, 3, 4):
+        parts = min(parts, m * tH)
+        acc = np.zeros((parts, 3, Wd * K + 1))
+        Z2 = np.empty_like(Z)
+        kw.convolve_blocks_parallel(A, U, 1, 1, Z2, 1, 1, parts, acc)
+        np.testing.assert_array_equal(Z2, Z)
+        assert acc[:, 0, -1].sum() == m * H  # every output row counted once
+        for got, want in zip(moments(acc, K), (z.mean(axis=0), z.var(axis=0))):
+            close(got, want, tol)
 
 
 def numpy_conv_grads(A, W, dZ, pad_top, pad_left):

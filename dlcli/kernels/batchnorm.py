@@ -21,6 +21,26 @@ backward dy masked where the output is 0 as both sums and dx read it. The relu l
 passes (0.7 ms forward, 1.3 backward on resnet_small's 64x32x32x32, its three such pairs)
 are gone: resnet_small's step 170.8 -> 143.0 ms with kernels/residual.py's pass (profile,
 Dec 3 2026, load 2.3-4), the batch norms themselves 3.4-4.2 -> 3.1-4.0 ms a layer.
+
+Fewer arrays of the activation's size a step (s7-resnet, Dec 3 2026):
+- z_norm is not written: the backward computes it again from the input x2 (kept, as a conv
+  keeps its A_prev) with the forward's very operations, and the fused relu's mask from it
+  too, so neither z_norm nor the output is read back (`batchnorm_backward`).
+- After a bias-free Winograd conv, the batch's moments come from the conv's output pass
+  (`moments_add` as each output row is written, in cache, on the conv's threads; `moments`
+  combines the threads' shifted sums), and the forward is the normalising pass alone.
+- A residual block's last batch norm adds the shortcut and applies the block's relu in that
+  same pass (`batchnorm_normalize`'s addend, nn/conv_blocks.py): the block's own sum pass
+  and the batch norm's output array are gone.
+resnet_small, batch 64, against main (55dc821) in one process, 14 alternations of 4 steps,
+wall medians, load ~4 (18:04 UTC): the four batch norms after Winograd convs forward 3.5-3.7
+-> 1.3-2.0 ms, backward 3.2-4.1 -> 3.0-4.0; the stem's (own moments) forward 3.3 -> 2.2; the
+blocks forward 26 -> 22 ms each (their sum pass gone); the convs' forward +0.6-1.0 ms each
+for the moments; a step 160.6 -> 148.0 ms. benchmarks/cnn.py --only resnet64 back to back:
+main 501 ex/s against PyTorch's 560 / 587, 0.85x (18:11, load 3.3 -> 2.7); this 538 against
+541 / 593, 0.91x (18:12, load 2.4 -> 2.1). Tried, not kept: the block's relu_backward folded
+into this backward's first pass, dZ written as it sums (5.5-7.2 ms against 4.1-4.4 apart: its
+loop stayed scalar behind the alias checks of one more store stream).
 """
 
 from __future__ import annotations
@@ -28,7 +48,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 BLOCK_ELEMENTS = 64  # a pass's inner loop runs over at least this many elements
 
@@ -52,12 +72,20 @@ def _fold(acc, C):
     return out
 
 
+@njit(inline="always")
+def _finish(t1, t2, first, rows, epsilon, mean, var, inv_std):
+    """mean, var and inv_std per column from sums t1, t2 of x - first over `rows` rows."""
+    for c in range(mean.shape[0]):
+        shifted_mean = t1[c] / rows
+        mean[c] = first[c] + shifted_mean
+        var[c] = max(t2[c] / rows - shifted_mean * shifted_mean, 0.0)
+        inv_std[c] = 1 / math.sqrt(var[c] + epsilon)
+
+
 @njit(cache=True, error_model="numpy")
-def batchnorm_forward(x2, gamma, beta, epsilon, z_norm, out, mean, var, inv_std, relu=False):
-    """z_norm = (x2 - mean) inv_std and out = gamma z_norm + beta, with the batch mean and the
-    biased batch variance, which land in `mean`, `var` and inv_std = 1 / sqrt(var + epsilon);
-    relu: out = relu(gamma z_norm + beta), the activation after the batch norm in the same
-    pass (one select: the floor is 0, or -inf without relu, NaN passing either way)."""
+def batchnorm_stats(x2, epsilon, mean, var, inv_std):
+    """The batch mean, the biased batch variance and inv_std = 1 / sqrt(var + epsilon) of each
+    column of x2, from sums shifted by its first row."""
     rows, C = x2.shape
     L = max(1, BLOCK_ELEMENTS // C) * C  # a variable: range(k * C) in the loop ran 20x slower
     x = x2.reshape(-1)
@@ -75,64 +103,139 @@ def batchnorm_forward(x2, gamma, beta, epsilon, z_norm, out, mean, var, inv_std,
         d = np.float64(x[base + j]) - shift[j]
         s1[j] += d
         s2[j] += d * d
-    t1, t2 = _fold(s1, C), _fold(s2, C)
-    for c in range(C):
-        shifted_mean = t1[c] / rows
-        mean[c] = x2[0, c] + shifted_mean
-        var[c] = max(t2[c] / rows - shifted_mean * shifted_mean, 0.0)
-        inv_std[c] = 1 / math.sqrt(var[c] + epsilon)
+    _finish(_fold(s1, C), _fold(s2, C), x2[0], rows, epsilon, mean, var, inv_std)
+
+
+@njit(inline="always")
+def moments_add(z, z0, n, C, acc):
+    """The run z[z0:z0 + n] (n / C whole pixels of C channels) into `acc` (3, n + 1) float64:
+    acc[0, :n] the shift (the first run's first pixel, tiled), acc[1, :n] the sums of
+    z - shift, acc[2, :n] their squares, acc[0, n] the runs counted. A conv writing its
+    output a run at a time takes batch norm's statistics while the run is in cache
+    (kernels/winograd.py). Three rows of acc, not one flat run: the flat one's loop stayed
+    scalar behind its aliasing (2.9 ms against 0.6 for 2M values on one thread)."""
+    shift, s1, s2 = acc[0], acc[1], acc[2]
+    if shift[n] == 0:
+        for j in range(n):
+            shift[j] = z[z0 + uint64(j % C)]
+    shift[n] += 1
+    for j in range(n):
+        d = np.float64(z[z0 + uint64(j)]) - shift[j]
+        s1[j] += d
+        s2[j] += d * d
+
+
+def moments(acc, C):
+    """Mean and biased variance per channel (float64) from the parts' moments `acc` (parts,
+    3, n + 1), each part's sums shifted by its own first pixel: the parts combined as Chan,
+    Golub and LeVeque's pairwise update (no sum of squares about zero, so a mean far from
+    zero cancels nothing)."""
+    n = acc.shape[2] - 1
+    runs = acc[:, 0, n]
+    acc = acc[runs > 0]
+    count = runs[runs > 0, None] * (n // C)  # samples a channel of each part
+    shift = acc[:, 0, :C]
+    s1 = acc[:, 1, :n].reshape(len(acc), -1, C).sum(axis=1)
+    s2 = acc[:, 2, :n].reshape(len(acc), -1, C).sum(axis=1)
+    part_mean = shift + s1 / count
+    m2 = s2 - s1 * s1 / count
+    total = count.sum()
+    mean = (count * part_mean).sum(axis=0) / total
+    var = (m2 + count * (part_mean - mean) ** 2).sum(axis=0) / total
+    return mean, np.maximum(var, 0.0)
+
+
+@njit(cache=True, error_model="numpy")
+def batchnorm_normalize(x2, gamma, beta, mean, inv_std, out, relu=False, addend=None):
+    """out = gamma (x2 - mean) inv_std + beta per column; with addend (x2's shape) that plus
+    addend, a residual block's shortcut summed in the same pass (nn/conv_blocks.py); relu:
+    out = relu(that), the activation after it in the same pass (one select: the floor is 0,
+    or -inf without relu, NaN passing either way). z_norm is not kept: the backward pass
+    computes it again from x2 with the same operations (one array of the activation's size
+    fewer written each step)."""
+    rows, C = x2.shape
+    L = max(1, BLOCK_ELEMENTS // C) * C
+    x = x2.reshape(-1)
+    blocks = x.size // L
     m, s, g, b = (_tile(mean, L, x2.dtype), _tile(inv_std, L, x2.dtype),
                   _tile(gamma, L, x2.dtype), _tile(beta, L, x2.dtype))
-    zn, y = z_norm.reshape(-1), out.reshape(-1)
+    y = out.reshape(-1)
+    added = addend is not None
+    a = np.zeros(1, dtype=x2.dtype) if addend is None else addend.reshape(-1)
     lo = x2.dtype.type(0.0 if relu else -np.inf)
     for blk in range(blocks):
         base = blk * L
         for j in range(L):
-            v = (x[base + j] - m[j]) * s[j]
-            zn[base + j] = v
-            t = g[j] * v + b[j]
+            t = g[j] * ((x[base + j] - m[j]) * s[j]) + b[j]
+            if added:
+                t = t + a[base + j]
             y[base + j] = lo if t < lo else t
     base = blocks * L
     for j in range(x.size - base):
-        v = (x[base + j] - m[j]) * s[j]
-        zn[base + j] = v
-        t = g[j] * v + b[j]
+        t = g[j] * ((x[base + j] - m[j]) * s[j]) + b[j]
+        if added:
+            t = t + a[base + j]
         y[base + j] = lo if t < lo else t
 
 
+@njit(cache=True, error_model="numpy")
+def batchnorm_forward(x2, gamma, beta, epsilon, out, mean, var, inv_std, relu=False):
+    """`batchnorm_stats` then `batchnorm_normalize`: the batch's statistics land in `mean`,
+    `var` and `inv_std`, out = [relu](gamma z_norm + beta)."""
+    batchnorm_stats(x2, epsilon, mean, var, inv_std)
+    batchnorm_normalize(x2, gamma, beta, mean, inv_std, out, relu)
+
+
 @njit(inline="always")
-def _through_relu(dy, a, masked, j):
-    """dy[j] through the fused relu whose output is a, if masked (relu'(z) = 1 where a > 0,
-    as kernels/activations.py has it)."""
-    if not masked:
-        return dy[j]
-    return dy[j] if a[j] > 0 else dy[j] * 0
+def _grad(dy, x, m, s, g, b, relu, i, j):
+    """(dy through the fused relu, z_norm) at element i (column j of the tiled constants),
+    z_norm as the forward computed it; with relu, dy kept where t = gamma z_norm + beta > 0
+    (relu'(t) = 1 there, kernels/activations.py's convention), else dy * 0 (a select, so
+    that the loop vectorizes). relu is the same for the whole loop, which LLVM unswitches:
+    without it no t at all (a batch norm before a residual block's sum measured 0.8 ms
+    slower when every element computed it)."""
+    v = (x[i] - m[j]) * s[j]
+    if not relu:
+        return dy[i], v
+    t = g[j] * v + b[j]
+    return (dy[i] if t > 0 else dy[i] * 0), v
+
+
+@njit(inline="always")
+def _sums(dy, x, m, s, g, b, relu, base, n, s_dy, s_dyz):
+    """Elements base:base + n into the sums of dy (through the fused relu) and dy z_norm."""
+    for j in range(n):
+        d, v = _grad(dy, x, m, s, g, b, relu, base + j, j)
+        s_dy[j] += np.float64(d)
+        s_dyz[j] += np.float64(d) * np.float64(v)
+
+
+@njit(inline="always")
+def _dx(dy, x, m, s, g, b, relu, k0, k1, k2, base, n, out):
+    """dx = k1 dy - k0 - k2 z_norm at elements base:base + n (dy through the fused relu)."""
+    for j in range(n):
+        d, v = _grad(dy, x, m, s, g, b, relu, base + j, j)
+        out[base + j] = k1[j] * d - k0[j] - k2[j] * v
 
 
 @njit(cache=True, error_model="numpy")
-def batchnorm_backward(dy2, z_norm, gamma, inv_std, dx, dgamma, dbeta, a2=None):
+def batchnorm_backward(dy2, x2, mean, gamma, beta, inv_std, dx, dgamma, dbeta, relu=False):
     """dbeta = sum dy, dgamma = sum dy z_norm, and through the batch statistics
-    dx = gamma inv_std / N (N dy - dbeta - z_norm dgamma), N = rows. With a2, the forward's
-    output through a fused relu (batchnorm_forward's relu), dy is first masked where a2 is 0:
-    the activation's backward in the same passes."""
+    dx = gamma inv_std / N (N dy - dbeta - z_norm dgamma), N = rows, z_norm = (x2 - mean)
+    inv_std recomputed as the forward pass computed it. relu: dy is first masked where the
+    forward's output gamma z_norm + beta was not above 0, the activation's backward in the
+    same passes (its output is not read back)."""
     rows, C = dy2.shape
     L = max(1, BLOCK_ELEMENTS // C) * C
-    dy, zn, out = dy2.reshape(-1), z_norm.reshape(-1), dx.reshape(-1)
-    masked = a2 is not None
-    a = np.zeros(1, dtype=dy2.dtype) if a2 is None else a2.reshape(-1)
+    dy, x, out = dy2.reshape(-1), x2.reshape(-1), dx.reshape(-1)
+    m, s, g, b = (_tile(mean, L, x2.dtype), _tile(inv_std, L, x2.dtype),
+                  _tile(gamma, L, x2.dtype), _tile(beta, L, x2.dtype))
     s_dy, s_dyz = np.zeros(L), np.zeros(L)
     blocks = dy.size // L
+    tail = dy.size - blocks * L  # the last rows, fewer than a block
     for blk in range(blocks):
-        base = blk * L
-        for j in range(L):
-            g = np.float64(_through_relu(dy, a, masked, base + j))
-            s_dy[j] += g
-            s_dyz[j] += g * zn[base + j]
-    base = blocks * L
-    for j in range(dy.size - base):
-        g = np.float64(_through_relu(dy, a, masked, base + j))
-        s_dy[j] += g
-        s_dyz[j] += g * zn[base + j]
+        _sums(dy, x, m, s, g, b, relu, blk * L, L, s_dy, s_dyz)
+    _sums(dy, x, m, s, g, b, relu, blocks * L, tail, s_dy, s_dyz)
     t_dy, t_dyz = _fold(s_dy, C), _fold(s_dyz, C)
     coef = np.empty(C)
     for c in range(C):
@@ -145,11 +248,5 @@ def batchnorm_backward(dy2, z_norm, gamma, inv_std, dx, dgamma, dbeta, a2=None):
     k0 = _tile(coef * dbeta, L, dx.dtype)
     k2 = _tile(coef * dgamma, L, dx.dtype)
     for blk in range(blocks):
-        base = blk * L
-        for j in range(L):
-            g = _through_relu(dy, a, masked, base + j)
-            out[base + j] = k1[j] * g - k0[j] - k2[j] * zn[base + j]
-    base = blocks * L
-    for j in range(dy.size - base):
-        g = _through_relu(dy, a, masked, base + j)
-        out[base + j] = k1[j] * g - k0[j] - k2[j] * zn[base + j]
+        _dx(dy, x, m, s, g, b, relu, k0, k1, k2, blk * L, L, out)
+    _dx(dy, x, m, s, g, b, relu, k0, k1, k2, blocks * L, tail, out)

@@ -44,6 +44,10 @@ Pieces, one thread, one 32x32x32 example (CPU time): input transform 54 us, the 
 = 32 values were two vectors each behind ~20 runtime alias checks, and a signed index
 Numba cannot prove >= 0 kept a loop scalar); GEMMs 57-60, output transform 17-18.
 F(4x4, 3x3) was not tried again.
+With a batch norm after the conv (nn/conv_winograd.py `fuse`), each output row written is
+also summed into its thread's moments while in cache (kernels/batchnorm.py `moments_add`):
++0.6-1.0 ms a 64x32x32x32 -> 32 forward (2 threads, load ~4), against 2.2 ms less for the
+batch norm, whose pass over Z for them is gone (kernels/batchnorm.py).
 A block's 16 tile positions lie `position_stride` apart, not a multiple of 1 KB: at 256
 tiles x 32 channels they were 32 KB apart and the transforms' 16 streams shared one L1 set
 (output transform 21 -> 13-17 us an example, dM 37 -> 16-21, the dA_prev scatter 88 -> 57).
@@ -60,6 +64,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
+from .batchnorm import moments as batch_moments, moments_add
 from .threads import one_blas_thread  # noqa: F401  (BLAS on one thread around the parallel drivers)
 
 
@@ -165,14 +170,16 @@ def row_scratch(tiles_W, C, dtype):
 
 
 @njit(inline="always")
-def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, Z):
+def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, Z, acc):
     """Z's outputs of example i, tile rows th0:th1 (the tiles past the output's edge
     cropped), from the flat mf: position k of tile t = (th - th0) tiles_W + tw, channel n,
     at k ps + t K + n. y (`out_scratch`, 4 tiles_W K): Y = A^T M A of a tile row, output row
     r and column parity j of tile tw at (2 r + j) tiles_W K + tw K + n, one loop of tiles_W K
     values from the 16 positions; then copied into Z's two rows, a run of K a column. Per
     tile, the loops over K (32: two vectors behind runtime alias checks) took 15-16 us an
-    example of 32x32x32, one thread; these 9.6-9.9."""
+    example of 32x32x32, one thread; these 9.6-9.9. A non-empty acc takes each output row's
+    moments for the batch norm after the conv while the row is in cache
+    (kernels/batchnorm.py `moments_add`)."""
     _, n_H, n_W, K = Z.shape
     z = Z.reshape(-1)
     N = tiles_W * K
@@ -211,6 +218,8 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, Z):
                     y0 = uint64((2 * r + j) * N + tw * K)
                     for n in range(K):
                         z[z0 + uint64(n)] = y[y0 + uint64(n)]
+            if acc.shape[1] > 0:
+                moments_add(z, uint64((i * n_H + h) * n_W * K), n_W * K, K, acc)
 
 
 @njit(inline="always")
@@ -231,7 +240,8 @@ def position_stride(n):
 
 
 @njit(inline="always")
-def _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, D, y, Z):
+def _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, D, y, Z,
+                    acc):
     """Output tile rows th0:th1 of examples i0:i1, all three steps while the block's tiles
     are in cache: V and M hold each position's T = (i1 - i0) (th1 - th0) tiles_W tiles
     (T, C) and (T, K), each example's after the one before, position_stride apart."""
@@ -246,13 +256,13 @@ def _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, 
         np.dot(V[k * pv:k * pv + T * C].reshape((T, C)), U[k],
                M[k * pm:k * pm + T * K].reshape((T, K)))
     for i in range(i0, i1):
-        _output_tiles(i, th0, th1, M[(i - i0) * per * K:], tiles_W, pm, y, Z)
+        _output_tiles(i, th0, th1, M[(i - i0) * per * K:], tiles_W, pm, y, Z, acc)
 
 
 @njit(inline="always")
-def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples):
+def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc):
     """The p-th of `parts` runs of consecutive blocks: `rows` tile rows of one example, or
-    (examples > 1) that many whole examples."""
+    (examples > 1) that many whole examples; acc[p] its moments (or empty)."""
     m, C, K = A_prev.shape[0], U.shape[1], U.shape[2]
     tiles_H, tiles_W = (Z.shape[1] + 1) // 2, (Z.shape[2] + 1) // 2
     per_example = (tiles_H + rows - 1) // rows
@@ -268,25 +278,27 @@ def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples):
         else:
             i0, th0 = j // per_example, (j % per_example) * rows
             i1, th1 = i0 + 1, min(th0 + rows, tiles_H)
-        _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, D, y, Z)
+        _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, D, y, Z,
+                        acc[p])
 
 
 @njit(cache=True)
-def convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, parts):
+def convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, parts, acc):
     """Z = the 3x3 stride-1 convolution of A_prev with the filter transformed to U (16, C, K),
     block by block: each block (`rows` tile rows of an example, or `examples` whole ones) is
     transformed, multiplied (one GEMM a tile position) and transformed back before the
-    next, while it is in cache."""
+    next, while it is in cache. acc (parts, 3, n_W K + 1), if not empty: each run's
+    moments of Z for a batch norm after it (kernels/batchnorm.py `moments`)."""
     for p in range(parts):
-        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples)
+        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc)
 
 
 @njit(parallel=True, cache=True)
-def convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, parts):
+def convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, parts, acc):
     """`convolve_blocks` in one parallel region: each of `parts` runs of consecutive blocks
     on its own thread, its GEMMs on that thread (the caller limits BLAS to one)."""
     for p in prange(parts):
-        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples)
+        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc)
 
 
 def tiles(n_H: int, n_W: int) -> tuple[int, int]:
@@ -324,17 +336,24 @@ def blocks(m: int, n_H: int, n_W: int, C: int, K: int, block_elements: int) -> t
     return rows, max(1, min(examples, -(-m // get_num_threads())))
 
 
-def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS):
+def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, moments=False):
     """Z = the 3x3 stride-1 convolution of A_prev (zero-padded by pad_top, pad_left; negative
     for an input gradient's crop) with the filter whose transform is U (16, C, K), in blocks
-    (`blocks`) holding about `block_elements` transformed values."""
+    (`blocks`) holding about `block_elements` transformed values. moments: return (Z, mean,
+    var), Z's batch mean and biased variance per channel (float64) taken as Z is written,
+    for a batch norm after the conv (kernels/batchnorm.py: one pass over Z fewer)."""
     m, C, K = A_prev.shape[0], U.shape[1], U.shape[2]
     tiles_H, _ = tiles(Z.shape[1], Z.shape[2])
     rows, examples = blocks(m, Z.shape[1], Z.shape[2], C, K, block_elements)
     n_blocks = -(-m // examples) if examples > 1 else m * -(-tiles_H // rows)
-    if Z.size * 9 * C < PARALLEL_MIN:
-        convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, 1)
+    serial = Z.size * 9 * C < PARALLEL_MIN
+    n_parts = 1 if serial else parts(n_blocks)
+    acc = np.zeros((n_parts, 3, Z.shape[2] * K + 1 if moments else 0))
+    if serial:
+        convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, 1, acc)
+    else:
+        with one_blas_thread():
+            convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, n_parts, acc)
+    if not moments:
         return Z
-    with one_blas_thread():
-        convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, parts(n_blocks))
-    return Z
+    return (Z, *batch_moments(acc, K))

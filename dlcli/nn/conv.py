@@ -210,6 +210,7 @@ class Conv2D(_Weighted):
         self.winograd_buffers = {}
         self.winograd_block = (winograd_block(self.n_H, self.n_W, self.n_C_prev, self.n_C)
                                if self.winograd else None)
+        self.norm = None  # a batch norm after it taking its moments here (fuse_next)
         # few filters on a large image: its backward split, dW unrolled (nn/conv_split.py)
         self.split_backward = (self.winograd and self.pad_top == self.pad_left
                                and conv_split.applies(self.n_H, self.n_W, self.n_C))
@@ -250,7 +251,7 @@ class Conv2D(_Weighted):
             if self.pointwise:
                 conv_pointwise.forward(self, A_prev, Z)
             else:
-                conv_winograd.forward(self, A_prev, Z, CHUNK_COLS if training else INFERENCE_CHUNK_COLS)
+                conv_winograd.forward(self, A_prev, Z, training)
             A = self._activate(Z, training)
             if training:
                 self.cache = (A_prev, POINTWISE if self.pointwise else WINOGRAD) + self.cache
@@ -316,8 +317,10 @@ class Conv2D(_Weighted):
 
     def fuse_next(self, layer) -> bool:
         """Run the next layer's pass in this one's where nn/conv_direct.py or nn/conv_patches.py
-        can (a 2x2 max pool after the direct or the blocked im2col path)."""
-        return conv_direct.fuse(self, layer) or conv_patches.fuse(self, layer)
+        can (a 2x2 max pool after the direct or the blocked im2col path), or take a batch
+        norm's moments in the Winograd output pass (nn/conv_winograd.py)."""
+        return (conv_direct.fuse(self, layer) or conv_patches.fuse(self, layer)
+                or conv_winograd.fuse(self, layer))
 
     def unfuse_next(self):
         """Run the next layer's pass apart again: for a caller that reads this layer's own

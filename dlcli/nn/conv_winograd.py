@@ -7,6 +7,10 @@ replacing the unrolled filter-gradient GEMM, the dcols GEMM and col2im. Nothing 
 is kept from the forward. Each pass runs as one parallel region: a run of blocks a thread,
 every GEMM on the thread that made its operands, BLAS held to one thread meanwhile.
 
+A trainable batch norm right after a bias-free linear Winograd conv takes the batch's moments
+from the conv's output pass (`fuse`; kernels/batchnorm.py `moments_add`), not from a pass of
+its own over Z.
+
 `Conv2D.build` takes this path when WINOGRAD_MIN_CHANNELS holds; the tests lower it to 1 so
 that the whole conv grid runs through it against PyTorch.
 """
@@ -55,12 +59,30 @@ def _transformed(W):
     return U
 
 
-def forward(layer, A_prev, Z, chunk_elements=None):
+def fuse(layer, after) -> bool:
+    """A trainable batch norm right after this bias-free linear Winograd conv takes the batch's
+    mean and variance from the conv's output pass (kernels/batchnorm.py `moments_add`): its
+    own statistics pass over Z is gone."""
+    from .layers import BatchNorm
+    fits = (layer.winograd and isinstance(after, BatchNorm) and layer.activation == "linear"
+            and "b" not in layer.params)
+    layer.norm = after if fits else None
+    return fits
+
+
+def forward(layer, A_prev, Z, training=False):
     """Z = the layer's convolution of A_prev, bias and activation not yet applied (in blocks
-    of kernels/winograd.py's size, whatever `chunk_elements` the caller's im2col uses)."""
+    of kernels/winograd.py's size). Training with a batch norm fused after (`fuse`), its
+    moments are left with it (BatchNorm.moments_given), tagged with Z."""
     from ..kernels import winograd as kw
-    return kw.convolve(A_prev, _transformed(layer.params["W"]), layer.pad_top, layer.pad_left, Z,
-                       block_elements(layer))
+    U = _transformed(layer.params["W"])
+    norm = getattr(layer, "norm", None)
+    if not (training and norm is not None and norm.trainable):
+        return kw.convolve(A_prev, U, layer.pad_top, layer.pad_left, Z, block_elements(layer))
+    Z, mean, var = kw.convolve(A_prev, U, layer.pad_top, layer.pad_left, Z, block_elements(layer),
+                               moments=True)
+    norm.moments_given = (Z, mean, var)
+    return Z
 
 
 def takes_addend(layer, shape, dtype) -> bool:

@@ -187,6 +187,9 @@ class BatchNorm(NoGemm, Layer):
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.scratch = Scratch()
         self.relu = False  # the relu activation after this layer runs in its passes (fuse_next)
+        # (Z, mean, var) of a training forward, left by the Winograd conv before this layer
+        # that took the batch's moments in its own output pass (nn/conv_winograd.py)
+        self.moments_given = None
 
     def fuse_next(self, layer) -> bool:
         """Apply a relu `activation` layer that follows in this layer's own passes (one pass
@@ -207,7 +210,15 @@ class BatchNorm(NoGemm, Layer):
         zeros_like_params(self)
         return super().build(input_shape, ctx)
 
-    def forward(self, x, training):
+    def adds_into(self, x, addend, training) -> bool:
+        """Whether `forward` can add `addend` (a residual block's shortcut) and apply a relu
+        in its own pass (nn/conv_blocks.py): training, not frozen, no relu of its own."""
+        return (training and self.trainable and not self.relu and addend.shape == x.shape
+                and addend.dtype == x.dtype == self.params["gamma"].dtype)
+
+    def forward(self, x, training, addend=None, out=None):
+        """addend, out (`adds_into`): out = relu(batch norm of x + addend), this layer's
+        backward still that of the batch norm alone (the block applies relu' first)."""
         gamma, beta = self.params["gamma"], self.params["beta"]
         x2 = np.ascontiguousarray(x, dtype=gamma.dtype).reshape(-1, gamma.shape[0])
         if not training or not self.trainable:
@@ -220,33 +231,40 @@ class BatchNorm(NoGemm, Layer):
             if training:
                 self.cache = ("frozen", scale, y if self.relu else None)
             return y.reshape(x.shape)
-        z_norm, out = (self.scratch.get(name, x2.shape, x2.dtype) for name in ("z_norm", "out"))
+        added = addend is not None
+        out = (out if added else self.scratch.get("out", x2.shape, x2.dtype)).reshape(x2.shape)
         mean, var, inv_std = (np.empty_like(gamma) for _ in range(3))
-        kbn.batchnorm_forward(x2, gamma, beta, self.epsilon, z_norm, out, mean, var, inv_std,
-                              self.relu)
+        given, self.moments_given = self.moments_given, None
+        if given is not None and given[0] is x:  # taken by the conv before (nn/conv_winograd.py)
+            mean[:], var[:] = given[1], given[2]
+            inv_std[:] = 1 / np.sqrt(var.astype(np.float64) + self.epsilon)
+        else:
+            kbn.batchnorm_stats(x2, self.epsilon, mean, var, inv_std)
+        if added:
+            kbn.batchnorm_normalize(x2, gamma, beta, mean, inv_std, out, True,
+                                    np.ascontiguousarray(addend).reshape(x2.shape))
+        else:
+            kbn.batchnorm_normalize(x2, gamma, beta, mean, inv_std, out, self.relu)
         for key, batch in (("running_mean", mean), ("running_var", var)):
             running = self.buffers[key]
             running *= self.momentum
             running += (1 - self.momentum) * batch
-        self.cache = (z_norm, inv_std, out if self.relu else None)
+        self.cache = (x2, mean, inv_std)  # z_norm computed again from x2 (kernels/batchnorm.py)
         return out.reshape(x.shape)
 
     def backward(self, dy):
-        z_norm, inv_std, relu_out = self.cache
+        x2, mean, inv_std = self.cache
         self.cache = None
-        if isinstance(z_norm, str):  # frozen: an affine map by `scale`, no parameter grads
-            dy2 = np.ascontiguousarray(dy).reshape(-1, inv_std.shape[0])
+        if isinstance(x2, str):  # frozen: an affine map by `scale` (mean), no parameter grads
+            scale, relu_out = mean, inv_std
+            dy2 = np.ascontiguousarray(dy).reshape(-1, scale.shape[0])
             if relu_out is not None:
                 dy2 = np.where(relu_out > 0, dy2, 0)
-            return (dy2 * inv_std).reshape(dy.shape)
-        dy2 = np.ascontiguousarray(dy, dtype=z_norm.dtype).reshape(z_norm.shape)
-        dx2 = self.scratch.get("dx", z_norm.shape, z_norm.dtype)
-        if relu_out is None:
-            kbn.batchnorm_backward(dy2, z_norm, self.params["gamma"], inv_std, dx2,
-                                   self.grads["gamma"], self.grads["beta"])
-        else:
-            kbn.batchnorm_backward(dy2, z_norm, self.params["gamma"], inv_std, dx2,
-                                   self.grads["gamma"], self.grads["beta"], relu_out)
+            return (dy2 * scale).reshape(dy.shape)
+        dy2 = np.ascontiguousarray(dy, dtype=x2.dtype).reshape(x2.shape)
+        dx2 = self.scratch.get("dx", x2.shape, x2.dtype)
+        kbn.batchnorm_backward(dy2, x2, mean, self.params["gamma"], self.params["beta"], inv_std,
+                               dx2, self.grads["gamma"], self.grads["beta"], self.relu)
         return dx2.reshape(dy.shape)
 
 
