@@ -167,6 +167,34 @@ def _column_sums(dZ, out):
 
 
 @njit(cache=True, error_model="numpy")
+def _add_parts_2d(total, parts):
+    """total[:, :K] += parts[0] + parts[1] + ..., parts (P, rows, K), in block order: the
+    LSTM's dW, of which a fused embedding's run fills only the recurrent columns."""
+    rows, K = np.uint64(parts.shape[1]), np.uint64(parts.shape[2])
+    for p in range(parts.shape[0]):
+        for i in range(rows):
+            dst, part = total[i], parts[p, i]
+            for j in range(K):
+                dst[j] += part[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _scatter_rows(dZ, idx, T, lo, hi, out):
+    """out[idx[t, lo + i]] += dZ's row of example lo + i at step t (dZ blocked, see
+    `lstm_forward`): the gradient of an input table's rows, steps in order."""
+    mp, n = hi - lo, np.uint64(out.shape[1])
+    base = T * lo
+    for k in range(out.shape[0]):
+        for j in range(n):
+            out[k, j] = 0.0
+    for t in range(T):
+        for i in range(mp):
+            dst, row = out[idx[t, lo + i]], dZ[base + t * mp + i]
+            for j in range(n):
+                dst[j] += row[j]
+
+
+@njit(cache=True, error_model="numpy")
 def _add_parts(total, parts):
     """total += parts[0] + parts[1] + ..., each element summed in block order (deterministic)."""
     n = np.uint64(total.shape[0])
@@ -221,7 +249,7 @@ def _lstm_cell_row_backward(da_out, da_next, dc_next, c_prev, c, g, dz, one):
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, lo, hi):
+def _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, C, G, lo, hi):
     """H is blocked (see `lstm_forward`): rows base + t (hi - lo) + i for example lo + i."""
     T, n = A.shape[0], A.shape[2]
     mp, base = hi - lo, A.shape[0] * lo
@@ -233,7 +261,7 @@ def _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, lo, hi):
         for i in range(mp):
             r = lo + i
             if mask[t, r]:
-                _lstm_cell_row(z[i], b, c_prev[i], A[t, r], C[t, r], G[t, r])
+                _lstm_cell_row(z[i], xb[idx[t, r]], c_prev[i], A[t, r], C[t, r], G[t, r])
             else:
                 A[t, r] = H[row + i, :n]
                 C[t, r] = c_prev[i]
@@ -267,10 +295,13 @@ def _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_forward(H, W_T, b, c0, mask, A, C, G):
+def lstm_forward(H, W_T, xb, idx, c0, mask, A, C, G):
     """H (T m, n + n_x) in: [a0, x<1>], [., x<2>], ...; out: [a<t-1>, x<t>] at every step (the
     kernel writes the states in), which backward multiplies by dZ for dW in one GEMM;
-    W_T (n + n_x, 4n) the stacked [Wf; Wi; Wc; Wo] transposed; b (4n,); c0 (m, n);
+    W_T (n + n_x, 4n) the stacked [Wf; Wi; Wc; Wo] transposed; xb (R, 4n) rows added to the
+    gates' product, example r at step t taking row idx[t, r] (idx (T, m) intp): the bias b as
+    one row and idx all 0, or, under a fused embedding, the table E^T Wx^T + b with H only
+    [a<t-1>] (n_x = 0; nn/recurrent_cells.py `LSTMCell.forward_tokens`); c0 (m, n);
     out: A, C (T, m, n) the states a<t>, c<t>; G (T, m, 4n) the gates after their activation.
     H (and backward's dZ) are BLOCKED by the split's blocks of examples lo..hi: the block's
     rows T lo .. T hi, step by step (row T lo + t (hi - lo) + i is example lo + i at step t),
@@ -279,11 +310,11 @@ def lstm_forward(H, W_T, b, c0, mask, A, C, G):
     # `range(1)`, not a constant lo = 0: with the constant, LLVM's inlining left the gate loops
     # 4x slower (52 against 13 ms a forward pass at m 128, measured)
     for lo in range(1):
-        _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, lo, A.shape[1])
+        _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, C, G, lo, A.shape[1])
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def lstm_forward_split(H, W_T, b, c0, mask, A, C, G, parts, threads):
+def lstm_forward_split(H, W_T, xb, idx, c0, mask, A, C, G, parts, threads):
     """lstm_forward with the examples in `parts` blocks of rows, each block's whole time loop run
     by one thread; the threads take blocks from a shared counter (`next_block`), so that a
     thread whose core another process shares takes fewer of them. `threads`: Numba's count
@@ -293,7 +324,8 @@ def lstm_forward_split(H, W_T, b, c0, mask, A, C, G, parts, threads):
     for _ in prange(min(threads, parts)):
         p = next_block(counter)
         while p < parts:
-            _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, p * m // parts, (p + 1) * m // parts)
+            _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, C, G, p * m // parts,
+                               (p + 1) * m // parts)
             p = next_block(counter)
 
 
@@ -308,14 +340,17 @@ def lstm_backward(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ):
 
 @njit(cache=True, error_model="numpy", parallel=True)
 def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW, db, dX, part_dW,
-                        parts, threads):
+                        idx, part_dxb, parts, threads):
     """lstm_backward with `parts` blocks of examples taken from a shared counter (as in
     `lstm_forward_split`), and each block's share of the weight gradients done by its thread
     after the block's time loop, in the same parallel region: dW += dZ^T H, db += the column
     sums of dZ, dX = dZ Wx (dX (T m, n_x) blocked like H and dZ; Wx (4n, n_x)). One region
     where there were two (the loop's, then `stacked_grads_split`'s), and the block of dZ the
     thread just wrote is still in its core's cache. part_dW (parts, 4n, n + n_x): scratch, kept
-    by the caller (a fresh 1.2 MB array a step page-faulted on its first touch)."""
+    by the caller (a fresh 1.2 MB array a step page-faulted on its first touch).
+    Under a fused embedding (H only [a<t-1>], K = n columns): dW[:, :K] alone, no dX (0 rows),
+    and part_dxb (parts, R, 4n) the blocks' gradients of the forward's table rows xb (idx as
+    in `lstm_forward`), summed by the caller; else part_dxb has no rows."""
     m, T = dA.shape[1], dA.shape[0]
     # a partial dW and db per BLOCK, summed in block order after: the same sums whichever
     # thread took which block (per-thread partials made the gradients vary in the last bits)
@@ -328,10 +363,13 @@ def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW,
             _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi)
             r0, r1 = T * lo, T * hi
             np.dot(dZ[r0:r1].T, H[r0:r1], part_dW[p])
-            np.dot(dZ[r0:r1], Wx, dX[r0:r1])
+            if dX.shape[0] > 0:
+                np.dot(dZ[r0:r1], Wx, dX[r0:r1])
+            if part_dxb.shape[1] > 0:
+                _scatter_rows(dZ, idx, T, lo, hi, part_dxb[p])
             _column_sums(dZ[r0:r1], part_db[p])
             p = next_block(counter)
-    _add_parts(dW.reshape(-1), part_dW.reshape(parts, -1))
+    _add_parts_2d(dW, part_dW)
     _add_parts(db, part_db)
 
 

@@ -61,6 +61,7 @@ class Recurrent(Layer):
         self.cell = cell
         self.return_sequences, self.reverse = bool(return_sequences), bool(reverse)
         self.mask = None  # (m, T) set by `set_mask` before each forward pass, or None
+        self.embedding = None  # the embedding fused in, which hands its ids on (nn/embedding.py)
 
     @property
     def regularized(self):
@@ -96,9 +97,13 @@ class Recurrent(Layer):
     def forward(self, x, training):
         self.params = self.cell.params
         dtype = self.cell.params[self.cell.weights[0]].dtype
-        x = np.asarray(x, dtype=dtype)
-        m, T = x.shape[:2]
-        A, run = self.cell.forward(self._time_major(x), self.cell.zero_state(m), self._mask_tm(m, T))
+        m, T = np.shape(x)[:2]
+        if self.embedding is not None and np.ndim(x) == 2:  # token ids: the embedding's own rows
+            A, run = self.cell.forward_tokens(self._time_major(np.asarray(x)), self.embedding.params["E"],
+                                              self.cell.zero_state(m), self._mask_tm(m, T))
+        else:
+            x = np.asarray(x, dtype=dtype)
+            A, run = self.cell.forward(self._time_major(x), self.cell.zero_state(m), self._mask_tm(m, T))
         y = self._batch_first(A) if self.return_sequences else A[-1].copy()  # reversal undone
         if training:
             self.cache = run
@@ -109,15 +114,19 @@ class Recurrent(Layer):
     def backward(self, dy):
         run, self.cache = self.cache, None
         T, m = run.mask.shape
+        dtype = self.cell.params[self.cell.weights[0]].dtype
         if self.return_sequences:
-            dA = self._time_major(np.asarray(dy, dtype=run.X.dtype))
+            dA = self._time_major(np.asarray(dy, dtype=dtype))
         else:
-            dA = np.zeros((T, m, self.cell.units), dtype=run.X.dtype)
+            dA = np.zeros((T, m, self.cell.units), dtype=dtype)
             dA[-1] = dy
         self.cell.zero_grad()
         dX, _ = self.cell.backward(dA, run)
         if hasattr(self.cell, "release"):
             self.cell.release(run)
+        if getattr(run, "E", None) is not None:  # the fused embedding's dE (its backward: nothing)
+            self.embedding.grads["E"][...] = dX
+            return None
         if not self.needs_input_grad:
             return None
         return self._batch_first(dX)

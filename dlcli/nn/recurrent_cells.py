@@ -170,6 +170,8 @@ class LSTMRun(NamedTuple):
     c0: np.ndarray
     mask: np.ndarray
     parts: int = 1  # the blocks of examples H is laid out by (`_blocks`)
+    idx: np.ndarray = None  # (T, m) the table rows of `forward_tokens`' steps, else None
+    E: np.ndarray = None  # the fused embedding's E (`forward_tokens`), else None
 
 
 class GRURun(NamedTuple):
@@ -319,33 +321,59 @@ class LSTMCell(_StackedCell):
         """The gates read H[t] = [a<t-1>, x<t>] times the stacked W^T, one product a step: the
         input half rides along in the step's GEMM (K = n_a + n_x) instead of a GEMM of its own
         before the loop, and backward's dW is then one GEMM over H, with no [a0, A[:-1]] concat."""
-        k = _k()
         T, m, n_x = X.shape
-        n = self.units
         W, b = self._stacked()
+        idx = np.zeros((T, m), dtype=np.intp)  # every step's row of b.T: the bias
+        return self._run(X, W.T, b.reshape(1, -1), idx, None, state0, mask)
+
+    def forward_tokens(self, ids, E, state0, mask):
+        """forward over embedded tokens, the embedding fused in (nn/embedding.py `fuse_next`):
+        ids (T, m) time-major token ids (negative: a zero vector), E (n_x, vocab) the embedding.
+        x<t> = E[:, id], so W_x x<t> + b is row id of the table E^T W_x^T + b (vocab + 1, 4 n_a;
+        its last row, b alone, for the zero vector): the step's GEMM reads only [a<t-1>]
+        (K = n_a), the table row rides in the gate pass, and backward gathers the table's
+        gradient by token instead of a dX GEMM (the cell hands back dE: `backward`)."""
+        W, b = self._stacked()
+        n, V = self.units, E.shape[1]
+        E = np.asarray(E, dtype=W.dtype)
+        table = np.empty((V + 1, W.shape[0]), dtype=W.dtype)
+        np.matmul(E.T, W[:, n:].T, out=table[:V])
+        table[:V] += b.T
+        table[V] = b[:, 0]
+        idx = np.where(ids < 0, V, ids).astype(np.intp)
+        return self._run(None, W[:, :n].T, table, idx, E, state0, mask)
+
+    def _run(self, X, W_T, xb, idx, E, state0, mask):
+        k = _k()
+        T, m = idx.shape
+        n = self.units
+        n_x = 0 if X is None else X.shape[2]
+        dtype = xb.dtype if X is None else X.dtype
         parts = _lstm_parts(m)
-        H = self.spare.take((T * m, n + n_x), X.dtype)
+        H = self.spare.take((T * m, n + n_x), dtype)
         for lo, hi in _blocks(m, parts):  # blocked by the thread that reads it (kernels/recurrent.py)
             Hp = _blocked(H, T, lo, hi)
-            Hp[:, :, n:] = X[:, lo:hi]
+            if X is not None:
+                Hp[:, :, n:] = X[:, lo:hi]
             Hp[0, :, :n] = state0[0][lo:hi]
-        A = self.spare.take((T, m, n), X.dtype)
-        C = self.spare.take((T, m, n), X.dtype)
-        G = self.spare.take((T, m, 4 * n), X.dtype)
-        c0 = np.ascontiguousarray(state0[1], dtype=X.dtype)
-        args = (H, np.ascontiguousarray(W.T), np.ascontiguousarray(b.reshape(-1)), c0, mask, A, C, G)
+        A = self.spare.take((T, m, n), dtype)
+        C = self.spare.take((T, m, n), dtype)
+        G = self.spare.take((T, m, 4 * n), dtype)
+        c0 = np.ascontiguousarray(state0[1], dtype=dtype)
+        args = (H, np.ascontiguousarray(W_T), np.ascontiguousarray(xb), idx, c0, mask, A, C, G)
         with _loop_threads():
             if parts > 1:
                 k.lstm_forward_split(*args, parts, _threads())
             else:
                 k.lstm_forward(*args)
-        return A, LSTMRun(X, A, C, G, H, c0, mask, parts)
+        return A, LSTMRun(X, A, C, G, H, c0, mask, parts, idx if E is not None else None, E)
 
     def release(self, run):
         """The run's arrays may be reused: its outputs were copied and its backward is done."""
         self.spare.give(run.A, run.C, run.G, run.H)
 
     def backward(self, dA, run, dstate=None):
+        """(dX (T, m, n_x), (da0, dc0)); after `forward_tokens`, dE (n_x, vocab) for dX."""
         k = _k()
         T, m, n = dA.shape
         if dstate is None:
@@ -354,26 +382,40 @@ class LSTMCell(_StackedCell):
             da, dc = (np.array(s, dtype=dA.dtype) for s in dstate)
         dZ = self.spare.take((T * m, 4 * n), dA.dtype)  # blocked like run.H
         W = self.W
+        tokens = run.E is not None
         args = (dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:, :n]), run.mask, da, dc, dZ)
         Wx = np.ascontiguousarray(W[:, n:])
-        dX = np.empty((T * m, Wx.shape[1]), dtype=dA.dtype)  # blocked like dZ
+        dX = np.empty((0 if tokens else T * m, Wx.shape[1]), dtype=dA.dtype)  # blocked like dZ
+        rows = run.E.shape[1] + 1 if tokens else 0  # the table's (forward_tokens)
         grads = (run.H, Wx, self.dW, self.db.reshape(-1), dX)
         threads = _threads()
-        split_grads = threads > 1 and T * m >= threads * SPLIT_MIN_EXAMPLES
+        split_grads = threads > 1 and T * m >= threads * SPLIT_MIN_EXAMPLES and not tokens
         with _loop_threads():
             if run.parts > 1:  # each thread's share of dW, db, dX in the loop's own region
-                part_dW = self.spare.take((run.parts,) + self.dW.shape, dA.dtype)
-                k.lstm_backward_split(*args, *grads, part_dW, run.parts, threads)
-                self.spare.give(part_dW)
+                K = run.H.shape[1]
+                part_dW = self.spare.take((run.parts, 4 * n, K), dA.dtype)
+                part_dxb = self.spare.take((run.parts, rows, 4 * n), dA.dtype)
+                idx = run.idx if tokens else np.zeros((T, m), dtype=np.intp)
+                k.lstm_backward_split(*args, *grads, part_dW, idx, part_dxb, run.parts, threads)
+                dxb = part_dxb.sum(axis=0) if tokens else None  # in block order
+                self.spare.give(part_dW, part_dxb)
             else:
                 k.lstm_backward(*args)
                 if split_grads:
                     k.stacked_grads_split(dZ, *grads, threads)
         if run.parts == 1 and not split_grads:
-            self.dW += dZ.T @ run.H
+            self.dW[:, :run.H.shape[1]] += dZ.T @ run.H
             self.db += dZ.sum(axis=0)[:, None]
-            np.matmul(dZ, Wx, out=dX)
+            if tokens:
+                dxb = np.empty((rows, 4 * n), dtype=dA.dtype)
+                k._scatter_rows(dZ, run.idx, T, 0, m, dxb)
+            else:
+                np.matmul(dZ, Wx, out=dX)
         self.spare.give(dZ)
+        if tokens:  # the table E^T Wx^T + b: dWx = dxb^T E^T, dE = Wx^T dxb^T (its row V is b's)
+            dxb = dxb[:-1]
+            self.dW[:, n:] += dxb.T @ run.E.T
+            return (dxb @ Wx).T, (da, dc)
         if run.parts == 1:
             return dX.reshape(T, m, -1), (da, dc)
         dX_tm = np.empty((T, m, dX.shape[1]), dtype=dA.dtype)
