@@ -237,11 +237,13 @@ def _np_sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-@pytest.mark.parametrize("dtype,tokens", [(np.float32, False), (np.float64, False),
-                                          (np.float32, True), (np.float64, True)])
-def test_lstm_kernel_matches_numpy_loop(dtype, tokens):
+@pytest.mark.parametrize("dtype,tokens,order", [(np.float32, False, 0), (np.float64, False, 0),
+                                                (np.float32, True, 1), (np.float64, True, 2),
+                                                (np.float64, False, 1)])
+def test_lstm_kernel_matches_numpy_loop(dtype, tokens, order):
     """tokens: the fused embedding's form, no x in H (n_x 0) and each step's row of a table
-    (R, 4n) in place of the bias."""
+    (R, 4n) in place of the bias; order: A time-major (0), batch-first (1), batch-first with
+    time reversed (2)."""
     from dlcli.kernels import recurrent as k
     rng = np.random.default_rng(0)
     T, m, n = 5, 4, 6
@@ -253,12 +255,13 @@ def test_lstm_kernel_matches_numpy_loop(dtype, tokens):
     a0, c0 = (rng.standard_normal((m, n)).astype(dtype) for _ in range(2))
     mask = np.ones((T, m), np.uint8)
     mask[3:, 1] = 0
-    A, C = np.empty((T, m, n), dtype), np.empty((T, m, n), dtype)
+    A_out, C = np.empty((m, T, n) if order else (T, m, n), dtype), np.empty((T, m, n), dtype)
     G = np.empty((T, m, 4 * n), dtype)
     H2 = np.empty((T * m, n + n_x), dtype)  # one block: time-major
     H = H2.reshape(T, m, -1)
     H[:, :, n:], H[0, :, :n] = X, a0
-    k.lstm_forward(H2, W_T, xb, idx, c0, mask, A, C, G)
+    k.lstm_forward(H2, W_T, xb, idx, c0, mask, A_out, order, C, G)
+    A = {0: A_out, 1: A_out.transpose(1, 0, 2), 2: A_out.transpose(1, 0, 2)[::-1]}[order]
     a, c = a0.astype(np.float64), c0.astype(np.float64)
     for t in range(T):
         tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -326,13 +329,15 @@ def test_float32_gates_are_computed_in_float32_to_a_few_ulp():
     np.testing.assert_array_equal(s, [k._sigmoid(v) for v in x])
     np.testing.assert_array_equal(t, [k._tanh(v) for v in x])
 
-@pytest.mark.parametrize("kind,parts,tokens", [("lstm", 2, False), ("lstm", 3, False), ("lstm", 5, False),
-                                               ("lstm", 2, True), ("lstm", 5, True),
-                                               ("gru", 2, False), ("gru", 3, False)])
-def test_split_kernels_equal_the_serial_ones(kind, parts, tokens):
+@pytest.mark.parametrize("kind,parts,tokens,order", [
+    ("lstm", 2, False, 0), ("lstm", 3, False, 1), ("lstm", 5, False, 2), ("lstm", 2, True, 1),
+    ("lstm", 5, True, 2), ("gru", 2, False, 0), ("gru", 3, False, 0)])
+def test_split_kernels_equal_the_serial_ones(kind, parts, tokens, order):
     """tokens: the fused embedding's form (H only [a<t-1>], a table row a step, its gradient
-    scattered by row instead of dX)."""
+    scattered by row instead of dX); order: the split kernels' A and dA batch-first (1), and
+    reversed in time (2), against the serial kernels' time-major."""
     from dlcli.kernels import recurrent as k
+    from dlcli.kernels.embedded import scatter_rows
     rng = np.random.default_rng(2)
     T, m, n = 6, 11, 5
     G_n = 4 if kind == "lstm" else 3
@@ -355,7 +360,12 @@ def test_split_kernels_equal_the_serial_ones(kind, parts, tokens):
         if kind == "lstm":
             from dlcli.nn.recurrent_cells import _blocked, _blocks
             blocks = _blocks(m, parts if split else 1)
-            A, C, G = np.empty((T, m, n)), np.empty((T, m, n)), np.empty((T, m, 4 * n))
+            o = order if split else 0
+            A, C, G = np.empty((m, T, n) if o else (T, m, n)), np.empty((T, m, n)), np.empty((T, m, 4 * n))
+            tm_view = {0: lambda a: a, 1: lambda a: a.transpose(1, 0, 2),
+                       2: lambda a: a.transpose(1, 0, 2)[::-1]}[o]  # time-major view of A, dA
+            dA_o = np.ascontiguousarray({0: dA, 1: dA.transpose(1, 0, 2),
+                                         2: dA[::-1].transpose(1, 0, 2)}[o])
             H = np.empty((T * m, n + n_x))  # n_x = n: XZ's values read as inputs; blocked
             for lo, hi in blocks:
                 Hp = _blocked(H, T, lo, hi)
@@ -363,24 +373,25 @@ def test_split_kernels_equal_the_serial_ones(kind, parts, tokens):
             Wx = 0.3 * W[::-1][:, :n_x]
             W_T = np.ascontiguousarray(np.concatenate([W, Wx], axis=1).T)
             fwd = k.lstm_forward_split if split else k.lstm_forward
-            fwd(H, W_T, xb, idx, c0, mask, A, C, G, *extra)
+            fwd(H, W_T, xb, idx, c0, mask, A, o, C, G, *extra)
+            A = tm_view(A)
             da, dc, dZ = dlast[0].copy(), dlast[1].copy(), np.empty((T * m, 4 * n))
             dW, db = np.ones((4 * n, 2 * n)), np.ones(4 * n)
             dX = np.empty((0 if tokens else T * m, n_x))
             dxb = np.zeros((R, 4 * n))
             if split:  # the weight gradients in the loop's region
                 part_dxb = np.empty((parts, R if tokens else 0, 4 * n))
-                k.lstm_backward_split(dA, C, G, c0, W, mask, da, dc, dZ, H, np.ascontiguousarray(Wx),
+                k.lstm_backward_split(dA_o, o, C, G, c0, W, mask, da, dc, dZ, H, np.ascontiguousarray(Wx),
                                       dW, db, dX, np.empty((parts, 4 * n, n + n_x)), idx, part_dxb,
                                       *extra)
                 if tokens:
                     dxb = part_dxb.sum(axis=0)
             else:
-                k.lstm_backward(dA, C, G, c0, W, mask, da, dc, dZ)
+                k.lstm_backward(dA_o, o, C, G, c0, W, mask, da, dc, dZ)
                 dW[:, :n + n_x] += dZ.T @ H
                 db += dZ.sum(axis=0)
                 if tokens:
-                    k._scatter_rows(dZ, idx, T, 0, m, dxb)
+                    scatter_rows(dZ, idx, T, 0, m, dxb)
                 else:
                     dX = dZ @ Wx
             tm = [np.concatenate([_blocked(a, T, lo, hi) for lo, hi in blocks], axis=1)

@@ -70,6 +70,7 @@ import numpy as np
 from numba import njit, prange
 from numba.core.errors import NumbaIRAssumptionWarning
 
+from .embedded import scatter_rows
 from .gates import _act, _act_grad, _gate_sigmoid, _gate_tanh, _sigmoid, _tanh  # noqa: F401
 from .threads import block_counter, next_block
 
@@ -179,22 +180,6 @@ def _add_parts_2d(total, parts):
 
 
 @njit(cache=True, error_model="numpy")
-def _scatter_rows(dZ, idx, T, lo, hi, out):
-    """out[idx[t, lo + i]] += dZ's row of example lo + i at step t (dZ blocked, see
-    `lstm_forward`): the gradient of an input table's rows, steps in order."""
-    mp, n = hi - lo, np.uint64(out.shape[1])
-    base = T * lo
-    for k in range(out.shape[0]):
-        for j in range(n):
-            out[k, j] = 0.0
-    for t in range(T):
-        for i in range(mp):
-            dst, row = out[idx[t, lo + i]], dZ[base + t * mp + i]
-            for j in range(n):
-                dst[j] += row[j]
-
-
-@njit(cache=True, error_model="numpy")
 def _add_parts(total, parts):
     """total += parts[0] + parts[1] + ..., each element summed in block order (deterministic)."""
     n = np.uint64(total.shape[0])
@@ -248,11 +233,21 @@ def _lstm_cell_row_backward(da_out, da_next, dc_next, c_prev, c, g, dz, one):
         dc_next[j] = dc * f
 
 
+@njit(inline="always")
+def _step_row(A, t, r, order):
+    """Example r's row at step t of a state array in `order` (see `lstm_forward`)."""
+    if order == 0:
+        return A[t, r]
+    if order == 1:
+        return A[r, t]
+    return A[r, A.shape[1] - 1 - t]
+
+
 @njit(cache=True, error_model="numpy")
-def _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, C, G, lo, hi):
+def _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, order, C, G, lo, hi):
     """H is blocked (see `lstm_forward`): rows base + t (hi - lo) + i for example lo + i."""
-    T, n = A.shape[0], A.shape[2]
-    mp, base = hi - lo, A.shape[0] * lo
+    T, n = mask.shape[0], A.shape[2]
+    mp, base = hi - lo, T * lo
     z = np.empty((mp, W_T.shape[1]), dtype=H.dtype)
     for t in range(T):
         c_prev = C[t - 1, lo:hi] if t > 0 else c0[lo:hi]
@@ -260,20 +255,21 @@ def _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, C, G, lo, hi):
         _dot_rows(H[row:row + mp], W_T, z)  # [a<t-1>, x<t>] @ [Wa; Wx]^T, all four gates
         for i in range(mp):
             r = lo + i
+            a = _step_row(A, t, r, order)
             if mask[t, r]:
-                _lstm_cell_row(z[i], xb[idx[t, r]], c_prev[i], A[t, r], C[t, r], G[t, r])
+                _lstm_cell_row(z[i], xb[idx[t, r]], c_prev[i], a, C[t, r], G[t, r])
             else:
-                A[t, r] = H[row + i, :n]
+                a[:] = H[row + i, :n]
                 C[t, r] = c_prev[i]
                 G[t, r] = 0.0
             if t + 1 < T:
-                H[row + mp + i, :n] = A[t, r]
+                H[row + mp + i, :n] = a
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
+def _lstm_backward_rows(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
     """dZ is blocked like H (see `lstm_forward`)."""
-    T = dA.shape[0]
+    T = mask.shape[0]
     mp, base = hi - lo, T * lo
     back = np.empty((mp, dA.shape[2]), dtype=dA.dtype)
     one = np.ones(1, dtype=dA.dtype)[0]
@@ -283,10 +279,10 @@ def _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
             r = lo + i
             if mask[t, r]:
                 c_prev = C[t - 1, r] if t > 0 else c0[r]
-                _lstm_cell_row_backward(dA[t, r], da_next[r], dc_next[r], c_prev, C[t, r], G[t, r],
-                                        dZ[row + i], one)
+                _lstm_cell_row_backward(_step_row(dA, t, r, order), da_next[r], dc_next[r], c_prev,
+                                        C[t, r], G[t, r], dZ[row + i], one)
             else:
-                da_next[r] += dA[t, r]
+                da_next[r] += _step_row(dA, t, r, order)
                 dZ[row + i] = 0.0
         _dot_rows(dZ[row:row + mp], Wa, back)
         for i in range(mp):
@@ -295,14 +291,17 @@ def _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_forward(H, W_T, xb, idx, c0, mask, A, C, G):
+def lstm_forward(H, W_T, xb, idx, c0, mask, A, order, C, G):
     """H (T m, n + n_x) in: [a0, x<1>], [., x<2>], ...; out: [a<t-1>, x<t>] at every step (the
     kernel writes the states in), which backward multiplies by dZ for dW in one GEMM;
     W_T (n + n_x, 4n) the stacked [Wf; Wi; Wc; Wo] transposed; xb (R, 4n) rows added to the
     gates' product, example r at step t taking row idx[t, r] (idx (T, m) intp): the bias b as
     one row and idx all 0, or, under a fused embedding, the table E^T Wx^T + b with H only
     [a<t-1>] (n_x = 0; nn/recurrent_cells.py `LSTMCell.forward_tokens`); c0 (m, n);
-    out: A, C (T, m, n) the states a<t>, c<t>; G (T, m, 4n) the gates after their activation.
+    out: A the states a<t>, (T, m, n) time-major (order 0), or the layer's batch-first (m, T, n)
+    (order 1), or that with time reversed (order 2, a `reverse` layer: step t at T - 1 - t), so
+    that the layer hands A out without a copy; C (T, m, n) the c<t>; G (T, m, 4n) the gates
+    after their activation.
     H (and backward's dZ) are BLOCKED by the split's blocks of examples lo..hi: the block's
     rows T lo .. T hi, step by step (row T lo + t (hi - lo) + i is example lo + i at step t),
     so that each thread's whole share is one contiguous matrix for the weight-gradient GEMMs
@@ -310,37 +309,37 @@ def lstm_forward(H, W_T, xb, idx, c0, mask, A, C, G):
     # `range(1)`, not a constant lo = 0: with the constant, LLVM's inlining left the gate loops
     # 4x slower (52 against 13 ms a forward pass at m 128, measured)
     for lo in range(1):
-        _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, C, G, lo, A.shape[1])
+        _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, order, C, G, lo, mask.shape[1])
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def lstm_forward_split(H, W_T, xb, idx, c0, mask, A, C, G, parts, threads):
+def lstm_forward_split(H, W_T, xb, idx, c0, mask, A, order, C, G, parts, threads):
     """lstm_forward with the examples in `parts` blocks of rows, each block's whole time loop run
     by one thread; the threads take blocks from a shared counter (`next_block`), so that a
     thread whose core another process shares takes fewer of them. `threads`: Numba's count
     (numba.get_num_threads() in a kernel is a ctypes call, which Numba will not cache)."""
-    m = A.shape[1]
+    m = mask.shape[1]
     counter = block_counter()
     for _ in prange(min(threads, parts)):
         p = next_block(counter)
         while p < parts:
-            _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, C, G, p * m // parts,
+            _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, order, C, G, p * m // parts,
                                (p + 1) * m // parts)
             p = next_block(counter)
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_backward(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ):
-    """dA (T, m, n) gradients on the outputs a<t>; Wa (4n, n); da_next, dc_next (m, n) in: the
+def lstm_backward(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ):
+    """dA the gradients on the outputs a<t>, in `order` (as A in `lstm_forward`); Wa (4n, n); da_next, dc_next (m, n) in: the
     gradients on the last states, out: on a0 and c0; dZ (T m, 4n) out (time-major). The
     caller takes dW = dZ^T H, db, dX = dZ Wx after it."""
     for lo in range(1):
-        _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, dA.shape[1])
+        _lstm_backward_rows(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, mask.shape[1])
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW, db, dX, part_dW,
-                        idx, part_dxb, parts, threads):
+def lstm_backward_split(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW, db, dX,
+                        part_dW, idx, part_dxb, parts, threads):
     """lstm_backward with `parts` blocks of examples taken from a shared counter (as in
     `lstm_forward_split`), and each block's share of the weight gradients done by its thread
     after the block's time loop, in the same parallel region: dW += dZ^T H, db += the column
@@ -351,7 +350,7 @@ def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW,
     Under a fused embedding (H only [a<t-1>], K = n columns): dW[:, :K] alone, no dX (0 rows),
     and part_dxb (parts, R, 4n) the blocks' gradients of the forward's table rows xb (idx as
     in `lstm_forward`), summed by the caller; else part_dxb has no rows."""
-    m, T = dA.shape[1], dA.shape[0]
+    T, m = mask.shape
     # a partial dW and db per BLOCK, summed in block order after: the same sums whichever
     # thread took which block (per-thread partials made the gradients vary in the last bits)
     part_db = np.empty((parts, db.shape[0]), dtype=db.dtype)
@@ -360,13 +359,13 @@ def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW,
         p = next_block(counter)
         while p < parts:
             lo, hi = p * m // parts, (p + 1) * m // parts
-            _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi)
+            _lstm_backward_rows(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi)
             r0, r1 = T * lo, T * hi
             np.dot(dZ[r0:r1].T, H[r0:r1], part_dW[p])
             if dX.shape[0] > 0:
                 np.dot(dZ[r0:r1], Wx, dX[r0:r1])
             if part_dxb.shape[1] > 0:
-                _scatter_rows(dZ, idx, T, lo, hi, part_dxb[p])
+                scatter_rows(dZ, idx, T, lo, hi, part_dxb[p])
             _column_sums(dZ[r0:r1], part_db[p])
             p = next_block(counter)
     _add_parts_2d(dW, part_dW)

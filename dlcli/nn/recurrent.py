@@ -98,13 +98,20 @@ class Recurrent(Layer):
         self.params = self.cell.params
         dtype = self.cell.params[self.cell.weights[0]].dtype
         m, T = np.shape(x)[:2]
-        if self.embedding is not None and np.ndim(x) == 2:  # token ids: the embedding's own rows
-            A, run = self.cell.forward_tokens(self._time_major(np.asarray(x)), self.embedding.params["E"],
-                                              self.cell.zero_state(m), self._mask_tm(m, T))
-        else:
-            x = np.asarray(x, dtype=dtype)
-            A, run = self.cell.forward(self._time_major(x), self.cell.zero_state(m), self._mask_tm(m, T))
-        y = self._batch_first(A) if self.return_sequences else A[-1].copy()  # reversal undone
+        state0, mask = self.cell.zero_state(m), self._mask_tm(m, T)
+        if not isinstance(self.cell, LSTMCell):
+            A, run = self.cell.forward(self._time_major(np.asarray(x, dtype=dtype)), state0, mask)
+            y = self._batch_first(A) if self.return_sequences else A[-1].copy()  # reversal undone
+        else:  # the LSTM writes A batch-first, in the inputs' time order (its `order`)
+            order = 2 if self.reverse else 1
+            if self.embedding is not None and np.ndim(x) == 2:  # token ids: the table's rows
+                A, run = self.cell.forward_tokens(self._time_major(np.asarray(x)),
+                                                  self.embedding.params["E"], state0, mask, order)
+            else:
+                A, run = self.cell.forward(self._time_major(np.asarray(x, dtype=dtype)), state0, mask,
+                                           order)
+            # the state after the last step read: step 0 of the inputs when reading backwards
+            y = A if self.return_sequences else A[:, 0 if self.reverse else -1].copy()
         if training:
             self.cache = run
         elif hasattr(self.cell, "release"):
@@ -115,7 +122,13 @@ class Recurrent(Layer):
         run, self.cache = self.cache, None
         T, m = run.mask.shape
         dtype = self.cell.params[self.cell.weights[0]].dtype
-        if self.return_sequences:
+        if getattr(run, "order", 0):  # the LSTM's batch-first dA (its forward's `order`)
+            if self.return_sequences:
+                dA = np.ascontiguousarray(dy, dtype=dtype)
+            else:
+                dA = np.zeros((m, T, self.cell.units), dtype=dtype)
+                dA[:, 0 if self.reverse else -1] = dy
+        elif self.return_sequences:
             dA = self._time_major(np.asarray(dy, dtype=dtype))
         else:
             dA = np.zeros((T, m, self.cell.units), dtype=dtype)

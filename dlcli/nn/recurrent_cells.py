@@ -172,6 +172,7 @@ class LSTMRun(NamedTuple):
     parts: int = 1  # the blocks of examples H is laid out by (`_blocks`)
     idx: np.ndarray = None  # (T, m) the table rows of `forward_tokens`' steps, else None
     E: np.ndarray = None  # the fused embedding's E (`forward_tokens`), else None
+    order: int = 0  # A's and dA's layout: 0 time-major, 1 batch-first, 2 that reversed in time
 
 
 class GRURun(NamedTuple):
@@ -317,16 +318,19 @@ class LSTMCell(_StackedCell):
         z = np.zeros((m, self.units), dtype=self.W.dtype)
         return z, z.copy()
 
-    def forward(self, X, state0, mask):
+    def forward(self, X, state0, mask, order=0):
         """The gates read H[t] = [a<t-1>, x<t>] times the stacked W^T, one product a step: the
         input half rides along in the step's GEMM (K = n_a + n_x) instead of a GEMM of its own
-        before the loop, and backward's dW is then one GEMM over H, with no [a0, A[:-1]] concat."""
+        before the loop, and backward's dW is then one GEMM over H, with no [a0, A[:-1]] concat.
+        `order` 1 or 2: A comes out batch-first (m, T, n_a), 2 with time reversed, and backward's
+        dA goes in alike (kernels/recurrent.py `lstm_forward`): the layer's copies to and from
+        time-major (34-50 us each at the char-LM's batch 32) are gone."""
         T, m, n_x = X.shape
         W, b = self._stacked()
         idx = np.zeros((T, m), dtype=np.intp)  # every step's row of b.T: the bias
-        return self._run(X, W.T, b.reshape(1, -1), idx, None, state0, mask)
+        return self._run(X, W.T, b.reshape(1, -1), idx, None, state0, mask, order)
 
-    def forward_tokens(self, ids, E, state0, mask):
+    def forward_tokens(self, ids, E, state0, mask, order=0):
         """forward over embedded tokens, the embedding fused in (nn/embedding.py `fuse_next`):
         ids (T, m) time-major token ids (negative: a zero vector), E (n_x, vocab) the embedding.
         x<t> = E[:, id], so W_x x<t> + b is row id of the table E^T W_x^T + b (vocab + 1, 4 n_a;
@@ -341,9 +345,9 @@ class LSTMCell(_StackedCell):
         table[:V] += b.T
         table[V] = b[:, 0]
         idx = np.where(ids < 0, V, ids).astype(np.intp)
-        return self._run(None, W[:, :n].T, table, idx, E, state0, mask)
+        return self._run(None, W[:, :n].T, table, idx, E, state0, mask, order)
 
-    def _run(self, X, W_T, xb, idx, E, state0, mask):
+    def _run(self, X, W_T, xb, idx, E, state0, mask, order):
         k = _k()
         T, m = idx.shape
         n = self.units
@@ -356,26 +360,28 @@ class LSTMCell(_StackedCell):
             if X is not None:
                 Hp[:, :, n:] = X[:, lo:hi]
             Hp[0, :, :n] = state0[0][lo:hi]
-        A = self.spare.take((T, m, n), dtype)
+        # batch-first, A is the layer's output: a fresh array, never handed out again
+        A = self.spare.take((T, m, n), dtype) if order == 0 else np.empty((m, T, n), dtype)
         C = self.spare.take((T, m, n), dtype)
         G = self.spare.take((T, m, 4 * n), dtype)
         c0 = np.ascontiguousarray(state0[1], dtype=dtype)
-        args = (H, np.ascontiguousarray(W_T), np.ascontiguousarray(xb), idx, c0, mask, A, C, G)
+        args = (H, np.ascontiguousarray(W_T), np.ascontiguousarray(xb), idx, c0, mask, A, order, C, G)
         with _loop_threads():
             if parts > 1:
                 k.lstm_forward_split(*args, parts, _threads())
             else:
                 k.lstm_forward(*args)
-        return A, LSTMRun(X, A, C, G, H, c0, mask, parts, idx if E is not None else None, E)
+        return A, LSTMRun(X, A, C, G, H, c0, mask, parts, idx if E is not None else None, E, order)
 
     def release(self, run):
         """The run's arrays may be reused: its outputs were copied and its backward is done."""
-        self.spare.give(run.A, run.C, run.G, run.H)
+        self.spare.give(*((run.A,) if run.order == 0 else ()), run.C, run.G, run.H)
 
     def backward(self, dA, run, dstate=None):
         """(dX (T, m, n_x), (da0, dc0)); after `forward_tokens`, dE (n_x, vocab) for dX."""
         k = _k()
-        T, m, n = dA.shape
+        T, m = run.mask.shape
+        n = self.units
         if dstate is None:
             da, dc = np.zeros((m, n), dtype=dA.dtype), np.zeros((m, n), dtype=dA.dtype)
         else:
@@ -383,7 +389,7 @@ class LSTMCell(_StackedCell):
         dZ = self.spare.take((T * m, 4 * n), dA.dtype)  # blocked like run.H
         W = self.W
         tokens = run.E is not None
-        args = (dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:, :n]), run.mask, da, dc, dZ)
+        args = (dA, run.order, run.C, run.G, run.c0, np.ascontiguousarray(W[:, :n]), run.mask, da, dc, dZ)
         Wx = np.ascontiguousarray(W[:, n:])
         dX = np.empty((0 if tokens else T * m, Wx.shape[1]), dtype=dA.dtype)  # blocked like dZ
         rows = run.E.shape[1] + 1 if tokens else 0  # the table's (forward_tokens)
@@ -408,7 +414,7 @@ class LSTMCell(_StackedCell):
             self.db += dZ.sum(axis=0)[:, None]
             if tokens:
                 dxb = np.empty((rows, 4 * n), dtype=dA.dtype)
-                k._scatter_rows(dZ, run.idx, T, 0, m, dxb)
+                k.scatter_rows(dZ, run.idx, T, 0, m, dxb)
             else:
                 np.matmul(dZ, Wx, out=dX)
         self.spare.give(dZ)
