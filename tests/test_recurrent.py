@@ -160,6 +160,25 @@ def test_stacked_with_embedding_and_dense_matches_torch(kind, m):
                                    err_msg=name)
 
 
+@pytest.mark.parametrize("m", [1, 3, 9])
+def test_lstm_without_input_gradient_has_the_same_weight_gradients(m):
+    """A first LSTM (no layer before it wants dX) skips its dZ Wx GEMM: backward gives None and
+    the same weight gradients (m 1 numpy, 3 `stacked_grads_split`, 9 the split kernels)."""
+    rng = np.random.default_rng(m)
+    x = rng.standard_normal((m, 7, N_X))
+    dy = rng.standard_normal((m, 7, N_A))
+    grads = []
+    for wanted in (True, False):
+        layer = _layer({"type": "lstm", "units": N_A, "return_sequences": True})
+        layer.needs_input_grad = wanted
+        layer.forward(x, True)
+        dx = layer.backward(dy)
+        assert (dx is None) != wanted
+        grads.append({k: g.copy() for k, g in layer.grads.items()})
+    for k in grads[0]:
+        np.testing.assert_array_equal(grads[1][k], grads[0][k])
+
+
 @pytest.mark.parametrize("m,sequences", [(1, False), (3, True), (9, False), (12, True)])
 def test_fused_embedding_equals_the_embedding_apart(m, sequences):
     """embedding -> lstm with the embedding fused in (the LSTM's table rows) and apart (its

@@ -335,7 +335,7 @@ def lstm_backward_split(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, 
             _lstm_backward_rows(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi)
             r0, r1 = T * lo, T * hi
             np.dot(dZ[r0:r1].T, H[r0:r1], part_dW[p])
-            if dX.shape[0] > 0:
+            if dX.shape[0] > 0:  # no rows: no input gradient wanted (or a fused embedding's run)
                 np.dot(dZ[r0:r1], Wx, dX[r0:r1])
             if part_dxb.shape[1] > 0:
                 scatter_rows(dZ, idx, T, lo, hi, part_dxb[p])
@@ -360,7 +360,8 @@ def stacked_grads_split(dZ, H, Wx, dW, db, dX, parts):
     for p in prange(parts):
         lo, hi = p * K // parts, (p + 1) * K // parts
         np.dot(dZ[lo:hi].T, H[lo:hi], part_dW[p])
-        np.dot(dZ[lo:hi], Wx, dX[lo:hi])
+        if dX.shape[0] > 0:  # no rows: no input gradient wanted
+            np.dot(dZ[lo:hi], Wx, dX[lo:hi])
         _column_sums(dZ[lo:hi], part_db[p])
     _add_parts(dW.reshape(-1), part_dW.reshape(parts, -1))
     _add_parts(db, part_db)

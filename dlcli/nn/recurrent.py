@@ -134,7 +134,10 @@ class Recurrent(Layer):
             dA = np.zeros((T, m, self.cell.units), dtype=dtype)
             dA[-1] = dy
         self.cell.zero_grad()
-        dX, _ = self.cell.backward(dA, run)
+        if isinstance(self.cell, LSTMCell):  # its dX GEMM only where a layer before wants it
+            dX, _ = self.cell.backward(dA, run, input_grad=self.needs_input_grad)
+        else:
+            dX, _ = self.cell.backward(dA, run)
         if hasattr(self.cell, "release"):
             self.cell.release(run)
         if getattr(run, "E", None) is not None:  # the fused embedding's dE (its backward: nothing)

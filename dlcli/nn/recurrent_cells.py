@@ -377,8 +377,9 @@ class LSTMCell(_StackedCell):
         """The run's arrays may be reused: its outputs were copied and its backward is done."""
         self.spare.give(*((run.A,) if run.order == 0 else ()), run.C, run.G, run.H)
 
-    def backward(self, dA, run, dstate=None):
-        """(dX (T, m, n_x), (da0, dc0)); after `forward_tokens`, dE (n_x, vocab) for dX."""
+    def backward(self, dA, run, dstate=None, input_grad=True):
+        """(dX (T, m, n_x), (da0, dc0)); after `forward_tokens`, dE (n_x, vocab) for dX; dX None
+        with input_grad False (a first layer's: its dZ Wx GEMM is not done)."""
         k = _k()
         T, m = run.mask.shape
         n = self.units
@@ -391,7 +392,8 @@ class LSTMCell(_StackedCell):
         tokens = run.E is not None
         args = (dA, run.order, run.C, run.G, run.c0, np.ascontiguousarray(W[:, :n]), run.mask, da, dc, dZ)
         Wx = np.ascontiguousarray(W[:, n:])
-        dX = np.empty((0 if tokens else T * m, Wx.shape[1]), dtype=dA.dtype)  # blocked like dZ
+        # blocked like dZ; no rows where no dX is wanted (the kernels skip its GEMM)
+        dX = np.empty((T * m if input_grad and not tokens else 0, Wx.shape[1]), dtype=dA.dtype)
         rows = run.E.shape[1] + 1 if tokens else 0  # the table's (forward_tokens)
         grads = (run.H, Wx, self.dW, self.db.reshape(-1), dX)
         threads = _threads()
@@ -415,13 +417,15 @@ class LSTMCell(_StackedCell):
             if tokens:
                 dxb = np.empty((rows, 4 * n), dtype=dA.dtype)
                 k.scatter_rows(dZ, run.idx, T, 0, m, dxb)
-            else:
+            elif input_grad:
                 np.matmul(dZ, Wx, out=dX)
         self.spare.give(dZ)
         if tokens:  # the table E^T Wx^T + b: dWx = dxb^T E^T, dE = Wx^T dxb^T (its row V is b's)
             dxb = dxb[:-1]
             self.dW[:, n:] += dxb.T @ run.E.T
             return (dxb @ Wx).T, (da, dc)
+        if not input_grad:
+            return None, (da, dc)
         if run.parts == 1:
             return dX.reshape(T, m, -1), (da, dc)
         dX_tm = np.empty((T, m, dX.shape[1]), dtype=dA.dtype)
