@@ -13,18 +13,27 @@ Algorithm (the cuDNN layout, written for a CPU):
   bias is added in the gate pass. The input half riding in the step's GEMM cost ~12% more per
   step (K 144 against 128) and saved the GEMM before the loop, its bias pass and, in backward,
   the [a0, A[:-1]] concat and a second weight GEMM: dW = dZ^T H is one.
+- An embedding right before the LSTM is fused in (Dec 3 2026, s7-lstm; kernels/embedded.py):
+  x<t> = E[:, id], so W_x x<t> + b is a row of the table E^T W_x^T + b, which the gate pass
+  adds where it added b (`xb`, `idx`); H is then [a<t-1>] alone (K = n_a) and backward
+  scatters dZ's rows by token instead of a dX GEMM. Char-LM step at batch 32 6.23 -> 5.53 ms.
+- The LSTM's A and dA may be batch-first, the layer's own layout (`order`), so that the layer
+  neither copies its output to batch-first nor its dy to time-major (35-50 us each at batch
+  32; the wrapper around the two kernels 328 -> 161 us a step with the table, load ~6).
 - Backward runs the loop in reverse and leaves dZ, the gradient of every gate's
   pre-activation at every step; the weight gradients are then ONE GEMM each outside the loop
   (dW = dZ^T [A_prev, X], db = sum dZ), done by the caller.
-- A step's product goes through `_dot_rows`: blocks of 8 rows, which OpenBLAS multiplies on its
-  small-matrix path (M N K <= 1e6, no packing): (8, 128) @ (128, 512) runs at 114 GFLOP/s on a
-  core, (16, 128) @ (128, 512) at 53. It made the LSTM's split forward pass at batch 32 2.88 ->
-  1.73 ms and at 128 9.9 -> 7.4 ms (load ~1).
+- A step's product goes through `_dot_rows` (kernels/small_gemm.py): blocks of 8 rows, which
+  OpenBLAS multiplies on its small-matrix path (M N K <= 1e6, no packing): (8, 128) @ (128, 512)
+  runs at 114 GFLOP/s on a core, (16, 128) @ (128, 512) at 53. It made the LSTM's split forward
+  pass at batch 32 2.88 -> 1.73 ms and at 128 9.9 -> 7.4 ms (load ~1).
 - A masked step (mask[t, i] == 0, a padded step) leaves example i's state as it was: its
   output is the carried state, its gates are 0 and its dZ is 0, and in backward the gradient
   flows through it to the state before (Keras' masking).
 
 Gate activations: kernels/gates.py (branch-free exp, vectorized; float32 gates in float32).
+The GRU's loops are in kernels/gru.py (imported here).
+A first LSTM (no input gradient wanted) passes a dX of no rows, and no dZ Wx GEMM is done.
 Threads: examples never meet inside a layer, so the `*_split` kernels (prange over blocks of
 rows, one per thread) run each block's WHOLE time loop, its own one-thread GEMM a step, and the
 threads meet once per pass; 2-thread BLAS per step would meet twice a step (and 2-thread
@@ -303,9 +312,9 @@ def lstm_forward_split(H, W_T, xb, idx, c0, mask, A, order, C, G, parts, threads
 
 @njit(cache=True, error_model="numpy")
 def lstm_backward(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ):
-    """dA the gradients on the outputs a<t>, in `order` (as A in `lstm_forward`); Wa (4n, n); da_next, dc_next (m, n) in: the
-    gradients on the last states, out: on a0 and c0; dZ (T m, 4n) out (time-major). The
-    caller takes dW = dZ^T H, db, dX = dZ Wx after it."""
+    """dA the gradients on the outputs a<t>, in `order` (as A in `lstm_forward`); Wa (4n, n);
+    da_next, dc_next (m, n) in: the gradients on the last states, out: on a0 and c0; dZ (T m, 4n)
+    out (time-major). The caller takes dW = dZ^T H, db, dX = dZ Wx after it."""
     for lo in range(1):
         _lstm_backward_rows(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, mask.shape[1])
 

@@ -38,8 +38,9 @@ import numpy as np
 from . import build_layer, register
 from .base import Layer
 # the cells and their helpers (attention_decoder and the tests import them from here)
-from .recurrent_cells import (GATE_NAMES, RNN_ACTIVATIONS, GRUCell, LSTMCell,  # noqa: F401
-                              LSTMStep, RNNCell, _loop_threads, _ones_mask)
+from .recurrent_cells import (GATE_NAMES, RNN_ACTIVATIONS, LSTMCell, LSTMStep,  # noqa: F401
+                              RNNCell, _loop_threads, _ones_mask)
+from .recurrent_gru import GRUCell  # noqa: F401
 
 
 # -- the layers ---------------------------------------------------------------------------------

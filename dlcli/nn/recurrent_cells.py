@@ -1,7 +1,7 @@
-"""The course's recurrent cells (RNN, LSTM, GRU) over whole time-major sequences: their
-stacked parameters, the per-run caches, and the calls into `dlcli.kernels.recurrent` (the time
-loop and BPTT), with the BLAS-thread and example-split choices. The layers that loop them over
-batch-first sequences, and the cell API, are in nn/recurrent.py."""
+"""The course's recurrent cells (RNN, LSTM; the GRU in nn/recurrent_gru.py) over whole time-major
+sequences: their stacked parameters, the per-run caches, and the calls into
+`dlcli.kernels.recurrent` (the time loop and BPTT), with the BLAS-thread and example-split choices.
+The layers that loop them over batch-first sequences, and the cell API, are in nn/recurrent.py."""
 
 from __future__ import annotations
 
@@ -173,15 +173,6 @@ class LSTMRun(NamedTuple):
     idx: np.ndarray = None  # (T, m) the table rows of `forward_tokens`' steps, else None
     E: np.ndarray = None  # the fused embedding's E (`forward_tokens`), else None
     order: int = 0  # A's and dA's layout: 0 time-major, 1 batch-first, 2 that reversed in time
-
-
-class GRURun(NamedTuple):
-    X: np.ndarray
-    C: np.ndarray  # c<t> = a<t>
-    G: np.ndarray  # (T, m, 3 n_a): Gu, Gr, c~
-    RC: np.ndarray  # Gr * c<t-1>
-    c0: np.ndarray
-    mask: np.ndarray
 
 
 class LSTMStep(NamedTuple):
@@ -390,7 +381,8 @@ class LSTMCell(_StackedCell):
         dZ = self.spare.take((T * m, 4 * n), dA.dtype)  # blocked like run.H
         W = self.W
         tokens = run.E is not None
-        args = (dA, run.order, run.C, run.G, run.c0, np.ascontiguousarray(W[:, :n]), run.mask, da, dc, dZ)
+        Wa = np.ascontiguousarray(W[:, :n])
+        args = (dA, run.order, run.C, run.G, run.c0, Wa, run.mask, da, dc, dZ)
         Wx = np.ascontiguousarray(W[:, n:])
         # blocked like dZ; no rows where no dX is wanted (the kernels skip its GEMM)
         dX = np.empty((T * m if input_grad and not tokens else 0, Wx.shape[1]), dtype=dA.dtype)
@@ -455,61 +447,3 @@ class LSTMCell(_StackedCell):
         self.db += dz.sum(axis=0)[:, None]
         dconcat = dz @ self.W
         return dconcat[:, n:], dconcat[:, :n], dc * s.Gf
-
-
-class GRUCell(_StackedCell):
-    """The lectures' full GRU: Gr inside the candidate, c~ = tanh(Wc [Gr * c<t-1>, x<t>] + bc)."""
-
-    kind = "gru"
-
-    def zero_state(self, m):
-        return (np.zeros((m, self.units), dtype=self.W.dtype),)
-
-    def forward(self, X, state0, mask):
-        k = _k()
-        T, m, _ = X.shape
-        n = self.units
-        XZ = self._input_part(X)
-        C = self.spare.take((T, m, n), X.dtype)
-        RC = self.spare.take((T, m, n), X.dtype)
-        G = self.spare.take((T, m, 3 * n), X.dtype)
-        c0 = np.ascontiguousarray(state0[0], dtype=X.dtype)
-        W = self.W
-        args = (XZ, np.ascontiguousarray(W[:2 * n, :n].T), np.ascontiguousarray(W[2 * n:, :n].T),
-                c0, mask, C, G, RC)
-        parts = _parts(m)
-        with _loop_threads():
-            if parts > 1:
-                k.gru_forward_split(*args, parts)
-            else:
-                k.gru_forward(*args)
-        self.spare.give(XZ)
-        return C, GRURun(X, C, G, RC, c0, mask)
-
-    def release(self, run):
-        self.spare.give(run.C, run.G, run.RC)
-
-    def backward(self, dA, run, dstate=None):
-        k = _k()
-        T, m, n = dA.shape
-        dc = np.zeros((m, n), dtype=dA.dtype) if dstate is None else np.array(dstate[0], dtype=dA.dtype)
-        dZur = self.spare.take((T, m, 2 * n), dA.dtype)
-        dZc = self.spare.take((T, m, n), dA.dtype)
-        W = self.W
-        args = (dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:2 * n, :n]),
-                np.ascontiguousarray(W[2 * n:, :n]), run.mask, dc, dZur, dZc)
-        parts = _parts(m)
-        with _loop_threads():
-            if parts > 1:
-                k.gru_backward_split(*args, parts)
-            else:
-                k.gru_backward(*args)
-        C_prev = np.concatenate([run.c0[None], run.C[:-1]]).reshape(T * m, n)
-        dZur2, dZc2 = dZur.reshape(T * m, 2 * n), dZc.reshape(T * m, n)
-        self.dW[:2 * n, :n] += dZur2.T @ C_prev
-        self.dW[2 * n:, :n] += dZc2.T @ run.RC.reshape(T * m, n)
-        dZ2 = np.concatenate([dZur2, dZc2], axis=1)
-        self.dW[:, n:] += dZ2.T @ run.X.reshape(T * m, -1)
-        self.db += dZ2.sum(axis=0)[:, None]
-        self.spare.give(dZur, dZc)
-        return (dZ2 @ W[:, n:]).reshape(T, m, -1), (dc,)
