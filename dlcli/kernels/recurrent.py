@@ -225,7 +225,10 @@ def _step_row(A, t, r, order):
     return A[r, A.shape[1] - 1 - t]
 
 
-@njit(cache=True, error_model="numpy")
+# fastmath "contract" only (multiply-adds fused: the gates' polynomials, Horner's rule), no
+# reassociation: the gate pass of a thread's char-LM forward share (640 rows of 128, float32)
+# took 0.42 ms, 0.30 with it (load ~5.6, Dec 3 2026); float64 stays within 1e-9 of torch
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, order, C, G, lo, hi):
     """H is blocked (see `lstm_forward`): rows base + t (hi - lo) + i for example lo + i."""
     T, n = mask.shape[0], A.shape[2]
@@ -248,7 +251,7 @@ def _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, order, C, G, lo, hi):
                 H[row + mp + i, :n] = a
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _lstm_backward_rows(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
     """dZ is blocked like H (see `lstm_forward`)."""
     T = mask.shape[0]
