@@ -37,7 +37,7 @@ def _gru_state_row(zc, xz, c_prev, g, c):
         c[j] = u * cc + (1.0 - u) * c_prev[j]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})  # as the LSTM's
 def _gru_forward_rows(XZ, Wur_T, Wc_T, c0, mask, C, G, RC, lo, hi):
     T, n = XZ.shape[0], C.shape[2]
     zur = np.empty((hi - lo, 2 * n), dtype=XZ.dtype)
@@ -88,7 +88,7 @@ def _gru_state_row_backward(dc, drc, back, g, dc_next):
         dc_next[j] = dc[j] * (1.0 - g[j]) + drc[j] * g[n + j] + back[j]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})  # as the LSTM's
 def _gru_backward_rows(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc, lo, hi):
     T, n = dA.shape[0], dA.shape[2]
     drc = np.empty((hi - lo, n), dtype=dA.dtype)
