@@ -36,8 +36,9 @@ The GRU's loops are in kernels/gru.py (imported here).
 A first LSTM (no input gradient wanted) passes a dX of no rows, and no dZ Wx GEMM is done.
 The loops compile with fastmath "contract" (multiply-adds fused in the gates' polynomials).
 Together (s7-lstm, Dec 3 2026): benchmarks/rnn.py at batch 32, the branch and main in turn,
-load 2-3.4: 1.05x, 1.01x, 1.10x, 0.94x, 1.12x against main's 0.92x, 0.88x, 0.92x, 0.99x
-(dlcli 5,800-6,640 against 5,270-5,910 ex/s); at 128 1.28x, GRU 1.59x / 1.18x.
+load 2-3.9, runs where PyTorch did not collapse: 1.05x, 1.01x, 1.10x, 0.94x, 1.12x, 1.07x,
+1.13x against main's 0.92x, 0.88x, 0.92x, 0.99x, 0.90x, 0.93x (dlcli 5,800-6,680 against
+5,120-5,910 ex/s); at 128 1.28x, 1.35x against 1.25x, 1.27x; GRU 1.59x, 1.64x / 1.18x, 1.20x.
 Threads: examples never meet inside a layer, so the `*_split` kernels (prange over blocks of
 rows, one per thread) run each block's WHOLE time loop, its own one-thread GEMM a step, and the
 threads meet once per pass; 2-thread BLAS per step would meet twice a step (and 2-thread
