@@ -117,12 +117,14 @@ def test_layer_matches_torch(kind, m, T, sequences, masked, bidirectional):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
-def test_stacked_with_embedding_and_dense_matches_torch(kind):
-    """embedding -> kind (sequences) -> kind -> dense, padded ids, through the Model's mask."""
+@pytest.mark.parametrize("kind,m", [("rnn", 3), ("gru", 3), ("lstm", 3), ("lstm", 11)])
+def test_stacked_with_embedding_and_dense_matches_torch(kind, m):
+    """embedding -> kind (sequences) -> kind -> dense, padded ids, through the Model's mask; an
+    LSTM takes the embedding in (`Embedding.fuse_next`), serial (m 3) and split (m 11); id -2
+    (no token, not masked) at the first step."""
     import torch
     from dlcli.nn.model import build_model
-    T, m, V = 6, 3, 9
+    T, V = 6, 9
     model = build_model({"layers": [{"type": "embedding", "dim": 5, "vocab": V},
                                     {"type": kind, "units": 4, "return_sequences": True},
                                     {"type": kind, "units": 3, "return_sequences": True},
@@ -131,9 +133,11 @@ def test_stacked_with_embedding_and_dense_matches_torch(kind):
     rng = np.random.default_rng(4)
     for _, layer, key in model.trainable():
         layer.params[key] += 0.1 * rng.standard_normal(layer.params[key].shape)
+    assert (model.layers[0].fused is model.layers[1]) == (kind == "lstm")
     ids = rng.integers(0, V, size=(m, T))
     mask = _mask(m, T, rng)
     ids[~mask] = -1
+    ids[:, 0] = -2
     y = rng.integers(0, V, size=(m, T))
     y[~mask] = -1
     cost = model.cost(ids, y)
@@ -142,7 +146,7 @@ def test_stacked_with_embedding_and_dense_matches_torch(kind):
     names = {name: (layer, key) for name, layer, key in model.trainable()}
     tp = {name: torch.tensor(l.params[k], requires_grad=True) for name, (l, k) in names.items()}
     tmask = torch.tensor(mask)
-    e = tp["0.E"].T[torch.tensor(np.maximum(ids, 0))] * tmask[..., None]
+    e = tp["0.E"].T[torch.tensor(np.maximum(ids, 0))] * torch.tensor(ids >= 0)[..., None]
     h, _ = _torch_direction(kind, e, {k[2:]: v for k, v in tp.items() if k.startswith("1.")}, tmask, False)
     h, _ = _torch_direction(kind, h, {k[2:]: v for k, v in tp.items() if k.startswith("2.")}, tmask, False)
     z = h @ tp["3.W"].T + tp["3.b"].T
@@ -154,6 +158,56 @@ def test_stacked_with_embedding_and_dense_matches_torch(kind):
     for name, (l, k) in names.items():
         np.testing.assert_allclose(l.grads[k], tp[name].grad.numpy(), rtol=1e-9, atol=1e-13,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("m", [1, 3, 9])
+def test_lstm_without_input_gradient_has_the_same_weight_gradients(m):
+    """A first LSTM (no layer before it wants dX) skips its dZ Wx GEMM: backward gives None and
+    the same weight gradients (m 1 numpy, 3 `stacked_grads_split`, 9 the split kernels)."""
+    rng = np.random.default_rng(m)
+    x = rng.standard_normal((m, 7, N_X))
+    dy = rng.standard_normal((m, 7, N_A))
+    grads = []
+    for wanted in (True, False):
+        layer = _layer({"type": "lstm", "units": N_A, "return_sequences": True})
+        layer.needs_input_grad = wanted
+        layer.forward(x, True)
+        dx = layer.backward(dy)
+        assert (dx is None) != wanted
+        grads.append({k: g.copy() for k, g in layer.grads.items()})
+    for k in grads[0]:
+        np.testing.assert_array_equal(grads[1][k], grads[0][k])
+
+
+@pytest.mark.parametrize("m,sequences", [(1, False), (3, True), (9, False), (12, True)])
+def test_fused_embedding_equals_the_embedding_apart(m, sequences):
+    """embedding -> lstm with the embedding fused in (the LSTM's table rows) and apart (its
+    output through the input GEMM): outputs and every gradient alike in float64, a training
+    step and an inference pass, padded ids and ids -2 included."""
+    from dlcli.nn.model import build_model
+    T, V = 7, 6
+    outs = []
+    for fused in (True, False):
+        model = build_model({"layers": [{"type": "embedding", "dim": 4, "vocab": V},
+                                        {"type": "lstm", "units": 5, "return_sequences": sequences},
+                                        {"type": "dense", "units": V, "activation": "softmax"}]},
+                            input_shape=(T,), dtype="float64", rng=np.random.default_rng(5))
+        for _, layer, key in model.trainable():
+            layer.params[key] += 0.1 * np.random.default_rng(6).standard_normal(layer.params[key].shape)
+        if not fused:
+            model.layers[0].fused, model.layers[1].embedding = None, None
+        rng = np.random.default_rng(7)
+        ids = rng.integers(-2, V, size=(m, T))
+        ids[0] = np.arange(T) % V  # one example with every token and no padding
+        y = rng.integers(0, V, size=(m, T) if sequences else (m,))
+        if sequences:
+            y[ids == -1] = -1
+        cost = model.cost(ids, y)
+        model.backward()
+        grads = [layer.grads[key].copy() for _, layer, key in model.trainable()]
+        outs.append((cost, model.forward(ids, False), *grads))
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
@@ -202,30 +256,37 @@ def _np_sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_lstm_kernel_matches_numpy_loop(dtype):
+@pytest.mark.parametrize("dtype,tokens,order", [(np.float32, False, 0), (np.float64, False, 0),
+                                                (np.float32, True, 1), (np.float64, True, 2),
+                                                (np.float64, False, 1)])
+def test_lstm_kernel_matches_numpy_loop(dtype, tokens, order):
+    """tokens: the fused embedding's form, no x in H (n_x 0) and each step's row of a table
+    (R, 4n) in place of the bias; order: A time-major (0), batch-first (1), batch-first with
+    time reversed (2)."""
     from dlcli.kernels import recurrent as k
     rng = np.random.default_rng(0)
     T, m, n = 5, 4, 6
-    n_x = 3
+    n_x = 0 if tokens else 3
     X = rng.standard_normal((T, m, n_x)).astype(dtype)
     W_T = (0.3 * rng.standard_normal((n + n_x, 4 * n))).astype(dtype)
-    b = rng.standard_normal(4 * n).astype(dtype)
+    xb = rng.standard_normal((7 if tokens else 1, 4 * n)).astype(dtype)
+    idx = rng.integers(0, xb.shape[0], size=(T, m)).astype(np.intp)
     a0, c0 = (rng.standard_normal((m, n)).astype(dtype) for _ in range(2))
     mask = np.ones((T, m), np.uint8)
     mask[3:, 1] = 0
-    A, C = np.empty((T, m, n), dtype), np.empty((T, m, n), dtype)
+    A_out, C = np.empty((m, T, n) if order else (T, m, n), dtype), np.empty((T, m, n), dtype)
     G = np.empty((T, m, 4 * n), dtype)
     H2 = np.empty((T * m, n + n_x), dtype)  # one block: time-major
     H = H2.reshape(T, m, -1)
     H[:, :, n:], H[0, :, :n] = X, a0
-    k.lstm_forward(H2, W_T, b, c0, mask, A, C, G)
+    k.lstm_forward(H2, W_T, xb, idx, c0, mask, A_out, order, C, G)
+    A = {0: A_out, 1: A_out.transpose(1, 0, 2), 2: A_out.transpose(1, 0, 2)[::-1]}[order]
     a, c = a0.astype(np.float64), c0.astype(np.float64)
     for t in range(T):
         tol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(H[t, :, :n], a, rtol=tol, atol=tol)  # H keeps [a<t-1>, x<t>]
         np.testing.assert_array_equal(H[t, :, n:], X[t])
-        z = np.concatenate([a, X[t]], axis=1) @ W_T + b
+        z = np.concatenate([a, X[t]], axis=1) @ W_T + xb[idx[t]]
         f, i, cc, o = (_np_sigmoid(z[:, :n]), _np_sigmoid(z[:, n:2 * n]), np.tanh(z[:, 2 * n:3 * n]),
                        _np_sigmoid(z[:, 3 * n:]))
         keep = mask[t][:, None] == 1
@@ -287,9 +348,15 @@ def test_float32_gates_are_computed_in_float32_to_a_few_ulp():
     np.testing.assert_array_equal(s, [k._sigmoid(v) for v in x])
     np.testing.assert_array_equal(t, [k._tanh(v) for v in x])
 
-@pytest.mark.parametrize("kind,parts", [("lstm", 2), ("lstm", 3), ("lstm", 5), ("gru", 2), ("gru", 3)])
-def test_split_kernels_equal_the_serial_ones(kind, parts):
+@pytest.mark.parametrize("kind,parts,tokens,order", [
+    ("lstm", 2, False, 0), ("lstm", 3, False, 1), ("lstm", 5, False, 2), ("lstm", 2, True, 1),
+    ("lstm", 5, True, 2), ("gru", 2, False, 0), ("gru", 3, False, 0)])
+def test_split_kernels_equal_the_serial_ones(kind, parts, tokens, order):
+    """tokens: the fused embedding's form (H only [a<t-1>], a table row a step, its gradient
+    scattered by row instead of dX); order: the split kernels' A and dA batch-first (1), and
+    reversed in time (2), against the serial kernels' time-major."""
     from dlcli.kernels import recurrent as k
+    from dlcli.kernels.embedded import scatter_rows
     rng = np.random.default_rng(2)
     T, m, n = 6, 11, 5
     G_n = 4 if kind == "lstm" else 3
@@ -299,6 +366,10 @@ def test_split_kernels_equal_the_serial_ones(kind, parts):
     mask = (rng.random((T, m)) < 0.8).astype(np.uint8)
     dA = rng.standard_normal((T, m, n))
     dlast = rng.standard_normal((2, m, n))
+    R = 4 if tokens else 1
+    xb = rng.standard_normal((R, 4 * n))
+    idx = rng.integers(0, R, size=(T, m)).astype(np.intp)
+    n_x = 0 if tokens else n
     outs = []
     from numba import get_num_threads
     for split in (False, True):
@@ -308,28 +379,47 @@ def test_split_kernels_equal_the_serial_ones(kind, parts):
         if kind == "lstm":
             from dlcli.nn.recurrent_cells import _blocked, _blocks
             blocks = _blocks(m, parts if split else 1)
-            A, C, G = np.empty((T, m, n)), np.empty((T, m, n)), np.empty((T, m, 4 * n))
-            H = np.empty((T * m, n + n))  # n_x = n: XZ's values read as inputs; blocked
+            o = order if split else 0
+            A, C, G = np.empty((m, T, n) if o else (T, m, n)), np.empty((T, m, n)), np.empty((T, m, 4 * n))
+            tm_view = {0: lambda a: a, 1: lambda a: a.transpose(1, 0, 2),
+                       2: lambda a: a.transpose(1, 0, 2)[::-1]}[o]  # time-major view of A, dA
+            dA_o = np.ascontiguousarray({0: dA, 1: dA.transpose(1, 0, 2),
+                                         2: dA[::-1].transpose(1, 0, 2)}[o])
+            H = np.empty((T * m, n + n_x))  # n_x = n: XZ's values read as inputs; blocked
             for lo, hi in blocks:
                 Hp = _blocked(H, T, lo, hi)
-                Hp[:, :, n:], Hp[0, :, :n] = XZ[:, lo:hi, :n], a0[lo:hi]
-            Wx = 0.3 * W[::-1]
+                Hp[:, :, n:], Hp[0, :, :n] = XZ[:, lo:hi, :n_x], a0[lo:hi]
+            Wx = 0.3 * W[::-1][:, :n_x]
             W_T = np.ascontiguousarray(np.concatenate([W, Wx], axis=1).T)
             fwd = k.lstm_forward_split if split else k.lstm_forward
-            fwd(H, W_T, XZ[0, 0], c0, mask, A, C, G, *extra)
+            fwd(H, W_T, xb, idx, c0, mask, A, o, C, G, *extra)
+            A = tm_view(A)
             da, dc, dZ = dlast[0].copy(), dlast[1].copy(), np.empty((T * m, 4 * n))
-            dW, db, dX = np.ones((4 * n, 2 * n)), np.ones(4 * n), np.empty((T * m, n))
+            dW, db = np.ones((4 * n, 2 * n)), np.ones(4 * n)
+            dX = np.empty((0 if tokens else T * m, n_x))
+            dxb = np.zeros((R, 4 * n))
             if split:  # the weight gradients in the loop's region
-                k.lstm_backward_split(dA, C, G, c0, W, mask, da, dc, dZ, H, np.ascontiguousarray(Wx),
-                                      dW, db, dX, np.empty((parts, 4 * n, 2 * n)), *extra)
+                part_dxb = np.empty((parts, R if tokens else 0, 4 * n))
+                k.lstm_backward_split(dA_o, o, C, G, c0, W, mask, da, dc, dZ, H, np.ascontiguousarray(Wx),
+                                      dW, db, dX, np.empty((parts, 4 * n, n + n_x)), idx, part_dxb,
+                                      *extra)
+                if tokens:
+                    dxb = part_dxb.sum(axis=0)
             else:
-                k.lstm_backward(dA, C, G, c0, W, mask, da, dc, dZ)
-                dW += dZ.T @ H
+                k.lstm_backward(dA_o, o, C, G, c0, W, mask, da, dc, dZ)
+                dW[:, :n + n_x] += dZ.T @ H
                 db += dZ.sum(axis=0)
-                dX = dZ @ Wx
+                if tokens:
+                    scatter_rows(dZ, idx, T, 0, m, dxb)
+                else:
+                    dX = dZ @ Wx
             tm = [np.concatenate([_blocked(a, T, lo, hi) for lo, hi in blocks], axis=1)
-                  for a in (H, dZ, dX)]  # back to time-major
-            outs.append((A, C, G, *tm, da, dc, dW, db))
+                  for a in ((H, dZ) if tokens else (H, dZ, dX))]  # back to time-major
+            if tokens:  # against numpy: every step's dZ row into its table row
+                want = np.zeros((R, 4 * n))
+                np.add.at(want, idx.reshape(-1), tm[1].reshape(T * m, -1))
+                np.testing.assert_allclose(dxb, want, rtol=1e-12, atol=1e-13)
+            outs.append((A, C, G, *tm, da, dc, dW, db, dxb))
         else:
             C, G, RC = np.empty((T, m, n)), np.empty((T, m, 3 * n)), np.empty((T, m, n))
             Wur, Wc = np.ascontiguousarray(W[:2 * n]), np.ascontiguousarray(W[2 * n:])

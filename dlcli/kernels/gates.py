@@ -71,7 +71,9 @@ def _sigmoid(v):
     x = min(abs(float(v)), 708.0)
     s, q = _exp_parts(-x)
     e = s * q + s  # exp(-|v|): no cancellation on either side
-    num = 1.0 if v >= 0 else e
+    # 1 for v >= 0 (e + 1 >= 1), else e (< 1): exact, and no branch, whose phi inlined into the
+    # LSTM loops made Numba's IR check warn (NumbaIRAssumptionWarning, "not in scope")
+    num = min(1.0, e + np.float64(v >= 0))
     return num / (1.0 + e)
 
 

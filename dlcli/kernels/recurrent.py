@@ -13,18 +13,32 @@ Algorithm (the cuDNN layout, written for a CPU):
   bias is added in the gate pass. The input half riding in the step's GEMM cost ~12% more per
   step (K 144 against 128) and saved the GEMM before the loop, its bias pass and, in backward,
   the [a0, A[:-1]] concat and a second weight GEMM: dW = dZ^T H is one.
+- An embedding right before the LSTM is fused in (Dec 3 2026, s7-lstm; kernels/embedded.py):
+  x<t> = E[:, id], so W_x x<t> + b is a row of the table E^T W_x^T + b, which the gate pass
+  adds where it added b (`xb`, `idx`); H is then [a<t-1>] alone (K = n_a) and backward
+  scatters dZ's rows by token instead of a dX GEMM. Char-LM step at batch 32 6.23 -> 5.53 ms.
+- The LSTM's A and dA may be batch-first, the layer's own layout (`order`), so that the layer
+  neither copies its output to batch-first nor its dy to time-major (35-50 us each at batch
+  32; the wrapper around the two kernels 328 -> 161 us a step with the table, load ~6).
 - Backward runs the loop in reverse and leaves dZ, the gradient of every gate's
   pre-activation at every step; the weight gradients are then ONE GEMM each outside the loop
   (dW = dZ^T [A_prev, X], db = sum dZ), done by the caller.
-- A step's product goes through `_dot_rows`: blocks of 8 rows, which OpenBLAS multiplies on its
-  small-matrix path (M N K <= 1e6, no packing): (8, 128) @ (128, 512) runs at 114 GFLOP/s on a
-  core, (16, 128) @ (128, 512) at 53. It made the LSTM's split forward pass at batch 32 2.88 ->
-  1.73 ms and at 128 9.9 -> 7.4 ms (load ~1).
+- A step's product goes through `_dot_rows` (kernels/small_gemm.py): blocks of 8 rows, which
+  OpenBLAS multiplies on its small-matrix path (M N K <= 1e6, no packing): (8, 128) @ (128, 512)
+  runs at 114 GFLOP/s on a core, (16, 128) @ (128, 512) at 53. It made the LSTM's split forward
+  pass at batch 32 2.88 -> 1.73 ms and at 128 9.9 -> 7.4 ms (load ~1).
 - A masked step (mask[t, i] == 0, a padded step) leaves example i's state as it was: its
   output is the carried state, its gates are 0 and its dZ is 0, and in backward the gradient
   flows through it to the state before (Keras' masking).
 
 Gate activations: kernels/gates.py (branch-free exp, vectorized; float32 gates in float32).
+The GRU's loops are in kernels/gru.py (imported here).
+A first LSTM (no input gradient wanted) passes a dX of no rows, and no dZ Wx GEMM is done.
+The loops compile with fastmath "contract" (multiply-adds fused in the gates' polynomials).
+Together (s7-lstm, Dec 3 2026): benchmarks/rnn.py at batch 32, the branch and main in turn,
+load 2-3.9, runs where PyTorch did not collapse: 1.05x, 1.01x, 1.10x, 0.94x, 1.12x, 1.07x,
+1.13x against main's 0.92x, 0.88x, 0.92x, 0.99x, 0.90x, 0.93x (dlcli 5,800-6,680 against
+5,120-5,910 ex/s); at 128 1.28x, 1.35x against 1.25x, 1.27x; GRU 1.59x, 1.64x / 1.18x, 1.20x.
 Threads: examples never meet inside a layer, so the `*_split` kernels (prange over blocks of
 rows, one per thread) run each block's WHOLE time loop, its own one-thread GEMM a step, and the
 threads meet once per pass; 2-thread BLAS per step would meet twice a step (and 2-thread
@@ -64,43 +78,17 @@ Activation codes of the simple RNN: 0 tanh, 1 relu, 2 sigmoid, 3 linear, 4 leaky
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from numba import njit, prange
-from numba.core.errors import NumbaIRAssumptionWarning
 
+from .embedded import scatter_rows
 from .gates import _act, _act_grad, _gate_sigmoid, _gate_tanh, _sigmoid, _tanh  # noqa: F401
+# the GRU's loops, kept beside the others' here (callers and tests take them from this module)
+from .gru import gru_backward, gru_backward_split, gru_forward, gru_forward_split  # noqa: F401
+from .small_gemm import _dot_rows
 from .threads import block_counter, next_block
 
-# Numba's pedantic IR check, run while it compiles, flags the float32/float64 gate dispatch
-# inlined into the LSTM loops (a variable "not in scope"); the kernels equal torch's in float64
-# to 1e-9 and the float32 gates to 3e-7 (tests/test_recurrent.py), so on a user's first run it
-# would only be a frightening paragraph on stderr.
-warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning)
-
 ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3, "leaky_relu": 4}
-
-
-# OpenBLAS (its SkylakeX/Zen kernels, the build numpy and scipy ship) multiplies small matrices,
-# M N K <= 1e6, without packing them first: (8, 128) @ (128, 512) runs at 114 GFLOP/s on one
-# core, (16, 128) @ (128, 512) at 53 (measured Dec 3 2026, float32). A step's product is
-# therefore done in blocks of rows small enough for that path (no change for any other BLAS:
-# the same product, row by row the same sums).
-SMALL_GEMM = 1_000_000
-DOT_ROWS = 8  # 4-12 rows measured alike (103-113 GFLOP/s); 15 rows 78-88
-
-
-@njit(inline="always")
-def _dot_rows(a, W, out):
-    """out = a @ W in blocks of rows that OpenBLAS multiplies on its small-matrix path."""
-    rows = min(DOT_ROWS, SMALL_GEMM // (W.shape[0] * W.shape[1]))
-    m = a.shape[0]
-    if rows < 2 or m <= rows:
-        np.dot(a, W, out)
-        return
-    for i in range(0, m, rows):
-        np.dot(a[i:i + rows], W, out[i:i + rows])
 
 
 # -- simple RNN: a<t> = g(Waa a<t-1> + Wax x<t> + ba) ------------------------------------------
@@ -167,6 +155,18 @@ def _column_sums(dZ, out):
 
 
 @njit(cache=True, error_model="numpy")
+def _add_parts_2d(total, parts):
+    """total[:, :K] += parts[0] + parts[1] + ..., parts (P, rows, K), in block order: the
+    LSTM's dW, of which a fused embedding's run fills only the recurrent columns."""
+    rows, K = np.uint64(parts.shape[1]), np.uint64(parts.shape[2])
+    for p in range(parts.shape[0]):
+        for i in range(rows):
+            dst, part = total[i], parts[p, i]
+            for j in range(K):
+                dst[j] += part[j]
+
+
+@njit(cache=True, error_model="numpy")
 def _add_parts(total, parts):
     """total += parts[0] + parts[1] + ..., each element summed in block order (deterministic)."""
     n = np.uint64(total.shape[0])
@@ -220,11 +220,24 @@ def _lstm_cell_row_backward(da_out, da_next, dc_next, c_prev, c, g, dz, one):
         dc_next[j] = dc * f
 
 
-@njit(cache=True, error_model="numpy")
-def _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, lo, hi):
+@njit(inline="always")
+def _step_row(A, t, r, order):
+    """Example r's row at step t of a state array in `order` (see `lstm_forward`)."""
+    if order == 0:
+        return A[t, r]
+    if order == 1:
+        return A[r, t]
+    return A[r, A.shape[1] - 1 - t]
+
+
+# fastmath "contract" only (multiply-adds fused: the gates' polynomials, Horner's rule), no
+# reassociation: the gate pass of a thread's char-LM forward share (640 rows of 128, float32)
+# took 0.42 ms, 0.30 with it (load ~5.6, Dec 3 2026); float64 stays within 1e-9 of torch
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, order, C, G, lo, hi):
     """H is blocked (see `lstm_forward`): rows base + t (hi - lo) + i for example lo + i."""
-    T, n = A.shape[0], A.shape[2]
-    mp, base = hi - lo, A.shape[0] * lo
+    T, n = mask.shape[0], A.shape[2]
+    mp, base = hi - lo, T * lo
     z = np.empty((mp, W_T.shape[1]), dtype=H.dtype)
     for t in range(T):
         c_prev = C[t - 1, lo:hi] if t > 0 else c0[lo:hi]
@@ -232,20 +245,21 @@ def _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, lo, hi):
         _dot_rows(H[row:row + mp], W_T, z)  # [a<t-1>, x<t>] @ [Wa; Wx]^T, all four gates
         for i in range(mp):
             r = lo + i
+            a = _step_row(A, t, r, order)
             if mask[t, r]:
-                _lstm_cell_row(z[i], b, c_prev[i], A[t, r], C[t, r], G[t, r])
+                _lstm_cell_row(z[i], xb[idx[t, r]], c_prev[i], a, C[t, r], G[t, r])
             else:
-                A[t, r] = H[row + i, :n]
+                a[:] = H[row + i, :n]
                 C[t, r] = c_prev[i]
                 G[t, r] = 0.0
             if t + 1 < T:
-                H[row + mp + i, :n] = A[t, r]
+                H[row + mp + i, :n] = a
 
 
-@njit(cache=True, error_model="numpy")
-def _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _lstm_backward_rows(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
     """dZ is blocked like H (see `lstm_forward`)."""
-    T = dA.shape[0]
+    T = mask.shape[0]
     mp, base = hi - lo, T * lo
     back = np.empty((mp, dA.shape[2]), dtype=dA.dtype)
     one = np.ones(1, dtype=dA.dtype)[0]
@@ -255,10 +269,10 @@ def _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
             r = lo + i
             if mask[t, r]:
                 c_prev = C[t - 1, r] if t > 0 else c0[r]
-                _lstm_cell_row_backward(dA[t, r], da_next[r], dc_next[r], c_prev, C[t, r], G[t, r],
-                                        dZ[row + i], one)
+                _lstm_cell_row_backward(_step_row(dA, t, r, order), da_next[r], dc_next[r], c_prev,
+                                        C[t, r], G[t, r], dZ[row + i], one)
             else:
-                da_next[r] += dA[t, r]
+                da_next[r] += _step_row(dA, t, r, order)
                 dZ[row + i] = 0.0
         _dot_rows(dZ[row:row + mp], Wa, back)
         for i in range(mp):
@@ -267,11 +281,17 @@ def _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi):
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_forward(H, W_T, b, c0, mask, A, C, G):
+def lstm_forward(H, W_T, xb, idx, c0, mask, A, order, C, G):
     """H (T m, n + n_x) in: [a0, x<1>], [., x<2>], ...; out: [a<t-1>, x<t>] at every step (the
     kernel writes the states in), which backward multiplies by dZ for dW in one GEMM;
-    W_T (n + n_x, 4n) the stacked [Wf; Wi; Wc; Wo] transposed; b (4n,); c0 (m, n);
-    out: A, C (T, m, n) the states a<t>, c<t>; G (T, m, 4n) the gates after their activation.
+    W_T (n + n_x, 4n) the stacked [Wf; Wi; Wc; Wo] transposed; xb (R, 4n) rows added to the
+    gates' product, example r at step t taking row idx[t, r] (idx (T, m) intp): the bias b as
+    one row and idx all 0, or, under a fused embedding, the table E^T Wx^T + b with H only
+    [a<t-1>] (n_x = 0; nn/recurrent_cells.py `LSTMCell.forward_tokens`); c0 (m, n);
+    out: A the states a<t>, (T, m, n) time-major (order 0), or the layer's batch-first (m, T, n)
+    (order 1), or that with time reversed (order 2, a `reverse` layer: step t at T - 1 - t), so
+    that the layer hands A out without a copy; C (T, m, n) the c<t>; G (T, m, 4n) the gates
+    after their activation.
     H (and backward's dZ) are BLOCKED by the split's blocks of examples lo..hi: the block's
     rows T lo .. T hi, step by step (row T lo + t (hi - lo) + i is example lo + i at step t),
     so that each thread's whole share is one contiguous matrix for the weight-gradient GEMMs
@@ -279,44 +299,48 @@ def lstm_forward(H, W_T, b, c0, mask, A, C, G):
     # `range(1)`, not a constant lo = 0: with the constant, LLVM's inlining left the gate loops
     # 4x slower (52 against 13 ms a forward pass at m 128, measured)
     for lo in range(1):
-        _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, lo, A.shape[1])
+        _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, order, C, G, lo, mask.shape[1])
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def lstm_forward_split(H, W_T, b, c0, mask, A, C, G, parts, threads):
+def lstm_forward_split(H, W_T, xb, idx, c0, mask, A, order, C, G, parts, threads):
     """lstm_forward with the examples in `parts` blocks of rows, each block's whole time loop run
     by one thread; the threads take blocks from a shared counter (`next_block`), so that a
     thread whose core another process shares takes fewer of them. `threads`: Numba's count
     (numba.get_num_threads() in a kernel is a ctypes call, which Numba will not cache)."""
-    m = A.shape[1]
+    m = mask.shape[1]
     counter = block_counter()
     for _ in prange(min(threads, parts)):
         p = next_block(counter)
         while p < parts:
-            _lstm_forward_rows(H, W_T, b, c0, mask, A, C, G, p * m // parts, (p + 1) * m // parts)
+            _lstm_forward_rows(H, W_T, xb, idx, c0, mask, A, order, C, G, p * m // parts,
+                               (p + 1) * m // parts)
             p = next_block(counter)
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_backward(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ):
-    """dA (T, m, n) gradients on the outputs a<t>; Wa (4n, n); da_next, dc_next (m, n) in: the
-    gradients on the last states, out: on a0 and c0; dZ (T m, 4n) out (time-major). The
-    caller takes dW = dZ^T H, db, dX = dZ Wx after it."""
+def lstm_backward(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ):
+    """dA the gradients on the outputs a<t>, in `order` (as A in `lstm_forward`); Wa (4n, n);
+    da_next, dc_next (m, n) in: the gradients on the last states, out: on a0 and c0; dZ (T m, 4n)
+    out (time-major). The caller takes dW = dZ^T H, db, dX = dZ Wx after it."""
     for lo in range(1):
-        _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, dA.shape[1])
+        _lstm_backward_rows(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, mask.shape[1])
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW, db, dX, part_dW,
-                        parts, threads):
+def lstm_backward_split(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW, db, dX,
+                        part_dW, idx, part_dxb, parts, threads):
     """lstm_backward with `parts` blocks of examples taken from a shared counter (as in
     `lstm_forward_split`), and each block's share of the weight gradients done by its thread
     after the block's time loop, in the same parallel region: dW += dZ^T H, db += the column
     sums of dZ, dX = dZ Wx (dX (T m, n_x) blocked like H and dZ; Wx (4n, n_x)). One region
     where there were two (the loop's, then `stacked_grads_split`'s), and the block of dZ the
     thread just wrote is still in its core's cache. part_dW (parts, 4n, n + n_x): scratch, kept
-    by the caller (a fresh 1.2 MB array a step page-faulted on its first touch)."""
-    m, T = dA.shape[1], dA.shape[0]
+    by the caller (a fresh 1.2 MB array a step page-faulted on its first touch).
+    Under a fused embedding (H only [a<t-1>], K = n columns): dW[:, :K] alone, no dX (0 rows),
+    and part_dxb (parts, R, 4n) the blocks' gradients of the forward's table rows xb (idx as
+    in `lstm_forward`), summed by the caller; else part_dxb has no rows."""
+    T, m = mask.shape
     # a partial dW and db per BLOCK, summed in block order after: the same sums whichever
     # thread took which block (per-thread partials made the gradients vary in the last bits)
     part_db = np.empty((parts, db.shape[0]), dtype=db.dtype)
@@ -325,151 +349,17 @@ def lstm_backward_split(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, H, Wx, dW,
         p = next_block(counter)
         while p < parts:
             lo, hi = p * m // parts, (p + 1) * m // parts
-            _lstm_backward_rows(dA, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi)
+            _lstm_backward_rows(dA, order, C, G, c0, Wa, mask, da_next, dc_next, dZ, lo, hi)
             r0, r1 = T * lo, T * hi
             np.dot(dZ[r0:r1].T, H[r0:r1], part_dW[p])
-            np.dot(dZ[r0:r1], Wx, dX[r0:r1])
+            if dX.shape[0] > 0:  # no rows: no input gradient wanted (or a fused embedding's run)
+                np.dot(dZ[r0:r1], Wx, dX[r0:r1])
+            if part_dxb.shape[1] > 0:
+                scatter_rows(dZ, idx, T, lo, hi, part_dxb[p])
             _column_sums(dZ[r0:r1], part_db[p])
             p = next_block(counter)
-    _add_parts(dW.reshape(-1), part_dW.reshape(parts, -1))
+    _add_parts_2d(dW, part_dW)
     _add_parts(db, part_db)
-
-
-# -- GRU (the lectures' full GRU), gates stacked [u, r, c~] -----------------------------------
-@njit(inline="always")
-def _gru_gates_row(zur, xz, c_prev, g, rc):
-    n = np.uint64(rc.shape[0])
-    for j in range(n):
-        u = _sigmoid(zur[j] + xz[j])
-        r = _sigmoid(zur[n + j] + xz[n + j])
-        g[j] = u
-        g[n + j] = r
-        rc[j] = r * c_prev[j]
-
-
-@njit(inline="always")
-def _gru_state_row(zc, xz, c_prev, g, c):
-    n = np.uint64(c.shape[0])
-    n2 = n + n
-    for j in range(n):
-        cc = _tanh(zc[j] + xz[n2 + j])
-        u = g[j]
-        g[n2 + j] = cc
-        c[j] = u * cc + (1.0 - u) * c_prev[j]
-
-
-@njit(cache=True, error_model="numpy")
-def _gru_forward_rows(XZ, Wur_T, Wc_T, c0, mask, C, G, RC, lo, hi):
-    T, n = XZ.shape[0], C.shape[2]
-    zur = np.empty((hi - lo, 2 * n), dtype=XZ.dtype)
-    zc = np.empty((hi - lo, n), dtype=XZ.dtype)
-    for t in range(T):
-        c_prev = C[t - 1, lo:hi] if t > 0 else c0[lo:hi]
-        _dot_rows(c_prev, Wur_T, zur)
-        for i in range(hi - lo):
-            r = lo + i
-            if mask[t, r]:
-                _gru_gates_row(zur[i], XZ[t, r], c_prev[i], G[t, r], RC[t, r])
-            else:
-                G[t, r] = 0.0
-                RC[t, r] = 0.0
-        _dot_rows(RC[t, lo:hi], Wc_T, zc)
-        for i in range(hi - lo):
-            r = lo + i
-            if mask[t, r]:
-                _gru_state_row(zc[i], XZ[t, r], c_prev[i], G[t, r], C[t, r])
-            else:
-                C[t, r] = c_prev[i]
-
-
-@njit(inline="always")
-def _gru_row_backward(da_out, dc_next, c_prev, g, dc, dzur, dzc):
-    n = np.uint64(dc.shape[0])
-    n2 = n + n
-    for j in range(n):
-        u, cc = g[j], g[n2 + j]
-        d = da_out[j] + dc_next[j]
-        dc[j] = d
-        dzur[j] = d * (cc - c_prev[j]) * u * (1.0 - u)
-        dzc[j] = d * u * (1.0 - cc * cc)
-
-
-@njit(inline="always")
-def _gru_reset_row_backward(drc, c_prev, g, dzur):
-    n = np.uint64(drc.shape[0])
-    for j in range(n):
-        r = g[n + j]
-        dzur[n + j] = drc[j] * c_prev[j] * r * (1.0 - r)
-
-
-@njit(inline="always")
-def _gru_state_row_backward(dc, drc, back, g, dc_next):
-    n = np.uint64(dc.shape[0])
-    for j in range(n):
-        dc_next[j] = dc[j] * (1.0 - g[j]) + drc[j] * g[n + j] + back[j]
-
-
-@njit(cache=True, error_model="numpy")
-def _gru_backward_rows(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc, lo, hi):
-    T, n = dA.shape[0], dA.shape[2]
-    drc = np.empty((hi - lo, n), dtype=dA.dtype)
-    back = np.empty((hi - lo, n), dtype=dA.dtype)
-    dc = np.empty((hi - lo, n), dtype=dA.dtype)
-    for t in range(T - 1, -1, -1):
-        for i in range(hi - lo):
-            r = lo + i
-            if mask[t, r]:
-                c_prev = C[t - 1, r] if t > 0 else c0[r]
-                _gru_row_backward(dA[t, r], dc_next[r], c_prev, G[t, r], dc[i], dZur[t, r], dZc[t, r])
-            else:
-                dc[i] = 0.0
-                dZur[t, r] = 0.0
-                dZc[t, r] = 0.0
-        _dot_rows(dZc[t, lo:hi], Wc, drc)  # d (Gr * c<t-1>)
-        for i in range(hi - lo):
-            r = lo + i
-            if mask[t, r]:
-                c_prev = C[t - 1, r] if t > 0 else c0[r]
-                _gru_reset_row_backward(drc[i], c_prev, G[t, r], dZur[t, r])
-        _dot_rows(dZur[t, lo:hi], Wur, back)
-        for i in range(hi - lo):
-            r = lo + i
-            if mask[t, r]:
-                _gru_state_row_backward(dc[i], drc[i], back[i], G[t, r], dc_next[r])
-            else:
-                dc_next[r] += dA[t, r]
-
-
-@njit(cache=True, error_model="numpy")
-def gru_forward(XZ, Wur_T, Wc_T, c0, mask, C, G, RC):
-    """XZ (T, m, 3n) = Wx x<t> + b for [u, r, c~]; Wur_T (n, 2n) the recurrent weights of Gu and
-    Gr; Wc_T (n, n) the candidate's (it reads Gr * c<t-1>); out: C (T, m, n) = a<t>,
-    G (T, m, 3n) the gates [Gu, Gr, c~], RC (T, m, n) = Gr * c<t-1>."""
-    for lo in range(1):
-        _gru_forward_rows(XZ, Wur_T, Wc_T, c0, mask, C, G, RC, lo, XZ.shape[1])
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def gru_forward_split(XZ, Wur_T, Wc_T, c0, mask, C, G, RC, parts):
-    m = XZ.shape[1]
-    for p in prange(parts):
-        _gru_forward_rows(XZ, Wur_T, Wc_T, c0, mask, C, G, RC, p * m // parts, (p + 1) * m // parts)
-
-
-@njit(cache=True, error_model="numpy")
-def gru_backward(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc):
-    """dA (T, m, n); Wur (2n, n), Wc (n, n); dc_next (m, n) in: on the last state, out: on c0;
-    out: dZur (T, m, 2n) the pre-activation gradients of [Gu, Gr], dZc (T, m, n) the candidate's."""
-    for lo in range(1):
-        _gru_backward_rows(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc, lo, dA.shape[1])
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def gru_backward_split(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc, parts):
-    m = dA.shape[1]
-    for p in prange(parts):
-        _gru_backward_rows(dA, C, G, c0, Wur, Wc, mask, dc_next, dZur, dZc, p * m // parts,
-                           (p + 1) * m // parts)
 
 
 # -- the weight gradients after BPTT ------------------------------------------------------------
@@ -487,7 +377,8 @@ def stacked_grads_split(dZ, H, Wx, dW, db, dX, parts):
     for p in prange(parts):
         lo, hi = p * K // parts, (p + 1) * K // parts
         np.dot(dZ[lo:hi].T, H[lo:hi], part_dW[p])
-        np.dot(dZ[lo:hi], Wx, dX[lo:hi])
+        if dX.shape[0] > 0:  # no rows: no input gradient wanted
+            np.dot(dZ[lo:hi], Wx, dX[lo:hi])
         _column_sums(dZ[lo:hi], part_db[p])
     _add_parts(dW.reshape(-1), part_dW.reshape(parts, -1))
     _add_parts(db, part_db)

@@ -38,8 +38,9 @@ import numpy as np
 from . import build_layer, register
 from .base import Layer
 # the cells and their helpers (attention_decoder and the tests import them from here)
-from .recurrent_cells import (GATE_NAMES, RNN_ACTIVATIONS, GRUCell, LSTMCell,  # noqa: F401
-                              LSTMStep, RNNCell, _loop_threads, _ones_mask)
+from .recurrent_cells import (GATE_NAMES, RNN_ACTIVATIONS, LSTMCell, LSTMStep,  # noqa: F401
+                              RNNCell, _loop_threads, _ones_mask)
+from .recurrent_gru import GRUCell  # noqa: F401
 
 
 # -- the layers ---------------------------------------------------------------------------------
@@ -61,6 +62,7 @@ class Recurrent(Layer):
         self.cell = cell
         self.return_sequences, self.reverse = bool(return_sequences), bool(reverse)
         self.mask = None  # (m, T) set by `set_mask` before each forward pass, or None
+        self.embedding = None  # the embedding fused in, which hands its ids on (nn/embedding.py)
 
     @property
     def regularized(self):
@@ -96,10 +98,21 @@ class Recurrent(Layer):
     def forward(self, x, training):
         self.params = self.cell.params
         dtype = self.cell.params[self.cell.weights[0]].dtype
-        x = np.asarray(x, dtype=dtype)
-        m, T = x.shape[:2]
-        A, run = self.cell.forward(self._time_major(x), self.cell.zero_state(m), self._mask_tm(m, T))
-        y = self._batch_first(A) if self.return_sequences else A[-1].copy()  # reversal undone
+        m, T = np.shape(x)[:2]
+        state0, mask = self.cell.zero_state(m), self._mask_tm(m, T)
+        if not isinstance(self.cell, LSTMCell):
+            A, run = self.cell.forward(self._time_major(np.asarray(x, dtype=dtype)), state0, mask)
+            y = self._batch_first(A) if self.return_sequences else A[-1].copy()  # reversal undone
+        else:  # the LSTM writes A batch-first, in the inputs' time order (its `order`)
+            order = 2 if self.reverse else 1
+            if self.embedding is not None and np.ndim(x) == 2:  # token ids: the table's rows
+                A, run = self.cell.forward_tokens(self._time_major(np.asarray(x)),
+                                                  self.embedding.params["E"], state0, mask, order)
+            else:
+                A, run = self.cell.forward(self._time_major(np.asarray(x, dtype=dtype)), state0, mask,
+                                           order)
+            # the state after the last step read: step 0 of the inputs when reading backwards
+            y = A if self.return_sequences else A[:, 0 if self.reverse else -1].copy()
         if training:
             self.cache = run
         elif hasattr(self.cell, "release"):
@@ -109,15 +122,28 @@ class Recurrent(Layer):
     def backward(self, dy):
         run, self.cache = self.cache, None
         T, m = run.mask.shape
-        if self.return_sequences:
-            dA = self._time_major(np.asarray(dy, dtype=run.X.dtype))
+        dtype = self.cell.params[self.cell.weights[0]].dtype
+        if getattr(run, "order", 0):  # the LSTM's batch-first dA (its forward's `order`)
+            if self.return_sequences:
+                dA = np.ascontiguousarray(dy, dtype=dtype)
+            else:
+                dA = np.zeros((m, T, self.cell.units), dtype=dtype)
+                dA[:, 0 if self.reverse else -1] = dy
+        elif self.return_sequences:
+            dA = self._time_major(np.asarray(dy, dtype=dtype))
         else:
-            dA = np.zeros((T, m, self.cell.units), dtype=run.X.dtype)
+            dA = np.zeros((T, m, self.cell.units), dtype=dtype)
             dA[-1] = dy
         self.cell.zero_grad()
-        dX, _ = self.cell.backward(dA, run)
+        if isinstance(self.cell, LSTMCell):  # its dX GEMM only where a layer before wants it
+            dX, _ = self.cell.backward(dA, run, input_grad=self.needs_input_grad)
+        else:
+            dX, _ = self.cell.backward(dA, run)
         if hasattr(self.cell, "release"):
             self.cell.release(run)
+        if getattr(run, "E", None) is not None:  # the fused embedding's dE (its backward: nothing)
+            self.embedding.grads["E"][...] = dX
+            return None
         if not self.needs_input_grad:
             return None
         return self._batch_first(dX)

@@ -1,7 +1,7 @@
-"""The course's recurrent cells (RNN, LSTM, GRU) over whole time-major sequences: their
-stacked parameters, the per-run caches, and the calls into `dlcli.kernels.recurrent` (the time
-loop and BPTT), with the BLAS-thread and example-split choices. The layers that loop them over
-batch-first sequences, and the cell API, are in nn/recurrent.py."""
+"""The course's recurrent cells (RNN, LSTM; the GRU in nn/recurrent_gru.py) over whole time-major
+sequences: their stacked parameters, the per-run caches, and the calls into
+`dlcli.kernels.recurrent` (the time loop and BPTT), with the BLAS-thread and example-split choices.
+The layers that loop them over batch-first sequences, and the cell API, are in nn/recurrent.py."""
 
 from __future__ import annotations
 
@@ -170,15 +170,9 @@ class LSTMRun(NamedTuple):
     c0: np.ndarray
     mask: np.ndarray
     parts: int = 1  # the blocks of examples H is laid out by (`_blocks`)
-
-
-class GRURun(NamedTuple):
-    X: np.ndarray
-    C: np.ndarray  # c<t> = a<t>
-    G: np.ndarray  # (T, m, 3 n_a): Gu, Gr, c~
-    RC: np.ndarray  # Gr * c<t-1>
-    c0: np.ndarray
-    mask: np.ndarray
+    idx: np.ndarray = None  # (T, m) the table rows of `forward_tokens`' steps, else None
+    E: np.ndarray = None  # the fused embedding's E (`forward_tokens`), else None
+    order: int = 0  # A's and dA's layout: 0 time-major, 1 batch-first, 2 that reversed in time
 
 
 class LSTMStep(NamedTuple):
@@ -315,65 +309,115 @@ class LSTMCell(_StackedCell):
         z = np.zeros((m, self.units), dtype=self.W.dtype)
         return z, z.copy()
 
-    def forward(self, X, state0, mask):
+    def forward(self, X, state0, mask, order=0):
         """The gates read H[t] = [a<t-1>, x<t>] times the stacked W^T, one product a step: the
         input half rides along in the step's GEMM (K = n_a + n_x) instead of a GEMM of its own
-        before the loop, and backward's dW is then one GEMM over H, with no [a0, A[:-1]] concat."""
-        k = _k()
+        before the loop, and backward's dW is then one GEMM over H, with no [a0, A[:-1]] concat.
+        `order` 1 or 2: A comes out batch-first (m, T, n_a), 2 with time reversed, and backward's
+        dA goes in alike (kernels/recurrent.py `lstm_forward`): the layer's copies to and from
+        time-major (34-50 us each at the char-LM's batch 32) are gone."""
         T, m, n_x = X.shape
-        n = self.units
         W, b = self._stacked()
+        idx = np.zeros((T, m), dtype=np.intp)  # every step's row of b.T: the bias
+        return self._run(X, W.T, b.reshape(1, -1), idx, None, state0, mask, order)
+
+    def forward_tokens(self, ids, E, state0, mask, order=0):
+        """forward over embedded tokens, the embedding fused in (nn/embedding.py `fuse_next`):
+        ids (T, m) time-major token ids (negative: a zero vector), E (n_x, vocab) the embedding.
+        x<t> = E[:, id], so W_x x<t> + b is row id of the table E^T W_x^T + b (vocab + 1, 4 n_a;
+        its last row, b alone, for the zero vector): the step's GEMM reads only [a<t-1>]
+        (K = n_a), the table row rides in the gate pass, and backward gathers the table's
+        gradient by token instead of a dX GEMM (the cell hands back dE: `backward`)."""
+        W, b = self._stacked()
+        n, V = self.units, E.shape[1]
+        E = np.asarray(E, dtype=W.dtype)
+        table = np.empty((V + 1, W.shape[0]), dtype=W.dtype)
+        np.matmul(E.T, W[:, n:].T, out=table[:V])
+        table[:V] += b.T
+        table[V] = b[:, 0]
+        idx = np.where(ids < 0, V, ids).astype(np.intp)
+        return self._run(None, W[:, :n].T, table, idx, E, state0, mask, order)
+
+    def _run(self, X, W_T, xb, idx, E, state0, mask, order):
+        k = _k()
+        T, m = idx.shape
+        n = self.units
+        n_x = 0 if X is None else X.shape[2]
+        dtype = xb.dtype if X is None else X.dtype
         parts = _lstm_parts(m)
-        H = self.spare.take((T * m, n + n_x), X.dtype)
+        H = self.spare.take((T * m, n + n_x), dtype)
         for lo, hi in _blocks(m, parts):  # blocked by the thread that reads it (kernels/recurrent.py)
             Hp = _blocked(H, T, lo, hi)
-            Hp[:, :, n:] = X[:, lo:hi]
+            if X is not None:
+                Hp[:, :, n:] = X[:, lo:hi]
             Hp[0, :, :n] = state0[0][lo:hi]
-        A = self.spare.take((T, m, n), X.dtype)
-        C = self.spare.take((T, m, n), X.dtype)
-        G = self.spare.take((T, m, 4 * n), X.dtype)
-        c0 = np.ascontiguousarray(state0[1], dtype=X.dtype)
-        args = (H, np.ascontiguousarray(W.T), np.ascontiguousarray(b.reshape(-1)), c0, mask, A, C, G)
+        # batch-first, A is the layer's output: a fresh array, never handed out again
+        A = self.spare.take((T, m, n), dtype) if order == 0 else np.empty((m, T, n), dtype)
+        C = self.spare.take((T, m, n), dtype)
+        G = self.spare.take((T, m, 4 * n), dtype)
+        c0 = np.ascontiguousarray(state0[1], dtype=dtype)
+        args = (H, np.ascontiguousarray(W_T), np.ascontiguousarray(xb), idx, c0, mask, A, order, C, G)
         with _loop_threads():
             if parts > 1:
                 k.lstm_forward_split(*args, parts, _threads())
             else:
                 k.lstm_forward(*args)
-        return A, LSTMRun(X, A, C, G, H, c0, mask, parts)
+        return A, LSTMRun(X, A, C, G, H, c0, mask, parts, idx if E is not None else None, E, order)
 
     def release(self, run):
         """The run's arrays may be reused: its outputs were copied and its backward is done."""
-        self.spare.give(run.A, run.C, run.G, run.H)
+        self.spare.give(*((run.A,) if run.order == 0 else ()), run.C, run.G, run.H)
 
-    def backward(self, dA, run, dstate=None):
+    def backward(self, dA, run, dstate=None, input_grad=True):
+        """(dX (T, m, n_x), (da0, dc0)); after `forward_tokens`, dE (n_x, vocab) for dX; dX None
+        with input_grad False (a first layer's: its dZ Wx GEMM is not done)."""
         k = _k()
-        T, m, n = dA.shape
+        T, m = run.mask.shape
+        n = self.units
         if dstate is None:
             da, dc = np.zeros((m, n), dtype=dA.dtype), np.zeros((m, n), dtype=dA.dtype)
         else:
             da, dc = (np.array(s, dtype=dA.dtype) for s in dstate)
         dZ = self.spare.take((T * m, 4 * n), dA.dtype)  # blocked like run.H
         W = self.W
-        args = (dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:, :n]), run.mask, da, dc, dZ)
+        tokens = run.E is not None
+        Wa = np.ascontiguousarray(W[:, :n])
+        args = (dA, run.order, run.C, run.G, run.c0, Wa, run.mask, da, dc, dZ)
         Wx = np.ascontiguousarray(W[:, n:])
-        dX = np.empty((T * m, Wx.shape[1]), dtype=dA.dtype)  # blocked like dZ
+        # blocked like dZ; no rows where no dX is wanted (the kernels skip its GEMM)
+        dX = np.empty((T * m if input_grad and not tokens else 0, Wx.shape[1]), dtype=dA.dtype)
+        rows = run.E.shape[1] + 1 if tokens else 0  # the table's (forward_tokens)
         grads = (run.H, Wx, self.dW, self.db.reshape(-1), dX)
         threads = _threads()
-        split_grads = threads > 1 and T * m >= threads * SPLIT_MIN_EXAMPLES
+        split_grads = threads > 1 and T * m >= threads * SPLIT_MIN_EXAMPLES and not tokens
         with _loop_threads():
             if run.parts > 1:  # each thread's share of dW, db, dX in the loop's own region
-                part_dW = self.spare.take((run.parts,) + self.dW.shape, dA.dtype)
-                k.lstm_backward_split(*args, *grads, part_dW, run.parts, threads)
-                self.spare.give(part_dW)
+                K = run.H.shape[1]
+                part_dW = self.spare.take((run.parts, 4 * n, K), dA.dtype)
+                part_dxb = self.spare.take((run.parts, rows, 4 * n), dA.dtype)
+                idx = run.idx if tokens else np.zeros((T, m), dtype=np.intp)
+                k.lstm_backward_split(*args, *grads, part_dW, idx, part_dxb, run.parts, threads)
+                dxb = part_dxb.sum(axis=0) if tokens else None  # in block order
+                self.spare.give(part_dW, part_dxb)
             else:
                 k.lstm_backward(*args)
                 if split_grads:
                     k.stacked_grads_split(dZ, *grads, threads)
         if run.parts == 1 and not split_grads:
-            self.dW += dZ.T @ run.H
+            self.dW[:, :run.H.shape[1]] += dZ.T @ run.H
             self.db += dZ.sum(axis=0)[:, None]
-            np.matmul(dZ, Wx, out=dX)
+            if tokens:
+                dxb = np.empty((rows, 4 * n), dtype=dA.dtype)
+                k.scatter_rows(dZ, run.idx, T, 0, m, dxb)
+            elif input_grad:
+                np.matmul(dZ, Wx, out=dX)
         self.spare.give(dZ)
+        if tokens:  # the table E^T Wx^T + b: dWx = dxb^T E^T, dE = Wx^T dxb^T (its row V is b's)
+            dxb = dxb[:-1]
+            self.dW[:, n:] += dxb.T @ run.E.T
+            return (dxb @ Wx).T, (da, dc)
+        if not input_grad:
+            return None, (da, dc)
         if run.parts == 1:
             return dX.reshape(T, m, -1), (da, dc)
         dX_tm = np.empty((T, m, dX.shape[1]), dtype=dA.dtype)
@@ -403,61 +447,3 @@ class LSTMCell(_StackedCell):
         self.db += dz.sum(axis=0)[:, None]
         dconcat = dz @ self.W
         return dconcat[:, n:], dconcat[:, :n], dc * s.Gf
-
-
-class GRUCell(_StackedCell):
-    """The lectures' full GRU: Gr inside the candidate, c~ = tanh(Wc [Gr * c<t-1>, x<t>] + bc)."""
-
-    kind = "gru"
-
-    def zero_state(self, m):
-        return (np.zeros((m, self.units), dtype=self.W.dtype),)
-
-    def forward(self, X, state0, mask):
-        k = _k()
-        T, m, _ = X.shape
-        n = self.units
-        XZ = self._input_part(X)
-        C = self.spare.take((T, m, n), X.dtype)
-        RC = self.spare.take((T, m, n), X.dtype)
-        G = self.spare.take((T, m, 3 * n), X.dtype)
-        c0 = np.ascontiguousarray(state0[0], dtype=X.dtype)
-        W = self.W
-        args = (XZ, np.ascontiguousarray(W[:2 * n, :n].T), np.ascontiguousarray(W[2 * n:, :n].T),
-                c0, mask, C, G, RC)
-        parts = _parts(m)
-        with _loop_threads():
-            if parts > 1:
-                k.gru_forward_split(*args, parts)
-            else:
-                k.gru_forward(*args)
-        self.spare.give(XZ)
-        return C, GRURun(X, C, G, RC, c0, mask)
-
-    def release(self, run):
-        self.spare.give(run.C, run.G, run.RC)
-
-    def backward(self, dA, run, dstate=None):
-        k = _k()
-        T, m, n = dA.shape
-        dc = np.zeros((m, n), dtype=dA.dtype) if dstate is None else np.array(dstate[0], dtype=dA.dtype)
-        dZur = self.spare.take((T, m, 2 * n), dA.dtype)
-        dZc = self.spare.take((T, m, n), dA.dtype)
-        W = self.W
-        args = (dA, run.C, run.G, run.c0, np.ascontiguousarray(W[:2 * n, :n]),
-                np.ascontiguousarray(W[2 * n:, :n]), run.mask, dc, dZur, dZc)
-        parts = _parts(m)
-        with _loop_threads():
-            if parts > 1:
-                k.gru_backward_split(*args, parts)
-            else:
-                k.gru_backward(*args)
-        C_prev = np.concatenate([run.c0[None], run.C[:-1]]).reshape(T * m, n)
-        dZur2, dZc2 = dZur.reshape(T * m, 2 * n), dZc.reshape(T * m, n)
-        self.dW[:2 * n, :n] += dZur2.T @ C_prev
-        self.dW[2 * n:, :n] += dZc2.T @ run.RC.reshape(T * m, n)
-        dZ2 = np.concatenate([dZur2, dZc2], axis=1)
-        self.dW[:, n:] += dZ2.T @ run.X.reshape(T * m, -1)
-        self.db += dZ2.sum(axis=0)[:, None]
-        self.spare.give(dZur, dZc)
-        return (dZ2 @ W[:, n:]).reshape(T, m, -1), (dc,)
