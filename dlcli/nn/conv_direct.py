@@ -40,6 +40,15 @@ def _kernel(name: str, work: int):
     return getattr(kdirect, name + "_parallel" if work >= DIRECT_PARALLEL_MIN else name)
 
 
+def _duo(m, work):
+    """(the Duo, runs of examples) when a pooled pass inside a step of small GEMMs goes to
+    both threads (kernels/duo.py), else (None, 1)."""
+    if work >= DIRECT_PARALLEL_MIN:
+        return None, 1
+    from ..kernels.duo import for_pass
+    return for_pass(work, m)
+
+
 def fuse(layer, after) -> bool:
     """Take `after`'s pass into `layer`'s if it is a 2x2 stride-2 unpadded max pool and the
     layer runs the direct path with a piecewise activation to an even output size."""
@@ -70,7 +79,14 @@ def forward(layer, A_prev, Z, training):
         return Z
     A = np.empty((Z.shape[0],) + layer.pool.output_shape, dtype=Z.dtype)
     argmax = np.empty(A.shape, dtype=np.int8)
-    _kernel("direct_forward_pool", work)(A_prev, W, b, code, layer.pad_top, layer.pad_left, A, argmax)
+    duo, runs = _duo(Z.shape[0], work)
+    if duo is not None:
+        from ..kernels import direct as kdirect
+        duo.run(kdirect.direct_forward_pool_duo, runs, A_prev, W, b, code, layer.pad_top,
+                layer.pad_left, A, argmax)
+    else:
+        _kernel("direct_forward_pool", work)(A_prev, W, b, code, layer.pad_top, layer.pad_left,
+                                             A, argmax)
     if training:
         layer.cache = (A_prev, POOLED, A, argmax)
     return A
@@ -94,6 +110,16 @@ def backward(layer, A_prev, pooled, dA):
         _kernel("direct_backward_act", work)(A_prev, dA, A, code, layer.pad_top, layer.pad_left,
                                              layer.grads["W"], db)
     else:
-        _kernel("direct_backward_pool", work)(A_prev, dA, A, argmax[0], code, layer.pad_top,
-                                              layer.pad_left, layer.grads["W"], db)
+        duo, runs = _duo(A_prev.shape[0], work)
+        if duo is not None:
+            from ..kernels import direct as kdirect
+            dW = layer.grads["W"]
+            dW_part = np.empty((runs, dW.size // layer.n_C, layer.n_C), dtype=A.dtype)
+            db_part = np.empty((runs, layer.n_C), dtype=A.dtype)
+            duo.run(kdirect.direct_backward_pool_duo, runs, A_prev, dA, A, argmax[0], code,
+                    layer.pad_top, layer.pad_left, layer.f, dW_part, db_part)
+            kdirect.fold_parts(dW_part, db_part, dW, db)
+        else:
+            _kernel("direct_backward_pool", work)(A_prev, dA, A, argmax[0], code, layer.pad_top,
+                                                  layer.pad_left, layer.grads["W"], db)
     return None
