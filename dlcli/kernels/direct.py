@@ -54,7 +54,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from .activations import LINEAR, _slope, _typed
-from .duo import go, next_part, part_done
+from .duo import finish, go, next_part, part_done
 
 BLOCKS = 8  # example blocks of a parallel driver
 # The filter gradient's drivers may reassociate sums, so that LLVM vectorizes the dot products
@@ -482,6 +482,7 @@ def direct_forward_pool_duo(ctrl, gen, counter, parts, A_prev, W, b, code, pad_t
             _to_pooled(i, Zw, b, code, Wp, A, argmax)
         part_done(counter)
         p = next_part(counter)
+    finish(ctrl, gen, counter, parts)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=REDUCE)
@@ -500,6 +501,7 @@ def direct_backward_pool_duo(ctrl, gen, counter, parts, A_prev, dA, A, argmax, c
                                pad_top, pad_left, Wp, plane, offsets, dW_part[p], db_part[p])
         part_done(counter)
         p = next_part(counter)
+    finish(ctrl, gen, counter, parts)
 
 
 @njit(cache=True, error_model="numpy")

@@ -21,12 +21,13 @@ The parts' results never depend on which thread ran them (each part writes its o
 rows or its own partial sums, added in part order afterwards), nor on the helper at all.
 
 How a job runs (`Duo.run(kernel, parts, *args)`): the kernel is an @njit(nogil=True) function
-`kernel(ctrl, gen, counter, parts, *args)` that begins with `go(ctrl, gen)` and takes its
-parts with `next_part(counter)`, `part_done(counter)` after each. The main thread stores the
-job, then calls the kernel itself: `go` (already without the GIL) tells the helper, which
+`kernel(ctrl, gen, counter, parts, *args)` that begins with `go(ctrl, gen)`, takes its parts
+with `next_part(counter)`, `part_done(counter)` after each, and ends with `finish`. The main
+thread stores the job, then calls the kernel itself: `go` (already without the GIL) tells the helper, which
 leaves its wait, takes the GIL the main thread has just let go, and calls the same kernel
-with gen -1. The main thread then waits (`wait_parts`, nogil) until every part is done and
-the helper is back in its wait, so that neither thread waits for the GIL the other holds.
+with gen -1. The main thread's kernel then waits (`finish`, still nogil) until every part is
+done and the helper is back in its wait, so that neither thread waits for the GIL the other
+holds.
 
 Where it runs: inside a training step whose GEMMs run on one BLAS thread (dlcli/train.py
 `small_step_blas` enters `StepDuo`), so no OpenBLAS thread spins on the helper's core; the
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import numpy as np
 from numba import njit, types
@@ -47,10 +47,10 @@ from numba.extending import intrinsic
 
 GO, INSIDE, SLEEPING, STOP = 0, 1, 2, 3  # cells of `ctrl` (int64, padded to its own lines)
 SPINS = 1 << 11  # yields a helper waits through before it sleeps (~1.4 ms here)
-# A helper that finishes its last part LATE seconds after the main thread's last, in two jobs
+# A helper that finishes its last part LATE pauses after the main thread's last, in two jobs
 # of two or of four (a moving share above LATE_SHARE), has lost its core to another process:
 # the next ALONE jobs run on the main thread, and the helper sleeps.
-LATE = 100e-6
+LATE = 1 << 13  # pauses (~10 ns each here: ~80 us)
 LATE_SHARE = 0.3
 ALONE = 200
 
@@ -132,14 +132,18 @@ def part_done(counter):
     _atomic_add(counter, 1, 1)
 
 
-@njit(cache=True, nogil=True)
-def wait_parts(ctrl, counter, parts):
-    """Until `parts` parts are done and the helper is out of the job's kernel. At once if the
-    main thread's call took no part: it did not run (kernels/ahead.py's trace records calls)."""
-    if _atomic_load(counter, 0) == 0:
-        return
-    while _atomic_load(counter, 1) < parts or _atomic_load(ctrl, INSIDE) != 0:
-        _pause()
+@njit(inline="always")
+def finish(ctrl, gen, counter, parts):
+    """The main thread's end of a job, still without the GIL: until every part is done and
+    the helper is back in its wait (so that it never holds the GIL the main thread wants
+    next), the pauses it waited in counter[2]. Returning to Python first to wait there cost
+    a wake-up whenever the helper, back from its last part, found the GIL taken."""
+    if gen >= 0:
+        waited = 0
+        while _atomic_load(counter, 1) < parts or _atomic_load(ctrl, INSIDE) != 0:
+            _pause()
+            waited += 1
+        counter[2] = waited
 
 
 @njit(cache=True, nogil=True)
@@ -180,7 +184,6 @@ class Duo:
         # must never find Numba's compile lock held by a thread it does not have
         spin_wait(self.ctrl, 0, 0)
         self.ctrl[SLEEPING] = 0
-        wait_parts(self.ctrl, np.zeros(2, dtype=np.int64), 0)
         self.thread = threading.Thread(target=self._serve, name="dlcli-duo", daemon=True)
         self.thread.start()
 
@@ -201,9 +204,9 @@ class Duo:
 
     def run(self, kernel, parts, *args):
         """kernel(ctrl, gen, counter, parts, *args) on both threads; returns when all `parts`
-        are done. `counter` is fresh (np.zeros(2, np.int64): parts taken, parts done): a
+        are done. `counter` is fresh (parts taken, parts done, the main thread's wait): a
         helper late for an earlier job finds that job's counter spent and does nothing."""
-        counter = np.zeros(2, dtype=np.int64)
+        counter = np.zeros(3, dtype=np.int64)
         self.jobs += 1
         if self.alone > 0:  # the helper was late lately: the main thread takes every part
             self.alone -= 1
@@ -214,10 +217,8 @@ class Duo:
         if self.ctrl[SLEEPING]:
             self.wake.set()
         kernel(self.ctrl, self.gen, counter, parts, *args)
-        own = time.perf_counter()
-        wait_parts(self.ctrl, counter, parts)
         # a moving share of late jobs: past LATE_SHARE, its core is another process's for now
-        self.late = 0.75 * self.late + (0.25 if time.perf_counter() - own > LATE else 0.0)
+        self.late = 0.75 * self.late + (0.25 if counter[2] > LATE else 0.0)
         if self.late > LATE_SHARE:
             self.late, self.alone = 0.0, ALONE
 

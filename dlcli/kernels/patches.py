@@ -52,7 +52,7 @@ from numba import njit, prange, uint64
 from .conv import _col2im, _im2col
 from .activations import _slope
 from .direct import _act
-from .duo import go, next_part, part_done
+from .duo import finish, go, next_part, part_done
 
 BLOCK_COLS = 1 << 16  # patch values a block holds (256 KB of float32): 4 of LeNet's examples
 
@@ -279,6 +279,7 @@ def forward_pooled_blocks_duo(ctrl, gen, counter, parts, A_prev, W2, bias, code,
                             n_W, block, A, argmax)
         part_done(counter)
         p = next_part(counter)
+    finish(ctrl, gen, counter, parts)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -295,3 +296,4 @@ def backward_pooled_blocks_duo(ctrl, gen, counter, parts, A_prev, dA, A, argmax,
                              input_grad)
         part_done(counter)
         p = next_part(counter)
+    finish(ctrl, gen, counter, parts)
