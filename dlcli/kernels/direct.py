@@ -474,15 +474,15 @@ def direct_forward_pool_duo(ctrl, gen, counter, parts, A_prev, W, b, code, pad_t
     W2 = W.reshape(-1, n_C)
     P = np.zeros(A_prev.shape[3] * plane, dtype=A.dtype)
     Zw = np.empty(n_C * n_H * Wp, dtype=A.dtype)
-    p = next_part(counter)
+    p, own = next_part(counter), 0
     while p < parts:
         for i in range(p * m // parts, (p + 1) * m // parts):
             _pad_planes(i, A_prev, pad_top, pad_left, Wp, plane, P)
             _convolve(W2, offsets, n_H * Wp, P, Zw)
             _to_pooled(i, Zw, b, code, Wp, A, argmax)
         part_done(counter)
-        p = next_part(counter)
-    finish(ctrl, gen, counter, parts)
+        p, own = next_part(counter), own + 1
+    finish(ctrl, gen, counter, parts, own)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=REDUCE)
@@ -493,15 +493,15 @@ def direct_backward_pool_duo(ctrl, gen, counter, parts, A_prev, dA, A, argmax, c
     go(ctrl, gen)
     m, n_H, n_W = dA.shape[0], 2 * dA.shape[1], 2 * dA.shape[2]
     Wp, plane, offsets = _geometry(A_prev, f, n_H, n_W)
-    p = next_part(counter)
+    p, own = next_part(counter), 0
     while p < parts:
         dW_part[p] = 0.0
         db_part[p] = 0.0
         _backward_pooled_block(p * m // parts, (p + 1) * m // parts, A_prev, dA, A, argmax, code,
                                pad_top, pad_left, Wp, plane, offsets, dW_part[p], db_part[p])
         part_done(counter)
-        p = next_part(counter)
-    finish(ctrl, gen, counter, parts)
+        p, own = next_part(counter), own + 1
+    finish(ctrl, gen, counter, parts, own)
 
 
 @njit(cache=True, error_model="numpy")

@@ -14,9 +14,10 @@ parts go to whichever thread is free.
 The helper yields its core at every round of the wait (sched_yield): with the pause
 instruction instead, at load 4-5 (three other jobs on the 2 cores) the spinning helper took
 CPU from the main thread and LeNet-5's step at batch 64 took 2x the serial one (15.0 against
-7.4 ms); yielding, 7.48 against 7.24 ms. A helper whose part comes LATE after the main
-thread's, in two jobs of two or of four, has lost its core to another process: the next ALONE
-jobs run on the main thread alone, as the serial pass would, and the helper goes to sleep.
+7.4 ms); yielding, 7.48 against 7.24 ms. A helper that runs under a quarter of a job's parts
+and comes LATE after the main thread, in two jobs of two or of four, has lost its core to
+another process: the next ALONE jobs run on the main thread alone, as the serial pass would,
+and the helper goes to sleep.
 The parts' results never depend on which thread ran them (each part writes its own examples'
 rows or its own partial sums, added in part order afterwards), nor on the helper at all.
 
@@ -47,8 +48,10 @@ from numba.extending import intrinsic
 
 GO, INSIDE, SLEEPING, STOP = 0, 1, 2, 3  # cells of `ctrl` (int64, padded to its own lines)
 SPINS = 1 << 11  # yields a helper waits through before it sleeps (~1.4 ms here)
-# A helper that finishes its last part LATE pauses after the main thread's last, in two jobs
-# of two or of four (a moving share above LATE_SHARE), has lost its core to another process:
+# A helper that ran under a quarter of a job's parts and finished its last LATE pauses after
+# the main thread's, in two jobs of two or of four (a moving share above LATE_SHARE), has
+# lost its core to another process (a helper with a core runs about half: its last part may
+# end a part's time after the main thread's at any load):
 # the next ALONE jobs run on the main thread, and the helper sleeps.
 LATE = 1 << 13  # pauses (~10 ns each here: ~80 us)
 LATE_SHARE = 0.3
@@ -133,17 +136,19 @@ def part_done(counter):
 
 
 @njit(inline="always")
-def finish(ctrl, gen, counter, parts):
-    """The main thread's end of a job, still without the GIL: until every part is done and
-    the helper is back in its wait (so that it never holds the GIL the main thread wants
-    next), the pauses it waited in counter[2]. Returning to Python first to wait there cost
-    a wake-up whenever the helper, back from its last part, found the GIL taken."""
+def finish(ctrl, gen, counter, parts, own):
+    """The main thread's end of a job (`own`: the parts it ran), still without the GIL: until
+    every part is done and the helper is back in its wait (so that it never holds the GIL the
+    main thread wants next); the pauses it waited in counter[2], its parts in counter[3].
+    Returning to Python first to wait there cost a wake-up whenever the helper, back from its
+    last part, found the GIL taken."""
     if gen >= 0:
         waited = 0
         while _atomic_load(counter, 1) < parts or _atomic_load(ctrl, INSIDE) != 0:
             _pause()
             waited += 1
         counter[2] = waited
+        counter[3] = own
 
 
 @njit(cache=True, nogil=True)
@@ -204,9 +209,10 @@ class Duo:
 
     def run(self, kernel, parts, *args):
         """kernel(ctrl, gen, counter, parts, *args) on both threads; returns when all `parts`
-        are done. `counter` is fresh (parts taken, parts done, the main thread's wait): a
+        are done. `counter` is fresh (parts taken, parts done, the main thread's wait and
+        parts): a
         helper late for an earlier job finds that job's counter spent and does nothing."""
-        counter = np.zeros(3, dtype=np.int64)
+        counter = np.zeros(4, dtype=np.int64)
         self.jobs += 1
         if self.alone > 0:  # the helper was late lately: the main thread takes every part
             self.alone -= 1
@@ -218,7 +224,8 @@ class Duo:
             self.wake.set()
         kernel(self.ctrl, self.gen, counter, parts, *args)
         # a moving share of late jobs: past LATE_SHARE, its core is another process's for now
-        self.late = 0.75 * self.late + (0.25 if counter[2] > LATE else 0.0)
+        late = counter[2] > LATE and 4 * (parts - counter[3]) < parts
+        self.late = 0.75 * self.late + (0.25 if late else 0.0)
         if self.late > LATE_SHARE:
             self.late, self.alone = 0.0, ALONE
 

@@ -273,13 +273,13 @@ def forward_pooled_blocks_duo(ctrl, gen, counter, parts, A_prev, W2, bias, code,
                               pad_top, pad_left, n_H, n_W, block, A, argmax):
     """forward_pooled_blocks in `parts` runs of examples taken by both threads (kernels/duo.py)."""
     go(ctrl, gen)
-    p = next_part(counter)
+    p, own = next_part(counter), 0
     while p < parts:
         _forward_pooled_run(p, parts, A_prev, W2, bias, code, f, stride, pad_top, pad_left, n_H,
                             n_W, block, A, argmax)
         part_done(counter)
-        p = next_part(counter)
-    finish(ctrl, gen, counter, parts)
+        p, own = next_part(counter), own + 1
+    finish(ctrl, gen, counter, parts, own)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -289,11 +289,11 @@ def backward_pooled_blocks_duo(ctrl, gen, counter, parts, A_prev, dA, A, argmax,
     """backward_pooled_blocks in `parts` runs taken by both threads; each run's dW and db
     partials in dW_parts[p], db_parts[p], added in run order by the caller."""
     go(ctrl, gen)
-    p = next_part(counter)
+    p, own = next_part(counter), 0
     while p < parts:
         _backward_pooled_run(p, parts, A_prev, dA, A, argmax, code, W2T, f, stride, pad_top,
                              pad_left, n_H, n_W, block, dW_parts[p], db_parts[p], dA_prev,
                              input_grad)
         part_done(counter)
-        p = next_part(counter)
-    finish(ctrl, gen, counter, parts)
+        p, own = next_part(counter), own + 1
+    finish(ctrl, gen, counter, parts, own)

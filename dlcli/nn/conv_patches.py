@@ -12,7 +12,10 @@ A 2x2 stride-2 max pool right after such a layer (LeNet-5's 5x5x16) runs in its 
 (`fuse`, as nn/conv_direct.py does for the direct path): the forward writes the pooled output
 and each window's argmax, bias and activation applied on the way, and the backward takes the
 pool's gradient (LeNet-5 a step, load 2.4-4: batch 64 3.49 -> 3.08 ms, 256 15.2 -> 12.9 ms).
-The MaxPool layer stays in the model and passes its already pooled input on.
+The MaxPool layer stays in the model and passes its already pooled input on. Inside a
+training step of small GEMMs (LeNet-5's) the pooled pair's runs of blocks go to the main
+thread and kernels/duo.py's helper instead of Numba's threads (`_duo_plan`; measured in
+nn/conv_direct.py's docstring).
 """
 
 from __future__ import annotations
