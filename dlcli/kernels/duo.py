@@ -14,9 +14,9 @@ parts go to whichever thread is free.
 The helper yields its core at every round of the wait (sched_yield): with the pause
 instruction instead, at load 4-5 (three other jobs on the 2 cores) the spinning helper took
 CPU from the main thread and LeNet-5's step at batch 64 took 2x the serial one (15.0 against
-7.4 ms); yielding, 7.48 against 7.24 ms. A helper that runs under a quarter of a job's parts
-and comes LATE after the main thread, in two jobs of two or of four, has lost its core to
-another process: the next ALONE jobs run on the main thread alone, as the serial pass would,
+7.4 ms); yielding, 7.48 against 7.24 ms. When jobs stop paying (two of four no faster than
+SLOWER of their serial time), the helper has lost its core to another process or shares the
+main thread's: the next ALONE jobs run on the main thread alone, as the serial pass would,
 and the helper goes to sleep.
 The parts' results never depend on which thread ran them (each part writes its own examples'
 rows or its own partial sums, added in part order afterwards), nor on the helper at all.
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 from numba import njit, types
@@ -48,12 +49,12 @@ from numba.extending import intrinsic
 
 GO, INSIDE, SLEEPING, STOP = 0, 1, 2, 3  # cells of `ctrl` (int64, padded to its own lines)
 SPINS = 1 << 11  # yields a helper waits through before it sleeps (~1.4 ms here)
-# A helper that ran under a quarter of a job's parts and finished its last LATE pauses after
-# the main thread's, in two jobs of two or of four (a moving share above LATE_SHARE), has
-# lost its core to another process (a helper with a core runs about half: its last part may
-# end a part's time after the main thread's at any load):
-# the next ALONE jobs run on the main thread, and the helper sleeps.
-LATE = 1 << 13  # pauses (~10 ns each here: ~80 us)
+# A job that took SLOWER of its serial time or more (its parts times the main thread's
+# fastest part of that pass), in two jobs of two or of four (a moving share above LATE_SHARE),
+# says that the helper has lost its core to another process, or shares the main thread's:
+# the next ALONE jobs run on the main thread, and the helper sleeps. (A helper with a core
+# made LeNet-5's passes 0.55-0.65 of their serial time.)
+SLOWER = 0.9
 LATE_SHARE = 0.3
 ALONE = 200
 
@@ -173,6 +174,19 @@ def spin_wait(ctrl, seen, spins):
     return -1
 
 
+@njit(cache=True, nogil=True)
+def _pauses(n):
+    for _ in range(n):
+        _pause()
+
+
+def _pause_seconds() -> float:
+    _pauses(16)
+    started = time.perf_counter()
+    _pauses(1 << 14)
+    return (time.perf_counter() - started) / (1 << 14)
+
+
 class Duo:
     """The helper thread and its control cells; one a process (`duo()`)."""
 
@@ -181,7 +195,7 @@ class Duo:
         self.gen = 0
         self.jobs = 0  # calls of run, with or without the helper
         self.job = None
-        self.late = 0.0  # the moving share of jobs whose helper came LATE
+        self.late = 0.0  # the moving share of jobs no faster than SLOWER of serial
         self.alone = 0  # jobs left that the main thread runs without the helper
         self.wake = threading.Event()
         self.pid = os.getpid()
@@ -189,6 +203,8 @@ class Duo:
         # must never find Numba's compile lock held by a thread it does not have
         spin_wait(self.ctrl, 0, 0)
         self.ctrl[SLEEPING] = 0
+        self.pause = _pause_seconds()  # what one pause of a main thread's wait takes
+        self.best = {}  # (kernel, parts, its first array's shape) -> the fastest part seen
         self.thread = threading.Thread(target=self._serve, name="dlcli-duo", daemon=True)
         self.thread.start()
 
@@ -222,12 +238,23 @@ class Duo:
         self.job = (kernel, (counter, parts) + args)
         if self.ctrl[SLEEPING]:
             self.wake.set()
+        started = time.perf_counter()
         kernel(self.ctrl, self.gen, counter, parts, *args)
-        # a moving share of late jobs: past LATE_SHARE, its core is another process's for now
-        late = counter[2] > LATE and 4 * (parts - counter[3]) < parts
-        self.late = 0.75 * self.late + (0.25 if late else 0.0)
-        if self.late > LATE_SHARE:
-            self.late, self.alone = 0.0, ALONE
+        took = time.perf_counter() - started
+        # the main thread's fastest part of this pass so far: `parts` of them is the serial pass
+        own = counter[3]
+        if own:
+            part = (took - counter[2] * self.pause) / own
+            key = (kernel, parts, args[0].shape)
+            best = self.best.get(key)
+            if best is None or part < best:
+                self.best[key] = best = part
+            # a moving share of jobs no faster than SLOWER of the serial pass: past LATE_SHARE,
+            # the helper's core is another process's for now (or both threads share one)
+            late = took > SLOWER * parts * best
+            self.late = 0.75 * self.late + (0.25 if late else 0.0)
+            if self.late > LATE_SHARE:
+                self.late, self.alone = 0.0, ALONE
 
 
 _DUO: list = []
