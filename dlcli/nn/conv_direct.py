@@ -16,10 +16,11 @@ is already pooled (its output shape).
 Inside a training step of small GEMMs the pooled pair runs in up to 16 runs of examples that
 the main thread and kernels/duo.py's helper thread take in turn (`_duo`), as the blocked
 path's pooled pair does (nn/conv_patches.py). Whole LeNet-5 steps, both layers so, against
-the serial passes, interleaved in one process (Dec 3 2026, 17:49 UTC, load 5.5 from other
-jobs): with the helper given a core (the process at real-time priority, as on an idle
-machine) batch 64 3.12 -> 1.95 ms, 256 11.3 -> 6.7 ms; at normal priority beside the other
-jobs, where the second core was never free, 3.05 -> 3.21 ms and 11.4 -> 12.1 ms.
+the serial passes, interleaved in one process (Dec 3 2026, 18:06 UTC, load 3.1-3.4 from
+other jobs): with the helper given a core (the process at real-time priority, `chrt -f 1`,
+as on an idle machine) batch 64 3.10 -> 1.95 ms, 256 11.7 -> 6.9 ms; at normal priority
+beside the other jobs, where the second core was not free, 3.10 -> 3.15 ms and 11.57 ->
+11.62 ms (the helper left out of all but 15 of 1,020 and 10 of 540 passes).
 """
 
 from __future__ import annotations
