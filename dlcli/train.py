@@ -219,7 +219,8 @@ def small_step_blas(model, m):
     ctx = held.get(key)
     if ctx is None:
         import contextlib
+        from .kernels.duo import StepDuo
         from .kernels.threads import blas_threads
         small = all(layer.small_gemms(m) for layer in model.layers)
-        ctx = held[key] = blas_threads(1) if small else contextlib.nullcontext()
+        ctx = held[key] = StepDuo(blas_threads(1)) if small else contextlib.nullcontext()
     return ctx

@@ -755,18 +755,25 @@ def test_im2col_and_col2im_match_numpy(f, stride, pad, dtype, parallel):
     np.testing.assert_allclose(dA, dP[:, pad:pad + 9, pad:pad + 8], rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("duo", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
 @pytest.mark.parametrize("n,f,padding,n_C_prev", [(8, 5, "same", 1), (9, 4, "valid", 2),
                                                   (6, 3, 1, 1), (7, 3, "same", 1),
                                                   (9, 4, "valid", 3)])
-def test_direct_conv_with_its_max_pool_fused_equals_the_two_layers(activation, n, f, padding,
-                                                                   n_C_prev):
+def test_direct_conv_with_its_max_pool_fused_equals_the_two_layers(monkeypatch, activation, n, f,
+                                                                   padding, n_C_prev, duo):
     """A direct conv2d followed by a 2x2 max pool runs both passes in one kernel (pooled
     output and argmax written at once, its backward from the pool's gradient): the same
     outputs, predictions and gradients as the two layers one after the other; an odd output
-    size leaves them apart."""
+    size leaves them apart. With `duo`, as inside a training step of small GEMMs, the passes
+    go in runs of examples to both threads (kernels/duo.py), and equal PyTorch's too."""
+    import dlcli.kernels.duo as kduo
     from dlcli.nn.model import Sequential
     x = np.random.default_rng(24).standard_normal((5, n, n + 1 - n % 2, n_C_prev))
+    if duo:
+        monkeypatch.setattr(kduo, "MIN_WORK", 0)
+        monkeypatch.setattr(kduo, "_STEP", [1])
+        jobs = kduo.duo().jobs
 
     def net():
         s = Sequential([Conv2D(3, f, padding=padding, activation=activation), MaxPool(2)])
@@ -786,6 +793,20 @@ def test_direct_conv_with_its_max_pool_fused_equals_the_two_layers(activation, n
     for key in ("W", "b"):
         np.testing.assert_allclose(conv.grads[key], plain.layers[0].grads[key], rtol=1e-12, atol=1e-13)
     np.testing.assert_array_equal(fused.forward(x, False), plain.forward(x, False))
+    if duo and conv.pool is not None:
+        assert kduo.duo().jobs - jobs == 3  # forward, backward, inference forward
+        torch = pytest.importorskip("torch")
+        F = torch.nn.functional
+        tx = nchw(torch, x)
+        tW = torch.tensor(conv.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+        tb = torch.tensor(conv.params["b"]).requires_grad_(True)
+        z = F.conv2d(padded(torch, F, tx, f, 1, padding), tW, tb)
+        a = {"relu": F.relu, "leaky_relu": lambda v: F.leaky_relu(v, 0.01), "linear": lambda v: v}[activation](z)
+        ty = F.max_pool2d(a, 2)
+        close(y, nhwc(ty), 1e-9)
+        _, gW, gb = oracle(torch, ty, dy, tx, tW, tb)
+        close(conv.grads["W"], gW.permute(2, 3, 1, 0), 1e-9)
+        close(conv.grads["b"], gb, 1e-9)
 
 
 def test_a_model_built_again_fuses_its_pool_again_or_not():
@@ -829,20 +850,24 @@ def test_strided_1x1_takes_the_pointwise_path_and_matches_torch(shape, s, paddin
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("examples_a_block,parallel", [(1, False), (2, True), (5, False)])
+@pytest.mark.parametrize("examples_a_block,mode", [(1, "serial"), (2, "parallel"), (5, "serial"),
+                                                   (1, "duo"), (2, "duo")])
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
 @pytest.mark.parametrize("n,f,s,padding,n_C_prev,bias", [(8, 5, 1, "valid", 6, True),
                                                          (8, 3, 1, "same", 4, False),
                                                          (8, 3, 2, "same", 3, True)])
 def test_blocked_conv_with_its_max_pool_fused_equals_the_two_layers(
-        monkeypatch, activation, n, f, s, padding, n_C_prev, bias, examples_a_block, parallel):
+        monkeypatch, activation, n, f, s, padding, n_C_prev, bias, examples_a_block, mode):
     """A blocked-im2col conv2d (kernels/patches.py) followed by a 2x2 max pool runs the bias,
     the activation and the pool in each block (LeNet-5's 5x5x16): the same outputs,
     predictions and gradients (dW, db, dA_prev) as the two layers one after the other, and as
-    PyTorch's conv, activation and max pool in float64; serial and parallel drivers, one or
-    several blocks."""
+    PyTorch's conv, activation and max pool in float64; serial and parallel drivers, and the
+    runs shared with the helper thread of a small-GEMM step (kernels/duo.py), one or several
+    blocks."""
+    import dlcli.kernels.duo as kduo
     import dlcli.kernels.patches as kpatches
     import dlcli.nn.conv_patches as conv_patches
+    parallel = mode == "parallel"
     from dlcli.nn.model import Sequential
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
@@ -863,10 +888,16 @@ def test_blocked_conv_with_its_max_pool_fused_equals_the_two_layers(
     width = conv.f * conv.f * n_C_prev * conv.n_H * conv.n_W
     monkeypatch.setattr(kpatches, "BLOCK_COLS", width * examples_a_block)
     monkeypatch.setattr(conv_patches, "PARALLEL_MIN", 0 if parallel else 1 << 60)
+    if mode == "duo":  # as inside a training step of small GEMMs, from any size
+        monkeypatch.setattr(kduo, "MIN_WORK", 0)
+        monkeypatch.setattr(kduo, "_STEP", [1])
+        jobs = kduo.duo().jobs
     y, expected = fused.forward(x, True), plain.forward(x, True)
     np.testing.assert_array_equal(y, expected)
     dy = np.random.default_rng(42).standard_normal(y.shape)
     dx, dx_plain = fused.backward(dy), plain.backward(dy)
+    if mode == "duo":  # both passes of the fused layer went to the helper's queue
+        assert kduo.duo().jobs - jobs == 2
     np.testing.assert_allclose(dx, dx_plain, rtol=1e-12, atol=1e-13)
     for key in conv.grads:
         np.testing.assert_allclose(conv.grads[key], plain.layers[0].grads[key], rtol=1e-12, atol=1e-13)
@@ -883,3 +914,37 @@ def test_blocked_conv_with_its_max_pool_fused_equals_the_two_layers(
     close(conv.grads["W"], grads[1].permute(2, 3, 1, 0), 1e-9)
     if bias:
         close(conv.grads["b"], grads[2], 1e-9)
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_runs_shared_with_the_helper_equal_the_main_thread_alone(monkeypatch, first):
+    """The pooled convolutions' runs inside a training step of small GEMMs (kernels/duo.py)
+    give the same bits whoever takes each run, the helper or the main thread alone, pass after
+    pass: LeNet-5's first layer (direct) or second (blocked im2col), float32."""
+    import dlcli.kernels.duo as kduo
+    from dlcli.nn.model import Sequential
+    monkeypatch.setattr(kduo, "MIN_WORK", 0)
+    monkeypatch.setattr(kduo, "_STEP", [1])
+    shape, conv = ((12, 12, 1), Conv2D(6, 5, padding="same", activation="relu")) if first else \
+        ((14, 14, 6), Conv2D(16, 5, activation="relu"))
+    net = Sequential([conv, MaxPool(2)])
+    net.build(shape, BuildContext(dtype=np.dtype(np.float32), rng=np.random.default_rng(3)))
+    conv.needs_input_grad = not first
+    assert conv.pool is not None and conv.direct == first
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((37,) + shape).astype(np.float32)
+    dy = rng.standard_normal((37,) + net.output_shape).astype(np.float32)
+    helper = kduo.duo()
+
+    def step(alone):
+        monkeypatch.setattr(helper, "alone", 10 ** 9 if alone else 0)
+        monkeypatch.setattr(helper, "late", 0.0)
+        y = net.forward(x, True)
+        dx = net.backward(dy)
+        return [y.copy(), conv.grads["W"].copy(), conv.grads["b"].copy()] + \
+            ([] if dx is None else [dx.copy()])
+
+    expected = step(alone=True)
+    for _ in range(5):
+        for a, b in zip(step(alone=False), expected):
+            np.testing.assert_array_equal(a, b)

@@ -15,7 +15,9 @@ Numba thread (`prange`), each run in blocks; the GEMMs are np.dot on the thread 
 them, BLAS held to one thread meanwhile (kernels/threads.py `one_blas_thread`), so the two
 threads meet once, at the end of the region, instead of at every 2-thread GEMM. The filter
 gradient is summed per run (dW_parts) and the runs added after the region, so no two threads
-write one cell. With one part (small layers) the same code runs serially.
+write one cell. With one part (small layers) the same code runs serially. Inside a training
+step of small GEMMs the pooled pair's runs go instead to the main thread and kernels/duo.py's
+helper, taken from a shared counter (`_duo` drivers: LeNet-5's 5x5x16).
 
 The unrolling and folding are kernels/conv.py's `_im2col` / `_col2im` bodies (column order
 (di, dj, c), W.reshape(f f n_C_prev, n_C)), so the numbers are the batch-wide path's.
@@ -50,6 +52,7 @@ from numba import njit, prange, uint64
 from .conv import _col2im, _im2col
 from .activations import _slope
 from .direct import _act
+from .duo import finish, go, next_part, part_done
 
 BLOCK_COLS = 1 << 16  # patch values a block holds (256 KB of float32): 4 of LeNet's examples
 
@@ -263,3 +266,34 @@ def backward_pooled_blocks_parallel(A_prev, dA, A, argmax, code, W2T, f, stride,
         _backward_pooled_run(p, parts, A_prev, dA, A, argmax, code, W2T, f, stride, pad_top,
                              pad_left, n_H, n_W, block, dW_parts[p], db_parts[p], dA_prev,
                              input_grad)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def forward_pooled_blocks_duo(ctrl, gen, counter, parts, A_prev, W2, bias, code, f, stride,
+                              pad_top, pad_left, n_H, n_W, block, A, argmax):
+    """forward_pooled_blocks in `parts` runs of examples taken by both threads (kernels/duo.py)."""
+    go(ctrl, gen)
+    p, own = next_part(counter), 0
+    while p < parts:
+        _forward_pooled_run(p, parts, A_prev, W2, bias, code, f, stride, pad_top, pad_left, n_H,
+                            n_W, block, A, argmax)
+        part_done(counter)
+        p, own = next_part(counter), own + 1
+    finish(ctrl, gen, counter, parts, own)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def backward_pooled_blocks_duo(ctrl, gen, counter, parts, A_prev, dA, A, argmax, code, W2T, f,
+                               stride, pad_top, pad_left, n_H, n_W, block, dW_parts, db_parts,
+                               dA_prev, input_grad):
+    """backward_pooled_blocks in `parts` runs taken by both threads; each run's dW and db
+    partials in dW_parts[p], db_parts[p], added in run order by the caller."""
+    go(ctrl, gen)
+    p, own = next_part(counter), 0
+    while p < parts:
+        _backward_pooled_run(p, parts, A_prev, dA, A, argmax, code, W2T, f, stride, pad_top,
+                             pad_left, n_H, n_W, block, dW_parts[p], db_parts[p], dA_prev,
+                             input_grad)
+        part_done(counter)
+        p, own = next_part(counter), own + 1
+    finish(ctrl, gen, counter, parts, own)

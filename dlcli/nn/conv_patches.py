@@ -12,7 +12,10 @@ A 2x2 stride-2 max pool right after such a layer (LeNet-5's 5x5x16) runs in its 
 (`fuse`, as nn/conv_direct.py does for the direct path): the forward writes the pooled output
 and each window's argmax, bias and activation applied on the way, and the backward takes the
 pool's gradient (LeNet-5 a step, load 2.4-4: batch 64 3.49 -> 3.08 ms, 256 15.2 -> 12.9 ms).
-The MaxPool layer stays in the model and passes its already pooled input on.
+The MaxPool layer stays in the model and passes its already pooled input on. Inside a
+training step of small GEMMs (LeNet-5's) the pooled pair's runs of blocks go to the main
+thread and kernels/duo.py's helper instead of Numba's threads (`_duo_plan`; measured in
+nn/conv_direct.py's docstring).
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ def _plan(layer, m):
         return block, 1
     from numba import get_num_threads
     return block, max(1, min(get_num_threads(), -(-m // block)))
+
+
+def _duo_plan(layer, m, block):
+    """(the Duo, runs of blocks) when a pooled pass inside a step of small GEMMs goes to both
+    threads (kernels/duo.py), else (None, 1)."""
+    from ..kernels.duo import for_pass
+    work = m * layer.n_H * layer.n_W * layer.f * layer.f * layer.n_C_prev * layer.n_C
+    return for_pass(work, -(-m // block))
 
 
 def forward(layer, A_prev, Z):
@@ -103,7 +114,11 @@ def forward_pooled(layer, A_prev, training):
     block, parts = _plan(layer, m)
     args = (A_prev, W2, b, activations.CODES[layer.activation], layer.f, layer.stride,
             layer.pad_top, layer.pad_left, layer.n_H, layer.n_W, block, A, argmax)
-    run_pass(parts, kp.forward_pooled_blocks, kp.forward_pooled_blocks_parallel, args, (parts,))
+    duo, runs = _duo_plan(layer, m, block) if parts == 1 else (None, 1)
+    if duo is not None:
+        duo.run(kp.forward_pooled_blocks_duo, runs, *args)
+    else:
+        run_pass(parts, kp.forward_pooled_blocks, kp.forward_pooled_blocks_parallel, args, (parts,))
     if training:
         layer.cache = (A_prev, POOLED, A, argmax)
     return A
@@ -119,15 +134,19 @@ def backward_pooled(layer, A_prev, dA):
     m = A_prev.shape[0]
     W2 = layer.params["W"].reshape(-1, layer.n_C)
     block, parts = _plan(layer, m)
+    duo, runs = _duo_plan(layer, m, block) if parts == 1 else (None, 1)
     input_grad = layer.needs_input_grad
     dA_prev = np.empty(A_prev.shape if input_grad else (0, 1, 1, 1), dtype=A.dtype)
-    dW_parts = np.empty((parts,) + W2.shape, dtype=A.dtype)
-    db_parts = np.empty((parts, layer.n_C), dtype=A.dtype)
+    dW_parts = np.empty((max(parts, runs),) + W2.shape, dtype=A.dtype)
+    db_parts = np.empty((max(parts, runs), layer.n_C), dtype=A.dtype)
     args = (A_prev, np.ascontiguousarray(dA, dtype=A.dtype), A, argmax,
             activations.CODES[layer.activation], np.ascontiguousarray(W2.T), layer.f,
             layer.stride, layer.pad_top, layer.pad_left, layer.n_H, layer.n_W, block, dW_parts,
             db_parts, dA_prev, input_grad)
-    run_pass(parts, kp.backward_pooled_blocks, kp.backward_pooled_blocks_parallel, args)
+    if duo is not None:
+        duo.run(kp.backward_pooled_blocks_duo, runs, *args)
+    else:
+        run_pass(parts, kp.backward_pooled_blocks, kp.backward_pooled_blocks_parallel, args)
     dW_parts.sum(axis=0, out=layer.grads["W"].reshape(W2.shape))
     if layer.bias:
         db_parts.sum(axis=0, out=layer.grads["b"])
