@@ -773,6 +773,8 @@ def test_direct_conv_with_its_max_pool_fused_equals_the_two_layers(monkeypatch, 
     if duo:
         monkeypatch.setattr(kduo, "MIN_WORK", 0)
         monkeypatch.setattr(kduo, "_STEP", [1])
+        # a helper even where duo() would start none (one core, NUMBA_NUM_THREADS=1)
+        monkeypatch.setattr(kduo, "_DUO", [kduo.duo() or kduo.Duo()])
         jobs = kduo.duo().jobs
 
     def net():
@@ -891,6 +893,8 @@ def test_blocked_conv_with_its_max_pool_fused_equals_the_two_layers(
     if mode == "duo":  # as inside a training step of small GEMMs, from any size
         monkeypatch.setattr(kduo, "MIN_WORK", 0)
         monkeypatch.setattr(kduo, "_STEP", [1])
+        # a helper even where duo() would start none (one core, NUMBA_NUM_THREADS=1)
+        monkeypatch.setattr(kduo, "_DUO", [kduo.duo() or kduo.Duo()])
         jobs = kduo.duo().jobs
     y, expected = fused.forward(x, True), plain.forward(x, True)
     np.testing.assert_array_equal(y, expected)
@@ -925,6 +929,9 @@ def test_runs_shared_with_the_helper_equal_the_main_thread_alone(monkeypatch, fi
     from dlcli.nn.model import Sequential
     monkeypatch.setattr(kduo, "MIN_WORK", 0)
     monkeypatch.setattr(kduo, "_STEP", [1])
+    # a helper even where duo() would start none (one core, NUMBA_NUM_THREADS=1): the same
+    # parts then run on one core, the results must still be equal
+    monkeypatch.setattr(kduo, "_DUO", [kduo.duo() or kduo.Duo()])
     shape, conv = ((12, 12, 1), Conv2D(6, 5, padding="same", activation="relu")) if first else \
         ((14, 14, 6), Conv2D(16, 5, activation="relu"))
     net = Sequential([conv, MaxPool(2)])
@@ -948,3 +955,17 @@ def test_runs_shared_with_the_helper_equal_the_main_thread_alone(monkeypatch, fi
     for _ in range(5):
         for a, b in zip(step(alone=False), expected):
             np.testing.assert_array_equal(a, b)
+
+
+def test_no_duo_helper_where_numba_is_held_to_one_thread(monkeypatch):
+    """A search's local workers run with NUMBA_NUM_THREADS=1 (dlcli/executors.py): a helper
+    spinning beside each would take the other worker's core."""
+    import numba
+    import dlcli.kernels.duo as kduo
+    monkeypatch.setattr(kduo, "_DUO", [])
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)
+    assert kduo.duo() is None
+    monkeypatch.setattr(kduo, "_DUO", [])
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
+    monkeypatch.setenv("DLCLI_DUO", "0")
+    assert kduo.duo() is None

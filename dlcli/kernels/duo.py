@@ -262,12 +262,16 @@ _DUO: list = []
 
 def duo() -> Duo | None:
     """The process's Duo (started at the first call), or None with fewer than two cores
-    allowed or DLCLI_DUO=0."""
+    allowed, Numba held to one thread, or DLCLI_DUO=0."""
     if _DUO and _DUO[0] is not None and _DUO[0].pid != os.getpid():
         _DUO.clear()  # a forked child has no helper thread: start its own
     if not _DUO:
+        from numba import config
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        use = os.environ.get("DLCLI_DUO", "1") != "0" and (cores or 1) >= 2
+        # a search's local workers run with NUMBA_NUM_THREADS=1 (dlcli/executors.py): one
+        # core each, so no helper spinning beside another worker's trial
+        use = (os.environ.get("DLCLI_DUO", "1") != "0" and (cores or 1) >= 2
+               and config.NUMBA_NUM_THREADS >= 2)
         _DUO.append(Duo() if use else None)
     return _DUO[0]
 
