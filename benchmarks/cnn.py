@@ -20,7 +20,7 @@ mobilenet64 and inception64 are the shipped recipes' layers (recipes/*.yaml, the
 widened to 10 classes); on the PyTorch side Keras' "same" padding is an explicit ZeroPad2d
 where it is uneven, and the residual's projection and linear activation follow dlcli's.
 
-Figures: the README's "Speed" section (one run, machine shared with other engineers).
+Figures: README.md's "Where it stands" table; earlier runs in benchmarks/HISTORY.md.
 Targets (issue 14): LeNet-5 >= 1.5x at 64 and 1.2x at 256; resnet_small, mobilenet_v2_small,
 inception_small and the U-Net >= 1.0x; first compile < 5 s, cached start < 1 s.
 """

@@ -10,7 +10,7 @@ beside it; one untimed warm-up epoch each, then epochs interleaved (order rotati
 figure the MEDIAN of the timed epochs; training steps timed, the evaluation pass NOT timed.
 The ratio is against the faster of PyTorch's two Adams. `--profile` adds where a dlcli step spends its time.
 
-Figures: see the README's "Speed" section (one run, machine shared with other engineers).
+Figures: README.md's "Where it stands" table; earlier runs in benchmarks/HISTORY.md.
 Targets (issue 14): dlcli >= 1.5x at batch 64 and >= 1.2x at 256.
 """
 

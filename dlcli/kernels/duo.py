@@ -6,8 +6,8 @@ Why: a Numba `prange` region costs 40-85 us to start on this machine's KVM vCPUs
 nothing in it (Dec 3 2026, load ~1.5: a 2-thread region of two additions after 0-300 us of
 serial work, p10 41-69 us, median 71-84 us): the workqueue layer's workers sleep between
 regions and a halted vCPU wakes slowly; static halves then wait for the later thread. Every
-2-thread split of LeNet-5's passes lost to the serial ones for that (README, s4-lenet,
-s6-lenet). Here the helper stays inside a nogil Numba loop (`spin_wait`) for SPINS rounds
+2-thread split of LeNet-5's passes lost to the serial ones for that (benchmarks/HISTORY.md,
+s4-lenet, s6-lenet). Here the helper stays inside a nogil Numba loop (`spin_wait`) for SPINS rounds
 after a job (~1.4 ms), so a job within that time reaches the other core at once, and the
 parts go to whichever thread is free.
 

@@ -69,10 +69,10 @@ kernels alone, ms a pass forward / backward): batch 4 serial 0.35 / 0.28, split 
 batch 8 0.69 / 0.54 against split 0.43 / 0.35; batch 32 3.9 / 3.8 against 2.9 / 2.6;
 batch 128 13.6 / 12.3 against 7.2 / 7.8 (the libm version: 53 / 23 serial). The per-step GEMMs
 alone (forward + backward, one thread) take 4.2 ms at batch 32 and 14 ms at 128.
-benchmarks/rnn.py (whole training step against PyTorch, see the README; loads 0.5-2.3): LSTM
+benchmarks/rnn.py (whole training step against PyTorch, benchmarks/HISTORY.md; loads 0.5-2.3): LSTM
 0.48x / 0.55x at batch 32 / 128 before, 0.54-0.80x / 0.91-1.27x after; GRU 1.42x / 0.98x
 before, 1.47-2.13x / 1.13-1.45x after. With the H concat, `_dot_rows`, float32 gates and
-OpenBLAS's idle threads put to sleep sooner (dlcli/__init__.py), see the README's table.
+OpenBLAS's idle threads put to sleep sooner (dlcli/__init__.py): README.md's table.
 Activation codes of the simple RNN: 0 tanh, 1 relu, 2 sigmoid, 3 linear, 4 leaky_relu.
 """
 

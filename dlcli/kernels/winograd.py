@@ -29,7 +29,7 @@ thread: resnet_small's 3x3x32 on 64x32x32x32 took 369-404 ms forward on im2col's
 GEMM, against 15-21 ms for the blocks here (load 2.2-2.8, Dec 3 2026); in whole steps at
 load ~3 resnet_small's 3x3x32 layers took 240-280 ms forward + backward before, 76-101 ms
 after. At lighter load the two are within noise of each other on resnet_small's layer
-(forward 10.5-12 ms; whole benchmark runs 0.63-0.70x against 0.72-0.77x, see the README);
+(forward 10.5-12 ms; whole benchmark runs 0.63-0.70x against 0.72-0.77x, benchmarks/HISTORY.md);
 the blocks win on large images, where the old chunks (an example's tiles, 6 MB) left the
 cache: the U-Net's 8x96x128x32 -> 16, forward 19-30 ms against 6-15 ms. The static split
 (a run of blocks a thread) still waits for a thread whose core is taken; handing out blocks

@@ -34,7 +34,7 @@ in kernels/winograd.py). One 32x32x32 example on one thread: input transform 75-
 46 (324 us when it wrote the 16 positions from one loop: 20 store streams did not
 vectorize), the dU GEMMs 92, the dV GEMMs 90, the overlapping scatter 120-156. Whole
 benchmark: resnet_small 315 -> 352-395 ex/s, the U-Net 18 -> 20-23 (benchmarks/cnn.py,
-README). The 32 -> 16 channel layer at 96x128 lost (18.4 against 13.5 ms): the transforms
+benchmarks/HISTORY.md). The 32 -> 16 channel layer at 96x128 lost (18.4 against 13.5 ms): the transforms
 run on its 32-channel side there. Then (Dec 3 2026, s6-resnet, one thread, load ~3, the
 same example): the dV GEMMs on each position's U transposed and contiguous (`transposed`)
 92-95 -> 61-64 us, where U[k].T as a view took OpenBLAS's transposed-B path; the scatter
