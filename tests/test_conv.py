@@ -969,3 +969,78 @@ def test_no_duo_helper_where_numba_is_held_to_one_thread(monkeypatch):
     monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
     monkeypatch.setenv("DLCLI_DUO", "0")
     assert kduo.duo() is None
+
+
+def test_duo_helper_waits_by_the_clock_for_a_job_then_sleeps():
+    """spin_wait (kernels/duo.py) returns a job posted before or during its wait, -2 when told
+    to stop, and -1 with SLEEPING set once its ticks of the time-stamp counter are spent (a
+    count of yields had lasted 0.35 ms instead of the ~1.4 ms meant: the helper slept between
+    LeNet-5's forward and backward and every backward paid a wake-up)."""
+    import dlcli.kernels.duo as kduo
+    ctrl = np.zeros(32, dtype=np.int64)
+    ctrl[kduo.GO] = 7
+    assert kduo.spin_wait(ctrl, 6, 1 << 40) == 7 and ctrl[kduo.INSIDE] == 1
+    assert ctrl[kduo.SLEEPING] == 0
+    assert kduo.spin_wait(ctrl, 7, 0) == -1 and ctrl[kduo.SLEEPING] == 1 and ctrl[kduo.INSIDE] == 0
+    ctrl[kduo.SLEEPING] = 0
+    ctrl[kduo.STOP] = 1
+    assert kduo.spin_wait(ctrl, 7, 1 << 40) == -2
+    before = kduo.cycles()
+    ctrl[kduo.STOP] = 0
+    assert kduo.spin_wait(ctrl, 7, 1 << 20) == -1  # waited its ticks, no job came
+    assert kduo.cycles() - before >= 1 << 20
+    assert kduo._tick_rate() > 1e8  # ticks a second: a clock of 100 MHz or more
+
+
+def test_duo_first_job_of_a_pass_sends_nothing_alone(monkeypatch):
+    """A pass's first job (its kernel loaded from the cache or compiled inside it) only sets
+    the serial time the next ones are judged by: it never sends the passes to the main thread
+    alone, however slow (the warm-up had sent LeNet-5 at 256 to one core for three epochs)."""
+    import dlcli.kernels.duo as kduo
+    from dlcli.kernels import direct
+    helper = kduo.duo() or kduo.Duo()
+    monkeypatch.setattr(helper, "alone", 0)
+    monkeypatch.setattr(helper, "late", 0.5)  # past LATE_SHARE: one judged late job would tip it
+    monkeypatch.setattr(helper, "best", {})
+    args, key = _pooled_job(4)
+    helper.run(*args)
+    assert helper.alone == 0 and helper.late == 0.5 and list(helper.best) == [key]
+
+
+def _pooled_job(m):
+    """(Duo.run's arguments, its key in Duo.best) for LeNet-like first-layer work of m examples."""
+    from dlcli.kernels import direct
+    rng = np.random.default_rng(0)
+    n, f = 8, 3
+    x = rng.standard_normal((m, n, n, 1))
+    A = np.empty((m, n // 2, n // 2, 2))
+    args = (direct.direct_forward_pool_duo, m, x, rng.standard_normal((f, f, 1, 2)), np.zeros(2),
+            1, 1, 1, A, np.empty(A.shape, dtype=np.int8))
+    return args, (args[0], m, x.shape)
+
+
+@pytest.mark.parametrize("woken", [False, True])
+def test_duo_judges_a_job_that_woke_the_helper_by_woken(monkeypatch, woken):
+    """A job 1.2 times its serial time is late (SLOWER 0.9) when the helper was waiting, not
+    when it had to be woken (WOKEN 1.5): the wake-up after each evaluation is no sign of a lost
+    core, and had sent 50 LeNet-5 steps to one core whenever one more late job followed."""
+    import dlcli.kernels.duo as kduo
+    helper = kduo.duo() or kduo.Duo()
+    args, key = _pooled_job(8)
+    helper.run(*args)  # compiled or loaded
+    monkeypatch.setattr(helper, "alone", 0)
+    monkeypatch.setattr(helper, "late", 0.0)
+    monkeypatch.setattr(helper, "pause", 0.0)
+    monkeypatch.setattr(helper, "best", {key: 1.0})  # a part: 1 s, the serial pass 8 s
+
+    class Clock:  # the job took 1.2 x 8 s, whatever it really took
+        ticks = iter([100.0, 100.0 + 1.2 * 8])
+
+        @staticmethod
+        def perf_counter():
+            return next(Clock.ticks)
+
+    monkeypatch.setattr(kduo, "time", Clock)
+    helper.ctrl[kduo.SLEEPING] = int(woken)
+    helper.run(*args)
+    assert helper.late == (0.0 if woken else 0.25)
