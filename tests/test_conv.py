@@ -1044,3 +1044,51 @@ def test_duo_judges_a_job_that_woke_the_helper_by_woken(monkeypatch, woken):
     helper.ctrl[kduo.SLEEPING] = int(woken)
     helper.run(*args)
     assert helper.late == (0.0 if woken else 0.25)
+
+
+def test_duo_alone_spell_doubles_while_late_and_resets_on_time(monkeypatch):
+    """The helper late again right after a spell alone doubles the next spell (up to
+    ALONE_MAX); ON_TIME jobs in a row that paid bring it back to ALONE. (A job here is a
+    stand-in that says how many parts the main thread ran; the clock says what it took.)"""
+    import dlcli.kernels.duo as kduo
+    helper = kduo.duo() or kduo.Duo()
+    x = np.zeros((8, 1))
+
+    def job(ctrl, gen, counter, parts, x):  # the main thread ran half the parts, never a wait
+        counter[3] = parts // 2 if gen >= 0 else parts
+
+    args, key = (job, 8, x), (job, 8, x.shape)
+    monkeypatch.setattr(helper, "alone", 0)
+    monkeypatch.setattr(helper, "late", 0.0)
+    monkeypatch.setattr(helper, "backoff", kduo.ALONE)
+    monkeypatch.setattr(helper, "on_time", 0)
+    monkeypatch.setattr(helper, "pause", 0.0)
+    monkeypatch.setattr(helper, "best", {key: 1.0})
+    took = [0.0]
+
+    class Clock:  # each job takes took[0] seconds, 8 parts of 1 s being its serial time
+        now = 0.0
+
+        @staticmethod
+        def perf_counter():
+            Clock.now += took[0]  # from one call to the next: run's start, then its end
+            return Clock.now
+
+    monkeypatch.setattr(kduo, "time", Clock)
+    spells = []
+    for _ in range(3):
+        took[0] = 8.0  # late
+        for _ in range(4):
+            helper.ctrl[kduo.SLEEPING] = 0
+            helper.run(*args)
+            if helper.alone:
+                break
+        spells.append(helper.alone)
+        while helper.alone:
+            helper.run(*args)
+    assert spells == [kduo.ALONE, 2 * kduo.ALONE, 4 * kduo.ALONE]
+    took[0] = 4.0  # on time
+    for _ in range(kduo.ON_TIME):
+        helper.ctrl[kduo.SLEEPING] = 0
+        helper.run(*args)
+    assert helper.alone == 0 and helper.backoff == kduo.ALONE

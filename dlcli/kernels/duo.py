@@ -22,8 +22,8 @@ instruction instead, at load 4-5 (three other jobs on the 2 cores) the spinning 
 CPU from the main thread and LeNet-5's step at batch 64 took 2x the serial one (15.0 against
 7.4 ms); yielding, 7.48 against 7.24 ms. When jobs stop paying (two of four no faster than
 SLOWER of their serial time), the helper has lost its core to another process or shares the
-main thread's: the next ALONE jobs run on the main thread alone, as the serial pass would,
-and the helper goes to sleep. A pass's first job (its kernel loaded or compiled inside it)
+main thread's: the next jobs (ALONE, doubling while it stays late) run on the main thread
+alone, as the serial pass would, and the helper goes to sleep. A pass's first job (its kernel loaded or compiled inside it)
 is not judged: it had sent LeNet-5 at 256 to the main thread alone for the warm-up epoch
 and the next two of benchmarks/cnn.py. A job that had to wake the helper is late only past
 WOKEN of its serial time.
@@ -61,11 +61,14 @@ WAIT = 2e-3  # seconds a helper waits (yielding) after a job before it sleeps
 # A job that took SLOWER of its serial time or more (its parts times the main thread's
 # fastest part of that pass), in two jobs of two or of four (a moving share above LATE_SHARE),
 # says that the helper has lost its core to another process, or shares the main thread's:
-# the next ALONE jobs run on the main thread, and the helper sleeps. (A helper with a core
-# made LeNet-5's passes 0.55-0.65 of their serial time.)
+# the next `alone` jobs run on the main thread, and the helper sleeps. (A helper with a core
+# made LeNet-5's passes 0.55-0.65 of their serial time.) That count starts at ALONE and
+# doubles while the helper is late again right after it, up to ALONE_MAX; ON_TIME jobs in a
+# row that paid bring it back to ALONE. A fixed 200 (50 LeNet-5 steps) had kept whole epochs
+# of benchmarks/cnn.py on one core after a burst of PyTorch's threads at their start.
 SLOWER = 0.9
 LATE_SHARE = 0.3
-ALONE = 200
+ALONE, ALONE_MAX, ON_TIME = 8, 512, 8
 # A job that had to wake the helper (the first after an evaluation, or after ALONE) pays the
 # wake-up (LeNet-5's first conv at 64: 0.40-0.46 ms against 0.42 serial): late only past
 # WOKEN of its serial time. Judged by SLOWER, that first job of every epoch made any one late
@@ -238,6 +241,8 @@ class Duo:
         self.job = None
         self.late = 0.0  # the moving share of jobs no faster than SLOWER of serial
         self.alone = 0  # jobs left that the main thread runs without the helper
+        self.backoff = ALONE  # the next `alone`
+        self.on_time = 0  # judged jobs in a row that paid
         self.wake = threading.Event()
         self.pid = os.getpid()
         # compiled (or loaded) here, not by the helper: a fork of this process (kernels/ahead.py)
@@ -299,8 +304,12 @@ class Duo:
             # the helper's core is another process's for now (or both threads share one)
             late = took > (WOKEN if woken else SLOWER) * parts * best
             self.late = 0.75 * self.late + (0.25 if late else 0.0)
+            self.on_time = 0 if late else self.on_time + 1
+            if self.on_time >= ON_TIME:
+                self.backoff = ALONE
             if self.late > LATE_SHARE:
-                self.late, self.alone = 0.0, ALONE
+                self.late, self.alone = 0.0, self.backoff
+                self.backoff = min(2 * self.backoff, ALONE_MAX)
 
 
 _DUO: list = []
