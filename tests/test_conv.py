@@ -1092,3 +1092,19 @@ def test_duo_alone_spell_doubles_while_late_and_resets_on_time(monkeypatch):
         helper.ctrl[kduo.SLEEPING] = 0
         helper.run(*args)
     assert helper.alone == 0 and helper.backoff == kduo.ALONE
+
+
+def test_no_duo_helper_while_kernels_are_stubbed_by_a_compile_ahead_trace(monkeypatch):
+    """kernels/ahead.py's trace of a first step on an empty cache returns 0.0 from every kernel:
+    a helper started then died at its first wait and the run stayed serial. duo() starts no
+    thread then, keeps nothing, and starts one at the next call with real kernels."""
+    import dlcli.kernels.duo as kduo
+    real = kduo.spin_wait
+    monkeypatch.setattr(kduo, "_DUO", [])
+    monkeypatch.setattr(kduo, "spin_wait", lambda *a: 0.0)
+    traced = kduo.duo()
+    assert kduo._DUO == [] and (traced is None or (not traced.ready and not hasattr(traced, "thread")))
+    monkeypatch.setattr(kduo, "spin_wait", real)
+    helper = kduo.duo()
+    if helper is not None:
+        assert helper.ready and helper.thread.is_alive()

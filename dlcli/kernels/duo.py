@@ -247,7 +247,14 @@ class Duo:
         self.pid = os.getpid()
         # compiled (or loaded) here, not by the helper: a fork of this process (kernels/ahead.py)
         # must never find Numba's compile lock held by a thread it does not have
-        spin_wait(self.ctrl, 0, 0)
+        # kernels/ahead.py's trace of a first step on an empty cache stubs every kernel (0.0 at
+        # once): a helper started then died at its first wait (the job it "found" was None) and
+        # the whole run went serial. No thread then (its passes run as the trace records
+        # them): duo() hands it out uncached, and starts the real one at the real step.
+        self.ready = spin_wait(self.ctrl, 0, 0) == -1
+        if not self.ready:
+            _pauses(0), cycles()  # recorded by the trace: compiled ahead with the rest
+            return
         self.ctrl[SLEEPING] = 0
         self.pause = _pause_seconds()  # what one pause of a main thread's wait takes
         self.ticks = int(WAIT * _tick_rate())
@@ -327,7 +334,10 @@ def duo() -> Duo | None:
         # core each, so no helper spinning beside another worker's trial
         use = (os.environ.get("DLCLI_DUO", "1") != "0" and (cores or 1) >= 2
                and config.NUMBA_NUM_THREADS >= 2)
-        _DUO.append(Duo() if use else None)
+        helper = Duo() if use else None
+        if helper is not None and not helper.ready:
+            return helper  # the trace still records the _duo kernels, for the helper process
+        _DUO.append(helper)
     return _DUO[0]
 
 
