@@ -7,17 +7,26 @@ nothing in it (Dec 3 2026, load ~1.5: a 2-thread region of two additions after 0
 serial work, p10 41-69 us, median 71-84 us): the workqueue layer's workers sleep between
 regions and a halted vCPU wakes slowly; static halves then wait for the later thread. Every
 2-thread split of LeNet-5's passes lost to the serial ones for that (benchmarks/HISTORY.md,
-s4-lenet, s6-lenet). Here the helper stays inside a nogil Numba loop (`spin_wait`) for SPINS rounds
-after a job (~1.4 ms), so a job within that time reaches the other core at once, and the
-parts go to whichever thread is free.
+s4-lenet, s6-lenet). Here the helper stays inside a nogil Numba loop (`spin_wait`) for WAIT seconds
+after a job (2 ms, by the time-stamp counter), so a job within that time reaches the other
+core at once, and the parts go to whichever thread is free.
+The wait used to be a count of yields, meant as ~1.4 ms: at low load a yield returns at
+once and the count lasted 0.35 ms, shorter than LeNet-5's dense layers and loss between its
+second conv's forward and backward, so every backward had to wake a sleeping helper (Dec 3
+2026, load 0.2-0.6, epochs of 64 steps alternating in one process, evaluation between them
+as in benchmarks/cnn.py: batch 64 2.25 -> 1.94 ms a step, the old one's epochs 2.0-3.0 ms and
+the new one's 1.92-1.97; batch 256 6.75 -> 6.69 ms).
 
 The helper yields its core at every round of the wait (sched_yield): with the pause
 instruction instead, at load 4-5 (three other jobs on the 2 cores) the spinning helper took
 CPU from the main thread and LeNet-5's step at batch 64 took 2x the serial one (15.0 against
 7.4 ms); yielding, 7.48 against 7.24 ms. When jobs stop paying (two of four no faster than
 SLOWER of their serial time), the helper has lost its core to another process or shares the
-main thread's: the next ALONE jobs run on the main thread alone, as the serial pass would,
-and the helper goes to sleep.
+main thread's: the next jobs (ALONE, doubling while it stays late) run on the main thread
+alone, as the serial pass would, and the helper goes to sleep. A pass's first job (its kernel loaded or compiled inside it)
+is not judged: it had sent LeNet-5 at 256 to the main thread alone for the warm-up epoch
+and the next two of benchmarks/cnn.py. A job that had to wake the helper is late only past
+WOKEN of its serial time.
 The parts' results never depend on which thread ran them (each part writes its own examples'
 rows or its own partial sums, added in part order afterwards), nor on the helper at all.
 
@@ -39,6 +48,8 @@ With fewer than two cores, or DLCLI_DUO=0, there is no helper and the passes run
 from __future__ import annotations
 
 import os
+import platform
+import sys
 import threading
 import time
 
@@ -48,15 +59,23 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 GO, INSIDE, SLEEPING, STOP = 0, 1, 2, 3  # cells of `ctrl` (int64, padded to its own lines)
-SPINS = 1 << 11  # yields a helper waits through before it sleeps (~1.4 ms here)
+WAIT = 2e-3  # seconds a helper waits (yielding) after a job before it sleeps
 # A job that took SLOWER of its serial time or more (its parts times the main thread's
 # fastest part of that pass), in two jobs of two or of four (a moving share above LATE_SHARE),
 # says that the helper has lost its core to another process, or shares the main thread's:
-# the next ALONE jobs run on the main thread, and the helper sleeps. (A helper with a core
-# made LeNet-5's passes 0.55-0.65 of their serial time.)
+# the next `alone` jobs run on the main thread, and the helper sleeps. (A helper with a core
+# made LeNet-5's passes 0.55-0.65 of their serial time.) That count starts at ALONE and
+# doubles while the helper is late again right after it, up to ALONE_MAX; ON_TIME jobs in a
+# row that paid bring it back to ALONE. A fixed 200 (50 LeNet-5 steps) had kept whole epochs
+# of benchmarks/cnn.py on one core after a burst of PyTorch's threads at their start.
 SLOWER = 0.9
 LATE_SHARE = 0.3
-ALONE = 200
+ALONE, ALONE_MAX, ON_TIME = 8, 512, 8
+# A job that had to wake the helper (the first after an evaluation, or after ALONE) pays the
+# wake-up (LeNet-5's first conv at 64: 0.40-0.46 ms against 0.42 serial): late only past
+# WOKEN of its serial time. Judged by SLOWER, that first job of every epoch made any one late
+# job among the next five send 50 steps to the main thread alone.
+WOKEN = 1.5
 
 
 @intrinsic
@@ -119,6 +138,24 @@ def _yield(typingctx):
     return types.void(), codegen
 
 
+@intrinsic
+def _cycles(typingctx):
+    """The time-stamp counter (rdtsc): a clock for the helper's wait that costs no system call."""
+    from llvmlite import ir
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                            "llvm.readcyclecounter")
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
+
+
+@njit(cache=True, nogil=True)
+def cycles():
+    return _cycles()
+
+
 @njit(inline="always")
 def go(ctrl, gen):
     """The main thread's call (gen >= 0) lets the helper start the job."""
@@ -153,12 +190,13 @@ def finish(ctrl, gen, counter, parts, own):
 
 
 @njit(cache=True, nogil=True)
-def spin_wait(ctrl, seen, spins):
-    """The helper's wait for a job newer than `seen`: its generation, or -1 after `spins`
-    pauses (SLEEPING then set), or -2 when told to stop. INSIDE is cleared on entry (the last
-    job is over) and set again before a job's generation is returned."""
+def spin_wait(ctrl, seen, ticks):
+    """The helper's wait for a job newer than `seen`: its generation, or -1 after `ticks` of
+    the time-stamp counter (SLEEPING then set), or -2 when told to stop. INSIDE is cleared on
+    entry (the last job is over) and set again before a job's generation is returned."""
     _atomic_store(ctrl, INSIDE, 0)
-    for _ in range(spins):
+    start = _cycles()
+    while _cycles() - start < ticks:
         g = _atomic_load(ctrl, GO)
         if g != seen:
             _atomic_store(ctrl, INSIDE, 1)
@@ -187,6 +225,14 @@ def _pause_seconds() -> float:
     return (time.perf_counter() - started) / (1 << 14)
 
 
+def _tick_rate() -> float:
+    """Time-stamp counter ticks a second (constant on x86-64 since ~2008, whatever the load)."""
+    cycles()
+    c0, t0 = cycles(), time.perf_counter()
+    time.sleep(0.005)
+    return (cycles() - c0) / (time.perf_counter() - t0)
+
+
 class Duo:
     """The helper thread and its control cells; one a process (`duo()`)."""
 
@@ -197,13 +243,23 @@ class Duo:
         self.job = None
         self.late = 0.0  # the moving share of jobs no faster than SLOWER of serial
         self.alone = 0  # jobs left that the main thread runs without the helper
+        self.backoff = ALONE  # the next `alone`
+        self.on_time = 0  # judged jobs in a row that paid
         self.wake = threading.Event()
         self.pid = os.getpid()
         # compiled (or loaded) here, not by the helper: a fork of this process (kernels/ahead.py)
         # must never find Numba's compile lock held by a thread it does not have
-        spin_wait(self.ctrl, 0, 0)
+        # kernels/ahead.py's trace of a first step on an empty cache stubs every kernel (0.0 at
+        # once): a helper started then died at its first wait (the job it "found" was None) and
+        # the whole run went serial. No thread then (its passes run as the trace records
+        # them): duo() hands it out uncached, and starts the real one at the real step.
+        self.ready = spin_wait(self.ctrl, 0, 0) == -1
+        if not self.ready:
+            _pauses(0), cycles()  # recorded by the trace: compiled ahead with the rest
+            return
         self.ctrl[SLEEPING] = 0
         self.pause = _pause_seconds()  # what one pause of a main thread's wait takes
+        self.ticks = int(WAIT * _tick_rate())
         self.best = {}  # (kernel, parts, its first array's shape) -> the fastest part seen
         self.thread = threading.Thread(target=self._serve, name="dlcli-duo", daemon=True)
         self.thread.start()
@@ -211,7 +267,7 @@ class Duo:
     def _serve(self):
         ctrl, seen = self.ctrl, 0
         while True:
-            g = spin_wait(ctrl, seen, SPINS)
+            g = spin_wait(ctrl, seen, self.ticks)
             if g == -2:
                 return
             if g == -1:
@@ -236,7 +292,8 @@ class Duo:
             return
         self.gen += 1
         self.job = (kernel, (counter, parts) + args)
-        if self.ctrl[SLEEPING]:
+        woken = self.ctrl[SLEEPING]
+        if woken:
             self.wake.set()
         started = time.perf_counter()
         kernel(self.ctrl, self.gen, counter, parts, *args)
@@ -247,22 +304,33 @@ class Duo:
             part = (took - counter[2] * self.pause) / own
             key = (kernel, parts, args[0].shape)
             best = self.best.get(key)
-            if best is None or part < best:
+            if best is None:  # a first job (its kernel loaded or compiled inside) judges nothing
+                self.best[key] = part
+                return
+            if part < best:
                 self.best[key] = best = part
             # a moving share of jobs no faster than SLOWER of the serial pass: past LATE_SHARE,
             # the helper's core is another process's for now (or both threads share one)
-            late = took > SLOWER * parts * best
+            late = took > (WOKEN if woken else SLOWER) * parts * best
             self.late = 0.75 * self.late + (0.25 if late else 0.0)
+            self.on_time = 0 if late else self.on_time + 1
+            if self.on_time >= ON_TIME:
+                self.backoff = ALONE
             if self.late > LATE_SHARE:
-                self.late, self.alone = 0.0, ALONE
+                self.late, self.alone = 0.0, self.backoff
+                self.backoff = min(2 * self.backoff, ALONE_MAX)
 
+
+# the helper's wait uses x86's pause instruction, the time-stamp counter and Linux's
+# sched_yield; elsewhere (Apple silicon, Windows) the passes run serially as before
+SUPPORTED = sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
 
 _DUO: list = []
 
 
 def duo() -> Duo | None:
-    """The process's Duo (started at the first call), or None with fewer than two cores
-    allowed, Numba held to one thread, or DLCLI_DUO=0."""
+    """The process's Duo (started at the first call), or None off Linux x86-64, with fewer
+    than two cores allowed, Numba held to one thread, or DLCLI_DUO=0."""
     if _DUO and _DUO[0] is not None and _DUO[0].pid != os.getpid():
         _DUO.clear()  # a forked child has no helper thread: start its own
     if not _DUO:
@@ -270,9 +338,12 @@ def duo() -> Duo | None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         # a search's local workers run with NUMBA_NUM_THREADS=1 (dlcli/executors.py): one
         # core each, so no helper spinning beside another worker's trial
-        use = (os.environ.get("DLCLI_DUO", "1") != "0" and (cores or 1) >= 2
+        use = (SUPPORTED and os.environ.get("DLCLI_DUO", "1") != "0" and (cores or 1) >= 2
                and config.NUMBA_NUM_THREADS >= 2)
-        _DUO.append(Duo() if use else None)
+        helper = Duo() if use else None
+        if helper is not None and not helper.ready:
+            return helper  # the trace still records the _duo kernels, for the helper process
+        _DUO.append(helper)
     return _DUO[0]
 
 
