@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from numba import njit, prange, uint64
 
+from .conv import _inside
+
 
 @njit(inline="always")
 def _window3(a, p, row, wt, C, z, z0):
@@ -117,9 +119,7 @@ def _filter_grad(i, dZ, A_prev, stride, pad_top, pad_left, dW_per_example):
                 continue
             for dj in range(f):
                 offset = dj - pad_left
-                # the outputs w whose input w s + offset lies inside the row
-                w0 = 0 if offset >= 0 else (-offset + stride - 1) // stride
-                w1 = min(n_W, (n_W_prev - 1 - offset) // stride + 1) if n_W_prev - 1 - offset >= 0 else 0
+                w0, w1 = _inside(offset, stride, n_W_prev, n_W)  # inputs inside the row
                 t = uint64((di * f + dj) * C)
                 for w in range(w0, w1):
                     p = uint64(((i * n_H_prev + r) * n_W_prev + w * stride + offset) * C)
