@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,61 @@ def test_a_first_step_with_the_helper_equals_one_without_and_fills_the_cache(tmp
             "activations.activation_backward"} <= names
     cached = run(STEPS, tmp_path / "ahead")  # every kernel cached: no trace, no helper
     assert cached["helper"] is None and cached["costs"] == ahead["costs"]
+
+
+class _Helper:
+    """A helper process that never writes a done file: each poll is recorded and ends it."""
+
+    def __init__(self):
+        self.polls = 0
+
+    def poll(self):
+        self.polls += 1
+        return 0
+
+
+def _claiming_pair(tmp_path):
+    from numba import njit
+
+    from dlcli.kernels import ahead
+
+    @njit
+    def twice(x):
+        return 2.0 * x
+
+    sig = (twice.typeof_pyval(1.5),)
+    helper = _Helper()
+    return twice, helper, ahead._claiming(twice, {(twice, sig): 0}, str(tmp_path), helper,
+                                          (threading.Lock(), set()))
+
+
+def test_two_threads_of_the_main_process_share_its_claim(tmp_path):
+    """kernels/duo.py's helper thread calls a pass's kernel beside the main thread: the second
+    thread to reach a kernel this process claimed waits for the compile in this process, not
+    for a done file only the helper process writes (it had waited until that process exited,
+    the main thread spinning meanwhile in the pass's finish: first LeNet-5 steps of 8-17 s)."""
+    twice, helper, claiming = _claiming_pair(tmp_path)
+    start, entries = threading.Barrier(2), []
+
+    def call():
+        start.wait()
+        entries.append(claiming(1.5))
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert helper.polls == 0  # neither thread waited for the helper process
+    assert len(entries) == 2 and all(e(1.5) == 3.0 for e in entries)
+    assert len(twice.overloads) == 1  # compiled once
+    assert os.listdir(tmp_path) == ["0"]  # one claim
+
+
+def test_a_kernel_the_helper_claimed_is_waited_for(tmp_path):
+    """The other side: a kernel whose claim this process did not make (the helper process's)
+    is waited for until its done file or the helper's end."""
+    twice, helper, claiming = _claiming_pair(tmp_path)
+    open(tmp_path / "0", "w").close()  # the helper process's claim
+    assert claiming(1.5)(1.5) == 3.0
+    assert helper.polls == 1
