@@ -93,7 +93,7 @@ def test_duo_first_job_of_a_pass_sends_nothing_alone(monkeypatch):
     """A pass's first job (its kernel loaded from the cache or compiled inside it) only sets
     the serial time the next ones are judged by: it never sends the passes to the main thread
     alone, however slow (the warm-up had sent LeNet-5 at 256 to one core for three epochs)."""
-    from dlcli.kernels import direct
+    from dlcli.kernels import direct_duo
     helper = kduo.duo() or kduo.Duo()
     monkeypatch.setattr(helper, "alone", 0)
     monkeypatch.setattr(helper, "late", 0.5)  # past LATE_SHARE: one judged late job would tip it
@@ -105,12 +105,12 @@ def test_duo_first_job_of_a_pass_sends_nothing_alone(monkeypatch):
 
 def _pooled_job(m):
     """(Duo.run's arguments, its key in Duo.best) for LeNet-like first-layer work of m examples."""
-    from dlcli.kernels import direct
+    from dlcli.kernels import direct_duo
     rng = np.random.default_rng(0)
     n, f = 8, 3
     x = rng.standard_normal((m, n, n, 1))
     A = np.empty((m, n // 2, n // 2, 2))
-    args = (direct.direct_forward_pool_duo, m, x, rng.standard_normal((f, f, 1, 2)), np.zeros(2),
+    args = (direct_duo.direct_forward_pool_duo, m, x, rng.standard_normal((f, f, 1, 2)), np.zeros(2),
             1, 1, 1, A, np.empty(A.shape, dtype=np.int8))
     return args, (args[0], m, x.shape)
 

@@ -43,9 +43,7 @@ fuses in, 18.7 -> 15.6 ms; resnet_small 212 -> 202 ms; the U-Net 468 -> 438 ms.
 Each kernel is a serial driver and a `_parallel` one over blocks of examples (each block with
 its own planes and, for the gradients, its own partial sums, so no two threads share a cell);
 nn/conv_direct.py says when a layer takes the parallel ones. The pooled pair also comes as
-`_duo` drivers: runs of examples that the main thread and kernels/duo.py's helper take from a
-shared counter inside a training step of small GEMMs (LeNet-5's first layer), each run's
-filter and bias sums apart, added in run order (`fold_parts`).
+`_duo` drivers, for kernels/duo.py's helper thread (kernels/direct_duo.py).
 """
 
 from __future__ import annotations
@@ -54,7 +52,6 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from .activations import LINEAR, _slope, _typed
-from .duo import finish, go, next_part, part_done
 
 BLOCKS = 8  # example blocks of a parallel driver
 # The filter gradient's drivers may reassociate sums, so that LLVM vectorizes the dot products
@@ -462,49 +459,3 @@ def direct_filter_grad(A_prev, dZ, pad_top, pad_left, dW):
 def direct_filter_grad_parallel(A_prev, dZ, pad_top, pad_left, dW):
     direct_backward_act_parallel(A_prev, dZ, dZ, LINEAR, pad_top, pad_left, dW,
                                  np.empty(dZ.shape[3], dtype=dW.dtype))
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def direct_forward_pool_duo(ctrl, gen, counter, parts, A_prev, W, b, code, pad_top, pad_left, A,
-                            argmax):
-    """direct_forward_pool in `parts` runs of examples taken by both threads (kernels/duo.py)."""
-    go(ctrl, gen)
-    m, n_H, n_W, n_C = A.shape[0], 2 * A.shape[1], 2 * A.shape[2], A.shape[3]
-    Wp, plane, offsets = _geometry(A_prev, W.shape[0], n_H, n_W)
-    W2 = W.reshape(-1, n_C)
-    P = np.zeros(A_prev.shape[3] * plane, dtype=A.dtype)
-    Zw = np.empty(n_C * n_H * Wp, dtype=A.dtype)
-    p, own = next_part(counter), 0
-    while p < parts:
-        for i in range(p * m // parts, (p + 1) * m // parts):
-            _pad_planes(i, A_prev, pad_top, pad_left, Wp, plane, P)
-            _convolve(W2, offsets, n_H * Wp, P, Zw)
-            _to_pooled(i, Zw, b, code, Wp, A, argmax)
-        part_done(counter)
-        p, own = next_part(counter), own + 1
-    finish(ctrl, gen, counter, parts, own)
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=REDUCE)
-def direct_backward_pool_duo(ctrl, gen, counter, parts, A_prev, dA, A, argmax, code, pad_top,
-                             pad_left, f, dW_part, db_part):
-    """direct_backward_pool of an f x f filter in `parts` runs taken by both threads: run p's
-    sums in dW_part[p] (f f n_C_prev, n_C) and db_part[p], added in run order by `fold_parts`."""
-    go(ctrl, gen)
-    m, n_H, n_W = dA.shape[0], 2 * dA.shape[1], 2 * dA.shape[2]
-    Wp, plane, offsets = _geometry(A_prev, f, n_H, n_W)
-    p, own = next_part(counter), 0
-    while p < parts:
-        dW_part[p] = 0.0
-        db_part[p] = 0.0
-        _backward_pooled_block(p * m // parts, (p + 1) * m // parts, A_prev, dA, A, argmax, code,
-                               pad_top, pad_left, Wp, plane, offsets, dW_part[p], db_part[p])
-        part_done(counter)
-        p, own = next_part(counter), own + 1
-    finish(ctrl, gen, counter, parts, own)
-
-
-@njit(cache=True, error_model="numpy")
-def fold_parts(dW_part, db_part, dW, db):
-    """dW, db (overwritten) = the runs' partial sums, in run order."""
-    _fold(dW_part, db_part, dW.reshape(-1, db.shape[0]), db)

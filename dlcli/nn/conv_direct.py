@@ -90,8 +90,8 @@ def forward(layer, A_prev, Z, training):
     argmax = np.empty(A.shape, dtype=np.int8)
     duo, runs = _duo(Z.shape[0], work)
     if duo is not None:
-        from ..kernels import direct as kdirect
-        duo.run(kdirect.direct_forward_pool_duo, runs, A_prev, W, b, code, layer.pad_top,
+        from ..kernels import direct_duo
+        duo.run(direct_duo.direct_forward_pool_duo, runs, A_prev, W, b, code, layer.pad_top,
                 layer.pad_left, A, argmax)
     else:
         _kernel("direct_forward_pool", work)(A_prev, W, b, code, layer.pad_top, layer.pad_left,
@@ -121,13 +121,13 @@ def backward(layer, A_prev, pooled, dA):
     else:
         duo, runs = _duo(A_prev.shape[0], work)
         if duo is not None:
-            from ..kernels import direct as kdirect
+            from ..kernels import direct_duo
             dW = layer.grads["W"]
             dW_part = np.empty((runs, dW.size // layer.n_C, layer.n_C), dtype=A.dtype)
             db_part = np.empty((runs, layer.n_C), dtype=A.dtype)
-            duo.run(kdirect.direct_backward_pool_duo, runs, A_prev, dA, A, argmax[0], code,
+            duo.run(direct_duo.direct_backward_pool_duo, runs, A_prev, dA, A, argmax[0], code,
                     layer.pad_top, layer.pad_left, layer.f, dW_part, db_part)
-            kdirect.fold_parts(dW_part, db_part, dW, db)
+            direct_duo.fold_parts(dW_part, db_part, dW, db)
         else:
             _kernel("direct_backward_pool", work)(A_prev, dA, A, argmax[0], code, layer.pad_top,
                                                   layer.pad_left, layer.grads["W"], db)
