@@ -47,6 +47,23 @@ the load leaves the helper less than a core (its first compile 0.01 s after the 
 0.83 s at load ~3). Tried, not kept: LLVM's function passes at -O1 or skipped before the
 module's -O3 (6.50/6.56 -> 6.40-6.47 / 6.18-6.42 s of CPU, every kernel's machine code
 changed); `_typed` as a cast instead of a one-cell np.empty (one np.empty build fewer, ~0.04 s).
+
+With kernels/duo.py's helper thread in LeNet-5's step (main ae58852, 2026-12-03 20:20 UTC,
+benchmarks/compile_time.py, load 0.2-1.2): twelve kernels, 6.0 s of CPU in compiles (the
+pooled pair's `_duo` drivers 1.59 / 1.09 / 1.05 / 1.03 s, activation_backward 0.39,
+bias_activation 0.24, softmax_crossentropy 0.21, direct_duo.fold_parts 0.17, adam_step 0.09,
+duo's spin_wait / _pauses / cycles 0.13); LLVM ~3.1 s of it (function passes 1.3, module
+passes 1.2, machine code 0.55). That helper thread calls a pass's kernel beside the main
+thread, and a first step on an empty cache had lost its second process to it: whichever of
+the two threads came second to forward_pooled_blocks_duo waited for a done file only the
+helper process writes, so until that process had compiled everything else (the main thread
+2.96 s in a 1.2 s compile, the step 4.76 s at load ~2; or, where the main thread came first,
+it spun in the pass's finish for the other one meanwhile: 5.3 s of its CPU against 2.0, at
+load ~4.8). A claim is now the process's (kernels/ahead.py): five timelines at load 1.9-2.9,
+3.8-4.2 s to the end of the first step (0.3 s of it imports and model), the main process
+compiling the forward kernels, the helper the backward ones; cached 0.44-0.5 s. Where other
+jobs hold the cores, both processes slow alike: at load 4.5-5, 14-17 s with the change
+against 14-17 s without (three timelines each); at load ~6, 15-18 s either way (interleaved).
 """
 
 import os

@@ -22,7 +22,10 @@ missing from Numba's cache:
    against 0.01 s forked). Whoever reaches a kernel first claims it (an exclusive create of a
    file named by its index in a temporary folder);
    the main process waits for a kernel the helper has claimed, then loads it from the cache,
-   so no kernel compiles twice and the two sides meet where their halves of the work do.
+   so no kernel compiles twice and the two sides meet where their halves of the work do. A
+   claim is the process's, not a thread's: kernels/duo.py's helper thread calls a pass's
+   kernel beside the main thread, and whichever thread comes second waits on Numba's compile
+   lock for the first (`_claiming`).
 Nothing happens when the process has already compiled a kernel (the trace would then run
 real kernels on garbage, e.g. a scatter by garbage indices), when the first kernel the step
 calls is in the cache (a cached start pays one look-up in its index), in a search's pool
