@@ -5,8 +5,8 @@ added in run order (`fold_parts`), so the result never depends on which thread r
 
 Same per-example bodies as direct.py's serial and parallel drivers (its inlined helpers), the
 same flags; only the loop over examples differs: parts from kernels/duo.py's counter instead
-of a range or a prange. Kept apart from direct.py by idea (the work sharing), and so that a
-model on the serial or parallel path compiles nothing of these.
+of a range or a prange. Kept apart from direct.py by idea (the work sharing between two
+threads without a Numba parallel region).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .direct import REDUCE, _backward_pooled_block, _convolve, _fold, _geometry, _pad_planes, _to_pooled
+from .direct import (REDUCE, _backward_pooled_block, _convolve, _fold, _geometry, _pad_planes,
+                     _to_pooled)
 from .duo import finish, go, next_part, part_done
 
 
