@@ -61,9 +61,12 @@ helper process writes, so until that process had compiled everything else (the m
 it spun in the pass's finish for the other one meanwhile: 5.3 s of its CPU against 2.0, at
 load ~4.8). A claim is now the process's (kernels/ahead.py): five timelines at load 1.9-2.9,
 3.8-4.2 s to the end of the first step (0.3 s of it imports and model), the main process
-compiling the forward kernels, the helper the backward ones; cached 0.44-0.5 s. Where other
-jobs hold the cores, both processes slow alike: at load 4.5-5, 14-17 s with the change
-against 14-17 s without (three timelines each); at load ~6, 15-18 s either way (interleaved).
+compiling the forward kernels, the helper the backward ones; cached 0.44-0.5 s. The two
+halves were about as long either way, so the wall time moved little where it could be
+measured: fresh processes interleaved with main (four pairs, load 1.5-2.4, most of it other
+jobs) 7.2 against 7.4 s medians; benchmarks/cnn.py's line 3.9 s (load 2.8 -> 2.2), and 7.6 s
+against main's 9.1 s run right before it (load 3.3-3.6); at load 4.5-6, 14-18 s either way.
+Under 5 s needs the second core free: the compile is 7-8 s of CPU across the two processes.
 """
 
 import os
