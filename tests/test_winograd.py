@@ -166,17 +166,31 @@ def test_backward_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
             close(dA_plus, eA + plus, tol)
 
 
-@pytest.fixture
-def everywhere(monkeypatch):
-    """Every 3x3 stride-1 conv2d takes the Winograd path, whatever its channels, and its
-    backward pass runs in blocks of one tile row."""
-    from dlcli.kernels import winograd as kw
+@pytest.fixture(params=["F(2x2)", "F(4x4)"])
+def everywhere(monkeypatch, request):
+    """Every 3x3 stride-1 conv2d takes the Winograd path, whatever its channels and size,
+    F(2x2, 3x3) or F(4x4, 3x3) (kernels/winograd4.py), and its passes run in blocks of one
+    tile row."""
+    from dlcli.kernels import winograd as kw, winograd4 as k4
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(kw, "BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(k4, "BLOCK_ELEMENTS", 1)
+    if request.param == "F(4x4)":
+        monkeypatch.setattr(conv_winograd, "FOUR_MIN_CHANNELS", 1)
+        monkeypatch.setattr(conv_winograd, "FOUR_MIN_SIDE", 1)
+        monkeypatch.setattr(conv_winograd, "FOUR_MAX_PIXELS", 10 ** 9)
+    else:
+        monkeypatch.setattr(conv_winograd, "FOUR_MIN_CHANNELS", 10 ** 6)
+    return request.param
 
 
 def test_the_path_is_taken_where_it_applies():
     assert built(Conv2D(32, 3, padding="same"), (8, 8, 32)).winograd
+    assert not conv_winograd.four(built(Conv2D(32, 3, padding="same"), (8, 8, 32)))  # small
+    assert conv_winograd.four(built(Conv2D(32, 3, padding="same"), (32, 32, 32)))  # resnet_small
+    assert not conv_winograd.four(built(Conv2D(16, 3, padding="same"), (32, 32, 32)))
+    assert not conv_winograd.four(built(Conv2D(32, 3, padding="same"), (48, 64, 32)))  # U-Net
+    assert not conv_winograd.four(built(Conv2D(64, 3, padding="same"), (24, 32, 64)))
     assert not built(Conv2D(32, 3, padding="same"), (8, 8, 3)).winograd  # few channels
     assert not built(Conv2D(32, 3, stride=2, padding="same"), (8, 8, 32)).winograd
     assert not built(Conv2D(32, 5, padding="same"), (8, 8, 32)).winograd
@@ -192,7 +206,7 @@ def test_conv2d_on_winograd_matches_torch(everywhere, m, n, padding, n_C_prev):
     F = torch.nn.functional
     x = np.random.default_rng(3).standard_normal((m, n, n + 1, n_C_prev))
     layer = built(Conv2D(4, 3, padding=padding, activation="relu"), x.shape[1:])
-    assert layer.winograd
+    assert layer.winograd and conv_winograd.four(layer) == (everywhere == "F(4x4)")
     y, dy, dx = run(layer, x)
     tx = nchw(torch, x)
     tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
@@ -233,12 +247,13 @@ def test_first_layer_on_winograd_skips_the_input_gradient(everywhere):
     np.testing.assert_array_equal(first.grads["W"], full.grads["W"])
 
 
-def test_float32_on_winograd_agrees_with_the_unrolling(monkeypatch):
-    """resnet_small's layer in float32: the Winograd path and im2col + GEMM agree to float32
-    rounding, forward and backward."""
-    x = np.random.default_rng(7).standard_normal((3, 8, 8, 32)).astype(np.float32)
+@pytest.mark.parametrize("side", [8, 32])
+def test_float32_on_winograd_agrees_with_the_unrolling(monkeypatch, side):
+    """resnet_small's layer in float32: the Winograd path (F(2x2) at 8x8, F(4x4) at 32x32)
+    and im2col + GEMM agree to float32 rounding, forward and backward."""
+    x = np.random.default_rng(7).standard_normal((3, side, side, 32)).astype(np.float32)
     fast = built(Conv2D(32, 3, padding="same"), x.shape[1:], np.float32)
-    assert fast.winograd
+    assert fast.winograd and conv_winograd.four(fast) == (side == 32)
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 10 ** 6)
     slow = built(Conv2D(32, 3, padding="same"), x.shape[1:], np.float32)
     assert not slow.winograd
