@@ -192,6 +192,11 @@ def test_the_path_is_taken_where_it_applies():
     assert not conv_winograd.four(built(Conv2D(32, 3, padding="same"), (48, 64, 32)))  # U-Net
     assert not conv_winograd.four(built(Conv2D(64, 3, padding="same"), (24, 32, 64)))
     assert not built(Conv2D(32, 3, padding="same"), (8, 8, 3)).winograd  # few channels
+    stem = built(Conv2D(32, 3, padding="same"), (32, 32, 3))  # resnet_small's: F(4x4)
+    assert stem.winograd and conv_winograd.four(stem)
+    assert not built(Conv2D(16, 3, padding="same"), (32, 32, 3)).winograd  # inception_small's
+    assert not built(Conv2D(32, 3, padding="same"), (96, 128, 3)).winograd
+    assert not built(Conv2D(32, 3, padding="same"), (32, 32, 8)).winograd
     assert not built(Conv2D(32, 3, stride=2, padding="same"), (8, 8, 32)).winograd
     assert not built(Conv2D(32, 5, padding="same"), (8, 8, 32)).winograd
 
@@ -255,10 +260,29 @@ def test_float32_on_winograd_agrees_with_the_unrolling(monkeypatch, side):
     fast = built(Conv2D(32, 3, padding="same"), x.shape[1:], np.float32)
     assert fast.winograd and conv_winograd.four(fast) == (side == 32)
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 10 ** 6)
+    monkeypatch.setattr(conv_winograd, "FOUR_MIN_CHANNELS", 10 ** 6)
     slow = built(Conv2D(32, 3, padding="same"), x.shape[1:], np.float32)
     assert not slow.winograd
     for a, b in zip(run(fast, x), run(slow, x)):
         close(a, b, 1e-5)
+    close(fast.grads["W"], slow.grads["W"], 1e-5)
+
+
+def test_stem_on_f4x4_agrees_with_the_direct_kernels(monkeypatch):
+    """resnet_small's stem (32x32x3 -> 32, no input gradient) in float32: F(4x4) and the
+    direct kernels (kernels/direct.py) it replaces agree to float32 rounding."""
+    x = np.random.default_rng(9).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    fast = built(Conv2D(32, 3, padding="same", bias=False), x.shape[1:], np.float32)
+    monkeypatch.setattr(conv_winograd, "FOUR_STEM_CHANNELS", 0)
+    slow = built(Conv2D(32, 3, padding="same", bias=False), x.shape[1:], np.float32)
+    monkeypatch.undo()
+    assert conv_winograd.four(fast) and not slow.winograd and slow.direct
+    slow.params["W"][:] = fast.params["W"]
+    for layer in (fast, slow):
+        layer.needs_input_grad = False
+    (y1, _, dx1), (y2, _, dx2) = run(fast, x), run(slow, x)
+    close(y1, y2, 1e-5)
+    assert dx1 is None and dx2 is None
     close(fast.grads["W"], slow.grads["W"], 1e-5)
 
 
