@@ -25,8 +25,11 @@ stayed scalar, LLVM's runtime alias checks past its limit (47 / 38 us); each loo
 stores one stream, and an int64 times a uint64 offset (a float64 in Numba) is gone: 22-26 /
 18-21 us against F(2x2)'s 25-28 / 14-19. The 36 GEMMs 34-39 us against F(2x2)'s 16 of
 51-60. The layer (64x32x32x32 -> 32 with a batch norm's moments, 2 threads, alternating in
-one process, load ~3): 7.7 -> 6.3 ms forward. An int64 scalar times a uint64 is a float64
-in Numba: every offset here is uint64 throughout.
+one process, load ~3): 7.7 -> 6.3 ms forward. Whole resnet_small steps at batch 64,
+alternating in one process (Dec 3 2026, load ~1): its four 3x3x32 convs on F(4x4) 107.3 ->
+98.7 ms; with its stem too (nn/conv_winograd.py FOUR_STEM_CHANNELS), against the direct stem
+and F(2x2), 115.4 -> 100.0 ms. benchmarks/cnn.py --only resnet64: main 0.94x (617 against
+PyTorch's 650 ex/s, load 1.6), this 1.09x and 1.06x (689 / 632, 679 / 642, load 1.2-1.6).
 """
 
 from __future__ import annotations
