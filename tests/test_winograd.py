@@ -166,18 +166,37 @@ def test_backward_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
             close(dA_plus, eA + plus, tol)
 
 
-@pytest.fixture
-def everywhere(monkeypatch):
-    """Every 3x3 stride-1 conv2d takes the Winograd path, whatever its channels, and its
-    backward pass runs in blocks of one tile row."""
-    from dlcli.kernels import winograd as kw
+@pytest.fixture(params=["F(2x2)", "F(4x4)"])
+def everywhere(monkeypatch, request):
+    """Every 3x3 stride-1 conv2d takes the Winograd path, whatever its channels and size,
+    F(2x2, 3x3) or F(4x4, 3x3) (kernels/winograd4.py), and its passes run in blocks of one
+    tile row."""
+    from dlcli.kernels import winograd as kw, winograd4 as k4
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(kw, "BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(k4, "BLOCK_ELEMENTS", 1)
+    if request.param == "F(4x4)":
+        monkeypatch.setattr(conv_winograd, "FOUR_MIN_CHANNELS", 1)
+        monkeypatch.setattr(conv_winograd, "FOUR_MIN_SIDE", 1)
+        monkeypatch.setattr(conv_winograd, "FOUR_MAX_PIXELS", 10 ** 9)
+    else:
+        monkeypatch.setattr(conv_winograd, "FOUR_MIN_CHANNELS", 10 ** 6)
+    return request.param
 
 
 def test_the_path_is_taken_where_it_applies():
     assert built(Conv2D(32, 3, padding="same"), (8, 8, 32)).winograd
+    assert not conv_winograd.four(built(Conv2D(32, 3, padding="same"), (8, 8, 32)))  # small
+    assert conv_winograd.four(built(Conv2D(32, 3, padding="same"), (32, 32, 32)))  # resnet_small
+    assert not conv_winograd.four(built(Conv2D(16, 3, padding="same"), (32, 32, 32)))
+    assert not conv_winograd.four(built(Conv2D(32, 3, padding="same"), (48, 64, 32)))  # U-Net
+    assert not conv_winograd.four(built(Conv2D(64, 3, padding="same"), (24, 32, 64)))
     assert not built(Conv2D(32, 3, padding="same"), (8, 8, 3)).winograd  # few channels
+    stem = built(Conv2D(32, 3, padding="same"), (32, 32, 3))  # resnet_small's: F(4x4)
+    assert stem.winograd and conv_winograd.four(stem)
+    assert not built(Conv2D(16, 3, padding="same"), (32, 32, 3)).winograd  # inception_small's
+    assert not built(Conv2D(32, 3, padding="same"), (96, 128, 3)).winograd
+    assert not built(Conv2D(32, 3, padding="same"), (32, 32, 8)).winograd
     assert not built(Conv2D(32, 3, stride=2, padding="same"), (8, 8, 32)).winograd
     assert not built(Conv2D(32, 5, padding="same"), (8, 8, 32)).winograd
 
@@ -192,7 +211,7 @@ def test_conv2d_on_winograd_matches_torch(everywhere, m, n, padding, n_C_prev):
     F = torch.nn.functional
     x = np.random.default_rng(3).standard_normal((m, n, n + 1, n_C_prev))
     layer = built(Conv2D(4, 3, padding=padding, activation="relu"), x.shape[1:])
-    assert layer.winograd
+    assert layer.winograd and conv_winograd.four(layer) == (everywhere == "F(4x4)")
     y, dy, dx = run(layer, x)
     tx = nchw(torch, x)
     tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
@@ -233,17 +252,37 @@ def test_first_layer_on_winograd_skips_the_input_gradient(everywhere):
     np.testing.assert_array_equal(first.grads["W"], full.grads["W"])
 
 
-def test_float32_on_winograd_agrees_with_the_unrolling(monkeypatch):
-    """resnet_small's layer in float32: the Winograd path and im2col + GEMM agree to float32
-    rounding, forward and backward."""
-    x = np.random.default_rng(7).standard_normal((3, 8, 8, 32)).astype(np.float32)
+@pytest.mark.parametrize("side", [8, 32])
+def test_float32_on_winograd_agrees_with_the_unrolling(monkeypatch, side):
+    """resnet_small's layer in float32: the Winograd path (F(2x2) at 8x8, F(4x4) at 32x32)
+    and im2col + GEMM agree to float32 rounding, forward and backward."""
+    x = np.random.default_rng(7).standard_normal((3, side, side, 32)).astype(np.float32)
     fast = built(Conv2D(32, 3, padding="same"), x.shape[1:], np.float32)
-    assert fast.winograd
+    assert fast.winograd and conv_winograd.four(fast) == (side == 32)
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 10 ** 6)
+    monkeypatch.setattr(conv_winograd, "FOUR_MIN_CHANNELS", 10 ** 6)
     slow = built(Conv2D(32, 3, padding="same"), x.shape[1:], np.float32)
     assert not slow.winograd
     for a, b in zip(run(fast, x), run(slow, x)):
         close(a, b, 1e-5)
+    close(fast.grads["W"], slow.grads["W"], 1e-5)
+
+
+def test_stem_on_f4x4_agrees_with_the_direct_kernels(monkeypatch):
+    """resnet_small's stem (32x32x3 -> 32, no input gradient) in float32: F(4x4) and the
+    direct kernels (kernels/direct.py) it replaces agree to float32 rounding."""
+    x = np.random.default_rng(9).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    fast = built(Conv2D(32, 3, padding="same", bias=False), x.shape[1:], np.float32)
+    monkeypatch.setattr(conv_winograd, "FOUR_STEM_CHANNELS", 0)
+    slow = built(Conv2D(32, 3, padding="same", bias=False), x.shape[1:], np.float32)
+    monkeypatch.undo()
+    assert conv_winograd.four(fast) and not slow.winograd and slow.direct
+    slow.params["W"][:] = fast.params["W"]
+    for layer in (fast, slow):
+        layer.needs_input_grad = False
+    (y1, _, dx1), (y2, _, dx2) = run(fast, x), run(slow, x)
+    close(y1, y2, 1e-5)
+    assert dx1 is None and dx2 is None
     close(fast.grads["W"], slow.grads["W"], 1e-5)
 
 

@@ -43,7 +43,7 @@ Pieces, one thread, one 32x32x32 example (CPU time): input transform 54 us, the 
 47-58 -> 25-28 us by running a tile row at a time (`_input_tiles`: a tile's loops over C
 = 32 values were two vectors each behind ~20 runtime alias checks, and a signed index
 Numba cannot prove >= 0 kept a loop scalar); GEMMs 57-60, output transform 17-18.
-F(4x4, 3x3) was not tried again.
+F(4x4, 3x3) runs resnet_small's layers since (kernels/winograd4.py).
 With a batch norm after the conv (nn/conv_winograd.py `fuse`), each output row written is
 also summed into its thread's moments while in cache (kernels/batchnorm.py `moments_add`):
 +0.6-1.0 ms a 64x32x32x32 -> 32 forward (2 threads, load ~4), against 2.2 ms less for the
@@ -51,9 +51,10 @@ batch norm, whose pass over Z for them is gone (kernels/batchnorm.py).
 A block's 16 tile positions lie `position_stride` apart, not a multiple of 1 KB: at 256
 tiles x 32 channels they were 32 KB apart and the transforms' 16 streams shared one L1 set
 (output transform 21 -> 13-17 us an example, dM 37 -> 16-21, the dA_prev scatter 88 -> 57).
-Tried and not kept: F(4x4, 3x3) (36 GEMMs of 4x fewer multiplies, the transforms 6x6):
+Tried and not kept then: F(4x4, 3x3) (36 GEMMs of 4x fewer multiplies, the transforms 6x6):
 its GEMMs took 48 against 80-89 us an example, but its transforms 57 + 43-75 us, a step
-of resnet_small 229 against 246 ms (one thread) and the U-Net's 586 against 524 ms.
+of resnet_small 229 against 246 ms (one thread) and the U-Net's 586 against 524 ms. With
+the transforms a tile row at a time it won on resnet_small's layers (kernels/winograd4.py).
 A Winograd filter gradient alone (dU = V^T dM per position, then G^T dU G) measured no
 faster than unrolling (12-15 ms against 12.6-15 ms); with the input gradient from the same
 dM it pays (kernels/winograd_grad.py).
@@ -66,6 +67,8 @@ from numba import njit, prange, uint64
 
 from .batchnorm import moments as batch_moments, moments_add
 from .threads import one_blas_thread  # noqa: F401  (BLAS on one thread around the parallel drivers)
+
+P = 16  # tile positions (kernels/winograd4.py's F(4x4, 3x3) has 36)
 
 
 @njit(cache=True)

@@ -205,8 +205,10 @@ class Conv2D(_Weighted):
         # few channels at stride 1 skip the unrolling: direct loops (kernels/direct.py), for
         # inference and, where no input gradient is wanted (a first layer), for training too
         self.direct = self.n_C_prev < DIRECT_BELOW and self.stride == 1
-        # 3x3 stride 1 with enough channels: Winograd F(2x2, 3x3) (nn/conv_winograd.py)
-        self.winograd = conv_winograd.applies(f, self.stride, self.n_C_prev, self.n_C)
+        # 3x3 stride 1 with enough channels (or an image's few where F(4x4) pays): Winograd
+        # (nn/conv_winograd.py)
+        self.winograd = conv_winograd.applies(f, self.stride, self.n_C_prev, self.n_C,
+                                              self.n_H, self.n_W)
         self.winograd_buffers = {}
         self.winograd_block = (winograd_block(self.n_H, self.n_W, self.n_C_prev, self.n_C)
                                if self.winograd else None)

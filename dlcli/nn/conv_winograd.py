@@ -3,16 +3,19 @@
 The forward pass is a Winograd F(2x2, 3x3) convolution (kernels/winograd.py), replacing an
 im2col GEMM of 2.25x the multiplies; the backward pass computes the filter gradient and the
 input gradient in Winograd's domain from one transform of dZ (kernels/winograd_grad.py),
-replacing the unrolled filter-gradient GEMM, the dcols GEMM and col2im. Nothing but A_prev
-is kept from the forward. Each pass runs as one parallel region: a run of blocks a thread,
-every GEMM on the thread that made its operands, BLAS held to one thread meanwhile.
+replacing the unrolled filter-gradient GEMM, the dcols GEMM and col2im. Where it measured
+faster (`four`: resnet_small's 3x3x32 layers on 32x32) both passes run F(4x4, 3x3) instead
+(kernels/winograd4.py, kernels/winograd4_grad.py: 36 multiplies a 4x4 output tile against
+F(2x2)'s 64). Nothing but A_prev is kept from the forward. Each pass runs as one parallel
+region: a run of blocks a thread, every GEMM on the thread that made its operands, BLAS held
+to one thread meanwhile.
 
 A trainable batch norm right after a bias-free linear Winograd conv takes the batch's moments
 from the conv's output pass (`fuse`; kernels/batchnorm.py `moments_add`), not from a pass of
 its own over Z.
 
 `Conv2D.build` takes this path when WINOGRAD_MIN_CHANNELS holds; the tests lower it to 1 so
-that the whole conv grid runs through it against PyTorch.
+that the whole conv grid runs through it against PyTorch, and the FOUR_ limits likewise.
 """
 
 from __future__ import annotations
@@ -30,8 +33,42 @@ import numpy as np
 WINOGRAD_MIN_CHANNELS = 16
 
 
-def applies(f: int, stride: int, n_C_prev: int, n_C: int) -> bool:
-    return f == 3 and stride == 1 and min(n_C_prev, n_C) >= WINOGRAD_MIN_CHANNELS
+def applies(f: int, stride: int, n_C_prev: int, n_C: int, n_H: int = 0, n_W: int = 0) -> bool:
+    """3x3 stride 1 with enough channels, or an image's few channels where F(4x4) measured
+    faster than the direct kernels (`FOUR_STEM_CHANNELS`)."""
+    return f == 3 and stride == 1 and (min(n_C_prev, n_C) >= WINOGRAD_MIN_CHANNELS
+                                       or _four_fits(n_C_prev, n_C, n_H, n_W))
+
+
+# F(4x4, 3x3) (kernels/winograd4.py) where both channel counts are at least FOUR_MIN_CHANNELS
+# and the output is FOUR_MIN_SIDE or more a side, FOUR_MAX_PIXELS at most: where it was
+# measured, resnet_small's 64x32x32x32 -> 32 (2 threads, float32, alternating with F(2x2) in
+# one process, load ~3, Dec 3 2026): forward with the batch norm's moments 7.7 -> 6.3 ms,
+# backward (both gradients and the shortcut's addend) 13.4 -> 11.6 ms. The U-Net's levels keep
+# F(2x2): its 8x24x32x64 -> 64 looked faster on F(4x4) too (forward 1.95 -> 1.66 ms at best,
+# backward 10.4 -> 5.5 ms p25) but at load 5.6, too noisy to change its path on.
+FOUR_MIN_CHANNELS = 32
+FOUR_MIN_SIDE = 32
+FOUR_MAX_PIXELS = 32 * 32
+# An image's channels (at most this many) into FOUR_MIN_CHANNELS filters or more take F(4x4)
+# too, in place of the direct kernels (kernels/direct.py): resnet_small's stem, 64x32x32x3 ->
+# 32 without an input gradient, the layer alone (no batch norm's moments on either side; in
+# the model its batch norm takes them from the output pass): forward 5.25 -> 2.77 ms, forward
+# + backward 9.42 -> 5.38 (2 threads, alternating, load 3.2-4.5).
+FOUR_STEM_CHANNELS = 3
+
+
+def _four_fits(n_C_prev: int, n_C: int, n_H: int, n_W: int) -> bool:
+    return ((n_C_prev >= FOUR_MIN_CHANNELS or n_C_prev <= FOUR_STEM_CHANNELS)
+            and n_C >= FOUR_MIN_CHANNELS and min(n_H, n_W) >= FOUR_MIN_SIDE
+            and n_H * n_W <= FOUR_MAX_PIXELS)
+
+
+def four(layer) -> bool:
+    """Whether the layer runs F(4x4, 3x3) rather than F(2x2, 3x3) (the limits above; a layer
+    whose backward is split, nn/conv_split.py, keeps F(2x2))."""
+    return (layer.winograd and not layer.split_backward
+            and _four_fits(layer.n_C_prev, layer.n_C, layer.n_H, layer.n_W))
 
 
 def buffer(layer, name: str, shape: tuple, dtype) -> np.ndarray:
@@ -52,9 +89,17 @@ def block_elements(layer) -> int:
     return getattr(layer, "winograd_block", None) or kw.BLOCK_ELEMENTS
 
 
-def _transformed(W):
-    from ..kernels import winograd as kw
-    U = np.empty((16, W.shape[2], W.shape[3]), dtype=W.dtype)
+def _kernels(layer):
+    """(forward module, backward module, block elements) of the layer's Winograd variant."""
+    if four(layer):
+        from ..kernels import winograd4 as k4, winograd4_grad as g4
+        return k4, g4, k4.BLOCK_ELEMENTS
+    from ..kernels import winograd as kw, winograd_grad as kg
+    return kw, kg, block_elements(layer)
+
+
+def _transformed(W, kw):
+    U = np.empty((kw.P, W.shape[2], W.shape[3]), dtype=W.dtype)
     kw.filter_transform(W, U)
     return U
 
@@ -74,12 +119,12 @@ def forward(layer, A_prev, Z, training=False):
     """Z = the layer's convolution of A_prev, bias and activation not yet applied (in blocks
     of kernels/winograd.py's size). Training with a batch norm fused after (`fuse`), its
     moments are left with it (BatchNorm.moments_given), tagged with Z."""
-    from ..kernels import winograd as kw
-    U = _transformed(layer.params["W"])
+    kw, _, elements = _kernels(layer)
+    U = _transformed(layer.params["W"], kw)
     norm = getattr(layer, "norm", None)
     if not (training and norm is not None and norm.trainable):
-        return kw.convolve(A_prev, U, layer.pad_top, layer.pad_left, Z, block_elements(layer))
-    Z, mean, var = kw.convolve(A_prev, U, layer.pad_top, layer.pad_left, Z, block_elements(layer),
+        return kw.convolve(A_prev, U, layer.pad_top, layer.pad_left, Z, elements)
+    Z, mean, var = kw.convolve(A_prev, U, layer.pad_top, layer.pad_left, Z, elements,
                                moments=True)
     norm.moments_given = (Z, mean, var)
     return Z
@@ -99,26 +144,26 @@ def backward(layer, A_prev, dZ, chunk_elements):
     both from one pass in Winograd's domain (kernels/winograd_grad.py). An array left in
     layer.winograd_buffers["addend"] (`takes_addend`: a residual block's shortcut gradient,
     nn/conv_blocks.py) is added to dA_prev in the same pass, and taken out."""
-    from ..kernels import winograd as kw
-    from ..kernels import winograd_grad as kg
+    from ..kernels import winograd as k2, winograd_grad as k2g
+    kw, kg, elements = _kernels(layer)
     m, n_H, n_W, K = dZ.shape
     C = layer.n_C_prev
-    rows, examples = kw.blocks(m, n_H, n_W, C, K, block_elements(layer))
+    rows, examples = kw.blocks(m, n_H, n_W, C, K, elements)
     input_grad = layer.needs_input_grad
     addend = layer.winograd_buffers.pop("addend", None)
     if addend is None or not input_grad:
         addend = np.empty((0, 1, 1, 1), dtype=dZ.dtype)
-    UT = kg.transposed(_transformed(layer.params["W"]))
+    UT = k2g.transposed(_transformed(layer.params["W"], kw))
     dA_prev = (buffer(layer, "dA_prev", A_prev.shape, dZ.dtype) if input_grad
                else np.empty((1, 1, 1, 1), dtype=dZ.dtype))
-    if dZ.size * 9 * C < kw.PARALLEL_MIN or m == 1:
-        dU = np.empty((1, 16, C, K), dtype=dZ.dtype)
+    if dZ.size * 9 * C < k2.PARALLEL_MIN or m == 1:
+        dU = np.empty((1, kw.P, C, K), dtype=dZ.dtype)
         kg.backward_blocks(A_prev, dZ, UT, layer.pad_top, layer.pad_left, examples, rows, dU,
                            dA_prev, input_grad, addend)
         dU = dU[0]
     else:  # a run of whole examples a thread: an example's input-gradient tiles overlap
-        dU = np.empty((kw.parts(m), 16, C, K), dtype=dZ.dtype)
-        with kw.one_blas_thread():
+        dU = np.empty((k2.parts(m), kw.P, C, K), dtype=dZ.dtype)
+        with k2.one_blas_thread():
             kg.backward_blocks_parallel(A_prev, dZ, UT, layer.pad_top, layer.pad_left,
                                         examples, rows, dU, dA_prev, input_grad, addend)
         dU = dU.sum(axis=0)

@@ -1,0 +1,341 @@
+"""Winograd F(4x4, 3x3) convolution, NHWC, stride 1 (Lavin and Gray 2016, points 0, +-1,
++-2): each 4x4 output tile from a 6x6 input tile, 36 multiplies per (input, output) channel
+pair where F(2x2, 3x3) (kernels/winograd.py) spends 64 on the same 16 outputs.
+
+Why: in resnet_small's 3x3x32 layers the F(2x2) GEMMs ran near BLAS's speed (~140 GFLOP/s)
+and were most of each pass, so fewer multiplies is what was left: 36 GEMMs a block (one a
+tile position) of 1.78x fewer multiply-adds in all, and 2.25 transformed values an output
+instead of 4 (less to write and read back). Its transforms hold 4, 5, 1/6 and 1/24: float64
+results equal im2col's to ~1e-14, float32 to ~1e-5 relative.
+
+    V = B^T d B  (6x6)   U = G g G^T (6x6)   M[k] = V[k] U[k]   Y = A^T M A (4x4)
+
+The layout and the blocks follow kernels/winograd.py: a tile row at a time, each input row
+split by column phase (mod 4) so that every tile position is one loop over the row's tiles
+and channels; a block (tile rows of one example, or whole examples) is transformed,
+multiplied and transformed back while in cache; one parallel region a pass. The backward
+(both gradients from one transform of dZ, as kernels/winograd_grad.py) is
+kernels/winograd4_grad.py. The layer picks this where it measured faster
+(nn/conv_winograd.py `four`).
+
+Two things kept the first version slower than F(2x2) (one 32x32x32 example, one thread,
+float32, load ~2, input / output transform): the constants 4, 5, 2, 8 as float64 literals
+made every float32 loop run in float64 (105 / 59 us); and loops storing four to six streams
+stayed scalar, LLVM's runtime alias checks past its limit (47 / 38 us); each loop now
+stores one stream, and an int64 times a uint64 offset (a float64 in Numba) is gone: 22-26 /
+18-21 us against F(2x2)'s 25-28 / 14-19. The 36 GEMMs 34-39 us against F(2x2)'s 16 of
+51-60. The layer (64x32x32x32 -> 32 with a batch norm's moments, 2 threads, alternating in
+one process, load ~3): 7.7 -> 6.3 ms forward. Whole resnet_small steps at batch 64,
+alternating in one process (Dec 3 2026, load ~1): its four 3x3x32 convs on F(4x4) 107.3 ->
+98.7 ms; with its stem too (nn/conv_winograd.py FOUR_STEM_CHANNELS), against the direct stem
+and F(2x2), 115.4 -> 100.0 ms. benchmarks/cnn.py --only resnet64: main 0.94x (617 against
+PyTorch's 650 ex/s, load 1.6), this 1.09x and 1.06x (689 / 632, 679 / 642, load 1.2-1.6).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, uint64
+
+from .batchnorm import moments as batch_moments, moments_add
+from .threads import one_blas_thread
+from .winograd import PARALLEL_MIN, position_stride
+
+P = 36  # tile positions
+
+
+def tiles(n_H: int, n_W: int) -> tuple[int, int]:
+    """Output tiles along each axis: 4x4 outputs a tile, the last one cropped."""
+    return -(-n_H // 4), -(-n_W // 4)
+
+
+@njit(cache=True)
+def filter_transform(W, U):
+    """U[6 a + b, c, n] = (G g G^T)[a, b] for g = W[:, :, c, n], G = [[1/4, 0, 0], [-1/6,
+    -1/6, -1/6], [-1/6, 1/6, -1/6], [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]]; the
+    output channel innermost."""
+    _, _, C, K = W.shape
+    t = np.empty((6, 3, K), dtype=np.float64)  # G g, in float64: 1/6 and 1/24 round once
+    for c in range(C):
+        for j in range(3):
+            for n in range(K):
+                g0, g1 = np.float64(W[0, j, c, n]), np.float64(W[1, j, c, n])
+                g2 = np.float64(W[2, j, c, n])
+                t[0, j, n] = g0 / 4.0
+                t[1, j, n] = -(g0 + g1 + g2) / 6.0
+                t[2, j, n] = -(g0 - g1 + g2) / 6.0
+                t[3, j, n] = g0 / 24.0 + g1 / 12.0 + g2 / 6.0
+                t[4, j, n] = g0 / 24.0 - g1 / 12.0 + g2 / 6.0
+                t[5, j, n] = g2
+        for a in range(6):
+            for n in range(K):
+                g0, g1, g2 = t[a, 0, n], t[a, 1, n], t[a, 2, n]
+                U[6 * a + 0, c, n] = g0 / 4.0
+                U[6 * a + 1, c, n] = -(g0 + g1 + g2) / 6.0
+                U[6 * a + 2, c, n] = -(g0 - g1 + g2) / 6.0
+                U[6 * a + 3, c, n] = g0 / 24.0 + g1 / 12.0 + g2 / 6.0
+                U[6 * a + 4, c, n] = g0 / 24.0 - g1 / 12.0 + g2 / 6.0
+                U[6 * a + 5, c, n] = g2
+
+
+@njit(inline="always")
+def _constants(like, a, b, c):
+    """a, b, c in like's dtype: a float64 literal times a float32 value is a float64 in
+    Numba, and the transforms' loops ran in float64 and converted every value (the input
+    transform 4x slower than F(2x2)'s, which has no multiplies)."""
+    k = np.empty(3, dtype=like.dtype)
+    k[0], k[1], k[2] = a, b, c
+    return k[0], k[1], k[2]
+
+
+@njit(inline="always")
+def row_scratch(tiles_W, C, dtype):
+    """Scratch of `input_tiles` (and kernels/winograd4_grad.py's scatter): (2, 6, 4,
+    (tiles_W + 1) C), window rows in column-phase layout."""
+    return np.empty((2, 6, 4, (tiles_W + 1) * C), dtype=dtype)
+
+
+@njit(inline="always")
+def input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, ps, D, v):
+    """Example i's tiles of tile rows th0:th1 into the flat v: position k (0..35) of tile
+    t = (th - th0) tiles_W + tw, channel c, at k ps + t C + c. D[0, a, j] holds window row
+    a's input columns 4 t' - pad_left + j (t' = 0..tiles_W, a run of C each, 0 outside);
+    D[1, b] its B^T combinations down the rows. Tile tw's window columns 0..3 are then the
+    phases 0..3 at t' = tw, its 4 and 5 the phases 0, 1 at tw + 1: each position of a tile
+    row is one loop of tiles_W C values."""
+    _, n_H_prev, n_W_prev, C = A_prev.shape
+    src = A_prev.reshape(-1)
+    L, N = (tiles_W + 1) * C, tiles_W * C
+    Df = D.reshape(-1)
+    uC = uint64(C)
+    c4, c5, c2 = _constants(D, 4.0, 5.0, 2.0)
+    for th in range(th0, th1):
+        for a in range(6):
+            r = 4 * th + a - pad_top
+            w0 = uint64(a * 4 * L)  # D[0, a, 0]
+            if r < 0 or r >= n_H_prev:
+                for x in range(4 * L):
+                    Df[w0 + uint64(x)] = 0.0
+                continue
+            row = (i * n_H_prev + r) * n_W_prev
+            for t in range(tiles_W + 1):
+                q, o = 4 * t - pad_left, w0 + uint64(t * C)
+                if 0 <= q and q + 3 < n_W_prev:
+                    s0 = uint64((row + q) * C)
+                    for c in range(C):
+                        u = uint64(c)
+                        Df[o + u] = src[s0 + u]
+                        Df[o + uint64(L) + u] = src[s0 + uC + u]
+                        Df[o + uint64(2 * L) + u] = src[s0 + uint64(2 * C) + u]
+                        Df[o + uint64(3 * L) + u] = src[s0 + uint64(3 * C) + u]
+                else:
+                    for j in range(4):
+                        oj = o + uint64(j * L)
+                        if 0 <= q + j < n_W_prev:
+                            s0 = uint64((row + q + j) * C)
+                            for c in range(C):
+                                Df[oj + uint64(c)] = src[s0 + uint64(c)]
+                        else:
+                            for c in range(C):
+                                Df[oj + uint64(c)] = 0.0
+        # B^T d down the window's rows, B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0],
+        # [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+        for j in range(4):
+            for x in range(L):
+                d0, d1, d2 = D[0, 0, j, x], D[0, 1, j, x], D[0, 2, j, x]
+                d3, d4, d5 = D[0, 3, j, x], D[0, 4, j, x], D[0, 5, j, x]
+                D[1, 0, j, x] = c4 * d0 - c5 * d2 + d4
+                D[1, 1, j, x] = d3 + d4 - c4 * (d1 + d2)
+                D[1, 2, j, x] = c4 * (d1 - d2) + d4 - d3
+                D[1, 3, j, x] = c2 * (d3 - d1) + d4 - d2
+                D[1, 4, j, x] = c2 * (d1 - d3) + d4 - d2
+                D[1, 5, j, x] = c4 * d1 - c5 * d3 + d5
+        # then (B^T d) B along the columns: positions 6 b .. 6 b + 5 of the tile row
+        base = uint64((th - th0) * N)
+        for b in range(6):
+            o0 = base + uint64(6 * b * ps)
+            g0 = uint64((24 + 4 * b) * L)  # D[1, b, 0] in the flat Df
+            g1, g2, g3 = g0 + uint64(L), g0 + uint64(2 * L), g0 + uint64(3 * L)
+            g4, g5 = g0 + uC, g1 + uC
+            p1, p2, p3 = uint64(ps), uint64(2 * ps), uint64(3 * ps)
+            p4, p5 = uint64(4 * ps), uint64(5 * ps)
+            # one store stream a loop: with six, LLVM's runtime alias checks outgrew its
+            # limit and the loop stayed scalar (31 -> 8 us an example of 32x32x32)
+            for x in range(N):
+                u = uint64(x)
+                v[o0 + u] = c4 * Df[g0 + u] - c5 * Df[g2 + u] + Df[g4 + u]
+            for x in range(N):
+                u = uint64(x)
+                v[o0 + p1 + u] = Df[g3 + u] + Df[g4 + u] - c4 * (Df[g1 + u] + Df[g2 + u])
+            for x in range(N):
+                u = uint64(x)
+                v[o0 + p2 + u] = c4 * (Df[g1 + u] - Df[g2 + u]) + Df[g4 + u] - Df[g3 + u]
+            for x in range(N):
+                u = uint64(x)
+                v[o0 + p3 + u] = c2 * (Df[g3 + u] - Df[g1 + u]) + Df[g4 + u] - Df[g2 + u]
+            for x in range(N):
+                u = uint64(x)
+                v[o0 + p4 + u] = c2 * (Df[g1 + u] - Df[g3 + u]) + Df[g4 + u] - Df[g2 + u]
+            for x in range(N):
+                u = uint64(x)
+                v[o0 + p5 + u] = c4 * Df[g1 + u] - c5 * Df[g3 + u] + Df[g5 + u]
+
+
+@njit(inline="always")
+def out_scratch(tiles_W, K, dtype):
+    """The two scratch arrays of `_output_tiles` (and the dM transform): 24 and 16 tiles_W K
+    values, apart (one array read and written in the same loop kept it scalar)."""
+    return np.empty(24 * tiles_W * K, dtype=dtype), np.empty(16 * tiles_W * K, dtype=dtype)
+
+
+@njit(inline="always")
+def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, o, Z, acc):
+    """Z's outputs of example i, tile rows th0:th1 (past the edge cropped), from the flat
+    mf (position k of tile t, channel n at k ps + t K + n): A^T along each row a of M into
+    y[(4 a + j) N ..] (output column j), then down the rows into o[(4 r + j) N ..]
+    (output row r), then a run of K a pixel into Z; a non-empty acc takes each output
+    row's moments for the batch norm after the conv (kernels/batchnorm.py)."""
+    _, n_H, n_W, K = Z.shape
+    z = Z.reshape(-1)
+    N = tiles_W * K
+    q1, q2, q3 = uint64(ps), uint64(2 * ps), uint64(3 * ps)
+    q4, q5 = uint64(4 * ps), uint64(5 * ps)
+    uN = uint64(N)
+    # uint64 all: an int64 times a uint64 is a float64 in Numba
+    n2, n3, n4, n8 = uint64(2 * N), uint64(3 * N), uint64(4 * N), uint64(8 * N)
+    n12, n16, n20 = uint64(12 * N), uint64(16 * N), uint64(20 * N)
+    c2, c4, c8 = _constants(y, 2.0, 4.0, 8.0)
+    # A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+    for th in range(th0, th1):
+        base = uint64((th - th0) * N)
+        for a in range(6):
+            p0 = base + uint64(6 * a * ps)
+            t0 = uint64(4 * a * N)
+            for x in range(N):  # one store stream a loop (`input_tiles`)
+                u = p0 + uint64(x)
+                y[t0 + uint64(x)] = mf[u] + mf[u + q1] + mf[u + q2] + mf[u + q3] + mf[u + q4]
+            for x in range(N):
+                u = p0 + uint64(x)
+                y[t0 + uN + uint64(x)] = mf[u + q1] - mf[u + q2] + c2 * (mf[u + q3] - mf[u + q4])
+            for x in range(N):
+                u = p0 + uint64(x)
+                y[t0 + n2 + uint64(x)] = mf[u + q1] + mf[u + q2] + c4 * (mf[u + q3] + mf[u + q4])
+            for x in range(N):
+                u = p0 + uint64(x)
+                y[t0 + n3 + uint64(x)] = (mf[u + q1] - mf[u + q2] + c8 * (mf[u + q3] - mf[u + q4])
+                                              + mf[u + q5])
+        for j in range(4):
+            c0 = uint64(j * N)
+            for x in range(N):
+                u = c0 + uint64(x)
+                o[u] = y[u] + y[u + n4] + y[u + n8] + y[u + n12] + y[u + n16]
+            for x in range(N):
+                u = c0 + uint64(x)
+                o[u + n4] = y[u + n4] - y[u + n8] + c2 * (y[u + n12] - y[u + n16])
+            for x in range(N):
+                u = c0 + uint64(x)
+                o[u + n8] = y[u + n4] + y[u + n8] + c4 * (y[u + n12] + y[u + n16])
+            for x in range(N):
+                u = c0 + uint64(x)
+                o[u + n12] = (y[u + n4] - y[u + n8] + c8 * (y[u + n12] - y[u + n16])
+                                  + y[u + n20])
+        for r in range(4):
+            h = 4 * th + r
+            if h >= n_H:
+                continue
+            for tw in range(tiles_W):
+                for j in range(4):
+                    w = 4 * tw + j
+                    if w >= n_W:
+                        continue
+                    z0 = uint64(((i * n_H + h) * n_W + w) * K)
+                    y0 = uint64((4 * r + j) * N + tw * K)
+                    for n in range(K):
+                        z[z0 + uint64(n)] = o[y0 + uint64(n)]
+            if acc.shape[1] > 0:
+                moments_add(z, uint64((i * n_H + h) * n_W * K), n_W * K, K, acc)
+
+
+@njit(inline="always")
+def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc):
+    """The p-th of `parts` runs of consecutive blocks (`rows` tile rows of one example, or
+    `examples` whole ones): input transform, 36 GEMMs, output transform a block."""
+    m, C, K = A_prev.shape[0], U.shape[1], U.shape[2]
+    tiles_H, tiles_W = (Z.shape[1] + 3) // 4, (Z.shape[2] + 3) // 4
+    per_example = (tiles_H + rows - 1) // rows
+    blocks = (m + examples - 1) // examples if examples > 1 else m * per_example
+    T_max = max(rows, examples * tiles_H) * tiles_W
+    V = np.empty(P * position_stride(T_max * C), dtype=Z.dtype)
+    M = np.empty(P * position_stride(T_max * K), dtype=Z.dtype)
+    D = row_scratch(tiles_W, C, Z.dtype)
+    y, o = out_scratch(tiles_W, K, Z.dtype)
+    for j in range(p * blocks // parts, (p + 1) * blocks // parts):
+        if examples > 1:
+            i0, th0, th1 = j * examples, 0, tiles_H
+            i1 = min(i0 + examples, m)
+        else:
+            i0, th0 = j // per_example, (j % per_example) * rows
+            i1, th1 = i0 + 1, min(th0 + rows, tiles_H)
+        per = (th1 - th0) * tiles_W
+        T = (i1 - i0) * per
+        pv, pm = position_stride(T * C), position_stride(T * K)
+        for i in range(i0, i1):
+            input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, pv, D,
+                        V[(i - i0) * per * C:])
+        for k in range(P):
+            np.dot(V[k * pv:k * pv + T * C].reshape((T, C)), U[k],
+                   M[k * pm:k * pm + T * K].reshape((T, K)))
+        for i in range(i0, i1):
+            _output_tiles(i, th0, th1, M[(i - i0) * per * K:], tiles_W, pm, y, o, Z, acc[p])
+
+
+@njit(cache=True)
+def convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, parts, acc):
+    """Z = the 3x3 stride-1 convolution of A_prev with U (36, C, K), block by block, on this
+    thread; acc as kernels/winograd.py's `convolve_blocks`."""
+    for p in range(parts):
+        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc)
+
+
+@njit(parallel=True, cache=True)
+def convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, parts, acc):
+    """`convolve_blocks` in one parallel region, a run of blocks a thread (BLAS on one)."""
+    for p in prange(parts):
+        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc)
+
+
+# Transformed values (V or M) a block holds, as kernels/winograd.py's BLOCK_ELEMENTS
+BLOCK_ELEMENTS = 1 << 17
+
+
+def blocks(m, n_H, n_W, C, K, block_elements):
+    """(tile rows, examples) a block holds: kernels/winograd.py's `blocks` for 36 positions."""
+    from numba import get_num_threads
+    tiles_H, tiles_W = tiles(n_H, n_W)
+    block = max(1, block_elements // (P * max(C, K)))
+    rows = max(1, min(tiles_H, block // tiles_W))
+    if rows < tiles_H:
+        return rows, 1
+    per_example = tiles_H * tiles_W
+    examples = max(block // per_example, -(-max(C, K) // per_example))
+    return rows, max(1, min(examples, -(-m // get_num_threads())))
+
+
+def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, moments=False):
+    """kernels/winograd.py's `convolve` with F(4x4, 3x3): U (36, C, K) from `filter_transform`."""
+    from .winograd import parts as n_runs
+    m, K = A_prev.shape[0], U.shape[2]
+    tiles_H, _ = tiles(Z.shape[1], Z.shape[2])
+    rows, examples = blocks(m, Z.shape[1], Z.shape[2], U.shape[1], K, block_elements)
+    n_blocks = -(-m // examples) if examples > 1 else m * -(-tiles_H // rows)
+    serial = Z.size * 9 * U.shape[1] < PARALLEL_MIN
+    n_parts = 1 if serial else n_runs(n_blocks)
+    acc = np.zeros((n_parts, 3, Z.shape[2] * K + 1 if moments else 0))
+    if serial:
+        convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, 1, acc)
+    else:
+        with one_blas_thread():
+            convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, n_parts, acc)
+    if not moments:
+        return Z
+    return (Z, *batch_moments(acc, K))

@@ -1,0 +1,105 @@
+"""Winograd F(4x4, 3x3) (kernels/winograd4.py, kernels/winograd4_grad.py): the kernels against
+a numpy convolution and its gradients, in every block shape and driver. The conv2d layer on
+this path runs tests/test_winograd.py's PyTorch grid and finite differences (its `everywhere`
+fixture takes both variants)."""
+
+import numpy as np
+import pytest
+
+from test_conv import close
+from test_winograd import numpy_conv, numpy_conv_grads
+
+NO_MOMENTS = np.zeros((3, 3, 0))
+
+SHAPES = [(2, 7, 5, 3, 4, 1, 7, 5),      # same, odd sizes: cropped last tiles
+          (3, 6, 6, 2, 5, 0, 4, 4),      # valid
+          (1, 5, 8, 4, 3, 2, 7, 10),     # padding 2: the output larger than the input
+          (4, 4, 6, 3, 2, 3, 8, 10),     # padding 3: whole tiles over the padding
+          (2, 4, 4, 5, 2, -1, 2, 2),     # a negative pad: the input cropped
+          (2, 12, 9, 3, 2, 1, 12, 9),    # several tile rows, a cropped last column
+          (1, 1, 1, 1, 1, 1, 1, 1)]
+
+
+def _transformed(W):
+    from dlcli.kernels import winograd4 as k4
+    U = np.empty((36,) + W.shape[2:], dtype=W.dtype)
+    k4.filter_transform(W, U)
+    return U
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,H,Wd,C,K,pad,n_H,n_W", SHAPES)
+def test_convolve_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
+    from dlcli.kernels import winograd4 as k4
+    rng = np.random.default_rng(0)
+    A, W = rng.standard_normal((m, H, Wd, C)).astype(dtype), rng.standard_normal((3, 3, C, K)).astype(dtype)
+    U = _transformed(W)
+    expected = numpy_conv(A.astype(np.float64), W.astype(np.float64), pad, pad, n_H, n_W)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    tH, tW = k4.tiles(n_H, n_W)
+    for rows in (1, 2, tH):  # blocks of one tile row, two, whole examples
+        Z = k4.convolve(A, U, pad, pad, np.full((m, n_H, n_W, K), np.nan, dtype=dtype),
+                        rows * 36 * tW * max(C, K))
+        close(Z, expected, tol)
+        Z1 = np.full_like(Z, np.nan)
+        k4.convolve_blocks(A, U, pad, pad, Z1, rows, 1, 1, NO_MOMENTS)
+        for parts in (1, 2, 3):  # runs of blocks in parallel: the same numbers
+            Z2 = np.full_like(Z1, np.nan)
+            k4.convolve_blocks_parallel(A, U, pad, pad, Z2, rows, 1,
+                                        min(parts, m * -(-tH // rows)), NO_MOMENTS)
+            np.testing.assert_array_equal(Z1, Z2)
+    for examples in (2, 3):  # several whole examples a block
+        Z2 = np.full((m, n_H, n_W, K), np.nan, dtype=dtype)
+        k4.convolve_blocks_parallel(A, U, pad, pad, Z2, tH, examples, 1, NO_MOMENTS)
+        close(Z2, expected, tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_convolve_takes_the_batch_moments_of_z(dtype):
+    from dlcli.kernels import winograd4 as k4
+    rng = np.random.default_rng(2)
+    A = (rng.standard_normal((5, 9, 8, 3)) + 100.0).astype(dtype)
+    U = _transformed(rng.standard_normal((3, 3, 3, 6)).astype(dtype))
+    Z, mean, var = k4.convolve(A, U, 1, 1, np.empty((5, 9, 8, 6), dtype=dtype), 1, moments=True)
+    z = Z.astype(np.float64).reshape(-1, 6)
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+    close(mean, z.mean(axis=0), tol)
+    close(var, z.var(axis=0), tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,H,Wd,C,K,pad,n_H,n_W", SHAPES)
+def test_backward_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
+    """Both gradients in F(4x4)'s domain against numpy: blocks of one tile row, two, whole
+    examples and several, serial and in 1 to 3 runs; with an addend; dW alone."""
+    from dlcli.kernels import winograd4 as k4, winograd4_grad as g4
+    from dlcli.kernels.winograd_grad import transposed
+    rng = np.random.default_rng(1)
+    A, W = rng.standard_normal((m, H, Wd, C)).astype(dtype), rng.standard_normal((3, 3, C, K)).astype(dtype)
+    dZ = rng.standard_normal((m, n_H, n_W, K)).astype(dtype)
+    UT = transposed(_transformed(W))
+    eW, eA = numpy_conv_grads(*(x.astype(np.float64) for x in (A, W, dZ)), pad, pad)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    none = np.empty((0, 1, 1, 1), dtype=dtype)
+    tH, _ = k4.tiles(n_H, n_W)
+    for rows, examples in ((1, 1), (2, 1), (tH, 1), (tH, 2), (tH, 3)):
+        for parts in (0, 1, 2, 3):  # 0: the serial driver
+            if parts > m:
+                continue
+            driver = g4.backward_blocks_parallel if parts else g4.backward_blocks
+            dU = np.full((max(parts, 1), 36, C, K), np.nan, dtype=dtype)
+            dA = np.full(A.shape, np.nan, dtype=dtype)
+            driver(A, dZ, UT, pad, pad, examples, rows, dU, dA, True, none)
+            dW = np.empty(W.shape, dtype=dtype)
+            g4.filter_grad_transform(dU.sum(axis=0), dW)
+            close(dW, eW, tol)
+            close(dA, eA, tol)
+            plus = rng.standard_normal(A.shape).astype(dtype)
+            dA_plus = np.full(A.shape, np.nan, dtype=dtype)
+            driver(A, dZ, UT, pad, pad, examples, rows, dU, dA_plus, True, plus)
+            close(dA_plus, eA + plus, tol)
+            dU_only = np.full_like(dU, np.nan)
+            untouched = np.zeros((1, 1, 1, 1), dtype=dtype)
+            driver(A, dZ, UT, pad, pad, examples, rows, dU_only, untouched, False, none)
+            np.testing.assert_array_equal(dU_only, dU)
+            assert not untouched.any()
