@@ -100,6 +100,7 @@ def backward(layer, A_prev, dZ, chunk_elements):
     layer.winograd_buffers["addend"] (`takes_addend`: a residual block's shortcut gradient,
     nn/conv_blocks.py) is added to dA_prev in the same pass, and taken out."""
     from ..kernels import winograd as kw
+    from ..kernels import winograd_filters as kwf
     from ..kernels import winograd_grad as kg
     m, n_H, n_W, K = dZ.shape
     C = layer.n_C_prev
@@ -108,19 +109,18 @@ def backward(layer, A_prev, dZ, chunk_elements):
     addend = layer.winograd_buffers.pop("addend", None)
     if addend is None or not input_grad:
         addend = np.empty((0, 1, 1, 1), dtype=dZ.dtype)
-    UT = kg.transposed(_transformed(layer.params["W"]))
+    # U^T as the transform of W transposed: no copy of the 16 C K values (kernels/winograd_filters.py)
+    UT = _transformed(np.ascontiguousarray(layer.params["W"].transpose(0, 1, 3, 2)))
     dA_prev = (buffer(layer, "dA_prev", A_prev.shape, dZ.dtype) if input_grad
                else np.empty((1, 1, 1, 1), dtype=dZ.dtype))
     if dZ.size * 9 * C < kw.PARALLEL_MIN or m == 1:
         dU = np.empty((1, 16, C, K), dtype=dZ.dtype)
         kg.backward_blocks(A_prev, dZ, UT, layer.pad_top, layer.pad_left, examples, rows, dU,
                            dA_prev, input_grad, addend)
-        dU = dU[0]
     else:  # a run of whole examples a thread: an example's input-gradient tiles overlap
         dU = np.empty((kw.parts(m), 16, C, K), dtype=dZ.dtype)
         with kw.one_blas_thread():
             kg.backward_blocks_parallel(A_prev, dZ, UT, layer.pad_top, layer.pad_left,
                                         examples, rows, dU, dA_prev, input_grad, addend)
-        dU = dU.sum(axis=0)
-    kg.filter_grad_transform(dU, layer.grads["W"])
+    kwf.filter_grad_parts(dU, layer.grads["W"])  # the runs' dU summed as it transforms them
     return dA_prev if input_grad else None
