@@ -4,7 +4,8 @@ hold layers, are in nn/conv_blocks.py; conv2d_transpose in nn/conv_transpose.py)
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
 parameters, caches and the wiring of nested layers. A conv2d picks its path when built:
 direct kernels (few input channels, stride 1, nn/conv_direct.py, with a 2x2 max pool after
-them fused in), plain GEMMs on the input (1x1 unpadded, nn/conv_pointwise.py), Winograd
+them fused in), plain GEMMs on the input (1x1 unpadded, nn/conv_pointwise.py; on blocks of
+pixels when narrow and large, nn/conv_narrow.py), Winograd
 F(2x2, 3x3) (3x3 stride 1 with many channels, nn/conv_winograd.py; few filters on a large
 image split its backward, nn/conv_split.py), or else im2col + GEMM: in blocks of a few
 examples from 3 input channels (nn/conv_patches.py, a 2x2 max pool after it fused in),
@@ -18,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations, register
-from . import conv_direct, conv_patches, conv_pointwise, conv_split, conv_winograd
+from . import conv_direct, conv_narrow, conv_patches, conv_pointwise, conv_split, conv_winograd
 from .base import Layer, NoGemm, Scratch, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
@@ -247,6 +248,8 @@ class Conv2D(_Weighted):
         shape = (m, self.n_H, self.n_W, self.n_C)
         Z = (conv_winograd.buffer(self, "Z", shape, A_prev.dtype) if self.winograd and training
              else np.empty(shape, dtype=A_prev.dtype))
+        if self.activation == "linear" and conv_narrow.applies(self, m * hw):
+            return conv_narrow.forward(self, A_prev, Z, training)
         if self.pointwise or self.winograd:
             if self.pointwise:
                 conv_pointwise.forward(self, A_prev, Z)
@@ -292,6 +295,8 @@ class Conv2D(_Weighted):
             dZ = np.ascontiguousarray(self._dZ(dA, out))
             self.cache = None
             if cols is POINTWISE:
+                if conv_narrow.applies(self, dZ.size // self.n_C):
+                    return conv_narrow.backward(self, shape, dZ)
                 return conv_pointwise.backward(self, shape, dZ)
             if cols is PATCHES:
                 return conv_patches.backward(self, shape, dZ)
