@@ -7,6 +7,7 @@ import numpy as np
 from ..nn import register
 from ..nn.base import Scratch
 from ..nn.conv_blocks import Branches
+from ..nn.conv import MaxPool
 from ..nn.conv_blocks import _run, _run_back
 from ..nn.conv_transpose import Conv2DTranspose
 
@@ -63,19 +64,31 @@ class SkipConcat(Branches):
 
     def backward(self, dA):
         """The skip's gradient added into the layers' input gradient in place: one pass over
-        the skip's channels, where branches' split-and-sum copied them three times. A fusing
-        last layer reads its gradient from dA's channels (no copy of them)."""
+        the skip's channels, where branches' split-and-sum copied them three times; or, with
+        a max pool first (the U-Net's levels), written by the pool's backward as its dA_prev's
+        start (nn/conv.py MaxPool.addend: no pass of its own). A fusing last layer reads its
+        gradient from dA's channels (no copy of them)."""
         n_C = self.input_shape[-1]
         last = self._fused()
-        if last is None:
-            dA_prev = _run_back(self.paths[1], np.ascontiguousarray(dA[..., n_C:]))
-        else:
-            dA = np.ascontiguousarray(dA, dtype=last.params["W"].dtype)
-            last.grad_at = (dA, n_C)
-            try:
-                dA_prev = _run_back(self.paths[1], dA[..., n_C:])
-            finally:
-                last.grad_at = None
+        first = self.paths[1][0] if self.paths[1] else None
+        pool = first if isinstance(first, MaxPool) else None
+        if pool is not None:
+            pool.addend = dA[..., :n_C]
+        try:
+            if last is None:
+                dA_prev = _run_back(self.paths[1], np.ascontiguousarray(dA[..., n_C:]))
+            else:
+                dA = np.ascontiguousarray(dA, dtype=last.params["W"].dtype)
+                last.grad_at = (dA, n_C)
+                try:
+                    dA_prev = _run_back(self.paths[1], dA[..., n_C:])
+                finally:
+                    last.grad_at = None
+            if pool is not None and pool.addend is None:  # the pool took it
+                return dA_prev
+        finally:
+            if pool is not None:
+                pool.addend = None
         if dA_prev.flags.writeable and dA_prev.flags.c_contiguous:
             return np.add(dA_prev, dA[..., :n_C], out=dA_prev)
         return dA_prev + dA[..., :n_C]

@@ -404,6 +404,9 @@ class _Pool(NoGemm, _Windowed):
 @register("maxpool")
 class MaxPool(_Pool):
     fused = False  # set by the Conv2D before it that runs this pass in its own (fuse_next)
+    # an array of the input's shape to add into the next backward's dA_prev, set by a
+    # skip_concat (its gradient of the skip); left in place when this pool does not take it
+    addend = None
 
     def build(self, input_shape, ctx):
         self.fused = False  # a model built again decides again
@@ -432,7 +435,12 @@ class MaxPool(_Pool):
             return dA
         shape, argmax = self.cache
         dA_prev = np.empty(shape, dtype=dA.dtype)
-        kernel(kpool, "maxpool_backward", dA_prev.size * MAXPOOL_WORK)(np.ascontiguousarray(dA), argmax, dA_prev)
+        addend, none = self.addend, np.empty((0, 1, 1, 1), dtype=dA.dtype)
+        takes = addend is not None and addend.shape == shape and addend.dtype == dA.dtype
+        if takes:
+            self.addend = None  # taken: the skip_concat adds nothing after
+        kernel(kpool, "maxpool_backward", dA_prev.size * MAXPOOL_WORK)(
+            np.ascontiguousarray(dA), argmax, dA_prev, addend if takes else none)
         self.cache = None
         return dA_prev
 
