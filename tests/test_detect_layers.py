@@ -392,3 +392,56 @@ def test_maxpool_backward_kernel_starts_at_the_addend(parallel):
     got = np.full((m, H, W, C), np.nan)
     (kpool.maxpool_backward_parallel if parallel else kpool.maxpool_backward)(dA, argmax, got, addend)
     np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-15)
+
+
+def _recording_pool_scans(monkeypatch, parallel):
+    """kernels/pool.py's vector scan wrapped to record how many examples it copied into."""
+    from dlcli.kernels import pool as kpool
+    from dlcli.nn import conv as nconv
+    if parallel:
+        monkeypatch.setattr(nconv, "PARALLEL_MIN", 0)
+    calls = []
+    real = kpool.maxpool_forward_parallel if parallel else kpool.maxpool_forward
+    monkeypatch.setattr(kpool, real.__name__, lambda *a: (calls.append(a[7].shape[0]), real(*a)))
+    return calls
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_skip_concat_pool_copies_the_skip(monkeypatch, parallel):
+    """A max pool first in a skip_concat copies its input into the concatenation as it scans
+    it (MaxPool.copy_into, kernels/pool.py): the level's output as when copied after."""
+    from dlcli.detect import layers as dlayers
+
+    def level():
+        return built(SkipConcat([{"type": "maxpool", "size": 2},
+                                 {"type": "conv2d", "filters": 3, "size": 3, "padding": "same"},
+                                 {"type": "conv2d_transpose", "filters": 2, "size": 3,
+                                  "stride": 2, "padding": "same"}]), (6, 8, 8))
+    taking, apart = level(), level()
+    for layer in (taking, apart):
+        for _, child in layer.children():
+            for p in child.params.values():
+                p[...] = np.random.default_rng(3).standard_normal(p.shape)
+    x = np.random.default_rng(1).standard_normal((3, 6, 8, 8))
+    calls = _recording_pool_scans(monkeypatch, parallel)
+    y = taking.forward(x, True).copy()
+    assert calls == [3] and taking.children()[0][1].copy_into is None
+    monkeypatch.setattr(dlayers, "MaxPool", type("NotAPool", (), {}))
+    close(apart.forward(x, True), y, 0)
+    assert calls == [3, 0]
+    close(y[..., :8], x, 0)
+
+
+@pytest.mark.parametrize("shape,pool", [((7, 8, 8), {"size": 2}), ((6, 8, 8), {"size": 3, "stride": 2}),
+                                        ((7, 8, 8), {"size": 2, "padding": "same"}),
+                                        ((6, 8, 3), {"size": 2})])
+def test_pool_copies_only_where_its_windows_tile_the_input(monkeypatch, shape, pool):
+    """An odd height (a row no window reads, or a padded one), overlapping windows, narrow
+    channels (the other scan): the copy is left to the skip_concat (copy_into stays set)."""
+    layer = built(MaxPool(**pool), shape)
+    calls = _recording_pool_scans(monkeypatch, False)
+    into = np.zeros((3,) + shape[:2] + (2 * shape[2],))
+    layer.copy_into = into
+    layer.forward(np.random.default_rng(1).standard_normal((3,) + shape), True)
+    assert layer.copy_into is into and not into.any()
+    assert calls in ([0], [])  # [] : the narrow scan

@@ -55,11 +55,19 @@ class SkipConcat(Branches):
         out = self.scratch.get("A", shape, dtype, training)
         n_C = self.input_shape[-1]
         last.into = (out, n_C)
+        first = self.paths[1][0]
+        pool = first if training and isinstance(first, MaxPool) else None
+        if pool is not None:  # it copies the skip into out as it reads it (MaxPool.copy_into)
+            pool.copy_into = out
         try:
             _run(self.paths[1], A_prev, training)
+            copied = pool is not None and pool.copy_into is None
         finally:
             last.into = None
-        out[..., :n_C] = A_prev
+            if pool is not None:
+                pool.copy_into = None
+        if not copied:
+            out[..., :n_C] = A_prev
         return out
 
     def backward(self, dA):

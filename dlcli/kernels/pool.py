@@ -10,7 +10,9 @@ runs in parallel over the batch, where no two examples share an input cell. It s
 example's dA_prev at an addend instead of zeros when given one: a U-Net level's skip gradient
 (detect/layers.py SkipConcat), which was a strided add of its own after the pool (pool
 backward and add, 8x96x128x16 float32, 61 interleaved, load 5.6: 1.74 -> 1.06 ms; 48x64x32
-0.57 -> 0.45).
+0.57 -> 0.45). Likewise the forward, when its windows tile the input, copies each cell it
+scans into the level's concatenation (the skip's channels), where the level copied its input
+after the pool had read it.
 A padded window ("same") ignores the cells outside the input: max over the inside ones,
 average over the inside count, as Keras does.
 Each kernel comes as a serial and a `_parallel` driver of a per-example body, as in conv.py,
@@ -62,13 +64,15 @@ def _maxpool_forward_narrow(i, A_prev, f, stride, pad_top, pad_left, A, argmax):
 
 
 @njit(inline="always")
-def _maxpool_forward(i, A_prev, f, stride, pad_top, pad_left, A, argmax):
+def _maxpool_forward(i, A_prev, f, stride, pad_top, pad_left, A, argmax, into):
     """A window cell at a time, the channels innermost: any channel count, vectorized from
-    VECTOR_CHANNELS."""
+    VECTOR_CHANNELS. Each cell scanned is also copied into the first n_C channels of its
+    pixel of `into` (m, n_H_prev, n_W_prev, ld), unless into is empty (shape (0, 1, 1, 1))."""
     _, n_H_prev, n_W_prev, n_C = A_prev.shape
     n_H, n_W = A.shape[1], A.shape[2]
     src, out, where = A_prev.reshape(-1), A.reshape(-1), argmax.reshape(-1)
     C = uint64(n_C)
+    copying, ld, dst = into.shape[0] > 0, uint64(into.shape[3]), into.reshape(-1)
     for h in range(n_H):
         r0 = max(h * stride - pad_top, 0)
         r1 = min(h * stride - pad_top + f, n_H_prev)
@@ -88,18 +92,22 @@ def _maxpool_forward(i, A_prev, f, stride, pad_top, pad_left, A, argmax):
                         better = v > out[o + k]
                         out[o + k] = v if better else out[o + k]
                         where[o + k] = p if better else where[o + k]
+                    if copying:  # the cell is in cache: a skip_concat's copy of its input
+                        d0 = uint64((i * n_H_prev + r) * n_W_prev + c) * ld
+                        for k in range(C):
+                            dst[d0 + k] = src[cell + k]
 
 
 @njit(cache=True)
-def maxpool_forward(A_prev, f, stride, pad_top, pad_left, A, argmax):
+def maxpool_forward(A_prev, f, stride, pad_top, pad_left, A, argmax, into):
     for i in range(A_prev.shape[0]):
-        _maxpool_forward(i, A_prev, f, stride, pad_top, pad_left, A, argmax)
+        _maxpool_forward(i, A_prev, f, stride, pad_top, pad_left, A, argmax, into)
 
 
 @njit(parallel=True, cache=True)
-def maxpool_forward_parallel(A_prev, f, stride, pad_top, pad_left, A, argmax):
+def maxpool_forward_parallel(A_prev, f, stride, pad_top, pad_left, A, argmax, into):
     for i in prange(A_prev.shape[0]):
-        _maxpool_forward(i, A_prev, f, stride, pad_top, pad_left, A, argmax)
+        _maxpool_forward(i, A_prev, f, stride, pad_top, pad_left, A, argmax, into)
 
 
 @njit(cache=True)

@@ -407,6 +407,9 @@ class MaxPool(_Pool):
     # an array of the input's shape to add into the next backward's dA_prev, set by a
     # skip_concat (its gradient of the skip); left in place when this pool does not take it
     addend = None
+    # (m, n_H_prev, n_W_prev, ld) to copy the input into (its first channels) in the next
+    # training forward, set by a skip_concat (its concatenation); left when not taken
+    copy_into = None
 
     def build(self, input_shape, ctx):
         self.fused = False  # a model built again decides again
@@ -423,9 +426,22 @@ class MaxPool(_Pool):
                 A_prev, self.f, self.stride, self.pad_top, self.pad_left, A)
             return A
         argmax = np.empty(A.shape, dtype=np.int32)
-        scan = "maxpool_forward" if A.shape[3] >= kpool.VECTOR_CHANNELS else "maxpool_forward_narrow"
-        kernel(kpool, scan, A_prev.size * MAXPOOL_WORK)(
-            A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax)
+        if A.shape[3] < kpool.VECTOR_CHANNELS:
+            kernel(kpool, "maxpool_forward_narrow", A_prev.size * MAXPOOL_WORK)(
+                A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax)
+        else:
+            into = self.copy_into
+            # only where the windows visit every input cell once
+            tiles = (self.f == self.stride and self.pad_top == self.pad_left == 0
+                     and A_prev.shape[1] == A.shape[1] * self.f
+                     and A_prev.shape[2] == A.shape[2] * self.f)
+            if tiles and into is not None and into.shape[:3] == A_prev.shape[:3] \
+                    and into.dtype == A_prev.dtype and into.flags.c_contiguous:
+                self.copy_into = None  # taken
+            else:
+                into = np.empty((0, 1, 1, 1), dtype=A_prev.dtype)
+            kernel(kpool, "maxpool_forward", A_prev.size * MAXPOOL_WORK)(
+                A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax, into)
         self.cache = (A_prev.shape, argmax)
         return A
 
