@@ -6,8 +6,8 @@ import numpy as np
 
 from ..nn import register
 from ..nn.base import Scratch
-from ..nn.conv_blocks import Branches
 from ..nn.conv import MaxPool
+from ..nn.conv_blocks import Branches
 from ..nn.conv_blocks import _run, _run_back
 from ..nn.conv_transpose import Conv2DTranspose
 

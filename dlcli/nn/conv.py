@@ -435,8 +435,8 @@ class MaxPool(_Pool):
             tiles = (self.f == self.stride and self.pad_top == self.pad_left == 0
                      and A_prev.shape[1] == A.shape[1] * self.f
                      and A_prev.shape[2] == A.shape[2] * self.f)
-            if tiles and into is not None and into.shape[:3] == A_prev.shape[:3] \
-                    and into.dtype == A_prev.dtype and into.flags.c_contiguous:
+            if (tiles and into is not None and into.shape[:3] == A_prev.shape[:3]
+                    and into.dtype == A_prev.dtype and into.flags.c_contiguous):
                 self.copy_into = None  # taken
             else:
                 into = np.empty((0, 1, 1, 1), dtype=A_prev.dtype)
