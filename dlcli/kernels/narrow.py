@@ -7,9 +7,12 @@ long, thin products at ~10-17 GMAC/s on one thread, and the bias was a pass of i
 Z. On blocks of pixels, each product is small enough for its inputs and output to stay in
 L1/L2 and OpenBLAS's small-matrix path: one thread, float32, median of 21 (Dec 3 2026, load
 ~4.6): forward 0.93 -> 0.40 ms, dW = A_prev^T dZ 0.95 -> 0.64, dA_prev = dZ W^T 0.64 ->
-0.36 (blocks of 128 to 4096 pixels within 0.05 ms of each other from 256). The filter
-gradient is summed over the blocks in float64 (a float32 sum over 384 blocks would lose
-digits).
+0.36 (blocks of 128 to 4096 pixels within 0.05 ms of each other from 256); the U-Net's head
+layer alternating with the single GEMMs (61 pairs, load 4-5.7) forward 10.9 -> 1.1 ms,
+backward 14.2 -> 2.0. A relu layer's backward takes it too: inception_small's 1x1 branches
+at 64x32x32, 16 -> 8 / 4 / 6, 1.57 / 0.95 / 1.28 -> 1.04 / 0.56 / 0.76 ms (61 pairs, load
+~4.8). The filter gradient is summed over the blocks in float64 (a float32 sum over 96
+blocks would lose digits).
 """
 
 from __future__ import annotations
