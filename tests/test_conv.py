@@ -110,6 +110,32 @@ def test_strided_1x1_takes_the_pointwise_path_and_matches_torch(shape, s, paddin
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("shape", [(2, 40, 33, 16), (1, 32, 64, 3)])
+def test_narrow_linear_1x1_on_many_pixels_matches_torch(shape):
+    """The U-Net's head in small: a linear 1x1 16 -> 10 conv over more pixels than
+    nn/activations.py's FOLD_FROM, so its bias gradient folds rows (2640 rows: a ragged
+    remainder after the folded 32s; 2048: none), against PyTorch."""
+    from dlcli.nn import activations
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    assert shape[0] * shape[1] * shape[2] >= activations.FOLD_FROM
+    x = np.random.default_rng(4).standard_normal(shape)
+    layer = built(Conv2D(10, 1, padding="same"), x.shape[1:])
+    layer.params["b"][:] = np.random.default_rng(5).standard_normal(10)
+    assert layer.pointwise
+    y, dy, dx = run(layer, x)
+    tx = nchw(torch, x)
+    tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.tensor(layer.params["b"]).requires_grad_(True)
+    ty = F.conv2d(tx, tW, tb)
+    close(y, nhwc(ty), 1e-9)
+    gx, gW, gb = oracle(torch, ty, dy, tx, tW, tb)
+    close(dx, gx.permute(0, 2, 3, 1), 1e-9)
+    close(layer.grads["W"], gW.permute(2, 3, 1, 0), 1e-9)
+    close(layer.grads["b"], gb, 1e-9)
+
+
+@pytest.mark.torch
 @pytest.mark.parametrize("examples_a_block,parallel", [(1, False), (2, True), (3, True)])
 @pytest.mark.parametrize("n,f,s,padding,n_C_prev", [(6, 3, 1, "same", 3), (7, 5, 1, "valid", 6),
                                                     (7, 3, 2, "same", 4), (6, 2, 1, 2, 8),

@@ -343,3 +343,105 @@ def test_localization_loss_is_the_notes_squared_error():
     assert loss.error(z, boxes) == 0.5
     z[0, 5:] = [0.9, 0.1, 0.1]  # wrong class
     assert loss.error(z, boxes) == 1.0
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_skip_concat_pool_takes_the_skip_gradient(monkeypatch, parallel):
+    """A max pool first in a skip_concat writes the skip's gradient as its dA_prev's start
+    (nn/conv.py MaxPool.addend, kernels/pool.py): the same numbers as the pool's own
+    gradient plus the skip's added after, and nothing left set on the pool."""
+    from dlcli.detect import layers as dlayers
+    from dlcli.kernels import pool as kpool
+    from dlcli.nn import conv as nconv
+    if parallel:
+        monkeypatch.setattr(nconv, "PARALLEL_MIN", 0)
+    taking, apart = built(unet_level(), (6, 4, 2)), built(unet_level(), (6, 4, 2))
+    for layer in (taking, apart):
+        for _, child in layer.children():
+            for p in child.params.values():
+                p[...] = np.random.default_rng(3).standard_normal(p.shape)
+    x = np.random.default_rng(1).standard_normal((3, 6, 4, 2))
+    dy = np.random.default_rng(2).standard_normal((3,) + taking.output_shape)
+    calls = []
+    real = kpool.maxpool_backward_parallel if parallel else kpool.maxpool_backward
+    monkeypatch.setattr(kpool, real.__name__, lambda *a: (calls.append(a[3].shape[0]), real(*a)))
+    taking.forward(x, True)
+    dx = taking.backward(dy)
+    assert calls == [3] and taking.children()[0][1].addend is None  # the pool took the skip's
+    monkeypatch.setattr(dlayers, "MaxPool", type("NotAPool", (), {}))
+    apart.forward(x, True)
+    close(dx, apart.backward(dy), 1e-15)
+    assert calls == [3, 0]  # the pool's own zeros, the skip's gradient added after
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_maxpool_backward_kernel_starts_at_the_addend(parallel):
+    """kernels/pool.py's backward with a strided addend (a concatenation's first channels)
+    equals numpy's scatter of dA at the maxima plus the addend."""
+    from dlcli.kernels import pool as kpool
+    rng = np.random.default_rng(5)
+    m, H, W, C = 3, 6, 8, 4
+    argmax = rng.integers(0, H * W, (m, H // 2, W // 2, C)).astype(np.int32)
+    dA = rng.standard_normal((m, H // 2, W // 2, C))
+    concat = rng.standard_normal((m, H, W, 2 * C))
+    addend = concat[..., :C]
+    want = addend.copy()
+    for i, h, w, k in np.ndindex(*dA.shape):
+        p = argmax[i, h, w, k]
+        want[i, p // W, p % W, k] += dA[i, h, w, k]
+    got = np.full((m, H, W, C), np.nan)
+    (kpool.maxpool_backward_parallel if parallel else kpool.maxpool_backward)(dA, argmax, got, addend)
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-15)
+
+
+def _recording_pool_scans(monkeypatch, parallel):
+    """kernels/pool.py's vector scan wrapped to record how many examples it copied into."""
+    from dlcli.kernels import pool as kpool
+    from dlcli.nn import conv as nconv
+    if parallel:
+        monkeypatch.setattr(nconv, "PARALLEL_MIN", 0)
+    calls = []
+    real = kpool.maxpool_forward_parallel if parallel else kpool.maxpool_forward
+    monkeypatch.setattr(kpool, real.__name__, lambda *a: (calls.append(a[7].shape[0]), real(*a)))
+    return calls
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_skip_concat_pool_copies_the_skip(monkeypatch, parallel):
+    """A max pool first in a skip_concat copies its input into the concatenation as it scans
+    it (MaxPool.copy_into, kernels/pool.py): the level's output as when copied after."""
+    from dlcli.detect import layers as dlayers
+
+    def level():
+        return built(SkipConcat([{"type": "maxpool", "size": 2},
+                                 {"type": "conv2d", "filters": 3, "size": 3, "padding": "same"},
+                                 {"type": "conv2d_transpose", "filters": 2, "size": 3,
+                                  "stride": 2, "padding": "same"}]), (6, 8, 8))
+    taking, apart = level(), level()
+    for layer in (taking, apart):
+        for _, child in layer.children():
+            for p in child.params.values():
+                p[...] = np.random.default_rng(3).standard_normal(p.shape)
+    x = np.random.default_rng(1).standard_normal((3, 6, 8, 8))
+    calls = _recording_pool_scans(monkeypatch, parallel)
+    y = taking.forward(x, True).copy()
+    assert calls == [3] and taking.children()[0][1].copy_into is None
+    monkeypatch.setattr(dlayers, "MaxPool", type("NotAPool", (), {}))
+    close(apart.forward(x, True), y, 0)
+    assert calls == [3, 0]
+    close(y[..., :8], x, 0)
+
+
+@pytest.mark.parametrize("shape,pool", [((7, 8, 8), {"size": 2}), ((6, 8, 8), {"size": 3, "stride": 2}),
+                                        ((7, 8, 8), {"size": 2, "padding": "same"}),
+                                        ((6, 8, 3), {"size": 2})])
+def test_pool_copies_only_where_its_windows_tile_the_input(monkeypatch, shape, pool):
+    """An odd height (a row no window reads, or a padded one), overlapping windows, narrow
+    channels (the other scan): the copy is left to the skip_concat (copy_into stays set)."""
+    layer = built(MaxPool(**pool), shape)
+    calls = _recording_pool_scans(monkeypatch, False)
+    into = np.zeros((3,) + shape[:2] + (2 * shape[2],))
+    layer.copy_into = into
+    layer.forward(np.random.default_rng(1).standard_normal((3,) + shape), True)
+    assert layer.copy_into is into and not into.any()
+    assert calls in ([0], [])  # [] : the narrow scan

@@ -408,6 +408,27 @@ def test_big_arrays_take_the_parallel_kernels_with_the_same_numbers(monkeypatch)
     np.testing.assert_allclose(db[:, 0], dz.sum(axis=0), rtol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["linear", "softmax"])
+@pytest.mark.parametrize("rows,width", [(1024, 10), (98304 + 7, 10), (4096 + 31, 3), (1023, 10),
+                                        (2048, 64)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bias_gradient_of_narrow_rows_folds_to_numpy_sums(name, rows, width, dtype):
+    """The bias gradient over many narrow rows (nn/activations.py's _column_sums folds FOLD rows
+    into one first; too few rows, wide rows: numpy's sums as they are) equals float64 sums."""
+    import dlcli.nn.activations as acts
+    z = randn(rows, width, seed=6).astype(dtype)
+    a = forward(name, z)
+    da = randn(rows, width, seed=7).astype(dtype)
+    db = np.full(width, 99, dtype=dtype)
+    dz = backward(name, da, a, db=db)
+    folds = rows >= acts.FOLD_FROM and width < acts.FOLD_BELOW
+    assert folds == ((rows, width) not in ((1023, 10), (2048, 64)))
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    want = dz.astype(np.float64).sum(axis=0)
+    np.testing.assert_allclose(db, want, rtol=tol, atol=tol * np.abs(dz).sum(axis=0).max())
+    assert db.dtype == dtype
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sigmoid_is_finite_and_quiet_at_1000(dtype):
     with warnings.catch_warnings():

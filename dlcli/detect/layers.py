@@ -6,6 +6,7 @@ import numpy as np
 
 from ..nn import register
 from ..nn.base import Scratch
+from ..nn.conv import MaxPool
 from ..nn.conv_blocks import Branches
 from ..nn.conv_blocks import _run, _run_back
 from ..nn.conv_transpose import Conv2DTranspose
@@ -54,28 +55,48 @@ class SkipConcat(Branches):
         out = self.scratch.get("A", shape, dtype, training)
         n_C = self.input_shape[-1]
         last.into = (out, n_C)
+        first = self.paths[1][0]
+        pool = first if training and isinstance(first, MaxPool) else None
+        if pool is not None:  # it copies the skip into out as it reads it (MaxPool.copy_into)
+            pool.copy_into = out
         try:
             _run(self.paths[1], A_prev, training)
+            copied = pool is not None and pool.copy_into is None
         finally:
             last.into = None
-        out[..., :n_C] = A_prev
+            if pool is not None:
+                pool.copy_into = None
+        if not copied:
+            out[..., :n_C] = A_prev
         return out
 
     def backward(self, dA):
         """The skip's gradient added into the layers' input gradient in place: one pass over
-        the skip's channels, where branches' split-and-sum copied them three times. A fusing
-        last layer reads its gradient from dA's channels (no copy of them)."""
+        the skip's channels, where branches' split-and-sum copied them three times; or, with
+        a max pool first (the U-Net's levels), written by the pool's backward as its dA_prev's
+        start (nn/conv.py MaxPool.addend: no pass of its own). A fusing last layer reads its
+        gradient from dA's channels (no copy of them)."""
         n_C = self.input_shape[-1]
         last = self._fused()
-        if last is None:
-            dA_prev = _run_back(self.paths[1], np.ascontiguousarray(dA[..., n_C:]))
-        else:
-            dA = np.ascontiguousarray(dA, dtype=last.params["W"].dtype)
-            last.grad_at = (dA, n_C)
-            try:
-                dA_prev = _run_back(self.paths[1], dA[..., n_C:])
-            finally:
-                last.grad_at = None
+        first = self.paths[1][0] if self.paths[1] else None
+        pool = first if isinstance(first, MaxPool) else None
+        if pool is not None:
+            pool.addend = dA[..., :n_C]
+        try:
+            if last is None:
+                dA_prev = _run_back(self.paths[1], np.ascontiguousarray(dA[..., n_C:]))
+            else:
+                dA = np.ascontiguousarray(dA, dtype=last.params["W"].dtype)
+                last.grad_at = (dA, n_C)
+                try:
+                    dA_prev = _run_back(self.paths[1], dA[..., n_C:])
+                finally:
+                    last.grad_at = None
+            if pool is not None and pool.addend is None:  # the pool took it
+                return dA_prev
+        finally:
+            if pool is not None:
+                pool.addend = None
         if dA_prev.flags.writeable and dA_prev.flags.c_contiguous:
             return np.add(dA_prev, dA[..., :n_C], out=dA_prev)
         return dA_prev + dA[..., :n_C]

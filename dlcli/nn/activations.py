@@ -55,6 +55,28 @@ def _rows(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-1])
 
 
+# A bias gradient over many narrow rows (the U-Net's 16 -> 10 head: 98304 rows of 10) folds
+# FOLD rows into one before numpy's column sums: numpy adds a C-contiguous array over axis 0
+# a row at a time, and rows of 10 values cost it as much as rows of 320. (98304, 10) float32,
+# one thread, median of 31 (Dec 3 2026, load 2.3): 1.50 ms as it is, 0.19 folded (einsum
+# 0.32, a GEMV by ones 0.30). Folding changes only the order of the additions.
+FOLD = 32
+FOLD_BELOW = 64  # row widths folded
+FOLD_FROM = 1024  # rows from which folding pays
+
+
+def _column_sums(x2: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = x2's sums over its rows (axis 0)."""
+    n, width = x2.shape
+    head = n - n % FOLD
+    if width >= FOLD_BELOW or n < FOLD_FROM or not x2.flags.c_contiguous:
+        return x2.sum(axis=0, out=out)
+    x2[:head].reshape(head // FOLD, FOLD * width).sum(axis=0).reshape(FOLD, width).sum(axis=0, out=out)
+    if head < n:
+        out += x2[head:].sum(axis=0)
+    return out
+
+
 def forward(name: str, z: np.ndarray, b: np.ndarray | None = None,
             out: np.ndarray | None = None) -> np.ndarray:
     """a = g(z + b), b (any shape holding z.shape[-1] values) added along the last axis.
@@ -88,7 +110,7 @@ def backward(name: str, da: np.ndarray, a: np.ndarray, out: np.ndarray | None = 
     n = a.shape[-1]
     if name == "linear":  # dz is da itself: no pass beyond db's sums
         if db is not None:
-            _rows(da).sum(axis=0, out=db.reshape(n))
+            _column_sums(_rows(da), db.reshape(n))
         return da
     if out is None:
         out = np.empty(a.shape, dtype=a.dtype)
@@ -97,7 +119,7 @@ def backward(name: str, da: np.ndarray, a: np.ndarray, out: np.ndarray | None = 
         np.multiply(da, a, out=out)
         out -= a * out.sum(axis=-1, keepdims=True)
         if db is not None:
-            _rows(out).sum(axis=0, out=db.reshape(n))
+            _column_sums(_rows(out), db.reshape(n))
         return out
     sums = np.empty(n, dtype=a.dtype) if db is None else db.reshape(n)
     kernel = k.activation_backward_parallel if a.size >= k.PARALLEL_MIN else k.activation_backward

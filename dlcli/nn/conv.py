@@ -4,7 +4,8 @@ hold layers, are in nn/conv_blocks.py; conv2d_transpose in nn/conv_transpose.py)
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
 parameters, caches and the wiring of nested layers. A conv2d picks its path when built:
 direct kernels (few input channels, stride 1, nn/conv_direct.py, with a 2x2 max pool after
-them fused in), plain GEMMs on the input (1x1 unpadded, nn/conv_pointwise.py), Winograd
+them fused in), plain GEMMs on the input (1x1 unpadded, nn/conv_pointwise.py; on blocks of
+pixels when narrow and large, nn/conv_narrow.py), Winograd
 F(2x2, 3x3) (3x3 stride 1 with many channels, nn/conv_winograd.py; few filters on a large
 image split its backward, nn/conv_split.py), or else im2col + GEMM: in blocks of a few
 examples from 3 input channels (nn/conv_patches.py, a 2x2 max pool after it fused in),
@@ -18,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations, register
-from . import conv_direct, conv_patches, conv_pointwise, conv_split, conv_winograd
+from . import conv_direct, conv_narrow, conv_patches, conv_pointwise, conv_split, conv_winograd
 from .base import Layer, NoGemm, Scratch, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
@@ -249,6 +250,8 @@ class Conv2D(_Weighted):
         shape = (m, self.n_H, self.n_W, self.n_C)
         Z = (conv_winograd.buffer(self, "Z", shape, A_prev.dtype) if self.winograd and training
              else np.empty(shape, dtype=A_prev.dtype))
+        if self.activation == "linear" and conv_narrow.applies(self, m * hw):
+            return conv_narrow.forward(self, A_prev, Z, training)
         if self.pointwise or self.winograd:
             if self.pointwise:
                 conv_pointwise.forward(self, A_prev, Z)
@@ -294,6 +297,8 @@ class Conv2D(_Weighted):
             dZ = np.ascontiguousarray(self._dZ(dA, out))
             self.cache = None
             if cols is POINTWISE:
+                if conv_narrow.applies(self, dZ.size // self.n_C):
+                    return conv_narrow.backward(self, shape, dZ)
                 return conv_pointwise.backward(self, shape, dZ)
             if cols is PATCHES:
                 return conv_patches.backward(self, shape, dZ)
@@ -401,6 +406,12 @@ class _Pool(NoGemm, _Windowed):
 @register("maxpool")
 class MaxPool(_Pool):
     fused = False  # set by the Conv2D before it that runs this pass in its own (fuse_next)
+    # an array of the input's shape to add into the next backward's dA_prev, set by a
+    # skip_concat (its gradient of the skip); left in place when this pool does not take it
+    addend = None
+    # (m, n_H_prev, n_W_prev, ld) to copy the input into (its first channels) in the next
+    # training forward, set by a skip_concat (its concatenation); left when not taken
+    copy_into = None
 
     def build(self, input_shape, ctx):
         self.fused = False  # a model built again decides again
@@ -417,9 +428,22 @@ class MaxPool(_Pool):
                 A_prev, self.f, self.stride, self.pad_top, self.pad_left, A)
             return A
         argmax = np.empty(A.shape, dtype=np.int32)
-        scan = "maxpool_forward" if A.shape[3] >= kpool.VECTOR_CHANNELS else "maxpool_forward_narrow"
-        kernel(kpool, scan, A_prev.size * MAXPOOL_WORK)(
-            A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax)
+        if A.shape[3] < kpool.VECTOR_CHANNELS:
+            kernel(kpool, "maxpool_forward_narrow", A_prev.size * MAXPOOL_WORK)(
+                A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax)
+        else:
+            into = self.copy_into
+            # only where the windows visit every input cell once
+            tiles = (self.f == self.stride and self.pad_top == self.pad_left == 0
+                     and A_prev.shape[1] == A.shape[1] * self.f
+                     and A_prev.shape[2] == A.shape[2] * self.f)
+            if (tiles and into is not None and into.shape[:3] == A_prev.shape[:3]
+                    and into.dtype == A_prev.dtype and into.flags.c_contiguous):
+                self.copy_into = None  # taken
+            else:
+                into = np.empty((0, 1, 1, 1), dtype=A_prev.dtype)
+            kernel(kpool, "maxpool_forward", A_prev.size * MAXPOOL_WORK)(
+                A_prev, self.f, self.stride, self.pad_top, self.pad_left, A, argmax, into)
         self.cache = (A_prev.shape, argmax)
         return A
 
@@ -429,7 +453,12 @@ class MaxPool(_Pool):
             return dA
         shape, argmax = self.cache
         dA_prev = np.empty(shape, dtype=dA.dtype)
-        kernel(kpool, "maxpool_backward", dA_prev.size * MAXPOOL_WORK)(np.ascontiguousarray(dA), argmax, dA_prev)
+        addend, none = self.addend, np.empty((0, 1, 1, 1), dtype=dA.dtype)
+        takes = addend is not None and addend.shape == shape and addend.dtype == dA.dtype
+        if takes:
+            self.addend = None  # taken: the skip_concat adds nothing after
+        kernel(kpool, "maxpool_backward", dA_prev.size * MAXPOOL_WORK)(
+            np.ascontiguousarray(dA), argmax, dA_prev, addend if takes else none)
         self.cache = None
         return dA_prev
 

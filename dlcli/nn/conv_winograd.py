@@ -144,7 +144,7 @@ def backward(layer, A_prev, dZ, chunk_elements):
     both from one pass in Winograd's domain (kernels/winograd_grad.py). An array left in
     layer.winograd_buffers["addend"] (`takes_addend`: a residual block's shortcut gradient,
     nn/conv_blocks.py) is added to dA_prev in the same pass, and taken out."""
-    from ..kernels import winograd as k2, winograd_grad as k2g
+    from ..kernels import winograd as k2, winograd_grad as k2g, winograd_filters as k2f
     kw, kg, elements = _kernels(layer)
     m, n_H, n_W, K = dZ.shape
     C = layer.n_C_prev
@@ -153,19 +153,23 @@ def backward(layer, A_prev, dZ, chunk_elements):
     addend = layer.winograd_buffers.pop("addend", None)
     if addend is None or not input_grad:
         addend = np.empty((0, 1, 1, 1), dtype=dZ.dtype)
-    UT = k2g.transposed(_transformed(layer.params["W"], kw))
+    if kw is k2:  # U^T as the transform of W transposed: no copy of U (kernels/winograd_filters.py)
+        UT = _transformed(np.ascontiguousarray(layer.params["W"].transpose(0, 1, 3, 2)), kw)
+    else:
+        UT = k2g.transposed(_transformed(layer.params["W"], kw))
     dA_prev = (buffer(layer, "dA_prev", A_prev.shape, dZ.dtype) if input_grad
                else np.empty((1, 1, 1, 1), dtype=dZ.dtype))
     if dZ.size * 9 * C < k2.PARALLEL_MIN or m == 1:
         dU = np.empty((1, kw.P, C, K), dtype=dZ.dtype)
         kg.backward_blocks(A_prev, dZ, UT, layer.pad_top, layer.pad_left, examples, rows, dU,
                            dA_prev, input_grad, addend)
-        dU = dU[0]
     else:  # a run of whole examples a thread: an example's input-gradient tiles overlap
         dU = np.empty((k2.parts(m), kw.P, C, K), dtype=dZ.dtype)
         with k2.one_blas_thread():
             kg.backward_blocks_parallel(A_prev, dZ, UT, layer.pad_top, layer.pad_left,
                                         examples, rows, dU, dA_prev, input_grad, addend)
-        dU = dU.sum(axis=0)
-    kg.filter_grad_transform(dU, layer.grads["W"])
+    if kw is k2:
+        k2f.filter_grad_parts(dU, layer.grads["W"])  # the runs' dU summed as it transforms them
+    else:
+        kg.filter_grad_transform(dU.sum(axis=0), layer.grads["W"])
     return dA_prev if input_grad else None
