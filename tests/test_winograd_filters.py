@@ -34,10 +34,10 @@ def test_filter_grad_parts_is_the_transform_of_the_summed_parts(parts, C, K, dty
 def test_transposed_filter_as_the_transform_of_w_transposed():
     """The backward's U^T, made as the transform of W with its channels swapped, is U with
     each position transposed."""
-    from dlcli.kernels import winograd_grad as kg
+    from dlcli.kernels import winograd as kw, winograd_grad as kg
     W = np.random.default_rng(0).standard_normal((3, 3, 5, 7))
-    U = conv_winograd._transformed(W)
-    np.testing.assert_array_equal(conv_winograd._transformed(np.ascontiguousarray(W.transpose(0, 1, 3, 2))),
+    U = conv_winograd._transformed(W, kw)
+    np.testing.assert_array_equal(conv_winograd._transformed(np.ascontiguousarray(W.transpose(0, 1, 3, 2)), kw),
                                   kg.transposed(U))
 
 
