@@ -387,9 +387,11 @@ def test_shell_completion_is_offered():
     assert "--install-completion" in invoke("--help").stdout
     import subprocess
     import sys
-    done = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'dlcli'; "
-                           "from dlcli.cli import main; main()", "--show-completion", "bash"],
-                          capture_output=True, text=True)
+    # Typer names the shell from the process's ancestors, not from an argument: under a bash
+    # that does not exec it away (a second command), as from a terminal, whoever started pytest.
+    script = ('"$0" -c "import sys; sys.argv[0] = \'dlcli\'; from dlcli.cli import main; main()" '
+              '--show-completion; status=$?; exit $status')
+    done = subprocess.run(["bash", "-c", script, sys.executable], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "_dlcli_completion" in done.stdout and "complete " in done.stdout
 
