@@ -51,6 +51,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from .winograd import _input_tiles, out_scratch, position_stride, row_scratch
+from .winograd_filters import filter_grad_parts
 
 
 @njit(inline="always")
@@ -313,23 +314,9 @@ def transposed(U):
     return np.ascontiguousarray(U.transpose(0, 2, 1))
 
 
-@njit(cache=True)
 def filter_grad_transform(dU, dW):
     """dW[:, :, c, n] = G^T dU[:, c, n] G (3x3 from the 4x4 dU), G = [[1, 0, 0], [1/2, 1/2,
-    1/2], [1/2, -1/2, 1/2], [0, 0, 1]]: the gradient through U = G g G^T."""
-    _, C, K = dU.shape
-    t = np.empty((3, 4, K), dtype=dW.dtype)
-    for c in range(C):
-        for b in range(4):  # G^T dU down the columns
-            for n in range(K):
-                u0, u1 = dU[b, c, n], dU[4 + b, c, n]
-                u2, u3 = dU[8 + b, c, n], dU[12 + b, c, n]
-                t[0, b, n] = u0 + 0.5 * (u1 + u2)
-                t[1, b, n] = 0.5 * (u1 - u2)
-                t[2, b, n] = 0.5 * (u1 + u2) + u3
-        for a in range(3):  # then (G^T dU) G along the rows
-            for n in range(K):
-                u0, u1, u2, u3 = t[a, 0, n], t[a, 1, n], t[a, 2, n], t[a, 3, n]
-                dW[a, 0, c, n] = u0 + 0.5 * (u1 + u2)
-                dW[a, 1, c, n] = 0.5 * (u1 - u2)
-                dW[a, 2, c, n] = 0.5 * (u1 + u2) + u3
+    1/2], [1/2, -1/2, 1/2], [0, 0, 1]]: the gradient through U = G g G^T. One part of
+    kernels/winograd_filters.py's `filter_grad_parts`, which the layers call with their
+    threads' parts."""
+    filter_grad_parts(np.ascontiguousarray(dU).reshape((1,) + dU.shape), dW)
