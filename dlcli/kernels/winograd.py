@@ -65,8 +65,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from .batchnorm import moments as batch_moments, moments_add
+from .batchnorm import moments as batch_moments
 from .threads import one_blas_thread  # noqa: F401  (BLAS on one thread around the parallel drivers)
+from .winograd_tiles import scatter_tile_row
 
 P = 16  # tile positions (kernels/winograd4.py's F(4x4, 3x3) has 36)
 
@@ -183,9 +184,7 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, Z, acc):
     example of 32x32x32, one thread; these 9.6-9.9. A non-empty acc takes each output row's
     moments for the batch norm after the conv while the row is in cache
     (kernels/batchnorm.py `moments_add`)."""
-    _, n_H, n_W, K = Z.shape
-    z = Z.reshape(-1)
-    N = tiles_W * K
+    N = tiles_W * Z.shape[3]
     # offsets all uint64: an int64 times a uint64 is a float64 in Numba
     q1, q2, q3 = uint64(ps), uint64(2 * ps), uint64(3 * ps)
     n1, n2, n3 = uint64(N), uint64(2 * N), uint64(3 * N)
@@ -208,21 +207,7 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, Z, acc):
             y[u + n1] = t01 + t11 + t21
             y[u + n2] = t10 - t20 - t30
             y[u + n3] = t11 - t21 - t31
-        for r in range(2):
-            h = 2 * th + r
-            if h >= n_H:
-                continue
-            for tw in range(tiles_W):
-                for j in range(2):
-                    w = 2 * tw + j
-                    if w >= n_W:
-                        continue
-                    z0 = uint64(((i * n_H + h) * n_W + w) * K)
-                    y0 = uint64((2 * r + j) * N + tw * K)
-                    for n in range(K):
-                        z[z0 + uint64(n)] = y[y0 + uint64(n)]
-            if acc.shape[1] > 0:
-                moments_add(z, uint64((i * n_H + h) * n_W * K), n_W * K, K, acc)
+        scatter_tile_row(i, th, 2, y, tiles_W, Z, acc)
 
 
 @njit(inline="always")

@@ -37,9 +37,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from .batchnorm import moments as batch_moments, moments_add
+from .batchnorm import moments as batch_moments
 from .threads import one_blas_thread
 from .winograd import PARALLEL_MIN, position_stride
+from .winograd_tiles import scatter_tile_row
 
 P = 36  # tile positions
 
@@ -195,9 +196,7 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, o, Z, acc):
     y[(4 a + j) N ..] (output column j), then down the rows into o[(4 r + j) N ..]
     (output row r), then a run of K a pixel into Z; a non-empty acc takes each output
     row's moments for the batch norm after the conv (kernels/batchnorm.py)."""
-    _, n_H, n_W, K = Z.shape
-    z = Z.reshape(-1)
-    N = tiles_W * K
+    N = tiles_W * Z.shape[3]
     q1, q2, q3 = uint64(ps), uint64(2 * ps), uint64(3 * ps)
     q4, q5 = uint64(4 * ps), uint64(5 * ps)
     uN = uint64(N)
@@ -239,21 +238,7 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, o, Z, acc):
                 u = c0 + uint64(x)
                 o[u + n12] = (y[u + n4] - y[u + n8] + c8 * (y[u + n12] - y[u + n16])
                                   + y[u + n20])
-        for r in range(4):
-            h = 4 * th + r
-            if h >= n_H:
-                continue
-            for tw in range(tiles_W):
-                for j in range(4):
-                    w = 4 * tw + j
-                    if w >= n_W:
-                        continue
-                    z0 = uint64(((i * n_H + h) * n_W + w) * K)
-                    y0 = uint64((4 * r + j) * N + tw * K)
-                    for n in range(K):
-                        z[z0 + uint64(n)] = o[y0 + uint64(n)]
-            if acc.shape[1] > 0:
-                moments_add(z, uint64((i * n_H + h) * n_W * K), n_W * K, K, acc)
+        scatter_tile_row(i, th, 4, o, tiles_W, Z, acc)
 
 
 @njit(inline="always")

@@ -52,6 +52,7 @@ from numba import njit, prange, uint64
 
 from .winograd import _input_tiles, out_scratch, position_stride, row_scratch
 from .winograd_filters import filter_grad_parts
+from .winograd_tiles import gather_tile_row
 
 
 @njit(inline="always")
@@ -63,24 +64,10 @@ def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, y, dm):
     tiles_W K + tw K + n, so that each position of the tile row is one loop of tiles_W K
     values; per tile, loops over K (32) took 21-23 us an example of 32x32x32, one thread,
     these 14-15."""
-    _, n_H, n_W, K = dZ.shape
-    z = dZ.reshape(-1)
-    N = tiles_W * K
+    N = tiles_W * dZ.shape[3]
     n1, n2, n3 = uint64(N), uint64(2 * N), uint64(3 * N)  # uint64 all: int64 * uint64 is float64
     for th in range(th0, th1):
-        for r in range(2):
-            h = 2 * th + r
-            for tw in range(tiles_W):
-                for j in range(2):
-                    w = 2 * tw + j
-                    y0 = uint64((2 * r + j) * N + tw * K)
-                    if h < n_H and w < n_W:
-                        z0 = uint64(((i * n_H + h) * n_W + w) * K)
-                        for n in range(K):
-                            y[y0 + uint64(n)] = z[z0 + uint64(n)]
-                    else:
-                        for n in range(K):
-                            y[y0 + uint64(n)] = 0.0
+        gather_tile_row(i, th, 2, dZ, tiles_W, y)
         # A dY down the columns, A = [[1, 0], [1, 1], [1, -1], [0, -1]]: dY = [[p, q], [r, s]]
         # gives the rows (p, q), (p + r, q + s), (p - r, q - s), (-r, -s); then each row
         # (x0, x1) along: x0, x0 + x1, x0 - x1, -x1, positions 4 a .. 4 a + 3

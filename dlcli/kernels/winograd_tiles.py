@@ -1,0 +1,63 @@
+"""The moves between an NHWC image and a tile row's scratch that Winograd F(2x2, 3x3)
+(kernels/winograd.py, kernels/winograd_grad.py) and F(4x4, 3x3) (kernels/winograd4.py,
+kernels/winograd4_grad.py) share, the tile side (2 or 4) a constant of the caller.
+
+The scratch layout: a tile row's output row r (0..side-1) and column j of tile tw, channel n,
+at (side r + j) N + tw K + n, N = tiles_W K; each tile position of the row is then one loop
+over N values in the transforms. Inlined into each caller (`inline="always"`), where the side
+is a literal: LLVM folds it, the copies keep their runs of K contiguous values. Numba's cache
+does not see edits here from its callers' cache entries: clear the cache after changing this.
+"""
+
+from __future__ import annotations
+
+from numba import njit, uint64
+
+from .batchnorm import moments_add
+
+
+@njit(inline="always")
+def scatter_tile_row(i, th, side, o, tiles_W, Z, acc):
+    """Z[i]'s output rows of tile row th from the scratch o (rows and columns past Z's edge,
+    a cropped last tile, dropped); a non-empty acc takes each output row's moments for a
+    batch norm after the conv while the row is in cache (kernels/batchnorm.py `moments_add`)."""
+    _, n_H, n_W, K = Z.shape
+    z = Z.reshape(-1)
+    N = tiles_W * K
+    for r in range(side):
+        h = side * th + r
+        if h >= n_H:
+            continue
+        for tw in range(tiles_W):
+            for j in range(side):
+                w = side * tw + j
+                if w >= n_W:
+                    continue
+                z0 = uint64(((i * n_H + h) * n_W + w) * K)
+                y0 = uint64((side * r + j) * N + tw * K)
+                for n in range(K):
+                    z[z0 + uint64(n)] = o[y0 + uint64(n)]
+        if acc.shape[1] > 0:
+            moments_add(z, uint64((i * n_H + h) * n_W * K), n_W * K, K, acc)
+
+
+@njit(inline="always")
+def gather_tile_row(i, th, side, dZ, tiles_W, y):
+    """The scratch y from dZ[i]'s output rows of tile row th; outputs past dZ's edge (a cropped
+    last tile) count as 0."""
+    _, n_H, n_W, K = dZ.shape
+    z = dZ.reshape(-1)
+    N = tiles_W * K
+    for r in range(side):
+        h = side * th + r
+        for tw in range(tiles_W):
+            for j in range(side):
+                w = side * tw + j
+                y0 = uint64((side * r + j) * N + tw * K)
+                if h < n_H and w < n_W:
+                    z0 = uint64(((i * n_H + h) * n_W + w) * K)
+                    for n in range(K):
+                        y[y0 + uint64(n)] = z[z0 + uint64(n)]
+                else:
+                    for n in range(K):
+                        y[y0 + uint64(n)] = 0.0
