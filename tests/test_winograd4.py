@@ -17,6 +17,7 @@ SHAPES = [(2, 7, 5, 3, 4, 1, 7, 5),      # same, odd sizes: cropped last tiles
           (4, 4, 6, 3, 2, 3, 8, 10),     # padding 3: whole tiles over the padding
           (2, 4, 4, 5, 2, -1, 2, 2),     # a negative pad: the input cropped
           (2, 12, 9, 3, 2, 1, 12, 9),    # several tile rows, a cropped last column
+          (1, 22, 5, 2, 3, 1, 22, 5),    # 6 tile rows: the input rows' ring (6 slots) twice round
           (1, 1, 1, 1, 1, 1, 1, 1)]
 
 

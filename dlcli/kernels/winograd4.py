@@ -91,19 +91,21 @@ def _constants(like, a, b, c):
 
 @njit(inline="always")
 def row_scratch(tiles_W, C, dtype):
-    """Scratch of `input_tiles` (and kernels/winograd4_grad.py's scatter): (2, 6, 4,
-    (tiles_W + 1) C), window rows in column-phase layout."""
+    """Scratch of `input_tiles`: (2, 6, 4, (tiles_W + 1) C), window rows in column-phase
+    layout."""
     return np.empty((2, 6, 4, (tiles_W + 1) * C), dtype=dtype)
 
 
 @njit(inline="always")
 def input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, ps, D, v):
     """Example i's tiles of tile rows th0:th1 into the flat v: position k (0..35) of tile
-    t = (th - th0) tiles_W + tw, channel c, at k ps + t C + c. D[0, a, j] holds window row
-    a's input columns 4 t' - pad_left + j (t' = 0..tiles_W, a run of C each, 0 outside);
-    D[1, b] its B^T combinations down the rows. Tile tw's window columns 0..3 are then the
-    phases 0..3 at t' = tw, its 4 and 5 the phases 0, 1 at tw + 1: each position of a tile
-    row is one loop of tiles_W C values."""
+    t = (th - th0) tiles_W + tw, channel c, at k ps + t C + c. D[0] is a ring of 6 input
+    rows (row r + pad_top in slot (r + pad_top) mod 6), D[0, slot, j] the row's columns
+    4 t' - pad_left + j (t' = 0..tiles_W, a run of C each, 0 outside); D[1, b] the window's
+    B^T combinations down the rows. A tile row's window rows 0, 1 are the last one's 4, 5,
+    still in the ring: 4 rows copied a tile row, not 6. Tile tw's window columns 0..3 are
+    then the phases 0..3 at t' = tw, its 4 and 5 the phases 0, 1 at tw + 1: each position of
+    a tile row is one loop of tiles_W C values."""
     _, n_H_prev, n_W_prev, C = A_prev.shape
     src = A_prev.reshape(-1)
     L, N = (tiles_W + 1) * C, tiles_W * C
@@ -111,9 +113,9 @@ def input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, ps, D, v):
     uC = uint64(C)
     c4, c5, c2 = _constants(D, 4.0, 5.0, 2.0)
     for th in range(th0, th1):
-        for a in range(6):
+        for a in range(0 if th == th0 else 2, 6):
             r = 4 * th + a - pad_top
-            w0 = uint64(a * 4 * L)  # D[0, a, 0]
+            w0 = uint64((4 * th + a) % 6 * 4 * L)  # D[0, slot, 0]
             if r < 0 or r >= n_H_prev:
                 for x in range(4 * L):
                     Df[w0 + uint64(x)] = 0.0
@@ -141,16 +143,31 @@ def input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, ps, D, v):
                                 Df[oj + uint64(c)] = 0.0
         # B^T d down the window's rows, B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0],
         # [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
-        for j in range(4):
-            for x in range(L):
-                d0, d1, d2 = D[0, 0, j, x], D[0, 1, j, x], D[0, 2, j, x]
-                d3, d4, d5 = D[0, 3, j, x], D[0, 4, j, x], D[0, 5, j, x]
-                D[1, 0, j, x] = c4 * d0 - c5 * d2 + d4
-                D[1, 1, j, x] = d3 + d4 - c4 * (d1 + d2)
-                D[1, 2, j, x] = c4 * (d1 - d2) + d4 - d3
-                D[1, 3, j, x] = c2 * (d3 - d1) + d4 - d2
-                D[1, 4, j, x] = c2 * (d1 - d3) + d4 - d2
-                D[1, 5, j, x] = c4 * d1 - c5 * d3 + d5
+        # (the ring's slots in the flat Df; the four phases of a row one run of 4 L values,
+        # one store stream a loop)
+        R = 4 * L
+        r0, r1, r2 = uint64((4 * th) % 6 * R), uint64((4 * th + 1) % 6 * R), uint64((4 * th + 2) % 6 * R)
+        r3, r4, r5 = uint64((4 * th + 3) % 6 * R), uint64((4 * th + 4) % 6 * R), uint64((4 * th + 5) % 6 * R)
+        h = uint64(6 * R)  # D[1, 0] in the flat Df
+        uR = uint64(R)
+        for x in range(R):
+            u = uint64(x)
+            Df[h + u] = c4 * Df[r0 + u] - c5 * Df[r2 + u] + Df[r4 + u]
+        for x in range(R):
+            u = uint64(x)
+            Df[h + uR + u] = Df[r3 + u] + Df[r4 + u] - c4 * (Df[r1 + u] + Df[r2 + u])
+        for x in range(R):
+            u = uint64(x)
+            Df[h + uint64(2 * R) + u] = c4 * (Df[r1 + u] - Df[r2 + u]) + Df[r4 + u] - Df[r3 + u]
+        for x in range(R):
+            u = uint64(x)
+            Df[h + uint64(3 * R) + u] = c2 * (Df[r3 + u] - Df[r1 + u]) + Df[r4 + u] - Df[r2 + u]
+        for x in range(R):
+            u = uint64(x)
+            Df[h + uint64(4 * R) + u] = c2 * (Df[r1 + u] - Df[r3 + u]) + Df[r4 + u] - Df[r2 + u]
+        for x in range(R):
+            u = uint64(x)
+            Df[h + uint64(5 * R) + u] = c4 * Df[r1 + u] - c5 * Df[r3 + u] + Df[r5 + u]
         # then (B^T d) B along the columns: positions 6 b .. 6 b + 5 of the tile row
         base = uint64((th - th0) * N)
         for b in range(6):
@@ -289,8 +306,12 @@ def convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, pa
         _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc)
 
 
-# Transformed values (V or M) a block holds, as kernels/winograd.py's BLOCK_ELEMENTS
-BLOCK_ELEMENTS = 1 << 17
+# Transformed values (V or M) a block holds, as kernels/winograd.py's BLOCK_ELEMENTS: 3 << 16
+# holds two examples of resnet_small's 32x32x32 (its V, M and U 1.3 MB of float32, in a
+# core's 2 MB L2), 1 << 17 one. 64x32x32x32 -> 32 (2 threads, interleaved, median of 41, load
+# 0.8): backward 4.92 -> 4.64 ms (the dU GEMMs' inner dimension 64 -> 128 tiles, half the
+# dU parts added), forward 3.00 -> 2.97; three examples 4.78 / 3.26, five 5.13 / 3.35.
+BLOCK_ELEMENTS = 3 << 16
 
 
 def blocks(m, n_H, n_W, C, K, block_elements):
