@@ -30,6 +30,17 @@ alternating in one process (Dec 3 2026, load ~1): its four 3x3x32 convs on F(4x4
 98.7 ms; with its stem too (nn/conv_winograd.py FOUR_STEM_CHANNELS), against the direct stem
 and F(2x2), 115.4 -> 100.0 ms. benchmarks/cnn.py --only resnet64: main 0.94x (617 against
 PyTorch's 650 ex/s, load 1.6), this 1.09x and 1.06x (689 / 632, 679 / 642, load 1.2-1.6).
+Then (Dec 4 2026, s10-resnet, interleaved with the kernels before in one process): the input
+rows in a ring (a tile row's window rows 0, 1 are the last one's 4, 5: 4 rows copied, not 6)
+and the B^T loops one store stream each on the flat ring, 18.1 -> 15.9 us an example (one
+thread, median of 41, load 2.0; a 4-D D[1, b, j, x] store loop with ring slots took 24);
+blocks of two examples (BLOCK_ELEMENTS), backward 4.92 -> 4.64 ms. Pieces of one example
+then (one thread, load ~1): input transform 16-19 us, the 36 GEMMs 29-32, output transform
+14-15 + 4 for the batch norm's moments (kernels/winograd_tiles.py); backward dM 15, the 72
+GEMMs 55-57, the dA_prev scatter 21. The GEMMs run at ~150-170 GFLOP/s. Tried and dropped:
+the output transform's last step straight into Z (no scratch o): no faster (16.1 / 16.2 us);
+the input copies one store stream a loop; AVX-512 vectors (NUMBA_CPU_FEATURES without
+prefer-256-bit): no faster.
 """
 
 from __future__ import annotations
