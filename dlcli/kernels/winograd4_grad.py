@@ -15,7 +15,9 @@ more, LLVM's runtime alias checks outgrew its limit and the loops stayed scalar.
 Measured (one 32x32x32 example, one thread, float32, load ~2.7): dM 15.5 us against F(2x2)'s
 18.0, the dA_prev scatter 21.9 against 23.0; the layer (64x32x32x32 -> 32, both gradients
 and a residual addend, 2 threads, alternating with F(2x2) in one process, load ~3): 13.4 ->
-11.6 ms.
+11.6 ms. Then (Dec 4 2026, s10-resnet): each block's dU[k] += part had been an array
+expression, 21.5 us an example of its 36 (one thread; the 72 GEMMs around it ~60): now one
+flat loop (kernels/winograd_tiles.py `add_part`), ~2 us.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from numba import njit, prange, uint64
 
 from .winograd import position_stride
 from .winograd4 import P, _constants, input_tiles, out_scratch
-from .winograd_tiles import gather_tile_row
+from .winograd_tiles import add_part, gather_tile_row
 
 
 @njit(inline="always")
@@ -270,7 +272,7 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
                 vk = V[k * pv:k * pv + T * C].reshape((T, C))
                 mk = M[k * pm:k * pm + T * K].reshape((T, K))
                 np.dot(vk.T, mk, part)
-                dU[k] += part
+                add_part(dU, k, part)
                 if input_grad:  # dV[k] = dM[k] U[k]^T over V[k], spent
                     np.dot(mk, UT[k], vk)
             if input_grad:

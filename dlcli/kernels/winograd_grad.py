@@ -52,7 +52,7 @@ from numba import njit, prange, uint64
 
 from .winograd import _input_tiles, out_scratch, position_stride, row_scratch
 from .winograd_filters import filter_grad_parts
-from .winograd_tiles import gather_tile_row
+from .winograd_tiles import add_part, gather_tile_row
 
 
 @njit(inline="always")
@@ -260,7 +260,7 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
                 vk = V[k * pv:k * pv + T * C].reshape((T, C))
                 mk = M[k * pm:k * pm + T * K].reshape((T, K))
                 np.dot(vk.T, mk, part)
-                dU[k] += part
+                add_part(dU, k, part)
                 if input_grad:  # dV[k] = dM[k] U[k]^T over V[k], spent
                     np.dot(mk, UT[k], vk)
             if input_grad:

@@ -104,3 +104,15 @@ def gather_tile_row(i, th, side, dZ, tiles_W, y):
                 else:
                     for n in range(K):
                         y[y0 + uint64(n)] = 0.0
+
+
+@njit(inline="always")
+def add_part(dU, k, part):
+    """dU[k] += part, dU (P, C, K) and part (C, K) contiguous, in one flat loop: the backward's
+    `dU[k] += part` as an array expression took 21.5 us an example of resnet_small's
+    32x32x32 (36 of them, one thread), this ~1 (kernels/winograd4_grad.py)."""
+    n = part.size
+    d, q = dU.reshape(-1), part.reshape(-1)
+    o = uint64(k * n)
+    for x in range(n):
+        d[o + uint64(x)] += q[uint64(x)]
