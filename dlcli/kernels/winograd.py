@@ -184,7 +184,9 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, Z, acc):
     example of 32x32x32, one thread; these 9.6-9.9. A non-empty acc takes each output row's
     moments for the batch norm after the conv while the row is in cache
     (kernels/batchnorm.py `moments_add`)."""
-    N = tiles_W * Z.shape[3]
+    _, n_H, n_W, K = Z.shape
+    z = Z.reshape(-1)
+    N = tiles_W * K
     # offsets all uint64: an int64 times a uint64 is a float64 in Numba
     q1, q2, q3 = uint64(ps), uint64(2 * ps), uint64(3 * ps)
     n1, n2, n3 = uint64(N), uint64(2 * N), uint64(3 * N)
@@ -207,7 +209,7 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, Z, acc):
             y[u + n1] = t01 + t11 + t21
             y[u + n2] = t10 - t20 - t30
             y[u + n3] = t11 - t21 - t31
-        scatter_tile_row(i, th, 2, y, tiles_W, Z, acc)
+        scatter_tile_row(i, th, 2, y, tiles_W, z, n_H, n_W, K, acc)
 
 
 @njit(inline="always")

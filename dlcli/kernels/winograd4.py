@@ -224,7 +224,9 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, o, Z, acc):
     y[(4 a + j) N ..] (output column j), then down the rows into o[(4 r + j) N ..]
     (output row r), then a run of K a pixel into Z; a non-empty acc takes each output
     row's moments for the batch norm after the conv (kernels/batchnorm.py)."""
-    N = tiles_W * Z.shape[3]
+    _, n_H, n_W, K = Z.shape
+    z = Z.reshape(-1)
+    N = tiles_W * K
     q1, q2, q3 = uint64(ps), uint64(2 * ps), uint64(3 * ps)
     q4, q5 = uint64(4 * ps), uint64(5 * ps)
     uN = uint64(N)
@@ -266,7 +268,7 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, o, Z, acc):
                 u = c0 + uint64(x)
                 o[u + n12] = (y[u + n4] - y[u + n8] + c8 * (y[u + n12] - y[u + n16])
                                   + y[u + n20])
-        scatter_tile_row(i, th, 4, o, tiles_W, Z, acc)
+        scatter_tile_row(i, th, 4, o, tiles_W, z, n_H, n_W, K, acc)
 
 
 @njit(inline="always")

@@ -36,13 +36,15 @@ def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, t, y, dm):
     tile t, channel n at k ps + t K + n); outputs past the edge count as 0. y (16 tiles_W
     K): the tile row's dY, output row r and column j of tile tw at (4 r + j) N + tw K + n;
     t (24 tiles_W K): A down the rows, window row a and column j at (4 a + j) N."""
-    N = tiles_W * dZ.shape[3]
+    _, n_H, n_W, K = dZ.shape
+    z = dZ.reshape(-1)
+    N = tiles_W * K
     # uint64 all: an int64 times a uint64 is a float64 in Numba
     n4, n8, n12 = uint64(4 * N), uint64(8 * N), uint64(12 * N)
     n16, n20 = uint64(16 * N), uint64(20 * N)
     c2, c4, c8 = _constants(y, 2.0, 4.0, 8.0)
     for th in range(th0, th1):
-        gather_tile_row(i, th, 4, dZ, tiles_W, y)
+        gather_tile_row(i, th, 4, z, n_H, n_W, K, tiles_W, y)
         # A = A^T's transpose: (y0..y3) -> y0, y0 + y1 + y2 + y3, y0 - y1 + y2 - y3,
         # y0 + 2 y1 + 4 y2 + 8 y3, y0 - 2 y1 + 4 y2 - 8 y3, y3; one store stream a loop
         for j in range(4):

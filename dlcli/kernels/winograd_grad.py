@@ -64,10 +64,12 @@ def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, y, dm):
     tiles_W K + tw K + n, so that each position of the tile row is one loop of tiles_W K
     values; per tile, loops over K (32) took 21-23 us an example of 32x32x32, one thread,
     these 14-15."""
-    N = tiles_W * dZ.shape[3]
+    _, n_H, n_W, K = dZ.shape
+    z = dZ.reshape(-1)
+    N = tiles_W * K
     n1, n2, n3 = uint64(N), uint64(2 * N), uint64(3 * N)  # uint64 all: int64 * uint64 is float64
     for th in range(th0, th1):
-        gather_tile_row(i, th, 2, dZ, tiles_W, y)
+        gather_tile_row(i, th, 2, z, n_H, n_W, K, tiles_W, y)
         # A dY down the columns, A = [[1, 0], [1, 1], [1, -1], [0, -1]]: dY = [[p, q], [r, s]]
         # gives the rows (p, q), (p + r, q + s), (p - r, q - s), (-r, -s); then each row
         # (x0, x1) along: x0, x0 + x1, x0 - x1, -x1, positions 4 a .. 4 a + 3
