@@ -323,7 +323,9 @@ def convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, pa
 # holds two examples of resnet_small's 32x32x32 (its V, M and U 1.3 MB of float32, in a
 # core's 2 MB L2), 1 << 17 one. 64x32x32x32 -> 32 (2 threads, interleaved, median of 41, load
 # 0.8): backward 4.92 -> 4.64 ms (the dU GEMMs' inner dimension 64 -> 128 tiles, half the
-# dU parts added), forward 3.00 -> 2.97; three examples 4.78 / 3.26, five 5.13 / 3.35.
+# dU parts added), forward 3.00 -> 2.97; three examples 4.78 / 3.26, five 5.13 / 3.35. Since
+# the parts' sum is one flat loop (winograd_tiles.py `add_part`), one example and two are
+# even: backward 4.19 / 4.23, forward 2.63 / 2.65 (41 alternations, load 0.3).
 BLOCK_ELEMENTS = 3 << 16
 
 
