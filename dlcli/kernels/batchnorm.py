@@ -2,8 +2,10 @@
 image channel after folding batch, height and width into rows).
 
 Why: numpy needs about seven passes each way over the activation, with temporaries; these
-make two each way. Sums accumulate in float64 whatever the data's dtype, and the variance
-comes from sums shifted by the first row, so a mean far from zero cancels nothing.
+make two each way. Each accumulator sums PARTIAL blocks (8 values) in the data's dtype, then
+adds them into float64 (so float32 data is summed in float32 vectors, with no conversion an
+element, and still rounds like float64 over a whole batch), and the variance comes from sums
+shifted by the first row, so a mean far from zero cancels nothing.
 
 How: as in kernels/activations.py, a block of whole rows (at least BLOCK_ELEMENTS values) is
 one flat inner loop, each element of a block summing into its own accumulator and the
@@ -41,6 +43,22 @@ main 501 ex/s against PyTorch's 560 / 587, 0.85x (18:11, load 3.3 -> 2.7); this 
 541 / 593, 0.91x (18:12, load 2.4 -> 2.1). Tried, not kept: the block's relu_backward folded
 into this backward's first pass, dZ written as it sums (5.5-7.2 ms against 4.1-4.4 apart: its
 loop stayed scalar behind the alias checks of one more store stream).
+
+The data's dtype throughout (s10-bn, Dec 4 2026): the fused relu's `dy * 0` (an int literal
+times a float32) is a float64 in Numba, so the select made the whole backward float64 (ymm
+vcvtps2pd / vmulpd in its loops) and the relu backward cost 1.2x the plain one; now
+`dy * dy.dtype.type(0)`, and the sums partial in float32 as above. Alone (float32, out of
+cache, medians of 21 interleaved with main, load 2.1-2.7): relu backward 16384x64 0.93 ->
+0.77 ms, 65536x32 1.85-2.00 -> 1.56-1.61; plain backward 1.02-1.09x; stats 65536x32 0.50 ->
+0.43, 16384x64 0.24 -> 0.22. Whole steps in one process, nn/layers.py's kernels swapped
+between main's module and this one each round (batch 64, medians of 120 / 36 steps):
+mobilenet_v2_small's batch norms 9.16 -> 7.54 ms a step (load 2.3-2.7), resnet_small's
+23.4 -> 19.8 (step 96.4 -> 89.3 ms, load 2.5-2.7). The passes now run at about the memory's
+pace alone (the backward 0.75 ms a 1M-value layer against 0.72 for two plain streaming
+loops over the same bytes). Tried, not kept: blocks of 128 values or 16 partial blocks (no
+change); the sums' blocks in reverse order, to start on the end the previous pass left in
+cache (mobilenet's batch norms 6.1 -> 11.9 ms a step); the same typing fix in
+kernels/residual.py's relu passes (no change: memory-bound either way).
 """
 
 from __future__ import annotations
