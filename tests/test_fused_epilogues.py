@@ -22,7 +22,7 @@ def _relu_bn_reference(x2, gamma, beta, epsilon, dy2):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("rows,C", [(1, 3), (7, 5), (130, 32), (33, 70)])
+@pytest.mark.parametrize("rows,C", [(1, 3), (7, 5), (130, 32), (33, 70), (521, 24), (1000, 16)])
 def test_batchnorm_kernels_with_relu_match_numpy(rows, C, dtype):
     from dlcli.kernels.batchnorm import batchnorm_backward, batchnorm_forward
     rng = np.random.default_rng(rows * C)
@@ -42,7 +42,7 @@ def test_batchnorm_kernels_with_relu_match_numpy(rows, C, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("rows,C", [(1, 3), (7, 5), (130, 32)])
+@pytest.mark.parametrize("rows,C", [(1, 3), (7, 5), (130, 32), (521, 24)])
 def test_batchnorm_with_the_shortcut_added_matches_numpy(rows, C, dtype):
     """A residual block's last batch norm adds the shortcut and applies the block's relu in
     its normalising pass (kernels/batchnorm.py's addend); its backward is the batch norm's."""

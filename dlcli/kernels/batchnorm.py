@@ -2,8 +2,10 @@
 image channel after folding batch, height and width into rows).
 
 Why: numpy needs about seven passes each way over the activation, with temporaries; these
-make two each way. Sums accumulate in float64 whatever the data's dtype, and the variance
-comes from sums shifted by the first row, so a mean far from zero cancels nothing.
+make two each way. Each accumulator sums PARTIAL blocks (8 values) in the data's dtype, then
+adds them into float64 (so float32 data is summed in float32 vectors, with no conversion an
+element, and still rounds like float64 over a whole batch), and the variance comes from sums
+shifted by the first row, so a mean far from zero cancels nothing.
 
 How: as in kernels/activations.py, a block of whole rows (at least BLOCK_ELEMENTS values) is
 one flat inner loop, each element of a block summing into its own accumulator and the
@@ -41,6 +43,22 @@ main 501 ex/s against PyTorch's 560 / 587, 0.85x (18:11, load 3.3 -> 2.7); this 
 541 / 593, 0.91x (18:12, load 2.4 -> 2.1). Tried, not kept: the block's relu_backward folded
 into this backward's first pass, dZ written as it sums (5.5-7.2 ms against 4.1-4.4 apart: its
 loop stayed scalar behind the alias checks of one more store stream).
+
+The data's dtype throughout (s10-bn, Dec 4 2026): the fused relu's `dy * 0` (an int literal
+times a float32) is a float64 in Numba, so the select made the whole backward float64 (ymm
+vcvtps2pd / vmulpd in its loops) and the relu backward cost 1.2x the plain one; now
+`dy * dy.dtype.type(0)`, and the sums partial in float32 as above. Alone (float32, out of
+cache, medians of 21 interleaved with main, load 2.1-2.7): relu backward 16384x64 0.93 ->
+0.77 ms, 65536x32 1.85-2.00 -> 1.56-1.61; plain backward 1.02-1.09x; stats 65536x32 0.50 ->
+0.43, 16384x64 0.24 -> 0.22. Whole steps in one process, nn/layers.py's kernels swapped
+between main's module and this one each round (batch 64, medians of 120 / 36 steps):
+mobilenet_v2_small's batch norms 9.16 -> 7.54 ms a step (load 2.3-2.7), resnet_small's
+23.4 -> 19.8 (step 96.4 -> 89.3 ms, load 2.5-2.7). The passes now run at about the memory's
+pace alone (the backward 0.75 ms a 1M-value layer against 0.72 for two plain streaming
+loops over the same bytes). Tried, not kept: blocks of 128 values or 16 partial blocks (no
+change); the sums' blocks in reverse order, to start on the end the previous pass left in
+cache (mobilenet's batch norms 6.1 -> 11.9 ms a step); the same typing fix in
+kernels/residual.py's relu passes (no change: memory-bound either way).
 """
 
 from __future__ import annotations
@@ -51,6 +69,7 @@ import numpy as np
 from numba import njit, uint64
 
 BLOCK_ELEMENTS = 64  # a pass's inner loop runs over at least this many elements
+PARTIAL = 8  # blocks summed in the data's dtype before their sums go into float64
 
 
 @njit(inline="always")
@@ -82,27 +101,47 @@ def _finish(t1, t2, first, rows, epsilon, mean, var, inv_std):
         inv_std[c] = 1 / math.sqrt(var[c] + epsilon)
 
 
+@njit(inline="always")
+def _flush(p, s):
+    """Partial sums p (the data's dtype) added into s (float64), p zeroed."""
+    for j in range(p.shape[0]):
+        s[j] += np.float64(p[j])
+        p[j] = 0
+
+
+@njit(inline="always")
+def _shifted_sums(x, base, n, shift, p1, p2):
+    """x[base:base + n] - shift into the partial sums p1, their squares into p2."""
+    for j in range(n):
+        d = x[base + j] - shift[j]
+        p1[j] += d
+        p2[j] += d * d
+
+
 @njit(cache=True, error_model="numpy")
 def batchnorm_stats(x2, epsilon, mean, var, inv_std):
     """The batch mean, the biased batch variance and inv_std = 1 / sqrt(var + epsilon) of each
-    column of x2, from sums shifted by its first row."""
+    column of x2, from sums shifted by its first row: PARTIAL blocks summed in x2's dtype,
+    then into float64."""
     rows, C = x2.shape
     L = max(1, BLOCK_ELEMENTS // C) * C  # a variable: range(k * C) in the loop ran 20x slower
     x = x2.reshape(-1)
-    shift = _tile(x2[0], L, np.float64)
+    shift = _tile(x2[0], L, x2.dtype)
     s1, s2 = np.zeros(L), np.zeros(L)
-    blocks = x.size // L
-    for blk in range(blocks):
-        base = blk * L
-        for j in range(L):
-            d = np.float64(x[base + j]) - shift[j]
-            s1[j] += d
-            s2[j] += d * d
-    base = blocks * L
-    for j in range(x.size - base):  # the last rows, fewer than a block
-        d = np.float64(x[base + j]) - shift[j]
-        s1[j] += d
-        s2[j] += d * d
+    p1, p2 = np.zeros(L, dtype=x2.dtype), np.zeros(L, dtype=x2.dtype)
+    uL, R = uint64(L), uint64(PARTIAL)
+    blocks = uint64(x.size) // uL
+    for top in range(blocks // R):
+        for k in range(R):
+            _shifted_sums(x, (top * R + k) * uL, uL, shift, p1, p2)
+        _flush(p1, s1)
+        _flush(p2, s2)
+    for blk in range(blocks // R * R, blocks):  # the last blocks, fewer than PARTIAL
+        _shifted_sums(x, blk * uL, uL, shift, p1, p2)
+    base = blocks * uL
+    _shifted_sums(x, base, uint64(x.size) - base, shift, p1, p2)  # the last rows
+    _flush(p1, s1)
+    _flush(p2, s2)
     _finish(_fold(s1, C), _fold(s2, C), x2[0], rows, epsilon, mean, var, inv_std)
 
 
@@ -198,16 +237,17 @@ def _grad(dy, x, m, s, g, b, relu, i, j):
     if not relu:
         return dy[i], v
     t = g[j] * v + b[j]
-    return (dy[i] if t > 0 else dy[i] * 0), v
+    return (dy[i] if t > 0 else dy[i] * dy.dtype.type(0)), v
 
 
 @njit(inline="always")
 def _sums(dy, x, m, s, g, b, relu, base, n, s_dy, s_dyz):
-    """Elements base:base + n into the sums of dy (through the fused relu) and dy z_norm."""
+    """Elements base:base + n into the (partial) sums of dy (through the fused relu) and
+    dy z_norm."""
     for j in range(n):
         d, v = _grad(dy, x, m, s, g, b, relu, base + j, j)
-        s_dy[j] += np.float64(d)
-        s_dyz[j] += np.float64(d) * np.float64(v)
+        s_dy[j] += d
+        s_dyz[j] += d * v
 
 
 @njit(inline="always")
@@ -231,11 +271,20 @@ def batchnorm_backward(dy2, x2, mean, gamma, beta, inv_std, dx, dgamma, dbeta, r
     m, s, g, b = (_tile(mean, L, x2.dtype), _tile(inv_std, L, x2.dtype),
                   _tile(gamma, L, x2.dtype), _tile(beta, L, x2.dtype))
     s_dy, s_dyz = np.zeros(L), np.zeros(L)
-    blocks = dy.size // L
-    tail = dy.size - blocks * L  # the last rows, fewer than a block
-    for blk in range(blocks):
-        _sums(dy, x, m, s, g, b, relu, blk * L, L, s_dy, s_dyz)
-    _sums(dy, x, m, s, g, b, relu, blocks * L, tail, s_dy, s_dyz)
+    p_dy, p_dyz = np.zeros(L, dtype=dx.dtype), np.zeros(L, dtype=dx.dtype)
+    uL, R = uint64(L), uint64(PARTIAL)
+    blocks = uint64(dy.size) // uL
+    for top in range(blocks // R):
+        for k in range(R):
+            _sums(dy, x, m, s, g, b, relu, (top * R + k) * uL, uL, p_dy, p_dyz)
+        _flush(p_dy, s_dy)
+        _flush(p_dyz, s_dyz)
+    for blk in range(blocks // R * R, blocks):  # the last blocks, fewer than PARTIAL
+        _sums(dy, x, m, s, g, b, relu, blk * uL, uL, p_dy, p_dyz)
+    base = blocks * uL
+    _sums(dy, x, m, s, g, b, relu, base, uint64(dy.size) - base, p_dy, p_dyz)  # the last rows
+    _flush(p_dy, s_dy)
+    _flush(p_dyz, s_dyz)
     t_dy, t_dyz = _fold(s_dy, C), _fold(s_dyz, C)
     coef = np.empty(C)
     for c in range(C):
@@ -248,5 +297,5 @@ def batchnorm_backward(dy2, x2, mean, gamma, beta, inv_std, dx, dgamma, dbeta, r
     k0 = _tile(coef * dbeta, L, dx.dtype)
     k2 = _tile(coef * dgamma, L, dx.dtype)
     for blk in range(blocks):
-        _dx(dy, x, m, s, g, b, relu, k0, k1, k2, blk * L, L, out)
-    _dx(dy, x, m, s, g, b, relu, k0, k1, k2, blocks * L, tail, out)
+        _dx(dy, x, m, s, g, b, relu, k0, k1, k2, blk * uL, uL, out)
+    _dx(dy, x, m, s, g, b, relu, k0, k1, k2, base, uint64(dy.size) - base, out)
