@@ -122,7 +122,7 @@ def test_filter_grad_kernels_match_numpy(m, H, W, C, K, pad, rows):
     close(parallel.sum(axis=0), want, 1e-12)
 
 
-# -- whole-example Winograd blocks (nn/conv.py `winograd_block`) --------------------------------
+# -- whole-example Winograd blocks (nn/conv_paths.py `winograd_block`) --------------------------
 def test_whole_example_blocks_are_chosen_where_an_example_fills_one_to_two_blocks():
     assert kw.BLOCK_ELEMENTS == 1 << 17  # the U-Net figures below assume it
     assert built(Conv2D(128, 3, padding="same"), (12, 16, 256)).winograd_block == 6 * 8 * 16 * 256

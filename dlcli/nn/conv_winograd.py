@@ -83,7 +83,7 @@ def buffer(layer, name: str, shape: tuple, dtype) -> np.ndarray:
 
 
 def block_elements(layer) -> int:
-    """Transformed values a block holds: the layer's own choice (nn/conv.py's
+    """Transformed values a block holds: the layer's own choice (nn/conv_paths.py's
     `winograd_block`, set at build), else kernels/winograd.py's."""
     from ..kernels import winograd as kw
     return getattr(layer, "winograd_block", None) or kw.BLOCK_ELEMENTS
