@@ -31,7 +31,10 @@ def test_the_split_backward_is_taken_for_few_filters_on_large_images():
     assert built(Conv2D(16, 3, padding="same"), (96, 128, 32)).split_backward
     assert not built(Conv2D(32, 3, padding="same"), (96, 128, 32)).split_backward  # filters
     assert not built(Conv2D(16, 3, padding="same"), (48, 64, 32)).split_backward  # pixels
-    assert not built(Conv2D(16, 3, padding="same"), (96, 128, 3)).split_backward  # no Winograd
+    assert not built(Conv2D(16, 3, padding="same"), (96, 128, 8)).split_backward  # no Winograd
+    # an image's channels (the U-Net's first layer): Winograd forward, split backward
+    assert built(Conv2D(16, 3, padding="same"), (96, 128, 3)).split_backward
+    assert not built(Conv2D(16, 3, padding="same"), (32, 32, 3)).winograd  # inception_small's
 
 
 GRID = list(itertools.product((1, 3), (6, 7), ("same", "valid", 2), (3, 4)))

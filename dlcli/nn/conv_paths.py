@@ -34,8 +34,9 @@ def choose(layer) -> None:
     layer.direct = layer.n_C_prev < DIRECT_BELOW and layer.stride == 1
     # 3x3 stride 1 with enough channels (or an image's few where F(4x4) pays): Winograd
     # (nn/conv_winograd.py)
-    layer.winograd = conv_winograd.applies(layer.f, layer.stride, layer.n_C_prev, layer.n_C,
-                                           layer.n_H, layer.n_W)
+    layer.winograd = (conv_winograd.applies(layer.f, layer.stride, layer.n_C_prev, layer.n_C,
+                                            layer.n_H, layer.n_W)
+                      or _large_stem(layer))
     layer.winograd_block = (winograd_block(layer.n_H, layer.n_W, layer.n_C_prev, layer.n_C)
                             if layer.winograd else None)
     # few filters on a large image: its backward split, dW unrolled (nn/conv_split.py)
@@ -46,6 +47,22 @@ def choose(layer) -> None:
     layer.pointwise = (conv_pointwise.applies(layer.f, layer.stride, layer.pad_top,
                                               layer.pad_left)
                        and not layer.transposed)
+
+
+# An image's channels (at most this many) into a few filters on a large image, where the
+# split backward applies (nn/conv_split.py), take the Winograd forward and the split backward
+# (its dW as GEMMs over shifted rows, no input gradient for a first layer) in place of the
+# direct kernels: the U-Net's first layer, 8x96x128x3 -> 16 relu without an input gradient,
+# forward / backward 3.44 / 3.37 -> 2.29-2.33 / 2.95-3.01 ms (2 threads, float32, 20
+# alternations in one process, load 0.8-2.3, Dec 3 2026). With F(4x4) forward the same.
+# inception_small's 32x32x3 -> 16, whose direct kernels run its max pool, keeps them.
+STEM_CHANNELS = 3
+
+
+def _large_stem(layer) -> bool:
+    return (layer.f == 3 and layer.stride == 1 and layer.n_C_prev <= STEM_CHANNELS
+            and layer.n_C >= conv_winograd.WINOGRAD_MIN_CHANNELS
+            and layer.pad_top == layer.pad_left and conv_split.applies(layer.n_H, layer.n_W, layer.n_C))
 
 
 def winograd_block(n_H: int, n_W: int, n_C_prev: int, n_C: int) -> int | None:
