@@ -68,9 +68,11 @@ def _four_fits(n_C_prev: int, n_C: int, n_H: int, n_W: int) -> bool:
 
 def four(layer) -> bool:
     """Whether the layer runs F(4x4, 3x3) rather than F(2x2, 3x3) (the limits above; a layer
-    whose backward is split, nn/conv_split.py, keeps F(2x2))."""
-    return (layer.winograd and not layer.split_backward
-            and _four_fits(layer.n_C_prev, layer.n_C, layer.n_H, layer.n_W))
+    whose backward is split, nn/conv_split.py, by its own: its forward and input gradient)."""
+    if layer.winograd and layer.split_backward:
+        from . import conv_split
+        return conv_split.four(layer.n_C_prev, layer.n_C)
+    return layer.winograd and _four_fits(layer.n_C_prev, layer.n_C, layer.n_H, layer.n_W)
 
 
 def buffer(layer, name: str, shape: tuple, dtype) -> np.ndarray:
