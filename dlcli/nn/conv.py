@@ -3,12 +3,12 @@ hold layers, are in nn/conv_blocks.py; conv2d_transpose in nn/conv_transpose.py)
 
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
 parameters, caches and the wiring of nested layers. A conv2d picks its path when built
-(nn/conv_paths.py): direct kernels (few input channels, stride 1, nn/conv_direct.py, with a 2x2 max pool after
-them fused in), plain GEMMs on the input (1x1 unpadded, nn/conv_pointwise.py; on blocks of
-pixels when narrow and large, nn/conv_narrow.py), Winograd
-F(2x2, 3x3) (3x3 stride 1 with many channels, nn/conv_winograd.py; few filters on a large
-image split its backward, nn/conv_split.py), or else im2col + GEMM: in blocks of a few
-examples from 3 input channels (nn/conv_patches.py, a 2x2 max pool after it fused in),
+(nn/conv_paths.py): direct kernels (few input channels, stride 1, nn/conv_direct.py, with a
+2x2 max pool after them fused in), plain GEMMs on the input (1x1 unpadded,
+nn/conv_pointwise.py; on blocks of pixels when narrow and large, nn/conv_narrow.py), Winograd
+F(2x2, 3x3) or F(4x4, 3x3) (3x3 stride 1 with many channels, nn/conv_winograd.py; few filters
+on a large image split its backward, nn/conv_split.py), or else im2col + GEMM: in blocks of a
+few examples from 3 input channels (nn/conv_patches.py, a 2x2 max pool after it fused in),
 batch-wide and transposed below. Gradients are sums over the batch (the loss divides by m,
 never a layer) and are written into the arrays `build` puts in `self.grads`, because the
 optimizer holds on to those arrays.

@@ -62,7 +62,8 @@ STEM_CHANNELS = 3
 def _large_stem(layer) -> bool:
     return (layer.f == 3 and layer.stride == 1 and layer.n_C_prev <= STEM_CHANNELS
             and layer.n_C >= conv_winograd.WINOGRAD_MIN_CHANNELS
-            and layer.pad_top == layer.pad_left and conv_split.applies(layer.n_H, layer.n_W, layer.n_C))
+            and layer.pad_top == layer.pad_left
+            and conv_split.applies(layer.n_H, layer.n_W, layer.n_C))
 
 
 def winograd_block(n_H: int, n_W: int, n_C_prev: int, n_C: int) -> int | None:

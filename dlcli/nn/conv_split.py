@@ -8,7 +8,10 @@ older split pass measured faster: dW = nine GEMMs A_prev(shifted)^T dZ on blocks
 (kernels/filter_grad.py; before, kernels/transpose.py's gather + GEMM pass at stride 1, which
 copied each pixel's 3x3 window first: one thread, 8x96x128x16 -> 16 6.0-6.8 -> 4.8 ms CPU,
 x32 -> 16 10.4 -> 9.9, load ~4.7), and dA_prev = the convolution of dZ with the rotated
-filter, padded by 2 - pad (kernels/winograd.py's forward, K -> C channels).
+filter, padded by 2 - pad (kernels/winograd.py's forward, K -> C channels; with 16 channels
+or more each side kernels/winograd4.py's F(4x4), as the layer's forward: `FOUR_MIN_CHANNELS`).
+The U-Net's first layer (3 channels in, no input gradient) takes this path too, in place of
+the direct kernels (nn/conv_paths.py `_large_stem`).
 
 Measured (Dec 3 2026, 12:40-12:46 UTC, load 2.5-2.8, the layer's backward on 2 threads,
 median of 11 interleaved, batch 8, relu): see `SPLIT_MAX_FILTERS` below.
