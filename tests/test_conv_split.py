@@ -16,22 +16,34 @@ from dlcli.nn.conv import Conv2D
 from test_conv import built, close, nchw, nhwc, oracle, padded, run
 
 
-@pytest.fixture(params=[1, 10 ** 6], ids=["row-blocks", "whole-images"])
+@pytest.fixture(params=itertools.product([1, 10 ** 6], ["F(2x2)", "F(4x4)"]),
+                ids=lambda p: ("row-blocks" if p[0] == 1 else "whole-images") + "-" + p[1])
 def split(monkeypatch, request):
     """Every 3x3 stride-1 conv2d takes Winograd's forward and the split backward, its filter
     gradient in blocks of one row (no run crosses a row end) or of whole images (runs
-    across rows, the wrapped pixels taken out)."""
+    across rows, the wrapped pixels taken out), its forward and input gradient F(2x2, 3x3)
+    or F(4x4, 3x3)."""
+    rows, variant = request.param
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(conv_split, "SPLIT_MAX_FILTERS", 10 ** 6)
     monkeypatch.setattr(conv_split, "SPLIT_MIN_PIXELS", 0)
-    monkeypatch.setattr(kf, "BLOCK_PIXELS", request.param)
+    monkeypatch.setattr(conv_split, "FOUR_MIN_CHANNELS", 1 if variant == "F(4x4)" else 10 ** 6)
+    monkeypatch.setattr(kf, "BLOCK_PIXELS", rows)
+    return variant
 
 
 def test_the_split_backward_is_taken_for_few_filters_on_large_images():
     assert built(Conv2D(16, 3, padding="same"), (96, 128, 32)).split_backward
     assert not built(Conv2D(32, 3, padding="same"), (96, 128, 32)).split_backward  # filters
     assert not built(Conv2D(16, 3, padding="same"), (48, 64, 32)).split_backward  # pixels
-    assert not built(Conv2D(16, 3, padding="same"), (96, 128, 3)).split_backward  # no Winograd
+    assert not built(Conv2D(16, 3, padding="same"), (96, 128, 8)).split_backward  # no Winograd
+    # an image's channels (the U-Net's first layer): Winograd forward, split backward
+    assert built(Conv2D(16, 3, padding="same"), (96, 128, 3)).split_backward
+    # the U-Net's top layers: forward and input gradient on F(4x4), the first layer F(2x2)
+    assert conv_winograd.four(built(Conv2D(16, 3, padding="same"), (96, 128, 32)))
+    assert conv_winograd.four(built(Conv2D(16, 3, padding="same"), (96, 128, 16)))
+    assert not conv_winograd.four(built(Conv2D(16, 3, padding="same"), (96, 128, 3)))
+    assert not built(Conv2D(16, 3, padding="same"), (32, 32, 3)).winograd  # inception_small's
 
 
 GRID = list(itertools.product((1, 3), (6, 7), ("same", "valid", 2), (3, 4)))
@@ -45,6 +57,7 @@ def test_conv2d_with_the_split_backward_matches_torch(split, m, n, padding, n_C_
     x = np.random.default_rng(3).standard_normal((m, n, n + 1, n_C_prev))
     layer = built(Conv2D(4, 3, padding=padding, activation="relu"), x.shape[1:])
     assert layer.winograd and layer.split_backward
+    assert conv_winograd.four(layer) == (split == "F(4x4)")
     y, dy, dx = run(layer, x)
     tx = nchw(torch, x)
     tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
@@ -122,7 +135,7 @@ def test_filter_grad_kernels_match_numpy(m, H, W, C, K, pad, rows):
     close(parallel.sum(axis=0), want, 1e-12)
 
 
-# -- whole-example Winograd blocks (nn/conv.py `winograd_block`) --------------------------------
+# -- whole-example Winograd blocks (nn/conv_paths.py `winograd_block`) --------------------------
 def test_whole_example_blocks_are_chosen_where_an_example_fills_one_to_two_blocks():
     assert kw.BLOCK_ELEMENTS == 1 << 17  # the U-Net figures below assume it
     assert built(Conv2D(128, 3, padding="same"), (12, 16, 256)).winograd_block == 6 * 8 * 16 * 256

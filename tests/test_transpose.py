@@ -52,3 +52,11 @@ def test_parallel_runs_and_small_blocks_equal_the_serial_pass(monkeypatch, layer
         close(a, b, tol)
     for key, grad in plain.grads.items():
         close(split.grads[key], grad, tol)
+
+
+def test_blocks_hold_more_pixels_where_w_rows_is_large():
+    """kernels/transpose.py `block_rows`: the U-Net's deepest transpose (6x8x256 -> 128, W_rows
+    256 x 1152) takes 384 pixels a block (48 rows of 8), its 48x64x32 -> 16 MIN_PIXELS."""
+    assert ktr.block_rows(8, 9 * 128, 256) == 48
+    assert ktr.block_rows(8, 9 * 128) == 16
+    assert ktr.block_rows(64, 9 * 16, 32) == 2

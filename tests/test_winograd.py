@@ -189,13 +189,17 @@ def test_the_path_is_taken_where_it_applies():
     assert not conv_winograd.four(built(Conv2D(32, 3, padding="same"), (8, 8, 32)))  # small
     assert conv_winograd.four(built(Conv2D(32, 3, padding="same"), (32, 32, 32)))  # resnet_small
     assert not conv_winograd.four(built(Conv2D(16, 3, padding="same"), (32, 32, 32)))
-    assert not conv_winograd.four(built(Conv2D(32, 3, padding="same"), (48, 64, 32)))  # U-Net
-    assert not conv_winograd.four(built(Conv2D(64, 3, padding="same"), (24, 32, 64)))
+    assert conv_winograd.four(built(Conv2D(32, 3, padding="same"), (48, 64, 32)))  # U-Net's
+    assert conv_winograd.four(built(Conv2D(64, 3, padding="same"), (24, 32, 128)))
+    assert not conv_winograd.four(built(Conv2D(128, 3, padding="same"), (12, 16, 128)))
+    assert not conv_winograd.four(built(Conv2D(32, 3, padding="same"), (64, 64, 32)))  # large
     assert not built(Conv2D(32, 3, padding="same"), (8, 8, 3)).winograd  # few channels
     stem = built(Conv2D(32, 3, padding="same"), (32, 32, 3))  # resnet_small's: F(4x4)
     assert stem.winograd and conv_winograd.four(stem)
     assert not built(Conv2D(16, 3, padding="same"), (32, 32, 3)).winograd  # inception_small's
-    assert not built(Conv2D(32, 3, padding="same"), (96, 128, 3)).winograd
+    unet = built(Conv2D(16, 3, padding="same"), (96, 128, 3))  # the U-Net's: split backward
+    assert unet.winograd and unet.split_backward and not conv_winograd.four(unet)
+    assert not built(Conv2D(8, 3, padding="same"), (96, 128, 3)).winograd
     assert not built(Conv2D(32, 3, padding="same"), (32, 32, 8)).winograd
     assert not built(Conv2D(32, 3, stride=2, padding="same"), (8, 8, 32)).winograd
     assert not built(Conv2D(32, 5, padding="same"), (8, 8, 32)).winograd
@@ -284,6 +288,30 @@ def test_stem_on_f4x4_agrees_with_the_direct_kernels(monkeypatch):
     close(y1, y2, 1e-5)
     assert dx1 is None and dx2 is None
     close(fast.grads["W"], slow.grads["W"], 1e-5)
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_large_stem_on_winograd_agrees_with_the_direct_kernels(monkeypatch, activation):
+    """The U-Net's first layer (96x128x3 -> 16, no input gradient; nn/conv_paths.py
+    `_large_stem`) in float32: the Winograd forward with the split backward and the direct
+    kernels it replaces agree to float32 rounding."""
+    from dlcli.nn import conv_paths
+    x = np.random.default_rng(10).standard_normal((2, 96, 128, 3)).astype(np.float32)
+    fast = built(Conv2D(16, 3, padding="same", activation=activation), x.shape[1:], np.float32)
+    monkeypatch.setattr(conv_paths, "STEM_CHANNELS", 0)
+    slow = built(Conv2D(16, 3, padding="same", activation=activation), x.shape[1:], np.float32)
+    monkeypatch.undo()
+    assert fast.winograd and fast.split_backward and not slow.winograd and slow.direct
+    for layer in (fast, slow):
+        layer.needs_input_grad = False
+    y1 = fast.forward(x, True)
+    y2 = slow.forward(x, True)
+    close(y1, y2, 1e-5)
+    # one upstream gradient, zero where either side's relu mask could differ by rounding
+    dy = np.random.default_rng(11).standard_normal(y1.shape).astype(np.float32)
+    dy[np.minimum(np.abs(y1), np.abs(y2)) < 1e-3] = 0
+    assert fast.backward(dy) is None and slow.backward(dy) is None
+    close(fast.grads["W"], slow.grads["W"], 1e-5)
+    close(fast.grads["b"], slow.grads["b"], 1e-5)
 
 
 def test_pointwise_path_is_taken_for_unpadded_1x1_only():

@@ -36,7 +36,7 @@ and two output rows unrolled by hand): batch 64 forward 0.90 -> 0.46 ms, filter 
 3.93 -> 2.06 and 3.97 -> 2.76 ms. Their fresh-cache compile took 10.6 s (parallel drivers,
 which LeNet's sizes took) against 4.2-5.4 s for the serial pooled pair now (loads 1.4-2.9).
 
-Three input channels take them too (nn/conv.py DIRECT_BELOW, Dec 3 2026, whole steps
+Three input channels take them too (nn/conv_paths.py DIRECT_BELOW, Dec 3 2026, whole steps
 interleaved at load ~2-2.5): inception_small, whose 3x3x16 first layer's 2x2 max pool then
 fuses in, 18.7 -> 15.6 ms; resnet_small 212 -> 202 ms; the U-Net 468 -> 438 ms.
 

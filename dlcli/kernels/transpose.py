@@ -52,11 +52,19 @@ from numba import njit, prange, uint64
 # 2.7 / 6.0-6.2 at 64-256; 12x16x128 -> 64 4.5 / 8.4 at 16, 2.4-2.9 / 5.3-5.6 at 128-1024.
 MIN_PIXELS = 128
 BLOCK_VALUES = 1 << 14
+# And at least one pixel per W_VALUES_A_PIXEL values of W_rows (C x f f K), which BLAS packs
+# for every block's GEMM: the U-Net's deepest transpose, 8x6x8x256 -> 128 (W_rows 1.2 MB),
+# took 16-row blocks (2 a run of 4 examples) at 128 pixels, whole runs at 384: forward /
+# backward 1.88 / 4.33 -> 1.61 / 3.86 ms (2 threads, median of 28 alternating, load ~2.3,
+# Dec 4 2026); 12x16x128 -> 64 flat (1.67 / 3.37 against 1.61 / 3.31 at 384); 48x64x32 -> 16
+# slower at 384 pixels (3.04 / 3.34 against 3.36 / 4.82), and there W_rows asks for none.
+W_VALUES_A_PIXEL = 768
 
 
-def block_rows(n_W_prev: int, width: int) -> int:
-    """Input rows a block: MIN_PIXELS pixels at least, else BLOCK_VALUES values of cols."""
-    pixels = max(MIN_PIXELS, BLOCK_VALUES // width)
+def block_rows(n_W_prev: int, width: int, n_C_prev: int = 0) -> int:
+    """Input rows a block: MIN_PIXELS pixels at least, and one per W_VALUES_A_PIXEL values of
+    W_rows (n_C_prev x width), else BLOCK_VALUES values of cols."""
+    pixels = max(MIN_PIXELS, BLOCK_VALUES // width, n_C_prev * width // W_VALUES_A_PIXEL)
     return max(1, -(-pixels // n_W_prev))
 
 

@@ -2,13 +2,13 @@
 hold layers, are in nn/conv_blocks.py; conv2d_transpose in nn/conv_transpose.py).
 
 The arithmetic lives in `dlcli.kernels` (Numba) and in BLAS GEMMs; this module holds shapes,
-parameters, caches and the wiring of nested layers. A conv2d picks its path when built:
-direct kernels (few input channels, stride 1, nn/conv_direct.py, with a 2x2 max pool after
-them fused in), plain GEMMs on the input (1x1 unpadded, nn/conv_pointwise.py; on blocks of
-pixels when narrow and large, nn/conv_narrow.py), Winograd
-F(2x2, 3x3) (3x3 stride 1 with many channels, nn/conv_winograd.py; few filters on a large
-image split its backward, nn/conv_split.py), or else im2col + GEMM: in blocks of a few
-examples from 3 input channels (nn/conv_patches.py, a 2x2 max pool after it fused in),
+parameters, caches and the wiring of nested layers. A conv2d picks its path when built
+(nn/conv_paths.py): direct kernels (few input channels, stride 1, nn/conv_direct.py, with a
+2x2 max pool after them fused in), plain GEMMs on the input (1x1 unpadded,
+nn/conv_pointwise.py; on blocks of pixels when narrow and large, nn/conv_narrow.py), Winograd
+F(2x2, 3x3) or F(4x4, 3x3) (3x3 stride 1 with many channels, nn/conv_winograd.py; few filters
+on a large image split its backward, nn/conv_split.py), or else im2col + GEMM: in blocks of a
+few examples from 3 input channels (nn/conv_patches.py, a 2x2 max pool after it fused in),
 batch-wide and transposed below. Gradients are sums over the batch (the loss divides by m,
 never a layer) and are written into the arrays `build` puts in `self.grads`, because the
 optimizer holds on to those arrays.
@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations, register
-from . import conv_direct, conv_narrow, conv_patches, conv_pointwise, conv_split, conv_winograd
+from . import conv_direct, conv_narrow, conv_paths, conv_patches, conv_pointwise, conv_split
+from . import conv_winograd
 from .base import Layer, NoGemm, Scratch, zeros_like_params
 from .inits import initialize
 from .layers import _positive_int
@@ -28,14 +29,6 @@ from ..kernels import depthwise as kdepthwise
 from ..kernels import global_pool as kglobal
 from ..kernels import pool as kpool
 
-
-# Below this many input channels conv2d unrolls transposed (measured: 2x faster at 1, even at 3).
-TRANSPOSED_BELOW = 3
-# Below this many input channels a stride-1 conv2d that needs no input gradient (a first
-# layer, or inference) runs the direct kernels (nn/conv_direct.py). At 3 channels they beat
-# the unrolling too: inception_small's first layer (3x3x16 same on 64x32x32x3, then a 2x2
-# max pool now fused into it) took a step from 18.7 to 15.6 ms (Dec 3 2026, load ~2).
-DIRECT_BELOW = 4
 
 # Examples are unrolled a few at a time, holding at most this many patch elements (1 MB of
 # float32), so the GEMM reads, and col2im sums, patches still in the core's cache: a 3x3x32
@@ -62,27 +55,6 @@ PARALLEL_MIN = 1 << 21
 # batch 256, 1.2M: 0.73 against 1.33 ms forward, 0.54 against 0.97 backward; at batch 128 it
 # lost), so it counts its work double.
 MAXPOOL_WORK = 2
-
-
-def winograd_block(n_H: int, n_W: int, n_C_prev: int, n_C: int) -> int | None:
-    """Transformed values a Winograd block of this layer holds (nn/conv_winograd.py), None for
-    kernels/winograd.py's BLOCK_ELEMENTS. Where one example's tiles fill one to two of those
-    blocks, they cut it into tile rows with a ragged last block (the U-Net's 12x16x256 -> 128:
-    blocks of 32 and 16 tiles against a 256 x 128 U[k], which BLAS packs for every GEMM);
-    blocks of whole examples instead, a few of them when an example has few tiles.
-    Measured: `WHOLE_EXAMPLES` below."""
-    from ..kernels import winograd as kw
-    tiles_H, tiles_W = kw.tiles(n_H, n_W)
-    example = tiles_H * tiles_W * 16 * max(n_C_prev, n_C)
-    return example if kw.BLOCK_ELEMENTS < example <= WHOLE_EXAMPLES * kw.BLOCK_ELEMENTS else None
-
-
-# Examples' tiles (in BLOCK_ELEMENTS) up to which a Winograd block holds whole examples. One
-# thread, batch 8, forward / backward ms (Dec 3 2026, 17:20 UTC, load 1.4): 12x16x256 -> 128
-# 6.10 / 17.60 in tile rows (4 + 2 of 6), 4.19 / 10.35 in whole examples (4 a block);
-# 24x32x64 -> 64 2.10 / 4.91 against 2.13 / 4.60; but from 3 blocks an example the rows win:
-# 24x32x128 -> 64 4.05 / 11.08 in rows of 4 against 5.12 / 11.89 in whole examples.
-WHOLE_EXAMPLES = 2
 
 
 def kernel(module, name: str, work: int):
@@ -201,26 +173,9 @@ class Conv2D(_Weighted):
         self._init_params(ctx, (f, f, self.n_C_prev, self.n_C), f * f * self.n_C_prev,
                           f * f * self.n_C, self.n_C)
         self.pool = None  # until the model fuses the next layer in again (fuse_next)
-        # few input channels: the transposed unrolling copies whole image rows (kernels/conv.py)
-        self.transposed = self.n_C_prev < TRANSPOSED_BELOW
-        # few channels at stride 1 skip the unrolling: direct loops (kernels/direct.py), for
-        # inference and, where no input gradient is wanted (a first layer), for training too
-        self.direct = self.n_C_prev < DIRECT_BELOW and self.stride == 1
-        # 3x3 stride 1 with enough channels (or an image's few where F(4x4) pays): Winograd
-        # (nn/conv_winograd.py)
-        self.winograd = conv_winograd.applies(f, self.stride, self.n_C_prev, self.n_C,
-                                              self.n_H, self.n_W)
         self.winograd_buffers = {}
-        self.winograd_block = (winograd_block(self.n_H, self.n_W, self.n_C_prev, self.n_C)
-                               if self.winograd else None)
         self.norm = None  # a batch norm after it taking its moments here (fuse_next)
-        # few filters on a large image: its backward split, dW unrolled (nn/conv_split.py)
-        self.split_backward = (self.winograd and self.pad_top == self.pad_left
-                               and conv_split.applies(self.n_H, self.n_W, self.n_C))
-        # 1x1 unpadded: the input (subsampled at a stride) is its own patches
-        # (nn/conv_pointwise.py); few channels keep the paths above
-        self.pointwise = (conv_pointwise.applies(f, self.stride, self.pad_top, self.pad_left)
-                          and not self.transposed)
+        conv_paths.choose(self)  # transposed, direct, winograd, split_backward, pointwise
         self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
         return self.output_shape
 

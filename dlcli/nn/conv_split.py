@@ -8,7 +8,10 @@ older split pass measured faster: dW = nine GEMMs A_prev(shifted)^T dZ on blocks
 (kernels/filter_grad.py; before, kernels/transpose.py's gather + GEMM pass at stride 1, which
 copied each pixel's 3x3 window first: one thread, 8x96x128x16 -> 16 6.0-6.8 -> 4.8 ms CPU,
 x32 -> 16 10.4 -> 9.9, load ~4.7), and dA_prev = the convolution of dZ with the rotated
-filter, padded by 2 - pad (kernels/winograd.py's forward, K -> C channels).
+filter, padded by 2 - pad (kernels/winograd.py's forward, K -> C channels; with 16 channels
+or more each side kernels/winograd4.py's F(4x4), as the layer's forward: `FOUR_MIN_CHANNELS`).
+The U-Net's first layer (3 channels in, no input gradient) takes this path too, in place of
+the direct kernels (nn/conv_paths.py `_large_stem`).
 
 Measured (Dec 3 2026, 12:40-12:46 UTC, load 2.5-2.8, the layer's backward on 2 threads,
 median of 11 interleaved, batch 8, relu): see `SPLIT_MAX_FILTERS` below.
@@ -31,15 +34,29 @@ SPLIT_MAX_FILTERS = 16
 SPLIT_MIN_PIXELS = 64 * 64
 
 
+# From this many channels on each side a split layer's forward and its input gradient (both
+# Winograd convolutions) run F(4x4, 3x3) (kernels/winograd4.py; nn/conv_winograd.py `four`),
+# its filter gradient as before. The U-Net's top layers, batch 8, relu, float32, forward /
+# backward ms, F(2x2) against F(4x4) (2 threads, 30 alternations in one process, load ~2.8,
+# Dec 4 2026): 96x128x16 -> 16 3.97 / 7.60 -> 3.48 / 7.11, 96x128x32 -> 16 6.69 / 12.65 ->
+# 5.40 / 12.15. Its first layer (3 channels in, no input gradient) measured the same on
+# either (forward 2.29 against 2.33 ms): it keeps F(2x2).
+FOUR_MIN_CHANNELS = 16
+
+
 def applies(n_H: int, n_W: int, n_C: int) -> bool:
     return n_C <= SPLIT_MAX_FILTERS and n_H * n_W >= SPLIT_MIN_PIXELS
 
 
-def _rotated_transform(W):
-    """U of the filter that maps dZ to dA_prev: W turned 180 degrees, its channels swapped."""
-    from ..kernels import winograd as kw
+def four(n_C_prev: int, n_C: int) -> bool:
+    return min(n_C_prev, n_C) >= FOUR_MIN_CHANNELS
+
+
+def _rotated_transform(W, kw):
+    """U of the filter that maps dZ to dA_prev (W turned 180 degrees, its channels swapped),
+    for the Winograd module kw (kernels/winograd.py or kernels/winograd4.py)."""
     rotated = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
-    U = np.empty((16, rotated.shape[2], rotated.shape[3]), dtype=W.dtype)
+    U = np.empty((kw.P, rotated.shape[2], rotated.shape[3]), dtype=W.dtype)
     kw.filter_transform(rotated, U)
     return U
 
@@ -66,5 +83,7 @@ def backward(layer, A_prev, dZ):
     if not layer.needs_input_grad:
         return None
     dA_prev = conv_winograd.buffer(layer, "dA_prev", A_prev.shape, dZ.dtype)
-    return kw.convolve(dZ, _rotated_transform(layer.params["W"]), 2 - layer.pad_top,
+    if conv_winograd.four(layer):
+        from ..kernels import winograd4 as kw
+    return kw.convolve(dZ, _rotated_transform(layer.params["W"], kw), 2 - layer.pad_top,
                        2 - layer.pad_left, dA_prev)

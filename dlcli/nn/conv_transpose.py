@@ -61,7 +61,7 @@ class Conv2DTranspose(_Weighted):
         from ..kernels import transpose as ktr
         m, n_H_prev, n_W_prev, C = A_prev.shape
         width = self.f * self.f * self.n_C
-        block_rows = ktr.block_rows(n_W_prev, width)
+        block_rows = ktr.block_rows(n_W_prev, width, C)
         if m * n_H_prev * n_W_prev * C * width < PARALLEL_MIN:
             return block_rows, 1
         from numba import get_num_threads

@@ -44,12 +44,14 @@ def applies(f: int, stride: int, n_C_prev: int, n_C: int, n_H: int = 0, n_W: int
 # and the output is FOUR_MIN_SIDE or more a side, FOUR_MAX_PIXELS at most: where it was
 # measured, resnet_small's 64x32x32x32 -> 32 (2 threads, float32, alternating with F(2x2) in
 # one process, load ~3, Dec 3 2026): forward with the batch norm's moments 7.7 -> 6.3 ms,
-# backward (both gradients and the shortcut's addend) 13.4 -> 11.6 ms. The U-Net's levels keep
-# F(2x2): its 8x24x32x64 -> 64 looked faster on F(4x4) too (forward 1.95 -> 1.66 ms at best,
-# backward 10.4 -> 5.5 ms p25) but at load 5.6, too noisy to change its path on.
+# backward (both gradients and the shortcut's addend) 13.4 -> 11.6 ms. The U-Net's 48x64 and
+# 24x32 levels too (batch 8, relu, float32, forward / backward ms, 2 threads, 20 alternations
+# with F(2x2), load 1.6-2.3, Dec 3 2026, 23:53 UTC): 48x64x32 -> 32 2.44 / 4.79 -> 2.08 /
+# 3.97, 48x64x64 -> 32 4.23 / 9.15 -> 3.31 / 7.92, 24x32x32 -> 64 1.12 / 2.17 -> 0.99 / 1.92,
+# 24x32x64 -> 64 1.86 / 3.86 -> 1.57 / 3.41, 24x32x128 -> 64 3.32 / 8.70 -> 2.96 / 9.15.
 FOUR_MIN_CHANNELS = 32
-FOUR_MIN_SIDE = 32
-FOUR_MAX_PIXELS = 32 * 32
+FOUR_MIN_SIDE = 24
+FOUR_MAX_PIXELS = 48 * 64
 # An image's channels (at most this many) into FOUR_MIN_CHANNELS filters or more take F(4x4)
 # too, in place of the direct kernels (kernels/direct.py): resnet_small's stem, 64x32x32x3 ->
 # 32 without an input gradient, the layer alone (no batch norm's moments on either side; in
@@ -66,9 +68,11 @@ def _four_fits(n_C_prev: int, n_C: int, n_H: int, n_W: int) -> bool:
 
 def four(layer) -> bool:
     """Whether the layer runs F(4x4, 3x3) rather than F(2x2, 3x3) (the limits above; a layer
-    whose backward is split, nn/conv_split.py, keeps F(2x2))."""
-    return (layer.winograd and not layer.split_backward
-            and _four_fits(layer.n_C_prev, layer.n_C, layer.n_H, layer.n_W))
+    whose backward is split, nn/conv_split.py, by its own: its forward and input gradient)."""
+    if layer.winograd and layer.split_backward:
+        from . import conv_split
+        return conv_split.four(layer.n_C_prev, layer.n_C)
+    return layer.winograd and _four_fits(layer.n_C_prev, layer.n_C, layer.n_H, layer.n_W)
 
 
 def buffer(layer, name: str, shape: tuple, dtype) -> np.ndarray:
@@ -83,7 +87,7 @@ def buffer(layer, name: str, shape: tuple, dtype) -> np.ndarray:
 
 
 def block_elements(layer) -> int:
-    """Transformed values a block holds: the layer's own choice (nn/conv.py's
+    """Transformed values a block holds: the layer's own choice (nn/conv_paths.py's
     `winograd_block`, set at build), else kernels/winograd.py's."""
     from ..kernels import winograd as kw
     return getattr(layer, "winograd_block", None) or kw.BLOCK_ELEMENTS
