@@ -161,24 +161,7 @@ def input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, ps, D, v):
         r3, r4, r5 = uint64((4 * th + 3) % 6 * R), uint64((4 * th + 4) % 6 * R), uint64((4 * th + 5) % 6 * R)
         h = uint64(6 * R)  # D[1, 0] in the flat Df
         uR = uint64(R)
-        for x in range(R):
-            u = uint64(x)
-            Df[h + u] = c4 * Df[r0 + u] - c5 * Df[r2 + u] + Df[r4 + u]
-        for x in range(R):
-            u = uint64(x)
-            Df[h + uR + u] = Df[r3 + u] + Df[r4 + u] - c4 * (Df[r1 + u] + Df[r2 + u])
-        for x in range(R):
-            u = uint64(x)
-            Df[h + uint64(2 * R) + u] = c4 * (Df[r1 + u] - Df[r2 + u]) + Df[r4 + u] - Df[r3 + u]
-        for x in range(R):
-            u = uint64(x)
-            Df[h + uint64(3 * R) + u] = c2 * (Df[r3 + u] - Df[r1 + u]) + Df[r4 + u] - Df[r2 + u]
-        for x in range(R):
-            u = uint64(x)
-            Df[h + uint64(4 * R) + u] = c2 * (Df[r1 + u] - Df[r3 + u]) + Df[r4 + u] - Df[r2 + u]
-        for x in range(R):
-            u = uint64(x)
-            Df[h + uint64(5 * R) + u] = c4 * Df[r1 + u] - c5 * Df[r3 + u] + Df[r5 + u]
+        _bt_six(Df, r0, r1, r2, r3, r4, r5, Df, h, uR, R, c2, c4, c5)
         # then (B^T d) B along the columns: positions 6 b .. 6 b + 5 of the tile row
         base = uint64((th - th0) * N)
         for b in range(6):
@@ -186,28 +169,38 @@ def input_tiles(i, th0, th1, A_prev, pad_top, pad_left, tiles_W, ps, D, v):
             g0 = uint64((24 + 4 * b) * L)  # D[1, b, 0] in the flat Df
             g1, g2, g3 = g0 + uint64(L), g0 + uint64(2 * L), g0 + uint64(3 * L)
             g4, g5 = g0 + uC, g1 + uC
-            p1, p2, p3 = uint64(ps), uint64(2 * ps), uint64(3 * ps)
-            p4, p5 = uint64(4 * ps), uint64(5 * ps)
-            # one store stream a loop: with six, LLVM's runtime alias checks outgrew its
-            # limit and the loop stayed scalar (31 -> 8 us an example of 32x32x32)
-            for x in range(N):
-                u = uint64(x)
-                v[o0 + u] = c4 * Df[g0 + u] - c5 * Df[g2 + u] + Df[g4 + u]
-            for x in range(N):
-                u = uint64(x)
-                v[o0 + p1 + u] = Df[g3 + u] + Df[g4 + u] - c4 * (Df[g1 + u] + Df[g2 + u])
-            for x in range(N):
-                u = uint64(x)
-                v[o0 + p2 + u] = c4 * (Df[g1 + u] - Df[g2 + u]) + Df[g4 + u] - Df[g3 + u]
-            for x in range(N):
-                u = uint64(x)
-                v[o0 + p3 + u] = c2 * (Df[g3 + u] - Df[g1 + u]) + Df[g4 + u] - Df[g2 + u]
-            for x in range(N):
-                u = uint64(x)
-                v[o0 + p4 + u] = c2 * (Df[g1 + u] - Df[g3 + u]) + Df[g4 + u] - Df[g2 + u]
-            for x in range(N):
-                u = uint64(x)
-                v[o0 + p5 + u] = c4 * Df[g1 + u] - c5 * Df[g3 + u] + Df[g5 + u]
+            _bt_six(Df, g0, g1, g2, g3, g4, g5, v, o0, uint64(ps), N, c2, c4, c5)
+
+
+@njit(inline="always")
+def _bt_six(src, s0, s1, s2, s3, s4, s5, dst, d0, step, n, c2, c4, c5):
+    """B^T's six rows applied to six runs of n values (src at s0..s5), result j at dst[d0 + j
+    step:][:n]: down a window's rows (runs of a ring's slots) and along its columns (runs of
+    phases). One store stream a loop: with six in one, LLVM's runtime alias checks outgrew
+    its limit and the loop stayed scalar (31 -> 8 us an example of 32x32x32)."""
+    for x in range(n):
+        u = uint64(x)
+        dst[d0 + u] = c4 * src[s0 + u] - c5 * src[s2 + u] + src[s4 + u]
+    d = d0 + step
+    for x in range(n):
+        u = uint64(x)
+        dst[d + u] = src[s3 + u] + src[s4 + u] - c4 * (src[s1 + u] + src[s2 + u])
+    d += step
+    for x in range(n):
+        u = uint64(x)
+        dst[d + u] = c4 * (src[s1 + u] - src[s2 + u]) + src[s4 + u] - src[s3 + u]
+    d += step
+    for x in range(n):
+        u = uint64(x)
+        dst[d + u] = c2 * (src[s3 + u] - src[s1 + u]) + src[s4 + u] - src[s2 + u]
+    d += step
+    for x in range(n):
+        u = uint64(x)
+        dst[d + u] = c2 * (src[s1 + u] - src[s3 + u]) + src[s4 + u] - src[s2 + u]
+    d += step
+    for x in range(n):
+        u = uint64(x)
+        dst[d + u] = c4 * src[s1 + u] - c5 * src[s3 + u] + src[s5 + u]
 
 
 @njit(inline="always")
