@@ -51,18 +51,18 @@ def test_convolve_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
         close(Z, expected, 1e-12 if dtype == np.float64 else 1e-5)
         # the serial and parallel drivers, in 1 to 3 runs of blocks: the same numbers
         Z1 = np.empty((m, n_H, n_W, K), dtype=dtype)
-        kw.convolve_blocks(A, U, pad, pad, Z1, min(rows, tH), 1, 1, NO_MOMENTS)
+        kw.convolve_blocks(A, U, pad, pad, Z1, min(rows, tH), 1, 1, NO_MOMENTS, np.zeros(0, dtype))
         for parts in (1, 2, 3):
             Z2 = np.full_like(Z1, np.nan)
             kw.convolve_blocks_parallel(A, U, pad, pad, Z2, min(rows, tH), 1,
-                                        min(parts, m * -(-tH // rows)), NO_MOMENTS)
+                                        min(parts, m * -(-tH // rows)), NO_MOMENTS, np.zeros(0, dtype))
             np.testing.assert_array_equal(Z1, Z2)
         np.testing.assert_array_equal(Z, Z1)
     for examples in (2, 3):  # blocks of several whole examples (longer GEMMs: BLAS may sum
         for parts in (1, 2):  # in another order)
             Z2 = np.full((m, n_H, n_W, K), np.nan, dtype=dtype)
             kw.convolve_blocks_parallel(A, U, pad, pad, Z2, tH, examples,
-                                        min(parts, -(-m // examples)), NO_MOMENTS)
+                                        min(parts, -(-m // examples)), NO_MOMENTS, np.zeros(0, dtype))
             close(Z2, expected, 1e-12 if dtype == np.float64 else 1e-5)
 
 
@@ -93,7 +93,7 @@ def test_convolve_takes_the_batch_moments_of_z(m, H, Wd, C, K, offset, dtype):
         parts = min(parts, m * tH)
         acc = np.zeros((parts, 3, Wd * K + 1))
         Z2 = np.empty_like(Z)
-        kw.convolve_blocks_parallel(A, U, 1, 1, Z2, 1, 1, parts, acc)
+        kw.convolve_blocks_parallel(A, U, 1, 1, Z2, 1, 1, parts, acc, np.zeros(0, dtype))
         np.testing.assert_array_equal(Z2, Z)
         assert acc[:, 0, -1].sum() == m * H  # every output row counted once
         for got, want in zip(moments(acc, K), (z.mean(axis=0), z.var(axis=0))):

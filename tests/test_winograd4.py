@@ -43,15 +43,15 @@ def test_convolve_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
                         rows * 36 * tW * max(C, K))
         close(Z, expected, tol)
         Z1 = np.full_like(Z, np.nan)
-        k4.convolve_blocks(A, U, pad, pad, Z1, rows, 1, 1, NO_MOMENTS)
+        k4.convolve_blocks(A, U, pad, pad, Z1, rows, 1, 1, NO_MOMENTS, np.zeros(0, dtype))
         for parts in (1, 2, 3):  # runs of blocks in parallel: the same numbers
             Z2 = np.full_like(Z1, np.nan)
             k4.convolve_blocks_parallel(A, U, pad, pad, Z2, rows, 1,
-                                        min(parts, m * -(-tH // rows)), NO_MOMENTS)
+                                        min(parts, m * -(-tH // rows)), NO_MOMENTS, np.zeros(0, dtype))
             np.testing.assert_array_equal(Z1, Z2)
     for examples in (2, 3):  # several whole examples a block
         Z2 = np.full((m, n_H, n_W, K), np.nan, dtype=dtype)
-        k4.convolve_blocks_parallel(A, U, pad, pad, Z2, tH, examples, 1, NO_MOMENTS)
+        k4.convolve_blocks_parallel(A, U, pad, pad, Z2, tH, examples, 1, NO_MOMENTS, np.zeros(0, dtype))
         close(Z2, expected, tol)
 
 
@@ -104,3 +104,72 @@ def test_backward_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
             driver(A, dZ, UT, pad, pad, examples, rows, dU_only, untouched, False, none)
             np.testing.assert_array_equal(dU_only, dU)
             assert not untouched.any()
+
+
+@pytest.mark.parametrize("variant", ["F(2x2)", "F(4x4)"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
+@pytest.mark.parametrize("m,H,Wd,C,K,pad,n_H,n_W", [SHAPES[0], SHAPES[2], SHAPES[5]])
+def test_the_output_transform_applies_bias_and_activation(m, H, Wd, C, K, pad, n_H, n_W,
+                                                          activation, dtype, variant):
+    """kernels/winograd_tiles.py's epilogue: g(conv + b) against numpy, and in float32 the same
+    bits as the convolution followed by kernels/activations.py's pass (what it replaces)."""
+    from dlcli.kernels import winograd as k2, winograd4 as k4
+    from dlcli.nn import activations
+    kw = k4 if variant == "F(4x4)" else k2
+    rng = np.random.default_rng(K * n_W)
+    A, W = rng.standard_normal((m, H, Wd, C)).astype(dtype), rng.standard_normal((3, 3, C, K)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    U = np.empty((kw.P, C, K), dtype=dtype)
+    kw.filter_transform(W, U)
+    slope = {"relu": 0.0, "leaky_relu": 0.01, "linear": 1.0}[activation]
+    z = numpy_conv(A.astype(np.float64), W.astype(np.float64), pad, pad, n_H, n_W) + b
+    expected = np.where(z > 0, z, z * slope)
+    epilogue = np.append(b, slope).astype(dtype)
+    tH, tW = kw.tiles(n_H, n_W)
+    for rows in (1, tH):
+        block = rows * kw.P * tW * max(C, K)
+        got = kw.convolve(A, U, pad, pad, np.full((m, n_H, n_W, K), np.nan, dtype=dtype), block,
+                          epilogue=epilogue)
+        close(got, expected, 1e-12 if dtype == np.float64 else 1e-5)
+        Z = kw.convolve(A, U, pad, pad, np.full((m, n_H, n_W, K), np.nan, dtype=dtype), block)
+        apart = activations.forward(activation, Z, b)
+        np.testing.assert_array_equal(got, apart)
+        parts = min(2, m * -(-tH // rows))
+        Z2 = np.full_like(got, np.nan)
+        kw.convolve_blocks_parallel(A, U, pad, pad, Z2, rows, 1, parts, NO_MOMENTS, epilogue)
+        np.testing.assert_array_equal(Z2, got)
+
+
+@pytest.mark.parametrize("variant", ["F(2x2)", "F(4x4)"])
+@pytest.mark.parametrize("activation,bias", [("relu", True), ("leaky_relu", True),
+                                             ("linear", True), ("relu", False)])
+def test_conv2d_activated_in_the_output_transform_agrees_with_the_pass_after(
+        monkeypatch, variant, activation, bias):
+    """nn/conv_winograd.py `activates`: the layer's output, its input gradient and its filter
+    and bias gradients, float32, the same bits with the epilogue as with kernels/activations.py's
+    pass after the convolution (in float64, the relu layers of tests/test_winograd.py's and
+    tests/test_conv_split.py's PyTorch grids take the epilogue)."""
+    from dlcli.nn import conv_winograd
+    from dlcli.nn.conv import Conv2D
+    from test_conv import built, run
+    monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
+    if variant == "F(4x4)":
+        monkeypatch.setattr(conv_winograd, "FOUR_MIN_CHANNELS", 1)
+        monkeypatch.setattr(conv_winograd, "FOUR_MIN_SIDE", 1)
+        monkeypatch.setattr(conv_winograd, "FOUR_MAX_PIXELS", 10 ** 9)
+    x = np.random.default_rng(8).standard_normal((3, 9, 10, 4))
+    outs = {}
+    for fused in (True, False):
+        monkeypatch.setattr(conv_winograd, "EPILOGUE", fused)
+        layer = built(Conv2D(5, 3, padding="same", activation=activation, bias=bias), x.shape[1:],
+                      dtype="float32")
+        assert layer.winograd and conv_winograd.four(layer) == (variant == "F(4x4)")
+        assert conv_winograd.activates(layer, True) == (activation != "linear" or bias)
+        y, dy, dx = run(layer, x.astype(np.float32))
+        outs[fused] = (y.copy(), dx.copy(), layer.grads["W"].copy(),
+                       layer.grads["b"].copy() if bias else None,
+                       layer.forward(x.astype(np.float32), False).copy())
+    for got, want in zip(outs[True], outs[False]):
+        if want is not None:
+            np.testing.assert_array_equal(got, want)

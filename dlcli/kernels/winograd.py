@@ -174,7 +174,7 @@ def row_scratch(tiles_W, C, dtype):
 
 
 @njit(inline="always")
-def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, Z, acc):
+def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, Z, acc, epilogue):
     """Z's outputs of example i, tile rows th0:th1 (the tiles past the output's edge
     cropped), from the flat mf: position k of tile t = (th - th0) tiles_W + tw, channel n,
     at k ps + t K + n. y (`out_scratch`, 4 tiles_W K): Y = A^T M A of a tile row, output row
@@ -209,7 +209,7 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, Z, acc):
             y[u + n1] = t01 + t11 + t21
             y[u + n2] = t10 - t20 - t30
             y[u + n3] = t11 - t21 - t31
-        scatter_tile_row(i, th, 2, y, tiles_W, z, n_H, n_W, K, acc)
+        scatter_tile_row(i, th, 2, y, tiles_W, z, n_H, n_W, K, acc, epilogue)
 
 
 @njit(inline="always")
@@ -231,7 +231,7 @@ def position_stride(n):
 
 @njit(inline="always")
 def _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, D, y, Z,
-                    acc):
+                    acc, epilogue):
     """Output tile rows th0:th1 of examples i0:i1, all three steps while the block's tiles
     are in cache: V and M hold each position's T = (i1 - i0) (th1 - th0) tiles_W tiles
     (T, C) and (T, K), each example's after the one before, position_stride apart."""
@@ -246,11 +246,11 @@ def _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, 
         np.dot(V[k * pv:k * pv + T * C].reshape((T, C)), U[k],
                M[k * pm:k * pm + T * K].reshape((T, K)))
     for i in range(i0, i1):
-        _output_tiles(i, th0, th1, M[(i - i0) * per * K:], tiles_W, pm, y, Z, acc)
+        _output_tiles(i, th0, th1, M[(i - i0) * per * K:], tiles_W, pm, y, Z, acc, epilogue)
 
 
 @njit(inline="always")
-def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc):
+def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc, epilogue):
     """The p-th of `parts` runs of consecutive blocks: `rows` tile rows of one example, or
     (examples > 1) that many whole examples; acc[p] its moments (or empty)."""
     m, C, K = A_prev.shape[0], U.shape[1], U.shape[2]
@@ -269,26 +269,28 @@ def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc
             i0, th0 = j // per_example, (j % per_example) * rows
             i1, th1 = i0 + 1, min(th0 + rows, tiles_H)
         _convolve_block(i0, i1, th0, th1, A_prev, U, pad_top, pad_left, tiles_W, V, M, D, y, Z,
-                        acc[p])
+                        acc[p], epilogue)
 
 
 @njit(cache=True)
-def convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, parts, acc):
+def convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, parts, acc, epilogue):
     """Z = the 3x3 stride-1 convolution of A_prev with the filter transformed to U (16, C, K),
     block by block: each block (`rows` tile rows of an example, or `examples` whole ones) is
     transformed, multiplied (one GEMM a tile position) and transformed back before the
     next, while it is in cache. acc (parts, 3, n_W K + 1), if not empty: each run's
-    moments of Z for a batch norm after it (kernels/batchnorm.py `moments`)."""
+    moments of Z for a batch norm after it (kernels/batchnorm.py `moments`). A non-empty
+    epilogue (kernels/winograd_tiles.py `scatter_tile_row`) writes g(Z + b) instead of Z."""
     for p in range(parts):
-        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc)
+        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc, epilogue)
 
 
 @njit(parallel=True, cache=True)
-def convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, parts, acc):
+def convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, parts, acc,
+                             epilogue):
     """`convolve_blocks` in one parallel region: each of `parts` runs of consecutive blocks
     on its own thread, its GEMMs on that thread (the caller limits BLAS to one)."""
     for p in prange(parts):
-        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc)
+        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc, epilogue)
 
 
 def tiles(n_H: int, n_W: int) -> tuple[int, int]:
@@ -326,12 +328,15 @@ def blocks(m: int, n_H: int, n_W: int, C: int, K: int, block_elements: int) -> t
     return rows, max(1, min(examples, -(-m // get_num_threads())))
 
 
-def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, moments=False):
+def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, moments=False,
+             epilogue=None):
     """Z = the 3x3 stride-1 convolution of A_prev (zero-padded by pad_top, pad_left; negative
     for an input gradient's crop) with the filter whose transform is U (16, C, K), in blocks
     (`blocks`) holding about `block_elements` transformed values. moments: return (Z, mean,
     var), Z's batch mean and biased variance per channel (float64) taken as Z is written,
-    for a batch norm after the conv (kernels/batchnorm.py: one pass over Z fewer)."""
+    for a batch norm after the conv (kernels/batchnorm.py: one pass over Z fewer). epilogue
+    (K + 1 values, `epilogue`): Z = g(conv + b) written by the output transform, in place of
+    a bias + activation pass over Z."""
     m, C, K = A_prev.shape[0], U.shape[1], U.shape[2]
     tiles_H, _ = tiles(Z.shape[1], Z.shape[2])
     rows, examples = blocks(m, Z.shape[1], Z.shape[2], C, K, block_elements)
@@ -339,11 +344,13 @@ def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, mom
     serial = Z.size * 9 * C < PARALLEL_MIN
     n_parts = 1 if serial else parts(n_blocks)
     acc = np.zeros((n_parts, 3, Z.shape[2] * K + 1 if moments else 0))
+    epi = np.empty(0, dtype=Z.dtype) if epilogue is None else epilogue
     if serial:
-        convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, 1, acc)
+        convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, 1, acc, epi)
     else:
         with one_blas_thread():
-            convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, n_parts, acc)
+            convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, n_parts, acc,
+                                     epi)
     if not moments:
         return Z
     return (Z, *batch_moments(acc, K))

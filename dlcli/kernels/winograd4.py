@@ -211,7 +211,7 @@ def out_scratch(tiles_W, K, dtype):
 
 
 @njit(inline="always")
-def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, o, Z, acc):
+def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, o, Z, acc, epilogue):
     """Z's outputs of example i, tile rows th0:th1 (past the edge cropped), from the flat
     mf (position k of tile t, channel n at k ps + t K + n): A^T along each row a of M into
     y[(4 a + j) N ..] (output column j), then down the rows into o[(4 r + j) N ..]
@@ -261,11 +261,11 @@ def _output_tiles(i, th0, th1, mf, tiles_W, ps, y, o, Z, acc):
                 u = c0 + uint64(x)
                 o[u + n12] = (y[u + n4] - y[u + n8] + c8 * (y[u + n12] - y[u + n16])
                                   + y[u + n20])
-        scatter_tile_row(i, th, 4, o, tiles_W, z, n_H, n_W, K, acc)
+        scatter_tile_row(i, th, 4, o, tiles_W, z, n_H, n_W, K, acc, epilogue)
 
 
 @njit(inline="always")
-def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc):
+def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc, epilogue):
     """The p-th of `parts` runs of consecutive blocks (`rows` tile rows of one example, or
     `examples` whole ones): input transform, 36 GEMMs, output transform a block."""
     m, C, K = A_prev.shape[0], U.shape[1], U.shape[2]
@@ -294,22 +294,24 @@ def _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc
             np.dot(V[k * pv:k * pv + T * C].reshape((T, C)), U[k],
                    M[k * pm:k * pm + T * K].reshape((T, K)))
         for i in range(i0, i1):
-            _output_tiles(i, th0, th1, M[(i - i0) * per * K:], tiles_W, pm, y, o, Z, acc[p])
+            _output_tiles(i, th0, th1, M[(i - i0) * per * K:], tiles_W, pm, y, o, Z, acc[p],
+                          epilogue)
 
 
 @njit(cache=True)
-def convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, parts, acc):
+def convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, parts, acc, epilogue):
     """Z = the 3x3 stride-1 convolution of A_prev with U (36, C, K), block by block, on this
-    thread; acc as kernels/winograd.py's `convolve_blocks`."""
+    thread; acc and epilogue as kernels/winograd.py's `convolve_blocks`."""
     for p in range(parts):
-        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc)
+        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc, epilogue)
 
 
 @njit(parallel=True, cache=True)
-def convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, parts, acc):
+def convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, parts, acc,
+                             epilogue):
     """`convolve_blocks` in one parallel region, a run of blocks a thread (BLAS on one)."""
     for p in prange(parts):
-        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc)
+        _convolve_run(p, parts, A_prev, U, pad_top, pad_left, Z, rows, examples, acc, epilogue)
 
 
 # Transformed values (V or M) a block holds, as kernels/winograd.py's BLOCK_ELEMENTS: 3 << 16
@@ -335,7 +337,8 @@ def blocks(m, n_H, n_W, C, K, block_elements):
     return rows, max(1, min(examples, -(-m // get_num_threads())))
 
 
-def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, moments=False):
+def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, moments=False,
+             epilogue=None):
     """kernels/winograd.py's `convolve` with F(4x4, 3x3): U (36, C, K) from `filter_transform`."""
     from .winograd import parts as n_runs
     m, K = A_prev.shape[0], U.shape[2]
@@ -345,11 +348,13 @@ def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, mom
     serial = Z.size * 9 * U.shape[1] < PARALLEL_MIN
     n_parts = 1 if serial else n_runs(n_blocks)
     acc = np.zeros((n_parts, 3, Z.shape[2] * K + 1 if moments else 0))
+    epi = np.empty(0, dtype=Z.dtype) if epilogue is None else epilogue
     if serial:
-        convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, 1, acc)
+        convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, 1, acc, epi)
     else:
         with one_blas_thread():
-            convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, n_parts, acc)
+            convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, n_parts, acc,
+                                     epi)
     if not moments:
         return Z
     return (Z, *batch_moments(acc, K))

@@ -208,11 +208,17 @@ class Conv2D(_Weighted):
         if self.activation == "linear" and conv_narrow.applies(self, m * hw):
             return conv_narrow.forward(self, A_prev, Z, training)
         if self.pointwise or self.winograd:
+            activated = (self.winograd and conv_winograd.EPILOGUE
+                         and conv_winograd.activates(self, training))
             if self.pointwise:
                 conv_pointwise.forward(self, A_prev, Z)
             else:
-                conv_winograd.forward(self, A_prev, Z, training)
-            A = self._activate(Z, training)
+                conv_winograd.forward(self, A_prev, Z, training, activated)
+            if activated:  # A = g(Z + b) already, from the output transform
+                A = Z
+                self.cache = (A,) if training else self.cache
+            else:
+                A = self._activate(Z, training)
             if training:
                 self.cache = (A_prev, POINTWISE if self.pointwise else WINOGRAD) + self.cache
             return A

@@ -119,15 +119,45 @@ def fuse(layer, after) -> bool:
     return fits
 
 
-def forward(layer, A_prev, Z, training=False):
-    """Z = the layer's convolution of A_prev, bias and activation not yet applied (in blocks
-    of kernels/winograd.py's size). Training with a batch norm fused after (`fuse`), its
-    moments are left with it (BatchNorm.moments_given), tagged with Z."""
+def activates(layer, training=False) -> bool:
+    """Whether `forward` writes A = g(Z + b) itself (the output transform's epilogue,
+    kernels/winograd_tiles.py `scatter_tile_row`): a piecewise-linear activation, and no
+    batch norm taking Z's moments. The U-Net's convs then skip the bias + relu pass over
+    their output: see `EPILOGUE`."""
+    from .activations import PIECEWISE
+    norm = getattr(layer, "norm", None)
+    return (layer.activation in PIECEWISE and not (training and norm is not None and norm.trainable)
+            and not (layer.activation == "linear" and "b" not in layer.params))
+
+
+# Bias and activation in the output transform (`activates`), against the pass after it
+# (kernels/activations.py): see the module docstring of kernels/winograd_tiles.py.
+EPILOGUE = True
+
+
+def _epilogue(layer, K, dtype):
+    """The bias then the slope where z + b <= 0 (relu 0, leaky relu's, linear 1), K + 1 values
+    in Z's dtype, as kernels/activations.py's forward rounds them."""
+    from ..kernels.activations import LEAKY_SLOPE
+    e = np.empty(K + 1, dtype=dtype)
+    b = layer.params.get("b")
+    e[:K] = 0 if b is None else b
+    e[K] = {"relu": 0.0, "leaky_relu": LEAKY_SLOPE, "linear": 1.0}[layer.activation]
+    return e
+
+
+def forward(layer, A_prev, Z, training=False, activate=False):
+    """Z = the layer's convolution of A_prev (in blocks of kernels/winograd.py's size), bias
+    and activation not yet applied, or applied when `activate` (see `activates`). Training
+    with a batch norm fused after (`fuse`), its moments are left with it
+    (BatchNorm.moments_given), tagged with Z."""
     kw, _, elements = _kernels(layer)
     U = _transformed(layer.params["W"], kw)
     norm = getattr(layer, "norm", None)
     if not (training and norm is not None and norm.trainable):
-        return kw.convolve(A_prev, U, layer.pad_top, layer.pad_left, Z, elements)
+        epilogue = _epilogue(layer, U.shape[2], Z.dtype) if activate else None
+        return kw.convolve(A_prev, U, layer.pad_top, layer.pad_left, Z, elements,
+                           epilogue=epilogue)
     Z, mean, var = kw.convolve(A_prev, U, layer.pad_top, layer.pad_left, Z, elements,
                                moments=True)
     norm.moments_given = (Z, mean, var)
