@@ -127,12 +127,57 @@ def test_filter_grad_kernels_match_numpy(m, H, W, C, K, pad, rows):
     A = rng.standard_normal((m, H, W, C))
     dZ = rng.standard_normal((m, H + 2 * pad - 2, W + 2 * pad - 2, K))
     want = numpy_filter_grad(A, dZ, pad)
+    none, zero = np.empty((0, 1, 1, 1)), np.float64(0)
     serial = np.full((1, 3, 3, C, K), np.nan)
-    kf.filter_grad(A, dZ, pad, pad, rows, serial)
+    kf.filter_grad(A, dZ, pad, pad, rows, serial, none, none, zero, np.empty((1, 0)))
     close(serial[0], want, 1e-12)
     parallel = np.full((2, 3, 3, C, K), np.nan)
-    kf.filter_grad_parallel(A, dZ, pad, pad, rows, parallel)
+    kf.filter_grad_parallel(A, dZ, pad, pad, rows, parallel, none, none, zero, np.empty((2, 0)))
     close(parallel.sum(axis=0), want, 1e-12)
+
+
+@pytest.mark.parametrize("m,H,W,C,K,pad", FILTER_GRID[:1] + FILTER_GRID[5:7])
+@pytest.mark.parametrize("rows", [1, 2, 100])
+@pytest.mark.parametrize("slope", [0.0, 0.01])
+def test_filter_grad_kernels_take_dZ_from_the_activation(m, H, W, C, K, pad, rows, slope):
+    """kernels/filter_grad.py with dA and A given: dZ = dA g'(Z) (relu, leaky relu) written
+    before its GEMMs read it, db its sums, dW from it, serial and parallel, against numpy."""
+    rng = np.random.default_rng(H * W + C + 1)
+    A_prev = rng.standard_normal((m, H, W, C))
+    shape = (m, H + 2 * pad - 2, W + 2 * pad - 2, K)
+    dA, Z = rng.standard_normal(shape), rng.standard_normal(shape)
+    A = np.where(Z > 0, Z, Z * slope)
+    dZ_want = np.where(Z > 0, dA, dA * slope)
+    want = numpy_filter_grad(A_prev, dZ_want, pad)
+    for kernel, parts in ((kf.filter_grad, 1), (kf.filter_grad_parallel, 2)):
+        dZ, dW = np.full(shape, np.nan), np.full((parts, 3, 3, C, K), np.nan)
+        db = np.full((parts, K), np.nan)
+        kernel(A_prev, dZ, pad, pad, rows, dW, dA, A, np.float64(slope), db)
+        close(dZ, dZ_want, 1e-15)
+        close(dW.sum(axis=0), want, 1e-12)
+        close(db.sum(axis=0), dZ_want.sum(axis=(0, 1, 2)), 1e-12)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_backward_with_dZ_in_the_filter_pass_agrees_with_the_pass_before(
+        split, monkeypatch, activation, dtype):
+    """nn/conv_split.py `backward_activation` against kernels/activations.py's pass before
+    the split backward: the same dZ, so the same dA_prev bits; dW and db within rounding (db
+    summed in another order). The relu layer against PyTorch: the grid above."""
+    x = np.random.default_rng(4).standard_normal((3, 8, 9, 4)).astype(dtype)
+    got = {}
+    for fold in (True, False):
+        monkeypatch.setattr(conv_split, "ACTIVATION", fold)
+        layer = built(Conv2D(3, 3, padding="same", activation=activation), x.shape[1:],
+                      dtype=dtype)
+        assert layer.split_backward and conv_split.folds(layer) == (fold and activation != "linear")
+        y, dy, dx = run(layer, x)
+        got[fold] = (dx.copy(), layer.grads["W"].copy(), layer.grads["b"].copy())
+    np.testing.assert_array_equal(got[True][0], got[False][0])
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for a, b in zip(got[True][1:], got[False][1:]):
+        close(a, b, tol)
 
 
 # -- whole-example Winograd blocks (nn/conv_paths.py `winograd_block`) --------------------------

@@ -14,12 +14,19 @@ whole examples a Numba thread, BLAS on one thread meanwhile.
 Why: kernels/transpose.py's gather pass (`backward_blocks`, nn/conv_split.py's dW before)
 copied each pixel's 3x3 window into a buffer (9 C values a pixel) for one (K, P) x (P, 9 C)
 GEMM: the copy cost as much as the GEMMs. Measured: see `BLOCK_PIXELS`.
+
+A relu layer's dZ is written here too (`_dZ_rows`: dA where A > 0, its sums into the run's
+db), a block's rows just before its GEMMs read them, in the parallel region, in place of
+kernels/activations.py's serial pass over the whole layer before this one (1.2-1.35 ms a
+96x128x16 layer inside the U-Net's step, its arrays out of cache). The U-Net's whole step at
+batch 8 (its five 96x128 layers on this path), on and off in turn in one process, 20 rounds
+of 4 steps (Dec 4 2026, 06:13 UTC, load 0.5-1.0): 169.1 -> 159.9 ms, faster in 17 of 20.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 # Output pixels a block's GEMMs run over. One thread, CPU ms, median of 11 (Dec 3 2026, 17:35
 # UTC, load ~4.7), 8x96x128xC -> 16 by rows a block (128 pixels a row): C 16, the gather
@@ -40,7 +47,24 @@ def _rows(x, r0, r1):
 
 
 @njit(inline="always")
-def _grad_run(p, parts, A_prev, dZ, pad_top, pad_left, block_rows, dW_part):
+def _dZ_rows(dA, A, slope, dZ, q0, q1, db):
+    """dZ = dA g'(Z) over the flat pixels q0:q1, from A = g(Z) (g piecewise linear: 1 where
+    A > 0, else slope), their sums over the pixels added to db: kernels/activations.py's
+    backward select, for the rows a block's GEMMs read next."""
+    K = dZ.shape[3]
+    da, a, dz = dA.reshape(-1), A.reshape(-1), dZ.reshape(-1)
+    for q in range(q0, q1):
+        o = uint64(q * K)
+        for k in range(K):
+            u = o + uint64(k)
+            g = da[u] if a[u] > 0 else da[u] * slope
+            dz[u] = g
+            db[k] += g
+
+
+@njit(inline="always")
+def _grad_run(p, parts, A_prev, dZ, pad_top, pad_left, block_rows, dW_part, dA, A, slope,
+              db_part):
     m, H, Wd, C = A_prev.shape
     n_H, n_W, K = dZ.shape[1], dZ.shape[2], dZ.shape[3]
     i0, i1 = p * m // parts, (p + 1) * m // parts
@@ -50,6 +74,8 @@ def _grad_run(p, parts, A_prev, dZ, pad_top, pad_left, block_rows, dW_part):
         for c in range(C):
             for k in range(K):
                 dW2[t, c, k] = 0.0
+    activated = dA.size > 0  # dZ's rows from dA and A first, a block at a time
+    db = np.zeros(K, dtype=dZ.dtype)
     tmp = np.empty((C, K), dtype=dZ.dtype)
     # runs across rows need the input's rows as wide as the output's, one column shift at most
     wide = n_W == Wd and pad_left == 1
@@ -57,6 +83,8 @@ def _grad_run(p, parts, A_prev, dZ, pad_top, pad_left, block_rows, dW_part):
     for i in range(i0, i1):
         for h0 in range(0, n_H, rows):
             h1 = min(h0 + rows, n_H)
+            if activated:
+                _dZ_rows(dA, A, slope, dZ, (i * n_H + h0) * n_W, (i * n_H + h1) * n_W, db)
             for di in range(3):
                 # output rows ha:hb read input rows ha + di - pad_top ... inside the image
                 ha, hb = max(h0, pad_top - di), min(h1, H + pad_top - di)
@@ -90,18 +118,27 @@ def _grad_run(p, parts, A_prev, dZ, pad_top, pad_left, block_rows, dW_part):
                     for c in range(C):
                         for k in range(K):
                             dW2[di * 3 + dj, c, k] += tmp[c, k]
+    for k in range(db_part.shape[0]):
+        db_part[k] = db[k]
 
 
 @njit(cache=True)
-def filter_grad(A_prev, dZ, pad_top, pad_left, block_rows, dW_parts):
+def filter_grad(A_prev, dZ, pad_top, pad_left, block_rows, dW_parts, dA, A, slope, db_parts):
     """dW_parts[0] (3, 3, C, K) = the filter gradient of a 3x3 stride-1 convolution of A_prev
-    (m, H, W, C), padded by pad_top and pad_left, with output gradient dZ (m, n_H, n_W, K)."""
-    _grad_run(0, 1, A_prev, dZ, pad_top, pad_left, block_rows, dW_parts[0])
+    (m, H, W, C), padded by pad_top and pad_left, with output gradient dZ (m, n_H, n_W, K).
+    A non-empty dA (dZ's shape): dZ is first written, a block's rows at a time, as dA g'(Z)
+    from the layer's output A (g relu or leaky relu: `slope` where A <= 0), and db_parts[0]
+    (K) takes its sums (`ACTIVATION`)."""
+    _grad_run(0, 1, A_prev, dZ, pad_top, pad_left, block_rows, dW_parts[0], dA, A, slope,
+              db_parts[0])
 
 
 @njit(parallel=True, cache=True)
-def filter_grad_parallel(A_prev, dZ, pad_top, pad_left, block_rows, dW_parts):
-    """filter_grad over len(dW_parts) runs of examples, dW_parts[p] the run p's sum."""
+def filter_grad_parallel(A_prev, dZ, pad_top, pad_left, block_rows, dW_parts, dA, A, slope,
+                         db_parts):
+    """filter_grad over len(dW_parts) runs of examples, dW_parts[p] and db_parts[p] the run
+    p's sums."""
     parts = dW_parts.shape[0]
     for p in prange(parts):
-        _grad_run(p, parts, A_prev, dZ, pad_top, pad_left, block_rows, dW_parts[p])
+        _grad_run(p, parts, A_prev, dZ, pad_top, pad_left, block_rows, dW_parts[p], dA, A,
+                  slope, db_parts[p])

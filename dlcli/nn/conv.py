@@ -252,6 +252,10 @@ class Conv2D(_Weighted):
             return conv_direct.backward(self, shape, cols, dA)
         if cols is conv_patches.POOLED:
             return conv_patches.backward_pooled(self, shape, dA)
+        if cols is WINOGRAD and self.split_backward and conv_split.folds(self):
+            (A,) = self.cache  # dZ from dA and A in the filter gradient's pass
+            self.cache = None
+            return conv_split.backward_activation(self, shape, dA, A)
         if cols is WINOGRAD or cols is POINTWISE or cols is PATCHES:  # shape is A_prev itself
             out = (conv_winograd.buffer(self, "dZ", dA.shape, shape.dtype)
                    if cols is WINOGRAD and self.activation != "linear" else None)

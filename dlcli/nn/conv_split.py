@@ -61,25 +61,60 @@ def _rotated_transform(W, kw):
     return U
 
 
+# A relu (or leaky relu) layer on this path has its dZ written by the filter gradient's pass,
+# a block of rows at a time just before its GEMMs read them (kernels/filter_grad.py), in
+# place of kernels/activations.py's serial pass over the whole layer before it: see
+# `backward_activation`.
+ACTIVATION = True
+
+
+def folds(layer) -> bool:
+    """Whether the layer's backward takes dA and its output A (`backward_activation`)."""
+    return ACTIVATION and layer.activation in ("relu", "leaky_relu")
+
+
 def backward(layer, A_prev, dZ):
     """The layer's dW (into layer.grads["W"]) and dA_prev (None if the layer needs none)."""
+    return _backward(layer, A_prev, dZ, None, None)
+
+
+def backward_activation(layer, A_prev, dA, A):
+    """`backward` from dA and the layer's output A (relu or leaky relu, `folds`): dZ (kept
+    in the layer's buffers) and the bias gradient come out of the filter gradient's pass."""
+    from . import conv_winograd
+    dZ = conv_winograd.buffer(layer, "dZ", A.shape, A.dtype)
+    return _backward(layer, A_prev, dZ, np.ascontiguousarray(dA, dtype=A.dtype), A)
+
+
+def _backward(layer, A_prev, dZ, dA, A):
     from ..kernels import filter_grad as kf
     from ..kernels import winograd as kw
+    from ..kernels.activations import LEAKY_SLOPE
     from . import conv_winograd
     m, n_H, n_W, K = dZ.shape
     rows = kf.block_rows(n_W)
+    activated = dA is not None
+    if not activated:
+        dA = A = np.empty((0, 1, 1, 1), dtype=dZ.dtype)
+    slope = dZ.dtype.type(LEAKY_SLOPE if layer.activation == "leaky_relu" else 0.0)
     # nine GEMMs a block of rows on A_prev and dZ themselves (kernels/filter_grad.py)
     if dZ.size * 9 * layer.n_C_prev < kw.PARALLEL_MIN or m == 1:
         dW_parts = np.empty((1,) + layer.grads["W"].shape, dtype=dZ.dtype)
-        kf.filter_grad(A_prev, dZ, layer.pad_top, layer.pad_left, rows, dW_parts)
+        db_parts = np.empty((1, K if activated else 0), dtype=dZ.dtype)
+        kf.filter_grad(A_prev, dZ, layer.pad_top, layer.pad_left, rows, dW_parts, dA, A, slope,
+                       db_parts)
     else:
         dW_parts = np.empty((kw.parts(m),) + layer.grads["W"].shape, dtype=dZ.dtype)
+        db_parts = np.empty((len(dW_parts), K if activated else 0), dtype=dZ.dtype)
         with kw.one_blas_thread():
-            kf.filter_grad_parallel(A_prev, dZ, layer.pad_top, layer.pad_left, rows, dW_parts)
+            kf.filter_grad_parallel(A_prev, dZ, layer.pad_top, layer.pad_left, rows, dW_parts,
+                                    dA, A, slope, db_parts)
     if len(dW_parts) == 1:
         layer.grads["W"][...] = dW_parts[0]
     else:
         dW_parts.sum(axis=0, out=layer.grads["W"])
+    if activated and "b" in layer.grads:
+        db_parts.sum(axis=0, out=layer.grads["b"])
     if not layer.needs_input_grad:
         return None
     dA_prev = conv_winograd.buffer(layer, "dA_prev", A_prev.shape, dZ.dtype)
