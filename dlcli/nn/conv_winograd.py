@@ -13,6 +13,9 @@ to one thread meanwhile.
 A trainable batch norm right after a bias-free linear Winograd conv takes the batch's moments
 from the conv's output pass (`fuse`; kernels/batchnorm.py `moments_add`), not from a pass of
 its own over Z.
+Otherwise a layer with a bias or a piecewise-linear activation (relu, leaky relu) has the
+output transform write A = g(Z + b) itself (`activates`, kernels/winograd_tiles.py), with no
+bias + activation pass over Z after it.
 
 `Conv2D.build` takes this path when WINOGRAD_MIN_CHANNELS holds; the tests lower it to 1 so
 that the whole conv grid runs through it against PyTorch, and the FOUR_ limits likewise.
