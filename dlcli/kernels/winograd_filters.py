@@ -52,3 +52,20 @@ def filter_grad_parts(dU_parts, dW):
                 dW[a, 0, c, n] = u0 + 0.5 * (u1 + u2)
                 dW[a, 1, c, n] = 0.5 * (u1 - u2)
                 dW[a, 2, c, n] = 0.5 * (u1 + u2) + u3
+
+
+@njit(cache=True)
+def swap_channels(W, WT):
+    """WT[a, b, n, c] = W[a, b, c, n]: the backward's U^T is the transform of W with its
+    channels swapped. In square blocks of 32 x 32 values (4 KB each way, in L1): numpy's
+    copy of the transposed view strides through W a value at a time (3x3x256x256 0.68 ms)."""
+    R, S, C, K = W.shape
+    for a in range(R):
+        for b in range(S):
+            for c0 in range(0, C, 32):
+                c1 = min(c0 + 32, C)
+                for n0 in range(0, K, 32):
+                    n1 = min(n0 + 32, K)
+                    for n in range(n0, n1):
+                        for c in range(c0, c1):
+                            WT[a, b, n, c] = W[a, b, c, n]

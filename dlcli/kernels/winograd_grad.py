@@ -234,8 +234,10 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
     part = np.empty((C, K), dtype=dZ.dtype)
     D = row_scratch(tiles_W, C, dZ.dtype)
     y = out_scratch(tiles_W, K, dZ.dtype)
-    dU[:] = 0.0
     i_lo, i_hi = p * m // parts, (p + 1) * m // parts
+    if i_lo == i_hi:
+        dU[:] = 0.0
+    first = True  # the run's first block's GEMMs store into dU: no zeroing, no add_part
     zeroed = not covers(A_prev.shape[1], A_prev.shape[2], tiles_H, tiles_W, pad_top, pad_left)
     e = addend.reshape(-1)
     if input_grad and zeroed:
@@ -261,10 +263,14 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
             for k in range(16):
                 vk = V[k * pv:k * pv + T * C].reshape((T, C))
                 mk = M[k * pm:k * pm + T * K].reshape((T, K))
-                np.dot(vk.T, mk, part)
-                add_part(dU, k, part)
+                if first:
+                    np.dot(vk.T, mk, dU[k])
+                else:
+                    np.dot(vk.T, mk, part)
+                    add_part(dU, k, part)
                 if input_grad:  # dV[k] = dM[k] U[k]^T over V[k], spent
                     np.dot(mk, UT[k], vk)
+            first = False
             if input_grad:
                 for j in range(i, i1):
                     t0 = (j - i) * (th1 - th0) * tiles_W
