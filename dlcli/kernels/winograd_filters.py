@@ -16,7 +16,9 @@ parts at 3x3x256x256 1.01 -> 0.50 ms (sum then transform against this), 128x256 
 the U-Net's Winograd-domain backward passes (batch 8, 2 threads, 81 alternations, load
 2.5-2.7): 6x8x256 -> 256 8.26 -> 7.34 ms, 6x8x128 -> 256 4.00 -> 3.58, 12x16x256 -> 128
 8.89 -> 8.30, 12x16x128 -> 128 4.79 -> 4.56, 24x32x128 -> 64 8.79 -> 8.37; eight shapes
-50.5 -> 47.8 ms.
+50.5 -> 47.8 ms. W with its channels swapped (the transform's input for U^T) is copied in
+32 x 32 blocks (`swap_channels`) from 128 x 256 channel pairs: numpy's copy of the transposed
+view took 0.62 ms at 3x3x256x256, the blocks 0.37 (Dec 4 2026, nn/conv_winograd.py SWAP_MIN).
 """
 
 from __future__ import annotations
