@@ -181,7 +181,31 @@ def everywhere(monkeypatch, request):
         monkeypatch.setattr(conv_winograd, "FOUR_MAX_PIXELS", 10 ** 9)
     else:
         monkeypatch.setattr(conv_winograd, "FOUR_MIN_CHANNELS", 10 ** 6)
+        monkeypatch.setattr(conv_winograd, "SWAP_MIN", 1)  # W^T by kernels' swap_channels
     return request.param
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,K", [(40, 70), (33, 1), (1, 5), (64, 96)])
+def test_swap_channels_matches_numpy(C, K, dtype):
+    """The backward's W^T in blocks of 32 x 32 (ragged edges too) against numpy's transpose."""
+    from dlcli.kernels import winograd_filters as kf
+    W = np.random.default_rng(2).standard_normal((3, 3, C, K)).astype(dtype)
+    WT = np.full((3, 3, K, C), np.nan, dtype=dtype)
+    kf.swap_channels(W, WT)
+    np.testing.assert_array_equal(WT, W.transpose(0, 1, 3, 2))
+
+
+def test_blocks_of_whole_examples_split_each_share_evenly():
+    """A thread's share of the batch in equal blocks of whole examples: no ragged last block."""
+    from dlcli.kernels import winograd as kw
+    from numba import get_num_threads
+    for m, H, Wd, C, K in [(8, 12, 16, 64, 128), (8, 6, 8, 256, 256), (64, 8, 8, 64, 64),
+                           (5, 6, 8, 256, 256), (64, 4, 4, 128, 128), (7, 12, 16, 128, 128)]:
+        rows, examples = kw.blocks(m, H, Wd, C, K, kw.BLOCK_ELEMENTS)
+        share = -(-m // get_num_threads())
+        blocks = -(-share // examples)
+        assert rows == kw.tiles(H, Wd)[0] and examples * blocks - share < blocks
 
 
 def test_the_path_is_taken_where_it_applies():

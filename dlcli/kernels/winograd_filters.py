@@ -16,7 +16,9 @@ parts at 3x3x256x256 1.01 -> 0.50 ms (sum then transform against this), 128x256 
 the U-Net's Winograd-domain backward passes (batch 8, 2 threads, 81 alternations, load
 2.5-2.7): 6x8x256 -> 256 8.26 -> 7.34 ms, 6x8x128 -> 256 4.00 -> 3.58, 12x16x256 -> 128
 8.89 -> 8.30, 12x16x128 -> 128 4.79 -> 4.56, 24x32x128 -> 64 8.79 -> 8.37; eight shapes
-50.5 -> 47.8 ms.
+50.5 -> 47.8 ms. W with its channels swapped (the transform's input for U^T) is copied in
+32 x 32 blocks (`swap_channels`) from 128 x 256 channel pairs: numpy's copy of the transposed
+view took 0.62 ms at 3x3x256x256, the blocks 0.37 (Dec 4 2026, nn/conv_winograd.py SWAP_MIN).
 """
 
 from __future__ import annotations
@@ -52,3 +54,20 @@ def filter_grad_parts(dU_parts, dW):
                 dW[a, 0, c, n] = u0 + 0.5 * (u1 + u2)
                 dW[a, 1, c, n] = 0.5 * (u1 - u2)
                 dW[a, 2, c, n] = 0.5 * (u1 + u2) + u3
+
+
+@njit(cache=True)
+def swap_channels(W, WT):
+    """WT[a, b, n, c] = W[a, b, c, n]: the backward's U^T is the transform of W with its
+    channels swapped. In square blocks of 32 x 32 values (4 KB each way, in L1): numpy's
+    copy of the transposed view strides through W a value at a time (3x3x256x256 0.68 ms)."""
+    R, S, C, K = W.shape
+    for a in range(R):
+        for b in range(S):
+            for c0 in range(0, C, 32):
+                c1 = min(c0 + 32, C)
+                for n0 in range(0, K, 32):
+                    n1 = min(n0 + 32, K)
+                    for n in range(n0, n1):
+                        for c in range(c0, c1):
+                            WT[a, b, n, c] = W[a, b, c, n]

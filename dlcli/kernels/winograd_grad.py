@@ -42,7 +42,10 @@ of dA_prev a tile row at a time, each input row stored once (`_input_grad_tiles`
 62-69 -> 31-33 us; the input transform 47-58 -> 25-28 (kernels/winograd.py). The layer
 (64x32x32x32 -> 32, 2 threads, 21 interleaved with main's kernels, load 7.5-7.9): CPU
 forward 9.35 -> 7.70 ms, backward 21.15 -> 14.98. The GEMMs (dU 62, dV 61-64 us) are
-now most of the pass; dM 21-23.
+now most of the pass; dM 21-23. A run's first block's dU GEMMs store straight into its dU
+(no zeroing of dU, no `add_part`: the U-Net's 6x8 and 12x16 runs are one or two blocks),
+bitwise equal; the pass alone (2 threads, float32, 41 alternations, load ~3, Dec 4 2026):
+8x6x8x256 -> 256 3.21 -> 3.00 ms, 6x8x128 -> 256 1.65 -> 1.48, 12x16x256 -> 128 3.87 -> 3.75.
 """
 
 from __future__ import annotations
@@ -234,8 +237,10 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
     part = np.empty((C, K), dtype=dZ.dtype)
     D = row_scratch(tiles_W, C, dZ.dtype)
     y = out_scratch(tiles_W, K, dZ.dtype)
-    dU[:] = 0.0
     i_lo, i_hi = p * m // parts, (p + 1) * m // parts
+    if i_lo == i_hi:
+        dU[:] = 0.0
+    first = True  # the run's first block's GEMMs store into dU: no zeroing, no add_part
     zeroed = not covers(A_prev.shape[1], A_prev.shape[2], tiles_H, tiles_W, pad_top, pad_left)
     e = addend.reshape(-1)
     if input_grad and zeroed:
@@ -261,10 +266,14 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
             for k in range(16):
                 vk = V[k * pv:k * pv + T * C].reshape((T, C))
                 mk = M[k * pm:k * pm + T * K].reshape((T, K))
-                np.dot(vk.T, mk, part)
-                add_part(dU, k, part)
+                if first:
+                    np.dot(vk.T, mk, dU[k])
+                else:
+                    np.dot(vk.T, mk, part)
+                    add_part(dU, k, part)
                 if input_grad:  # dV[k] = dM[k] U[k]^T over V[k], spent
                     np.dot(mk, UT[k], vk)
+            first = False
             if input_grad:
                 for j in range(i, i1):
                     t0 = (j - i) * (th1 - th0) * tiles_W
