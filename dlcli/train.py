@@ -213,7 +213,9 @@ _STEP_BLAS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def small_step_blas(model, m):
     """One BLAS thread for a step whose GEMMs are all small (each layer's `small_gemms`,
-    nn/base.py), decided once per model and batch size; else nothing."""
+    nn/base.py), decided once per model and batch size; for a step of larger GEMMs all in
+    dense layers, the process's BLAS threads with kernels/blas_late.py's lateness rule
+    (one thread while a loaded machine makes more late, the same results); else nothing."""
     held = _STEP_BLAS.setdefault(model, {})
     key = (m, getattr(model, "input_shape", None))  # a model built again decides again
     ctx = held.get(key)
@@ -221,6 +223,19 @@ def small_step_blas(model, m):
         import contextlib
         from .kernels.duo import StepDuo
         from .kernels.threads import blas_threads
-        small = all(layer.small_gemms(m) for layer in model.layers)
-        ctx = held[key] = StepDuo(blas_threads(1)) if small else contextlib.nullcontext()
+        if all(layer.small_gemms(m) for layer in model.layers):
+            ctx = StepDuo(blas_threads(1))
+        elif _dense_only(model) and max(getattr(blas_threads(1), "current", lambda: (1,))()) > 1:
+            from .kernels.blas_late import LateStep
+            ctx = LateStep(blas_threads(1))
+        else:
+            ctx = contextlib.nullcontext()
+        held[key] = ctx
     return ctx
+
+
+def _dense_only(model) -> bool:
+    """Whether every layer with a GEMM is a dense layer (the lateness rule's GEMMs)."""
+    from .nn.base import NoGemm
+    from .nn.layers import Dense
+    return all(isinstance(layer, (Dense, NoGemm)) for layer in model.layers)

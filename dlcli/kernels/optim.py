@@ -10,11 +10,13 @@ The loops are serial on purpose: a prange launch on Numba's workqueue layer cost
 more than a whole Adam step over a 535k-parameter MLP, and two threads on a memory-bound loop
 gained nothing even at 4M elements.
 
-Measured again for issue 14 (2026-12-03 02:45 UTC, load 1.4-1.8 on the 2 cores): Adam over the
-MLP's 535,818 float32 parameters takes 151-169 us alone, against 114-140 us with the sqrt and
-the division taken out and 104 us for a loop that only copies (so it is bound by memory, not
-by the arithmetic), and 350-450 us inside a training step, where the GEMMs have pushed W, v
-and s out of the caches. Split over two threads it took 768 us with prange (load 2.4: the
+Measured again for issue 14: Adam over the MLP's 535,818 float32 parameters (28 bytes a
+parameter: W, dW, v, s read, W, v, s written) takes 291-294 us alone (2026-12-04, branch
+s10-mlp), the same with the sqrt and the division taken out and whatever the caches held
+before, so it is bound by memory, not by the arithmetic; at load 2.6-3.6 (others' work on the
+2 cores, 06:39 UTC) 314-565 us, median 348, alone (15 medians of 50 calls) and 321-581, median
+504, right after a forward and backward at batch 64. (An earlier 151-169 us, Dec 3, was not
+reproduced.) Split over two threads it took 768 us with prange (load 2.4: the
 other core was busy) and 152 us with two Python threads on a nogil kernel, against 152 serial.
 Fusing each layer's update into its backward, while dW is in cache, gained 1-3%: not kept.
 The kernels take flat views in either memory order (dense W is Fortran-ordered, nn/layers.py).

@@ -171,8 +171,12 @@ class _BlasHeld:
     def __init__(self, n, libs):
         self.n, self.libs, self.before = n, libs, ()
 
+    def current(self):
+        """The libraries' thread counts now (1 without a BLAS library)."""
+        return tuple(lib.num_threads for lib in self.libs) or (1,)
+
     def __enter__(self):
-        self.before = tuple(lib.num_threads for lib in self.libs)
+        self.before = self.current()
         for lib in self.libs:
             lib.set_num_threads(self.n)
         return self

@@ -14,7 +14,9 @@ x @ W.T and dW^T = x^T dz from that layout 1.2-1.35x faster than from a C-ordere
 64 (784 -> 512: forward 394 -> 295 us, dW 331 -> 287 us; dx = dz W, which the first layer
 skips, 280 -> 352 us). Its GEMM writes z into one buffer and the bias + activation pass
 reads z and writes a into another: in place, the kernel's runtime alias check sends LLVM to
-its scalar loop (64 x 512 relu: 11.8 against 3.9 us).
+its scalar loop (64 x 512 relu: 11.8 against 3.9 us). The GEMMs go through
+kernels/blas_late.py's `matmul`: np.matmul, or on one BLAS thread with the two-thread results
+while a loaded machine makes two threads late (dlcli/train.py `small_step_blas`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from . import activations, register
 from .base import SMALL_GEMM, Layer, NoGemm, Scratch, zeros_like_params
 from .inits import initialize
 from ..kernels import batchnorm as kbn
+from ..kernels.blas_late import matmul
 
 
 def _positive_int(value, what: str) -> int:
@@ -63,7 +66,7 @@ class Dense(Layer):
         x2 = np.ascontiguousarray(x, dtype=W.dtype).reshape(-1, W.shape[1])
         shape = (x2.shape[0], self.units)
         z2 = self.scratch.get("z", shape, W.dtype, training)
-        np.matmul(x2, W.T, out=z2)  # W.T is a view: BLAS reads W transposed, nothing is copied
+        matmul(x2, W.T, z2)  # W.T is a view: BLAS reads W transposed, nothing is copied
         # inference may overwrite z (nothing keeps it); training keeps z and a apart (docstring)
         a2 = self.scratch.get("a", shape, W.dtype) if training else z2
         activations.forward(self.activation, z2, self.params.get("b"), out=a2)
@@ -78,13 +81,13 @@ class Dense(Layer):
                                    self.grads.get("b"))
         dW = self.grads["W"]
         if dW.flags.f_contiguous:  # dW^T = x^T dz into dW's C-ordered transpose
-            np.matmul(x2.T, dz2, out=dW.T)
+            matmul(x2.T, dz2, dW.T)
         else:  # a W someone replaced with a C-ordered array
-            np.matmul(dz2.T, x2, out=dW)
+            matmul(dz2.T, x2, dW)
         self.cache = None
         if not self.needs_input_grad:
             return None
-        dx2 = np.matmul(dz2, self.params["W"], out=self.scratch.get("dx", x2.shape, x2.dtype))
+        dx2 = matmul(dz2, self.params["W"], self.scratch.get("dx", x2.shape, x2.dtype))
         return dx2.reshape(shape)
 
     def small_gemms(self, m):
