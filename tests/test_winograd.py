@@ -139,6 +139,7 @@ def test_backward_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
     kw.filter_transform(W, U)
     eW, eA = numpy_conv_grads(*(x.astype(np.float64) for x in (A, W, dZ)), pad, pad)
     tol = 1e-12 if dtype == np.float64 else 1e-5
+    nofold = (np.empty((0, 1, 1, 1), dtype=dtype), dtype(0), np.empty((3, 0), dtype=dtype))
     tH, _ = kw.tiles(n_H, n_W)
     for rows, examples in ((1, 1), (2, 1), (tH, 1), (tH, 2), (tH, 3)):
         for parts in (0, 1, 2, 3):  # 0: the serial driver
@@ -148,7 +149,7 @@ def test_backward_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
             dA = np.full(A.shape, np.nan, dtype=dtype)
             driver = kg.backward_blocks_parallel if parts else kg.backward_blocks
             none = np.empty((0, 1, 1, 1), dtype=dtype)
-            driver(A, dZ, kg.transposed(U), pad, pad, examples, rows, dU, dA, True, none)
+            driver(A, dZ, kg.transposed(U), pad, pad, examples, rows, dU, dA, True, none, *nofold)
             dW = np.empty(W.shape, dtype=dtype)
             kg.filter_grad_transform(dU.sum(axis=0), dW)
             close(dW, eW, tol)
@@ -156,13 +157,13 @@ def test_backward_matches_numpy(m, H, Wd, C, K, pad, n_H, n_W, dtype):
             dU_only = np.full_like(dU, np.nan)  # the filter gradient alone: dA untouched
             untouched = np.zeros((1, 1, 1, 1), dtype=dtype)
             driver(A, dZ, kg.transposed(U), pad, pad, examples, rows, dU_only, untouched, False,
-                   none)
+                   none, *nofold)
             np.testing.assert_array_equal(dU_only.sum(axis=0), dU.sum(axis=0))
             assert not untouched.any()
             # an addend (a residual block's shortcut gradient) summed into dA in the same pass
             plus = rng.standard_normal(A.shape).astype(dtype)
             dA_plus = np.full(A.shape, np.nan, dtype=dtype)
-            driver(A, dZ, kg.transposed(U), pad, pad, examples, rows, dU_only, dA_plus, True, plus)
+            driver(A, dZ, kg.transposed(U), pad, pad, examples, rows, dU_only, dA_plus, True, plus, *nofold)
             close(dA_plus, eA + plus, tol)
 
 
@@ -240,6 +241,7 @@ def test_conv2d_on_winograd_matches_torch(everywhere, m, n, padding, n_C_prev):
     x = np.random.default_rng(3).standard_normal((m, n, n + 1, n_C_prev))
     layer = built(Conv2D(4, 3, padding=padding, activation="relu"), x.shape[1:])
     assert layer.winograd and conv_winograd.four(layer) == (everywhere == "F(4x4)")
+    assert not layer.split_backward and conv_winograd.folds(layer)  # relu's backward in the gather
     y, dy, dx = run(layer, x)
     tx = nchw(torch, x)
     tW = torch.tensor(layer.params["W"]).permute(3, 2, 0, 1).contiguous().requires_grad_(True)

@@ -31,20 +31,20 @@ from .winograd_tiles import add_part, gather_tile_row
 
 
 @njit(inline="always")
-def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, t, y, dm):
+def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, t, y, dm, A, slope, db):
     """dM = A dY A^T of example i's tiles of rows th0:th1 into the flat dm (position k of
     tile t, channel n at k ps + t K + n); outputs past the edge count as 0. y (16 tiles_W
     K): the tile row's dY, output row r and column j of tile tw at (4 r + j) N + tw K + n;
     t (24 tiles_W K): A down the rows, window row a and column j at (4 a + j) N."""
     _, n_H, n_W, K = dZ.shape
-    z = dZ.reshape(-1)
+    z, za = dZ.reshape(-1), A.reshape(-1)
     N = tiles_W * K
     # uint64 all: an int64 times a uint64 is a float64 in Numba
     n4, n8, n12 = uint64(4 * N), uint64(8 * N), uint64(12 * N)
     n16, n20 = uint64(16 * N), uint64(20 * N)
     c2, c4, c8 = _constants(y, 2.0, 4.0, 8.0)
     for th in range(th0, th1):
-        gather_tile_row(i, th, 4, z, n_H, n_W, K, tiles_W, y)
+        gather_tile_row(i, th, 4, z, n_H, n_W, K, tiles_W, y, za, slope, db)
         # A = A^T's transpose: (y0..y3) -> y0, y0 + y1 + y2 + y3, y0 - y1 + y2 - y3,
         # y0 + 2 y1 + 4 y2 + 8 y3, y0 - 2 y1 + 4 y2 - 8 y3, y3; one store stream a loop
         for j in range(4):
@@ -232,7 +232,7 @@ def _input_grad_tiles(i, th0, th1, tiles_H, dv, tiles_W, ps, pad_top, pad_left, 
 
 @njit(inline="always")
 def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows, dU, dA,
-              input_grad, addend):
+              input_grad, addend, A, slope, db):
     """kernels/winograd_grad.py's `_grad_run` for F(4x4, 3x3): the p-th of `parts` runs of
     whole examples; dU (36, C, K) its filter gradient in Winograd's domain, dA its
     examples' input gradient (if input_grad) plus addend if that is not empty."""
@@ -250,6 +250,7 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
     t, y = out_scratch(tiles_W, K, dZ.dtype)
     dU[:] = 0.0
     i_lo, i_hi = p * m // parts, (p + 1) * m // parts
+    db[:] = 0.0
     zeroed = not covers(A_prev.shape[1], A_prev.shape[2], tiles_H, tiles_W, pad_top, pad_left)
     e = addend.reshape(-1)
     if input_grad and zeroed:
@@ -269,7 +270,7 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
             for j in range(i, i1):
                 t0 = (j - i) * (th1 - th0) * tiles_W
                 input_tiles(j, th0, th1, A_prev, pad_top, pad_left, tiles_W, pv, D, V[t0 * C:])
-                _output_grad_tiles(j, th0, th1, dZ, tiles_W, pm, t, y, M[t0 * K:])
+                _output_grad_tiles(j, th0, th1, dZ, tiles_W, pm, t, y, M[t0 * K:], A, slope, db)
             for k in range(P):
                 vk = V[k * pv:k * pv + T * C].reshape((T, C))
                 mk = M[k * pm:k * pm + T * K].reshape((T, K))
@@ -288,21 +289,21 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
 
 @njit(cache=True)
 def backward_blocks(A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows, dU_parts, dA,
-                    input_grad, addend):
+                    input_grad, addend, A, slope, db_parts):
     """kernels/winograd_grad.py's `backward_blocks` for F(4x4, 3x3): UT (36, K, C)."""
     _grad_run(0, 1, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows, dU_parts[0],
-              dA, input_grad, addend)
+              dA, input_grad, addend, A, slope, db_parts[0])
 
 
 @njit(parallel=True, cache=True)
 def backward_blocks_parallel(A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows,
-                             dU_parts, dA, input_grad, addend):
+                             dU_parts, dA, input_grad, addend, A, slope, db_parts):
     """`backward_blocks` in one parallel region: a run of whole examples a thread, each
     summing its own dU_parts[p]; the caller adds the parts."""
     parts = dU_parts.shape[0]
     for p in prange(parts):
         _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows,
-                  dU_parts[p], dA, input_grad, addend)
+                  dU_parts[p], dA, input_grad, addend, A, slope, db_parts[p])
 
 
 @njit(cache=True)

@@ -59,7 +59,7 @@ from .winograd_tiles import add_part, gather_tile_row
 
 
 @njit(inline="always")
-def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, y, dm):
+def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, y, dm, A, slope, db):
     """dM = A dY A^T of example i's output tiles of rows th0:th1 into the flat dm: position
     k of tile t = (th - th0) tiles_W + tw, channel n, at k ps + t K + n. Outputs past the
     edge (a cropped last tile) count as 0. y (kernels/winograd.py's `out_scratch`, 4 tiles_W
@@ -68,11 +68,11 @@ def _output_grad_tiles(i, th0, th1, dZ, tiles_W, ps, y, dm):
     values; per tile, loops over K (32) took 21-23 us an example of 32x32x32, one thread,
     these 14-15."""
     _, n_H, n_W, K = dZ.shape
-    z = dZ.reshape(-1)
+    z, za = dZ.reshape(-1), A.reshape(-1)
     N = tiles_W * K
     n1, n2, n3 = uint64(N), uint64(2 * N), uint64(3 * N)  # uint64 all: int64 * uint64 is float64
     for th in range(th0, th1):
-        gather_tile_row(i, th, 2, z, n_H, n_W, K, tiles_W, y)
+        gather_tile_row(i, th, 2, z, n_H, n_W, K, tiles_W, y, za, slope, db)
         # A dY down the columns, A = [[1, 0], [1, 1], [1, -1], [0, -1]]: dY = [[p, q], [r, s]]
         # gives the rows (p, q), (p + r, q + s), (p - r, q - s), (-r, -s); then each row
         # (x0, x1) along: x0, x0 + x1, x0 - x1, -x1, positions 4 a .. 4 a + 3
@@ -221,7 +221,7 @@ def _input_grad_tiles(i, th0, th1, dv, tiles_W, ps, pad_top, pad_left, D, zeroed
 
 @njit(inline="always")
 def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows, dU, dA,
-              input_grad, addend):
+              input_grad, addend, A, slope, db):
     """The p-th of `parts` runs of whole examples: each block (`rows` tile rows of one
     example, or `examples_a_block` whole examples) transformed, multiplied and transformed
     back while in cache; dU (16, C, K) this run's filter gradient in Winograd's domain,
@@ -238,6 +238,7 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
     D = row_scratch(tiles_W, C, dZ.dtype)
     y = out_scratch(tiles_W, K, dZ.dtype)
     i_lo, i_hi = p * m // parts, (p + 1) * m // parts
+    db[:] = 0.0
     if i_lo == i_hi:
         dU[:] = 0.0
     first = True  # the run's first block's GEMMs store into dU: no zeroing, no add_part
@@ -262,7 +263,7 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
                 t0 = (j - i) * (th1 - th0) * tiles_W
                 _input_tiles(j, th0, th1, A_prev, pad_top, pad_left, tiles_W, pv, D,
                              V[t0 * C:])
-                _output_grad_tiles(j, th0, th1, dZ, tiles_W, pm, y, M[t0 * K:])
+                _output_grad_tiles(j, th0, th1, dZ, tiles_W, pm, y, M[t0 * K:], A, slope, db)
             for k in range(16):
                 vk = V[k * pv:k * pv + T * C].reshape((T, C))
                 mk = M[k * pm:k * pm + T * K].reshape((T, K))
@@ -285,24 +286,24 @@ def _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, row
 
 @njit(cache=True)
 def backward_blocks(A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows, dU_parts, dA,
-                    input_grad, addend):
+                    input_grad, addend, A, slope, db_parts):
     """dU_parts[0] = the filter gradient in Winograd's domain (16, C, K), and dA (if
     input_grad) the input gradient, block by block, on this thread; UT = `transposed` U.
     addend (dA's shape, or empty: (0, 1, 1, 1)) is added to dA in its passes: a residual
     block's shortcut gradient (nn/conv_blocks.py), one pass over dA_prev fewer."""
     _grad_run(0, 1, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows, dU_parts[0],
-              dA, input_grad, addend)
+              dA, input_grad, addend, A, slope, db_parts[0])
 
 
 @njit(parallel=True, cache=True)
 def backward_blocks_parallel(A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows,
-                             dU_parts, dA, input_grad, addend):
+                             dU_parts, dA, input_grad, addend, A, slope, db_parts):
     """`backward_blocks` in one parallel region: a run of whole examples a thread, each
     summing its own dU_parts[p]; the caller adds the parts."""
     parts = dU_parts.shape[0]
     for p in prange(parts):
         _grad_run(p, parts, A_prev, dZ, UT, pad_top, pad_left, examples_a_block, rows,
-                  dU_parts[p], dA, input_grad, addend)
+                  dU_parts[p], dA, input_grad, addend, A, slope, db_parts[p])
 
 
 def transposed(U):

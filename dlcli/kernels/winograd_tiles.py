@@ -20,6 +20,13 @@ as kernels/activations.py's forward, so the same bits, and that pass over Z (rea
 with it the layer's second output array. The U-Net's whole step at batch 8 (its 18 3x3 convs
 all on Winograd), the epilogue on and off in turn in one process, 20 rounds of 4 steps (Dec 4
 2026, 06:11 UTC, load 0.8-1.2): 181.4 -> 169.4 ms, faster in 17 of 20.
+The backward's gather of dZ's tiles (`gather_tile_row`) likewise takes dA and the layer's
+output A for a relu or leaky relu conv: dZ = dA where A > 0, else dA times the slope (the
+select of kernels/activations.py's backward, so the same dZ bits, the same dA_prev and dW),
+db summed as it goes. kernels/activations.py's pass (read dA and A, write dZ, sum db) and the
+dZ array are gone for the U-Net's 14 Winograd-domain convs (48x64 and below). The whole step
+at batch 8, the fold on and off in turn in one process (nn/conv_winograd.py `FOLD`), 20 rounds
+of 4 steps (Dec 4 2026, 06:56 UTC, load 2.7-3.2): 204.3 -> 199.3 ms, faster in 20 of 20.
 And the backward's sum of each block's filter gradient into its run's dU (`add_part`).
 Whole resnet_small training steps at batch 64 with these and kernels/winograd4.py's ring and
 blocks, alternating epochs of 8 steps with main's in one process (median of 25, load 1.9):
@@ -104,10 +111,14 @@ def moments_rows(z, z0, rows, n, C, acc):
 
 
 @njit(inline="always")
-def gather_tile_row(i, th, side, z, n_H, n_W, K, tiles_W, y):
+def gather_tile_row(i, th, side, z, n_H, n_W, K, tiles_W, y, a, slope, db):
     """The scratch y from dZ[i]'s output rows of tile row th (z: dZ flat); outputs past dZ's
-    edge (a cropped last tile) count as 0."""
+    edge (a cropped last tile) count as 0. A non-empty a (the layer's output A flat, z then
+    dA) folds the relu / leaky relu backward in: dZ = dA where A > 0, else dA slope (the
+    select of kernels/activations.py's backward, the same bits), each value added to db (K
+    values) as it goes, so dZ never exists as an array."""
     N = tiles_W * K
+    fused = a.shape[0] > 0
     for r in range(side):
         h = side * th + r
         for tw in range(tiles_W):
@@ -116,8 +127,15 @@ def gather_tile_row(i, th, side, z, n_H, n_W, K, tiles_W, y):
                 y0 = uint64((side * r + j) * N + tw * K)
                 if h < n_H and w < n_W:
                     z0 = uint64(((i * n_H + h) * n_W + w) * K)
-                    for n in range(K):
-                        y[y0 + uint64(n)] = z[z0 + uint64(n)]
+                    if fused:
+                        for n in range(K):
+                            v = z[z0 + uint64(n)]
+                            g = v if a[z0 + uint64(n)] > 0 else v * slope
+                            y[y0 + uint64(n)] = g
+                            db[uint64(n)] += g
+                    else:
+                        for n in range(K):
+                            y[y0 + uint64(n)] = z[z0 + uint64(n)]
                 else:
                     for n in range(K):
                         y[y0 + uint64(n)] = 0.0

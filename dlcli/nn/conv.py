@@ -256,6 +256,10 @@ class Conv2D(_Weighted):
             (A,) = self.cache  # dZ from dA and A in the filter gradient's pass
             self.cache = None
             return conv_split.backward_activation(self, shape, dA, A)
+        if cols is WINOGRAD and not self.split_backward and conv_winograd.folds(self):
+            (A,) = self.cache  # dZ from dA and A in the gather of its tiles
+            self.cache = None
+            return conv_winograd.backward_activation(self, shape, dA, A, CHUNK_COLS)
         if cols is WINOGRAD or cols is POINTWISE or cols is PATCHES:  # shape is A_prev itself
             out = (conv_winograd.buffer(self, "dZ", dA.shape, shape.dtype)
                    if cols is WINOGRAD and self.activation != "linear" else None)

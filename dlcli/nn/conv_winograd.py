@@ -16,6 +16,8 @@ its own over Z.
 Otherwise a layer with a bias or a piecewise-linear activation (relu, leaky relu) has the
 output transform write A = g(Z + b) itself (`activates`, kernels/winograd_tiles.py), with no
 bias + activation pass over Z after it.
+Its backward then takes dA and A (relu, leaky relu: `folds`): dZ = dA g'(A) and db are made
+as the backward gathers dZ's tiles, no activation-backward pass and no dZ array before it.
 
 `Conv2D.build` takes this path when WINOGRAD_MIN_CHANNELS holds; the tests lower it to 1 so
 that the whole conv grid runs through it against PyTorch, and the FOUR_ limits likewise.
@@ -194,12 +196,31 @@ def takes_addend(layer, shape, dtype) -> bool:
             and dtype == layer.params["W"].dtype)
 
 
-def backward(layer, A_prev, dZ, chunk_elements):
+# A relu (or leaky relu) layer's backward takes dA and A: dZ = dA g'(A) and db are made in
+# the pass's gather of dZ's tiles (kernels/winograd_tiles.py `gather_tile_row`), in place of
+# kernels/activations.py's pass over the whole layer before it: see `backward_activation`.
+FOLD = True
+
+
+def folds(layer) -> bool:
+    """Whether the layer's backward takes dA and its output A (`backward_activation`)."""
+    return FOLD and layer.activation in ("relu", "leaky_relu")
+
+
+def backward_activation(layer, A_prev, dA, A, chunk_elements):
+    """`backward` from dA and the layer's output A (relu or leaky relu, `folds`): dZ is
+    never stored, the bias gradient comes out of the same pass."""
+    return backward(layer, A_prev, np.ascontiguousarray(dA, dtype=A.dtype), chunk_elements, A)
+
+
+def backward(layer, A_prev, dZ, chunk_elements, A=None):
     """The layer's dW (into layer.grads["W"]) and dA_prev (None if the layer needs none),
     both from one pass in Winograd's domain (kernels/winograd_grad.py). An array left in
     layer.winograd_buffers["addend"] (`takes_addend`: a residual block's shortcut gradient,
-    nn/conv_blocks.py) is added to dA_prev in the same pass, and taken out."""
+    nn/conv_blocks.py) is added to dA_prev in the same pass, and taken out. Given A (the
+    layer's output), dZ is dA (`backward_activation`)."""
     from ..kernels import winograd as k2, winograd_grad as k2g, winograd_filters as k2f
+    from ..kernels.activations import LEAKY_SLOPE
     kw, kg, elements = _kernels(layer)
     m, n_H, n_W, K = dZ.shape
     C = layer.n_C_prev
@@ -214,15 +235,23 @@ def backward(layer, A_prev, dZ, chunk_elements):
         UT = k2g.transposed(_transformed(layer.params["W"], kw))
     dA_prev = (buffer(layer, "dA_prev", A_prev.shape, dZ.dtype) if input_grad
                else np.empty((1, 1, 1, 1), dtype=dZ.dtype))
-    if dZ.size * 9 * C < k2.PARALLEL_MIN or m == 1:
-        dU = np.empty((1, kw.P, C, K), dtype=dZ.dtype)
+    activated = A is not None
+    if not activated:
+        A = np.empty((0, 1, 1, 1), dtype=dZ.dtype)
+    slope = dZ.dtype.type(LEAKY_SLOPE if layer.activation == "leaky_relu" else 0.0)
+    parts = 1 if dZ.size * 9 * C < k2.PARALLEL_MIN or m == 1 else k2.parts(m)
+    dU = np.empty((parts, kw.P, C, K), dtype=dZ.dtype)
+    db_parts = np.empty((parts, K if activated else 0), dtype=dZ.dtype)
+    if parts == 1:
         kg.backward_blocks(A_prev, dZ, UT, layer.pad_top, layer.pad_left, examples, rows, dU,
-                           dA_prev, input_grad, addend)
+                           dA_prev, input_grad, addend, A, slope, db_parts)
     else:  # a run of whole examples a thread: an example's input-gradient tiles overlap
-        dU = np.empty((k2.parts(m), kw.P, C, K), dtype=dZ.dtype)
         with k2.one_blas_thread():
             kg.backward_blocks_parallel(A_prev, dZ, UT, layer.pad_top, layer.pad_left,
-                                        examples, rows, dU, dA_prev, input_grad, addend)
+                                        examples, rows, dU, dA_prev, input_grad, addend, A,
+                                        slope, db_parts)
+    if activated and "b" in layer.grads:
+        db_parts.sum(axis=0, out=layer.grads["b"])
     if kw is k2:
         k2f.filter_grad_parts(dU, layer.grads["W"])  # the runs' dU summed as it transforms them
     else:
