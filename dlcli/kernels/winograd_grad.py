@@ -46,6 +46,9 @@ now most of the pass; dM 21-23. A run's first block's dU GEMMs store straight in
 (no zeroing of dU, no `add_part`: the U-Net's 6x8 and 12x16 runs are one or two blocks),
 bitwise equal; the pass alone (2 threads, float32, 41 alternations, load ~3, Dec 4 2026):
 8x6x8x256 -> 256 3.21 -> 3.00 ms, 6x8x128 -> 256 1.65 -> 1.48, 12x16x256 -> 128 3.87 -> 3.75.
+A relu or leaky relu layer passes dA and its output A in place of dZ (and A empty
+otherwise): the gather of dZ's tiles makes dZ = dA g'(A) and db itself
+(kernels/winograd_tiles.py `gather_tile_row`), with no activation-backward pass before.
 """
 
 from __future__ import annotations
