@@ -32,8 +32,8 @@ MLP's first layer, x @ W^T with K = 784: 392 + 392 on two threads; the outputs d
 last bits, up to 4e-5 at batch 64). So a GEMM on one thread (`matmul`) runs the two-thread
 driver's K blocks itself, one GEMM each, adding them in order as the kernel does: bitwise the
 two-thread result. The blocks are found once per shape and layout (`_plan`) by trying the
-drivers' halving rule for a range of block sizes against the two-thread result on the data
-at hand; a GEMM that none reproduces, or that needs no split, runs plain (equal already) or
+drivers' halving rule for a range of block sizes against the two-thread result on random
+values in the same layouts; a GEMM that none reproduces, or that needs no split, runs plain (equal already) or
 on two threads. So a run gives the same numbers whatever the load did to the rule.
 """
 
@@ -168,6 +168,12 @@ def threaded_blocks(k: int, q: int):
 
 def _plan(a, b, out, threads):
     from .threads import blas_threads
+    # random values in the operands' layouts, not the data at hand: on data whose sums are
+    # exact whatever their order (small integers, rows of zeros) every split would pass
+    rng = np.random.default_rng(0)
+    a, b = np.empty_like(a), np.empty_like(b)
+    a[...] = rng.standard_normal(a.shape)
+    b[...] = rng.standard_normal(b.shape)
     two = np.empty_like(out)
     with blas_threads(threads):
         np.matmul(a, b, out=two)
