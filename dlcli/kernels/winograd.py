@@ -329,9 +329,9 @@ def blocks(m: int, n_H: int, n_W: int, C: int, K: int, block_elements: int) -> t
         return rows, 1
     per_example = tiles_H * tiles_W
     examples = max(block // per_example, -(-max(C, K) // per_example))
-    share = -(-m // get_num_threads())
-    examples = -(-share // -(-share // max(1, min(examples, share))))
-    return rows, max(1, min(examples, -(-m // get_num_threads())))
+    share = max(1, -(-m // get_num_threads()))  # a thread's examples
+    n_blocks = -(-share // max(1, min(examples, share)))
+    return rows, -(-share // n_blocks)  # the share in equal blocks
 
 
 def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, moments=False,
