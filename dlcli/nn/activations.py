@@ -20,6 +20,13 @@ ACTIVATIONS = tuple(CODES) + ("softmax",)
 PIECEWISE = ("linear", "relu", "leaky_relu")  # forward in a kernel; see kernels.activations
 
 
+def slope(name: str, dtype) -> np.generic:
+    """g'(z) where z <= 0 for a piecewise-linear activation (relu 0, leaky_relu its slope,
+    linear 1), in `dtype`: what the kernels that fold g or its backward in take (the same
+    value as kernels/activations.py's `_slope`)."""
+    return np.dtype(dtype).type({"relu": 0.0, "leaky_relu": k.LEAKY_SLOPE, "linear": 1.0}[name])
+
+
 def check(name) -> str:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")

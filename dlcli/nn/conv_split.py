@@ -92,14 +92,14 @@ def backward_activation(layer, A_prev, dA, A):
 def _backward(layer, A_prev, dZ, dA, A):
     from ..kernels import filter_grad as kf
     from ..kernels import winograd as kw
-    from ..kernels.activations import LEAKY_SLOPE
+    from .activations import slope as g_slope
     from . import conv_winograd
     m, n_H, n_W, K = dZ.shape
     rows = kf.block_rows(n_W)
     activated = dA is not None
     if not activated:
         dA = A = np.empty((0, 1, 1, 1), dtype=dZ.dtype)
-    slope = dZ.dtype.type(LEAKY_SLOPE if layer.activation == "leaky_relu" else 0.0)
+    slope = g_slope(layer.activation if activated else "relu", dZ.dtype)  # read if activated
     # nine GEMMs a block of rows on A_prev and dZ themselves (kernels/filter_grad.py)
     if dZ.size * 9 * layer.n_C_prev < kw.PARALLEL_MIN or m == 1:
         dW_parts = np.empty((1,) + layer.grads["W"].shape, dtype=dZ.dtype)

@@ -161,11 +161,11 @@ EPILOGUE = True
 def _epilogue(layer, K, dtype):
     """The bias then the slope where z + b <= 0 (relu 0, leaky relu's, linear 1), K + 1 values
     in Z's dtype, as kernels/activations.py's forward rounds them."""
-    from ..kernels.activations import LEAKY_SLOPE
+    from .activations import slope
     e = np.empty(K + 1, dtype=dtype)
     b = layer.params.get("b")
     e[:K] = 0 if b is None else b
-    e[K] = {"relu": 0.0, "leaky_relu": LEAKY_SLOPE, "linear": 1.0}[layer.activation]
+    e[K] = slope(layer.activation, dtype)
     return e
 
 
@@ -220,7 +220,7 @@ def backward(layer, A_prev, dZ, chunk_elements, A=None):
     nn/conv_blocks.py) is added to dA_prev in the same pass, and taken out. Given A (the
     layer's output), dZ is dA (`backward_activation`)."""
     from ..kernels import winograd as k2, winograd_grad as k2g, winograd_filters as k2f
-    from ..kernels.activations import LEAKY_SLOPE
+    from .activations import slope as g_slope
     kw, kg, elements = _kernels(layer)
     m, n_H, n_W, K = dZ.shape
     C = layer.n_C_prev
@@ -238,7 +238,7 @@ def backward(layer, A_prev, dZ, chunk_elements, A=None):
     activated = A is not None
     if not activated:
         A = np.empty((0, 1, 1, 1), dtype=dZ.dtype)
-    slope = dZ.dtype.type(LEAKY_SLOPE if layer.activation == "leaky_relu" else 0.0)
+    slope = g_slope(layer.activation if activated else "relu", dZ.dtype)  # read if activated
     parts = 1 if dZ.size * 9 * C < k2.PARALLEL_MIN or m == 1 else k2.parts(m)
     dU = np.empty((parts, kw.P, C, K), dtype=dZ.dtype)
     db_parts = np.empty((parts, K if activated else 0), dtype=dZ.dtype)
