@@ -5,8 +5,9 @@
   written whatever a second Ctrl-C hits, and the process exits 130 afterwards.
 - `signals_held` makes an epoch's end one step: a signal that lands while the epoch's
   parameters are kept, counted and logged waits until all three are done.
-- `Checkpoints` writes params.npz (atomically) and checkpoint.json at epoch boundaries, every
-  `training.checkpoint_every` epochs or seconds, so that a SIGKILL loses at most that much.
+- `Checkpoints` writes params.npz (atomically, its epoch in its zip comment) and checkpoint.json
+  at epoch boundaries, every `training.checkpoint_every` epochs or seconds, so that a SIGKILL
+  loses at most that much.
 - `watch_parent` ends a worker process whose driver is gone (SIGKILL leaves no time to
   clean up), so that no orphaned worker trains on forever.
 """
@@ -107,10 +108,13 @@ class Checkpoints:
 
     def save(self, model, record: dict) -> None:
         from .runs import atomic_write_files, json_bytes, npz_bytes
-        # both staged on disk before either is renamed: a kill leaves the pair of one epoch
+        # both staged on disk before either is renamed; params.npz also carries the epoch in its
+        # zip comment, since a kill between the two renames (microseconds, but a short epoch
+        # checkpoints often) leaves checkpoint.json one checkpoint behind it
         state = {"status": "running", "epoch": record["epoch"], "iteration": record["iteration"],
                  "seconds": record.get("seconds"), "pid": os.getpid()}
-        atomic_write_files({self.run_dir / "params.npz": npz_bytes(model.state_dict()),
+        note = {key: state[key] for key in ("epoch", "iteration")}
+        atomic_write_files({self.run_dir / "params.npz": npz_bytes(model.state_dict(), note),
                             self.run_dir / "checkpoint.json": json_bytes(state)})
         self.last_time, self.last_epoch = self.clock(), record["epoch"]
 

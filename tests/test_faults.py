@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from dlcli import api, faults
 from dlcli.cli import app
-from dlcli.runs import (DirectoryLock, atomic_write_json, read_jsonl, repair_jsonl, run_state)
+from dlcli.runs import (DirectoryLock, atomic_write_json, npz_note, read_jsonl, repair_jsonl,
+                        run_state)
 
 from test_train import SMALL, only_run, train_cli, write_recipe
 
@@ -110,15 +111,55 @@ def test_sigkill_keeps_the_last_checkpoint_and_runs_list_says_crashed(tmp_path):
     proc.kill()
     proc.communicate(timeout=60)
     checkpoint = json.loads((run / "checkpoint.json").read_text())
-    assert checkpoint["epoch"] >= 4 and checkpoint["epoch"] % 2 == 0
+    epoch = npz_note(run / "params.npz")["epoch"]
+    # checkpoint.json is the pair's second rename: a kill between the two leaves it one behind
+    assert epoch >= 4 and epoch % 2 == 0 and checkpoint["epoch"] in (epoch, epoch - 2)
     saved = dict(np.load(run / "params.npz"))
-    expected = retrain(tmp_path, recipe, checkpoint["epoch"])
+    expected = retrain(tmp_path, recipe, epoch)
     for k, v in expected.items():
         np.testing.assert_array_equal(saved[k], v, err_msg=k)
     state = run_state(run)
-    assert state["status"] == "crashed" and state["epochs"] >= checkpoint["epoch"]
+    assert state["status"] == "crashed" and state["epochs"] >= epoch
+    assert state["checkpoint_epoch"] == epoch
     listing = runner.invoke(app, ["runs", "--runs-dir", str(tmp_path / "runs"), "list"])
     assert listing.exit_code == 0 and "crashed" in listing.output, listing.output
+
+
+class Params:
+    def __init__(self, value):
+        self.value = value
+
+    def state_dict(self):
+        return {"0.W": np.full((2, 3), self.value)}
+
+
+def test_a_kill_between_the_checkpoints_two_renames_leaves_params_that_name_their_epoch(
+        tmp_path, monkeypatch):
+    checkpoints = faults.Checkpoints(tmp_path, 2)
+    checkpoints.save(Params(2.0), {"epoch": 2, "iteration": 20})
+    real, renames = os.replace, []
+
+    def killed_after_the_first(src, dst):
+        if renames:
+            raise SystemExit(137)
+        renames.append(dst)
+        real(src, dst)
+    monkeypatch.setattr(os, "replace", killed_after_the_first)
+    with pytest.raises(SystemExit):
+        checkpoints.save(Params(4.0), {"epoch": 4, "iteration": 40})
+    monkeypatch.undo()
+    assert renames == [tmp_path / "params.npz"]
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["epoch"] == 2
+    assert np.load(tmp_path / "params.npz")["0.W"][0, 0] == 4.0
+    assert npz_note(tmp_path / "params.npz") == {"epoch": 4, "iteration": 40}
+    assert run_state(tmp_path)["checkpoint_epoch"] == 4
+
+
+def test_npz_note_of_files_without_one(tmp_path):
+    np.savez(tmp_path / "plain.npz", a=np.zeros(2))
+    (tmp_path / "text.npz").write_text("not a zip")
+    for name in ("plain.npz", "text.npz", "missing.npz"):
+        assert npz_note(tmp_path / name) is None, name
 
 
 def test_checkpoint_every_seconds_and_epochs():
