@@ -101,7 +101,7 @@ def backward(A, dZ, U, W, pad, parts, input_grad=True, addend=None, A_out=None, 
     out = none if A_out is None else A_out
     db = np.full((chunks, K if A_out is not None else 0), np.nan, dtype=dtype)
     tH, tW = kw.tiles(n_H, n_W)
-    zeroed = not kg.covers(A.shape[1], A.shape[2], tH, tW, pad, pad)
+    zeroed = not kp.covers(A.shape[1], A.shape[2], tH, tW, pad, pad)
     kp.backward_positions_parallel(A, dZ, kg.transposed(U), pad, pad, V, M, parts, dU, dW, dA,
                                    input_grad, none if addend is None else addend, out,
                                    dtype.type(slope), db, zeroed, kp.counters())
@@ -232,3 +232,16 @@ def test_conv2d_on_positions_matches_torch(positions, m, n, padding, n_C_prev, a
 def layer_slope(layer):
     from dlcli.nn.activations import slope
     return float(slope(layer.activation, np.float64))
+
+
+def test_the_python_sizes_match_the_kernels():
+    """`_stride` and `covers`, computed in Python for kernels/ahead.py's trace, against the
+    kernels' own."""
+    for n in range(0, 3000, 7):
+        assert kp._stride(n) == kw.position_stride(n)
+    for H, W, pad in [(7, 5, 1), (6, 6, 0), (5, 8, 2), (4, 4, -1), (4, 6, 3), (1, 1, 1)]:
+        for n_H, n_W in [(H + 2 * pad - 2, W + 2 * pad - 2), (H, W)]:
+            if min(n_H, n_W) < 1:
+                continue
+            tH, tW = kw.tiles(n_H, n_W)
+            assert kp.covers(H, W, tH, tW, pad, pad) == kg.covers(H, W, tH, tW, pad, pad)

@@ -3,11 +3,14 @@
 position, not by examples.
 
 Why: kernels/winograd.py's blocks split the batch by examples, so each thread multiplies its
-examples' tiles by ALL of U (16 x C x K: 16x256x256 float32 is 4 MB, twice a core's L2 of
-2 MB) and both threads stream the whole of it from memory: the 16 GEMMs of 8x6x8x256 -> 256
-ran at 103 GFLOP/s so, against 235 split by position (Dec 4 2026, the lost s13 helper's
-measure). Here thread t multiplies the WHOLE batch's T tiles for the positions it takes,
-(T x C) @ U[k] -> (T x K), so each U[k] is read by one thread, once.
+examples' tiles by ALL of U (16 x C x K: 16x256x256 float32 is 4 MB, more than a core's L2)
+and both threads stream the whole of it: the 16 GEMMs of 8x6x8x256 -> 256 (T = 96 tiles)
+took 3.59 ms on 2 threads split by rows (56 GFLOP/s), 2.81 split by position (72), 4.51 on
+one thread (this machine: AMD EPYC, 2 vCPUs, 512 KB L2 each, OpenBLAS's Haswell kernels;
+medians of 40, load ~0.8, Dec 4 2026). Here thread t multiplies the WHOLE batch's T tiles for
+the positions it takes, (T x C) @ U[k] -> (T x K), so each U[k] is read by one thread, once;
+and where the blocks had cut an example into tile rows (12x16x256 -> 128: GEMMs of 32 rows
+against a U[k] that OpenBLAS packs at every call) the GEMMs are the whole batch's 384 rows.
 
 How it runs: one parallel region (a prange of one part a Numba thread) in three phases,
 each thread waiting for the other between them on a done-counter (spinning with yields, as
@@ -27,6 +30,16 @@ claim. So if one worker runs both parts one after the other (one Numba thread, a
 threading layer, a worker that never comes), the first part does all the work and nothing
 waits for ever. A chunk's moments and bias gradient go to that chunk's own row (not the
 thread's), so the results never depend on which thread took what.
+
+What it measured (float32, batch 8, relu, 2 threads, alternating with the blocks in one
+process, medians of 41, load 0.9-1.1, Dec 4 2026, 13:56 UTC). The forward alone
+(kernels/winograd.py `convolve`), ms: 6x8x256 -> 256 2.38 -> 1.99 (faster in 41 of 41),
+6x8x128 -> 256 1.22 -> 1.08 (38/41), 12x16x256 -> 128 6.26 -> 3.79 (41/41), 12x16x128 -> 128
+2.01 -> 1.93 (28/41). The layer's forward / backward (nn/conv_winograd.py, filter transforms
+included): 6x8x256 -> 256 4.89 / 11.17 -> 4.13 / 8.49, 6x8x128 -> 256 2.82 / 5.58 -> 2.27 /
+4.41, 12x16x256 -> 128 6.30 / 12.92 -> 5.66 / 11.39, 12x16x128 -> 128 3.49 / 6.61 -> 3.13 /
+5.54. A whole U-Net training step (benchmarks/cnn.py's unet16, 30 rounds of 4 steps each way,
+14:09-14:11 UTC, load 1.3-1.8): 408.3 -> 391.3 ms, faster in 18 of 30.
 """
 
 from __future__ import annotations
@@ -186,17 +199,28 @@ def backward_positions_parallel(A_prev, dZ, UT, pad_top, pad_left, V, M, parts, 
                        addend, A, slope, db, zeroed, sync)
 
 
+def _stride(n: int) -> int:
+    """kernels/winograd.py's `position_stride` in Python: kernels/ahead.py's trace of a first
+    step runs no kernel (each returns 0.0), so the sizes here are not a kernel's."""
+    return (n + 31) // 32 * 32 + 16
+
+
+def covers(H: int, W: int, tiles_H: int, tiles_W: int, pad_top: int, pad_left: int) -> bool:
+    """kernels/winograd_grad.py's `covers` in Python (as `_stride`)."""
+    return (pad_top >= 0 and pad_left >= 0 and 2 * tiles_H + 1 - pad_top >= H - 1
+            and 2 * tiles_W + 1 - pad_left >= W - 1)
+
+
 _SCRATCH: dict = {}  # dtype -> one flat array, grown as needed, that every call's V and M share
 
 
 def scratch(m: int, n_H: int, n_W: int, C: int, K: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     """V and M for the whole batch: 16 runs of T C and of T K values, `position_stride` apart,
-    views of one array kept from call to call: a fresh 1.5 MB array is mapped anew and pays
-    its page faults inside the pass (8x6x8x256 -> 256 forward, 2 threads: 2.9 ms against 2.2
-    with the V and M of the call before)."""
+    views of one array kept from call to call (a fresh array of a few MB is mapped anew and
+    pays its page faults inside the pass: nn/conv_winograd.py `buffer`)."""
     th, tw = -(-n_H // 2), -(-n_W // 2)
     T = m * th * tw
-    nv, nm = 16 * position_stride(T * C), 16 * position_stride(T * K)
+    nv, nm = 16 * _stride(T * C), 16 * _stride(T * K)
     key = np.dtype(dtype).str
     buf = _SCRATCH.get(key)
     if buf is None or buf.shape[0] < nv + nm:

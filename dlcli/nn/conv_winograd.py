@@ -267,7 +267,7 @@ def backward(layer, A_prev, dZ, chunk_elements, A=None):
 def _backward_positions(layer, A_prev, dZ, UT, dA_prev, input_grad, addend, A, slope):
     """`backward` with the whole batch's GEMMs split between the threads by tile position
     (kernels/winograd_positions.py): one dU, dW transformed inside the same region."""
-    from ..kernels import winograd as k2, winograd_grad as k2g, winograd_positions as kp
+    from ..kernels import winograd as k2, winograd_positions as kp
     m, n_H, n_W, K = dZ.shape
     C = layer.n_C_prev
     parts = k2.parts(16)
@@ -276,7 +276,7 @@ def _backward_positions(layer, A_prev, dZ, UT, dA_prev, input_grad, addend, A, s
     dU = buffer(layer, "dU", (1, 16, C, K), dZ.dtype)
     db = np.empty((chunks, K if A.shape[0] > 0 else 0), dtype=dZ.dtype)
     tiles_H, tiles_W = k2.tiles(n_H, n_W)
-    zeroed = not k2g.covers(A_prev.shape[1], A_prev.shape[2], tiles_H, tiles_W, layer.pad_top,
+    zeroed = not kp.covers(A_prev.shape[1], A_prev.shape[2], tiles_H, tiles_W, layer.pad_top,
                             layer.pad_left)
     with k2.one_blas_thread():
         kp.backward_positions_parallel(A_prev, dZ, UT, layer.pad_top, layer.pad_left, V, M,
