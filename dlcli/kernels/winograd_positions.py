@@ -4,8 +4,8 @@ position, not by examples.
 
 Why: kernels/winograd.py's blocks split the batch by examples, so each thread multiplies its
 examples' tiles by ALL of U (16 x C x K: 16x256x256 float32 is 4 MB, more than a core's L2)
-and both threads stream the whole of it: the 16 GEMMs of 8x6x8x256 -> 256 (T = 96 tiles)
-took 3.59 ms on 2 threads split by rows (56 GFLOP/s), 2.81 split by position (72), 4.51 on
+and both threads stream the whole of it: the 16 GEMMs of 8x6x8x256 -> 256 (T = 96 tiles,
+the GEMMs alone in a probe) took 3.59 ms on 2 threads split by rows (56 GFLOP/s), 2.81 split by position (72), 4.51 on
 one thread (this machine: AMD EPYC, 2 vCPUs, 512 KB L2 each, OpenBLAS's Haswell kernels;
 medians of 40, load ~0.8, Dec 4 2026). Here thread t multiplies the WHOLE batch's T tiles for
 the positions it takes, (T x C) @ U[k] -> (T x K), so each U[k] is read by one thread, once;
@@ -19,7 +19,7 @@ kernels/duo.py's helper waits, so that a waiter takes no core from a thread that
     2. the 16 GEMMs by position;
     3. the output transform (`_output_tiles`, with its epilogue or moments) by chunks of
        examples.
-The backward (`backward_positions_parallel`) likewise: V and dM by examples; dU[k] = V[k]^T
+The backward (`backward_positions_parallel`) likewise: V and dM by chunks of examples; dU[k] = V[k]^T
 dM[k] and dV[k] = dM[k] U[k]^T by position (the whole batch in each GEMM: no per-thread dU
 to add); then the scatter of dA_prev by chunks of examples and dW = G^T dU G by ranges of
 channels (kernels/winograd_filters.py `filter_grad_channels`).
@@ -39,7 +39,12 @@ process, medians of 41, load 0.9-1.1, Dec 4 2026, 13:56 UTC). The forward alone
 included): 6x8x256 -> 256 4.89 / 11.17 -> 4.13 / 8.49, 6x8x128 -> 256 2.82 / 5.58 -> 2.27 /
 4.41, 12x16x256 -> 128 6.30 / 12.92 -> 5.66 / 11.39, 12x16x128 -> 128 3.49 / 6.61 -> 3.13 /
 5.54. A whole U-Net training step (benchmarks/cnn.py's unet16, 30 rounds of 4 steps each way,
-14:09-14:11 UTC, load 1.3-1.8): 408.3 -> 391.3 ms, faster in 18 of 30.
+14:09-14:11 UTC, load 1.3-1.8): 408.3 -> 391.3 ms, faster in 18 of 30; again 14:33-14:35,
+40 rounds, load 1.0-1.8: 405.7 -> 399.1, 26 of 40. The deep layers are a small share of the
+step. `benchmarks/cnn.py --only unet16`, 3 runs each way alternating with main's code (39da98b,
+14:12-14:23, load 1.6-2.0): ratios 0.81 / 0.88 / 0.90x before, 0.86 / 0.92 / 0.86x after,
+within the noise; lenet64 2.06 -> 2.12x, resnet64 1.30 -> 1.35x (once each: they never reach
+the gate).
 """
 
 from __future__ import annotations
@@ -52,8 +57,8 @@ from .winograd import _input_tiles, _output_tiles, out_scratch, position_stride,
 from .winograd_filters import filter_grad_channels
 from .winograd_grad import _input_grad_tiles, _output_grad_tiles
 
-# cells of the counters array: a phase's units claimed at 8 (2 ph), done at 8 (2 ph + 1),
-# each on its own 64-byte line
+# cells of the counters array: phase ph's units claimed at 16 ph, done at 16 ph + 8, each
+# on its own 64-byte line
 PHASES = 3
 CELLS = 16 * PHASES
 
