@@ -43,7 +43,10 @@ Pieces, one thread, one 32x32x32 example (CPU time): input transform 54 us, the 
 47-58 -> 25-28 us by running a tile row at a time (`_input_tiles`: a tile's loops over C
 = 32 values were two vectors each behind ~20 runtime alias checks, and a signed index
 Numba cannot prove >= 0 kept a loop scalar); GEMMs 57-60, output transform 17-18.
-F(4x4, 3x3) runs resnet_small's layers since (kernels/winograd4.py).
+F(4x4, 3x3) runs resnet_small's layers since (kernels/winograd4.py). Where U is large and
+an example's tiles few (the U-Net's 12x16 and 6x8 levels, 128-256 channels: `by_positions`),
+the whole batch is transformed at once and its 16 GEMMs split between the threads by tile
+position instead, so that each thread reads half of U (kernels/winograd_positions.py).
 With a batch norm after the conv (nn/conv_winograd.py `fuse`), each output row written is
 also summed into its thread's moments while in cache (kernels/batchnorm.py `moments_add`):
 +0.6-1.0 ms a 64x32x32x32 -> 32 forward (2 threads, load ~4), against 2.2 ms less for the
@@ -334,6 +337,39 @@ def blocks(m: int, n_H: int, n_W: int, C: int, K: int, block_elements: int) -> t
     return rows, -(-share // n_blocks)  # the share in equal blocks
 
 
+# The whole batch's 16 GEMMs split between the threads by tile position
+# (kernels/winograd_positions.py), not the blocks by examples, where U is large (C K at
+# least POSITIONS_MIN: 128x128 float32, 16 positions, is 1 MB, half a core's L2) and the
+# whole batch's transformed tiles are not (16 T max(C, K) at most POSITIONS_MAX values, 16 MB
+# of float32 each for V and M): the U-Net's 12x16 and 6x8 levels at batch 8.
+POSITIONS = True
+POSITIONS_MIN = 128 * 128
+POSITIONS_MAX = 1 << 22
+
+
+def by_positions(m: int, n_H: int, n_W: int, C: int, K: int) -> bool:
+    """Whether a layer's passes split the GEMMs by tile position (above); on one Numba
+    thread there is nothing to split."""
+    from numba import get_num_threads
+    tiles_H, tiles_W = tiles(n_H, n_W)
+    return (POSITIONS and get_num_threads() >= 2 and C * K >= POSITIONS_MIN
+            and 16 * m * tiles_H * tiles_W * max(C, K) <= POSITIONS_MAX
+            and m * n_H * n_W * 9 * C * K >= PARALLEL_MIN)
+
+
+def _convolve_positions(A_prev, U, pad_top, pad_left, Z, moments, epi):
+    from . import winograd_positions as kp
+    m, C, K = A_prev.shape[0], U.shape[1], U.shape[2]
+    n_parts = parts(16)
+    n_chunks = kp.chunks(m, n_parts)
+    V, M = kp.scratch(m, Z.shape[1], Z.shape[2], C, K, Z.dtype)
+    acc = np.zeros((n_chunks, 3, Z.shape[2] * K + 1 if moments else 0))
+    with one_blas_thread():
+        kp.convolve_positions_parallel(A_prev, U, pad_top, pad_left, Z, V, M, n_parts, n_chunks,
+                                       acc, epi, kp.counters())
+    return acc
+
+
 def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, moments=False,
              epilogue=None):
     """Z = the 3x3 stride-1 convolution of A_prev (zero-padded by pad_top, pad_left; negative
@@ -344,13 +380,16 @@ def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, mom
     (K + 1 values, `epilogue`): Z = g(conv + b) written by the output transform, in place of
     a bias + activation pass over Z."""
     m, C, K = A_prev.shape[0], U.shape[1], U.shape[2]
+    epi = np.empty(0, dtype=Z.dtype) if epilogue is None else epilogue
+    if by_positions(m, Z.shape[1], Z.shape[2], C, K):
+        acc = _convolve_positions(A_prev, U, pad_top, pad_left, Z, moments, epi)
+        return (Z, *batch_moments(acc, K)) if moments else Z
     tiles_H, _ = tiles(Z.shape[1], Z.shape[2])
     rows, examples = blocks(m, Z.shape[1], Z.shape[2], C, K, block_elements)
     n_blocks = -(-m // examples) if examples > 1 else m * -(-tiles_H // rows)
     serial = Z.size * 9 * C < PARALLEL_MIN
     n_parts = 1 if serial else parts(n_blocks)
     acc = np.zeros((n_parts, 3, Z.shape[2] * K + 1 if moments else 0))
-    epi = np.empty(0, dtype=Z.dtype) if epilogue is None else epilogue
     if serial:
         convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, 1, acc, epi)
     else:

@@ -19,6 +19,8 @@ the U-Net's Winograd-domain backward passes (batch 8, 2 threads, 81 alternations
 50.5 -> 47.8 ms. W with its channels swapped (the transform's input for U^T) is copied in
 32 x 32 blocks (`swap_channels`) from 128 x 256 channel pairs: numpy's copy of the transposed
 view took 0.62 ms at 3x3x256x256, the blocks 0.37 (Dec 4 2026, nn/conv_winograd.py SWAP_MIN).
+The transform by ranges of channels (`filter_grad_channels`) lets the position-split backward
+(kernels/winograd_positions.py) share it between its threads, one dU and no parts.
 """
 
 from __future__ import annotations
@@ -31,10 +33,19 @@ from numba import njit
 def filter_grad_parts(dU_parts, dW):
     """dW[:, :, c, n] = G^T dU[:, c, n] G for dU the sum over parts of dU_parts (P, 16, C, K):
     kernels/winograd_grad.py's filter_grad_transform after dU_parts.sum(axis=0)."""
-    P, _, C, K = dU_parts.shape
-    s = np.empty((16, K), dtype=dW.dtype)  # channel c's dU, summed over the parts
+    C, K = dU_parts.shape[2], dU_parts.shape[3]
+    s = np.empty((16, K), dtype=dW.dtype)
     t = np.empty((3, 4, K), dtype=dW.dtype)
-    for c in range(C):
+    filter_grad_channels(dU_parts, dW, 0, C, s, t)
+
+
+@njit(inline="always")
+def filter_grad_channels(dU_parts, dW, c0, c1, s, t):
+    """`filter_grad_parts` of the input channels c0:c1 alone, in the scratch s (16, K) (a
+    channel's dU, summed over the parts) and t (3, 4, K): the channels are independent, so
+    that threads can each take a range (kernels/winograd_positions.py)."""
+    P, _, _, K = dU_parts.shape
+    for c in range(c0, c1):
         for k in range(16):
             for n in range(K):
                 s[k, n] = dU_parts[0, k, c, n]

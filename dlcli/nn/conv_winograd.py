@@ -8,7 +8,9 @@ faster (`four`: resnet_small's 3x3x32 layers on 32x32) both passes run F(4x4, 3x
 (kernels/winograd4.py, kernels/winograd4_grad.py: 36 multiplies a 4x4 output tile against
 F(2x2)'s 64). Nothing but A_prev is kept from the forward. Each pass runs as one parallel
 region: a run of blocks a thread, every GEMM on the thread that made its operands, BLAS held
-to one thread meanwhile.
+to one thread meanwhile; or, for the U-Net's deep layers (kernels/winograd.py `by_positions`),
+the whole batch's 16 GEMMs a tile position a thread (kernels/winograd_positions.py,
+`_backward_positions`).
 
 A trainable batch norm right after a bias-free linear Winograd conv takes the batch's moments
 from the conv's output pass (`fuse`; kernels/batchnorm.py `moments_add`), not from a pass of
@@ -239,6 +241,9 @@ def backward(layer, A_prev, dZ, chunk_elements, A=None):
     if not activated:
         A = np.empty((0, 1, 1, 1), dtype=dZ.dtype)
     slope = g_slope(layer.activation if activated else "relu", dZ.dtype)  # read if activated
+    if kw is k2 and k2.by_positions(m, n_H, n_W, C, K):
+        _backward_positions(layer, A_prev, dZ, UT, dA_prev, input_grad, addend, A, slope)
+        return dA_prev if input_grad else None
     parts = 1 if dZ.size * 9 * C < k2.PARALLEL_MIN or m == 1 else k2.parts(m)
     dU = np.empty((parts, kw.P, C, K), dtype=dZ.dtype)
     db_parts = np.empty((parts, K if activated else 0), dtype=dZ.dtype)
@@ -257,3 +262,25 @@ def backward(layer, A_prev, dZ, chunk_elements, A=None):
     else:
         kg.filter_grad_transform(dU.sum(axis=0), layer.grads["W"])
     return dA_prev if input_grad else None
+
+
+def _backward_positions(layer, A_prev, dZ, UT, dA_prev, input_grad, addend, A, slope):
+    """`backward` with the whole batch's GEMMs split between the threads by tile position
+    (kernels/winograd_positions.py): one dU, dW transformed inside the same region."""
+    from ..kernels import winograd as k2, winograd_positions as kp
+    m, n_H, n_W, K = dZ.shape
+    C = layer.n_C_prev
+    parts = k2.parts(16)
+    chunks = kp.chunks(m, parts)
+    V, M = kp.scratch(m, n_H, n_W, C, K, dZ.dtype)
+    dU = buffer(layer, "dU", (1, 16, C, K), dZ.dtype)
+    db = np.empty((chunks, K if A.shape[0] > 0 else 0), dtype=dZ.dtype)
+    tiles_H, tiles_W = k2.tiles(n_H, n_W)
+    zeroed = not kp.covers(A_prev.shape[1], A_prev.shape[2], tiles_H, tiles_W, layer.pad_top,
+                            layer.pad_left)
+    with k2.one_blas_thread():
+        kp.backward_positions_parallel(A_prev, dZ, UT, layer.pad_top, layer.pad_left, V, M,
+                                       parts, dU, layer.grads["W"], dA_prev, input_grad, addend,
+                                       A, slope, db, zeroed, kp.counters())
+    if A.shape[0] > 0 and "b" in layer.grads:
+        db.sum(axis=0, out=layer.grads["b"])
