@@ -245,3 +245,19 @@ def test_the_python_sizes_match_the_kernels():
                 continue
             tH, tW = kw.tiles(n_H, n_W)
             assert kp.covers(H, W, tH, tW, pad, pad) == kg.covers(H, W, tH, tW, pad, pad)
+
+
+def test_the_scratch_is_kept_within_a_thread_and_not_shared_between_threads():
+    """V and M come from one array kept from call to call, per Python thread: two models
+    trained in threads of one process (a Dask worker's trials) must not write each other's."""
+    import threading
+
+    V1, M1 = kp.scratch(2, 6, 8, 16, 32, np.float32)
+    V2, _ = kp.scratch(1, 6, 8, 16, 32, np.float32)
+    assert V1.base is V2.base and np.shares_memory(V1, V2)  # kept, not mapped anew
+    assert not np.shares_memory(V1, M1)
+    other = []
+    t = threading.Thread(target=lambda: other.append(kp.scratch(2, 6, 8, 16, 32, np.float32)))
+    t.start()
+    t.join()
+    assert not np.shares_memory(other[0][0], V1) and not np.shares_memory(other[0][1], M1)

@@ -49,6 +49,8 @@ the gate).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit, prange
 
@@ -216,7 +218,9 @@ def covers(H: int, W: int, tiles_H: int, tiles_W: int, pad_top: int, pad_left: i
             and 2 * tiles_W + 1 - pad_left >= W - 1)
 
 
-_SCRATCH: dict = {}  # dtype -> one flat array, grown as needed, that every call's V and M share
+# per Python thread (two models trained in threads of one process, as a Dask worker runs
+# trials, must not share it): dtype -> one flat array, grown as needed, for every call's V and M
+_SCRATCH = threading.local()
 
 
 def scratch(m: int, n_H: int, n_W: int, C: int, K: int, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -227,9 +231,11 @@ def scratch(m: int, n_H: int, n_W: int, C: int, K: int, dtype) -> tuple[np.ndarr
     T = m * th * tw
     nv, nm = 16 * _stride(T * C), 16 * _stride(T * K)
     key = np.dtype(dtype).str
-    buf = _SCRATCH.get(key)
+    if not hasattr(_SCRATCH, "arrays"):
+        _SCRATCH.arrays = {}
+    buf = _SCRATCH.arrays.get(key)
     if buf is None or buf.shape[0] < nv + nm:
-        buf = _SCRATCH[key] = np.empty(nv + nm, dtype=dtype)
+        buf = _SCRATCH.arrays[key] = np.empty(nv + nm, dtype=dtype)
     return buf[:nv], buf[nv:nv + nm]
 
 
