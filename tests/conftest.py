@@ -1,6 +1,17 @@
 """Helpers shared by the test files."""
 
+import os
+from pathlib import Path
+
 import numpy as np
+
+# The tests' course data: $DLCLI_DATA, default ../shared/data beside this checkout. The
+# default is put in the environment too, for the recipes (they read ${DLCLI_DATA}/...) that
+# tests train or show once `course_data` has found their file: without it a run of `pytest`
+# with the folder beside the checkout but no DLCLI_DATA failed those tests at the recipe.
+DATA = Path(os.environ.get("DLCLI_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+if not os.environ.get("DLCLI_DATA") and DATA.is_dir():
+    os.environ["DLCLI_DATA"] = str(DATA.resolve())
 
 
 def numerical_grad(f, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -24,13 +35,9 @@ def course_data(*parts) -> "Path":
     Absent, the test skips and says why, unless DLCLI_REQUIRE_DATA is set (CI sets it), where
     a missing file is a failure: a skip must never stand in for a test CI asked to run.
     """
-    import os
-    from pathlib import Path
-
     import pytest
 
-    root = Path(os.environ.get("DLCLI_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
-    path = root.joinpath(*parts).resolve()
+    path = DATA.joinpath(*parts).resolve()
     if not path.exists():
         message = f"course data not found: {path} (set DLCLI_DATA to the course's data folder)"
         if os.environ.get("DLCLI_REQUIRE_DATA"):
