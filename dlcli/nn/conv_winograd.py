@@ -226,7 +226,6 @@ def backward(layer, A_prev, dZ, chunk_elements, A=None):
     kw, kg, elements = _kernels(layer)
     m, n_H, n_W, K = dZ.shape
     C = layer.n_C_prev
-    rows, examples = kw.blocks(m, n_H, n_W, C, K, elements)
     input_grad = layer.needs_input_grad
     addend = layer.winograd_buffers.pop("addend", None)
     if addend is None or not input_grad:
@@ -244,6 +243,7 @@ def backward(layer, A_prev, dZ, chunk_elements, A=None):
     if kw is k2 and k2.by_positions(m, n_H, n_W, C, K):
         _backward_positions(layer, A_prev, dZ, UT, dA_prev, input_grad, addend, A, slope)
         return dA_prev if input_grad else None
+    rows, examples = kw.blocks(m, n_H, n_W, C, K, elements)
     parts = 1 if dZ.size * 9 * C < k2.PARALLEL_MIN or m == 1 else k2.parts(m)
     dU = np.empty((parts, kw.P, C, K), dtype=dZ.dtype)
     db_parts = np.empty((parts, K if activated else 0), dtype=dZ.dtype)
