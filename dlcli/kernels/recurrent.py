@@ -26,7 +26,9 @@ Algorithm (the cuDNN layout, written for a CPU):
 - A step's product goes through `_dot_rows` (kernels/small_gemm.py): blocks of 8 rows, which
   OpenBLAS multiplies on its small-matrix path (M N K <= 1e6, no packing): (8, 128) @ (128, 512)
   runs at 114 GFLOP/s on a core, (16, 128) @ (128, 512) at 53. It made the LSTM's split forward
-  pass at batch 32 2.88 -> 1.73 ms and at 128 9.9 -> 7.4 ms (load ~1).
+  pass at batch 32 2.88 -> 1.73 ms and at 128 9.9 -> 7.4 ms (load ~1). Where OpenBLAS has no
+  such path (its Haswell kernels, as on an AMD Zen 2) the product is whole: blocks there ran
+  at a third of its speed (kernels/small_gemm.py).
 - A masked step (mask[t, i] == 0, a padded step) leaves example i's state as it was: its
   output is the carried state, its gates are 0 and its dZ is 0, and in backward the gradient
   flows through it to the state before (Keras' masking).
@@ -49,7 +51,8 @@ crossover measured below. The LSTM's split kernels go further (Dec 3 2026, issue
   rows are one contiguous matrix. One parallel region a step fewer (`stacked_grads_split` was
   the third): char-LM LSTM at batch 32 0.98 / 1.00 / 1.10x PyTorch against 1.01 / 0.88 / 0.92x
   (3 interleaved pairs, load 1.8-2.4);
-- the examples come in blocks of 8 (up to 4 a thread) that the threads take from a shared
+- the examples come in blocks of 8, or 16 without the small-matrix path (up to 4 a thread;
+  nn/recurrent_cells.py `_lstm_block`) that the threads take from a shared
   counter (`kernels/threads.next_block`): with static halves, a thread whose core another
   process shared made the other wait. The partial dW and db are per block and summed in block
   order, so the gradients do not depend on which thread took which block. A training step at

@@ -107,7 +107,14 @@ def _parts(m):
     return parts
 
 
-LSTM_BLOCK = 8  # examples a block at least (the step's GEMM is then one `_dot_rows` block)
+def _lstm_block():
+    """Examples a block at least: one `_dot_rows` block where OpenBLAS multiplies 8 rows on its
+    small-matrix path, else 16, whose product runs at 32 GFLOP/s against 19 for 8 rows on
+    OpenBLAS's Haswell kernels (kernels/small_gemm.py; the char-LM LSTM at batch 32, two blocks
+    of 16 against four of 8, alternating runs of benchmarks/rnn.py: 2,540 / 2,321 against
+    2,304 / 2,071 ex/s, AMD EPYC, Dec 4 2026)."""
+    from ..kernels.small_gemm import DOT_ROWS
+    return DOT_ROWS or 16
 
 
 def _lstm_parts(m):
@@ -115,7 +122,7 @@ def _lstm_parts(m):
     from a shared counter: up to 4 a thread, so that a thread slowed by another process's load
     takes fewer (static halves waited for the slow one)."""
     parts = _parts(m)
-    return parts if parts == 1 else max(parts, min(m // LSTM_BLOCK, 4 * parts))
+    return parts if parts == 1 else max(parts, min(m // _lstm_block(), 4 * parts))
 
 
 class _Spare:

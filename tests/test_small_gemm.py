@@ -1,0 +1,64 @@
+"""kernels/small_gemm.py: a recurrent step's product, blocked only where OpenBLAS has its
+small-matrix path, and equal to the whole product either way."""
+
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import scipy
+
+from dlcli.kernels import small_gemm, threads
+
+
+def _lib(path, arch, api="openblas"):
+    return SimpleNamespace(user_api="blas", internal_api=api, filepath=path, architecture=arch)
+
+
+SCIPY_LIBS = os.path.dirname(os.path.realpath(scipy.__file__)) + ".libs"
+
+
+@pytest.mark.parametrize("libs, small", [
+    ([_lib(f"{SCIPY_LIBS}/libscipy_openblas-1.so", "SkylakeX")], True),
+    ([_lib(f"{SCIPY_LIBS}/libscipy_openblas-1.so", "Cooperlake")], True),
+    ([_lib(f"{SCIPY_LIBS}/libscipy_openblas-1.so", "Haswell")], False),
+    ([_lib(f"{SCIPY_LIBS}/libscipy_openblas-1.so", "Zen")], False),
+    ([_lib("/opt/lib/libmkl_rt.so", None, api="mkl")], False),
+    ([], False),
+    # numpy's wheel brings its own OpenBLAS copy; the one Numba's np.dot calls is SciPy's
+    ([_lib("/x/site-packages/numpy.libs/libscipy_openblas64_-2.so", "Haswell"),
+      _lib(f"{SCIPY_LIBS}/libscipy_openblas-1.so", "SkylakeX")], True),
+    ([_lib("/x/site-packages/numpy.libs/libscipy_openblas64_-2.so", "SkylakeX"),
+      _lib(f"{SCIPY_LIBS}/libscipy_openblas-1.so", "Haswell")], False),
+    # one shared library (a conda environment): its own architecture decides
+    ([_lib("/env/lib/libopenblasp-r0.3.so", "SapphireRapids")], True),
+])
+def test_the_small_matrix_path_follows_scipys_openblas_kernels(monkeypatch, libs, small):
+    monkeypatch.setattr(threads, "_controller", lambda: SimpleNamespace(lib_controllers=libs))
+    assert small_gemm.small_matrix_path() is small
+
+
+def test_without_threadpoolctl_the_product_is_whole(monkeypatch):
+    monkeypatch.setattr(threads, "_controller", lambda: None)
+    assert small_gemm.small_matrix_path() is False
+
+
+def test_the_rows_follow_this_machines_blas():
+    assert small_gemm.DOT_ROWS == (8 if small_gemm.small_matrix_path() else 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m", [1, 7, 8, 9, 16, 33, 128])
+def test_dot_rows_is_the_whole_product(m, dtype):
+    from numba import njit
+
+    @njit
+    def run(a, W, out):
+        small_gemm._dot_rows(a, W, out)
+
+    rng = np.random.default_rng(m)
+    a, W = rng.standard_normal((m, 128)).astype(dtype), rng.standard_normal((128, 512)).astype(dtype)
+    out = np.full((m, 512), np.nan, dtype)
+    run(a, W, out)
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(out, a.astype(np.float64) @ W.astype(np.float64), rtol=tol, atol=tol)
