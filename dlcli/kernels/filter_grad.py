@@ -28,11 +28,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-# Output pixels a block's GEMMs run over. One thread, CPU ms, median of 11 (Dec 3 2026, 17:35
-# UTC, load ~4.7), 8x96x128xC -> 16 by rows a block (128 pixels a row): C 16, the gather
-# pass 6.0-6.8, here 5.3 at 1 row, 4.8 at 2, 5.2 at 3-16; C 32 10.4 against 10.2, 9.9, 10.5
-# at 1-3 rows, 11.7 at 4-8, 20.0 at 16.
-BLOCK_PIXELS = 256
+from .small_gemm import DOT_ROWS
+
+# Output pixels a block's GEMMs run over. Where OpenBLAS multiplies small matrices unpacked
+# (kernels/small_gemm.py; one thread, CPU ms, median of 11, Dec 3 2026, 17:35 UTC, load ~4.7,
+# 8x96x128xC -> 16 by rows a block, 128 pixels a row): C 16, the gather pass 6.0-6.8, here 5.3
+# at 1 row, 4.8 at 2, 5.2 at 3-16; C 32 10.4 against 10.2, 9.9, 10.5 at 1-3 rows, 11.7 at 4-8,
+# 20.0 at 16. Where it packs every operand (its Haswell kernels on an AMD EPYC; both threads,
+# the relu's dZ included, median of 9, Dec 4 2026): C 16 13.6 ms at 1 row, 12.4 at 2, 11.4 at
+# 4, 11.2 at 8-96; C 32 19.8, 17.9, 17.5, 16.9 at 8; the U-Net's step, 2 and 8 rows in turn
+# (20 rounds of 4, load 1.2-1.7) 318.0 -> 313.1 ms, faster in 15 of 20.
+BLOCK_PIXELS = 256 if DOT_ROWS else 1024
 
 
 def block_rows(n_W: int) -> int:
