@@ -8,8 +8,9 @@ Intel guest, Dec 3 2026, float32). A step's product is done there in blocks of 8
 Its other kernels pack every operand, so blocks only add calls: on a 2-vCPU AMD EPYC (Zen 2,
 OpenBLAS's Haswell kernels, Dec 4 2026, one thread, float32, (m, 128) @ (128, 512)) blocks of
 8 rows ran at 19-20 GFLOP/s, 16 at 32, 32 at 48 and the whole 64 at 65; the char-LM
-(benchmarks/rnn.py) with whole products: LSTM at batch 128 2,216 -> 2,644 ex/s, GRU 2,173 ->
-3,328 at 128. So the product is blocked only where SciPy's BLAS (the one Numba's np.dot
+(benchmarks/rnn.py) with whole products: LSTM at batch 128 2,216 -> 3,416 / 3,326 ex/s (0.76x
+-> 0.94x / 0.95x PyTorch), GRU at 128 0.75x / 0.76x -> 1.26x / 1.25x.
+So the product is blocked only where SciPy's BLAS (the one Numba's np.dot
 calls) is an OpenBLAS on one of those kernels (`small_matrix_path`), decided once per process
 as this module loads: DOT_ROWS is a compile-time constant of the kernels that inline
 `_dot_rows`, and Numba's cache keys them by the CPU, which is what OpenBLAS's choice follows.
