@@ -19,6 +19,8 @@ Either way the product is the same, row by row the same sums.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import njit
 
@@ -33,7 +35,6 @@ def small_matrix_path() -> bool:
     controller = _controller()  # loads SciPy's BLAS first
     if controller is None:
         return False
-    import os
     import scipy
     libs = [lib for lib in controller.lib_controllers if lib.user_api == "blas"]
     # SciPy's own where numpy's wheel loads another copy (site-packages/scipy.libs, numpy.libs)

@@ -58,6 +58,7 @@ from .duo import _atomic_add, _atomic_load, _pause, _yield
 from .winograd import _input_tiles, _output_tiles, out_scratch, position_stride, row_scratch
 from .winograd_filters import filter_grad_channels
 from .winograd_grad import _input_grad_tiles, _output_grad_tiles
+from .winograd_grad import covers as _covers
 
 # cells of the counters array: phase ph's units claimed at 16 ph, done at 16 ph + 8, each
 # on its own 64-byte line
@@ -206,16 +207,10 @@ def backward_positions_parallel(A_prev, dZ, UT, pad_top, pad_left, V, M, parts, 
                        addend, A, slope, db, zeroed, sync)
 
 
-def _stride(n: int) -> int:
-    """kernels/winograd.py's `position_stride` in Python: kernels/ahead.py's trace of a first
-    step runs no kernel (each returns 0.0), so the sizes here are not a kernel's."""
-    return (n + 31) // 32 * 32 + 16
-
-
-def covers(H: int, W: int, tiles_H: int, tiles_W: int, pad_top: int, pad_left: int) -> bool:
-    """kernels/winograd_grad.py's `covers` in Python (as `_stride`)."""
-    return (pad_top >= 0 and pad_left >= 0 and 2 * tiles_H + 1 - pad_top >= H - 1
-            and 2 * tiles_W + 1 - pad_left >= W - 1)
+# the kernels' own size rules as plain Python (Numba's py_func): kernels/ahead.py's trace of a
+# first step makes every kernel call return 0.0, so a size here cannot come from calling one
+_stride = position_stride.py_func
+covers = _covers.py_func
 
 
 # per Python thread (two models trained in threads of one process, as a Dask worker runs
