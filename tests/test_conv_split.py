@@ -1,7 +1,7 @@
-"""Conv2D's split Winograd backward (nn/conv_split.py: dW unrolled by kernels/transpose.py's
-gather pass, dA_prev a Winograd convolution of dZ with the rotated filter): against PyTorch in
-float64 over the Winograd grid, against finite differences, its drivers and blocks against
-each other, and the rule that picks it."""
+"""Conv2D's split Winograd backward (nn/conv_split.py: dW by kernels/filter_grad.py's dot
+products on channel-major blocks of rows, dA_prev a Winograd convolution of dZ with the rotated
+filter): against PyTorch in float64 over the Winograd grid, against finite differences, its
+drivers and blocks against each other, and the rule that picks it."""
 
 import itertools
 
@@ -20,9 +20,8 @@ from test_conv import built, close, nchw, nhwc, oracle, padded, run
                 ids=lambda p: ("row-blocks" if p[0] == 1 else "whole-images") + "-" + p[1])
 def split(monkeypatch, request):
     """Every 3x3 stride-1 conv2d takes Winograd's forward and the split backward, its filter
-    gradient in blocks of one row (no run crosses a row end) or of whole images (runs
-    across rows, the wrapped pixels taken out), its forward and input gradient F(2x2, 3x3)
-    or F(4x4, 3x3)."""
+    gradient in blocks of one row or of whole images, its forward and input gradient
+    F(2x2, 3x3) or F(4x4, 3x3)."""
     rows, variant = request.param
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(conv_split, "SPLIT_MAX_FILTERS", 10 ** 6)
@@ -134,6 +133,25 @@ def test_filter_grad_kernels_match_numpy(m, H, W, C, K, pad, rows):
     parallel = np.full((2, 3, 3, C, K), np.nan)
     kf.filter_grad_parallel(A, dZ, pad, pad, rows, parallel, none, none, zero, np.empty((2, 0)))
     close(parallel.sum(axis=0), want, 1e-12)
+
+
+@pytest.mark.parametrize("m,H,W,C,K,pad", FILTER_GRID)
+@pytest.mark.parametrize("rows", [1, 2, 3, 100])
+def test_filter_grad_reads_and_writes_only_inside_its_buffers(monkeypatch, m, H, W, C, K, pad,
+                                                              rows):
+    """The serial kernel run as Python (its helpers' own functions, `py_func`) on numpy arrays,
+    which raise IndexError where compiled code would read past a buffer's end: a block's
+    last shift (2 rows and 2 columns on) ends at its channel's last element, with every block
+    size, padding and tile remainder (C odd, K not a multiple of 4)."""
+    for name in ("_sums", "_copy_input", "_copy_dZ", "_grad_run"):
+        monkeypatch.setattr(kf, name, getattr(kf, name).py_func)
+    rng = np.random.default_rng(H * W + C + 2)
+    A = rng.standard_normal((m, H, W, C))
+    dZ = rng.standard_normal((m, H + 2 * pad - 2, W + 2 * pad - 2, K))
+    none = np.empty((0, 1, 1, 1))
+    dW = np.full((1, 3, 3, C, K), np.nan)
+    kf.filter_grad.py_func(A, dZ, pad, pad, rows, dW, none, none, np.float64(0), np.empty((1, 0)))
+    close(dW[0], numpy_filter_grad(A, dZ, pad), 1e-12)
 
 
 @pytest.mark.parametrize("m,H,W,C,K,pad", FILTER_GRID[:1] + FILTER_GRID[5:7])

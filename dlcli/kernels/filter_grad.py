@@ -1,26 +1,32 @@
-"""A 3x3 stride-1 conv's filter gradient as nine GEMMs over shifted rows, no unrolling:
-nn/conv_split.py's dW for the U-Net's 16-filter layers on 96x128.
+"""A 3x3 stride-1 conv's filter gradient as register-blocked dot products on channel-major
+copies of a block of rows: nn/conv_split.py's dW for the U-Net's 16-filter layers on 96x128.
 
-dW[di, dj] (C, K) = sum over output pixels q of A_prev[q shifted by (di, dj)]^T dZ[q]. With
-NHWC and an output as wide as its input (same padding), the input pixels of a run of output
-rows are one contiguous run of A_prev's rows, a constant offset away: each (di, dj) is one
-GEMM of (C, P) x (P, K) over P pixels of a block of rows, straight on A_prev and dZ. A run
-that crosses a row end with a column shift of 1 wraps onto the next row's first pixel
-(or the last row's last): those terms, one a row, are subtracted after the GEMM. Other
-widths (valid or larger padding) take one output row a GEMM, cropped to the columns that
-exist. The block's rows stay in L2 for the nine GEMMs; one parallel region a pass, a run of
-whole examples a Numba thread, BLAS on one thread meanwhile.
+dW[di, dj, c, k] = sum over output pixels (h, w) of A_prev[h + di - pad_top, w + dj -
+pad_left, c] dZ[h, w, k]. A block of R output rows is copied channel-major: `At` row c holds
+input channel c over the R + 2 input rows the block reads, each padded to the output's width
++ 2 (zeros outside the image), and `Dt` row k holds dZ's channel k over the R rows, padded
+the same way with zeros. Then every (di, dj) is a shift of At's rows by di (width + 2) + dj:
+dW[di, dj, c, k] = sum over u of At[c, u + shift] Dt[k, u], one dot product of contiguous
+rows, whatever the padding (Dt's zero columns cancel the pixels a shift carries past a row
+end). The products are taken two input channels by four filters at a time (`_sums`): eight
+sums over u, which LLVM vectorizes over u, kept in eight vector registers with the six rows'
+loads (a 4 x 4 tile needs 16 + 8 registers: LLVM spilled six sums to the stack every step,
+and 3 x 4 did so too). One parallel region a pass, a run of whole examples a Numba thread.
 
-Why: kernels/transpose.py's gather pass (`backward_blocks`, nn/conv_split.py's dW before)
-copied each pixel's 3x3 window into a buffer (9 C values a pixel) for one (K, P) x (P, 9 C)
-GEMM: the copy cost as much as the GEMMs. Measured: see `BLOCK_PIXELS`.
+Why: the pass before this one took nine GEMMs (C, P) x (P, K) a block of rows, straight on
+NHWC A_prev and dZ with the rows shifted: no copy, but 16 x 16 outputs over a long P are
+what OpenBLAS multiplies worst, about 41 GFLOP/s over both cores on the AMD EPYC (Zen 2)
+where it packs every operand (its Haswell kernels), 11.2 ms for 8x96x128x16 -> 16. Here
+(2 threads, float32, median of 11, Dec 4 2026, load ~1; that pass in the same process):
+C 16 11.0 -> 5.1 ms at blocks of 8 rows (4 rows 6.4, 12 rows 5.1, 16 rows 5.2), C 32 17.0 ->
+9.2, C 3 (the U-Net's first layer) 7.8 -> 1.9-4.2; a 4 x 4 tile 6.8 ms at C 16, 3 x 4 8.2.
+See `BLOCK_PIXELS` for the whole U-Net step.
 
-A relu layer's dZ is written here too (`_dZ_rows`: dA where A > 0, its sums into the run's
-db), a block's rows just before its GEMMs read them, in the parallel region, in place of
+A relu layer's dZ is written here too (dA where A > 0, else slope dA; its sums into the run's
+db), as a block's rows are copied for Dt, in the parallel region, in place of
 kernels/activations.py's serial pass over the whole layer before this one (1.2-1.35 ms a
-96x128x16 layer inside the U-Net's step, its arrays out of cache). The U-Net's whole step at
-batch 8 (its five 96x128 layers on this path), on and off in turn in one process, 20 rounds
-of 4 steps (Dec 4 2026, 06:13 UTC, load 0.5-1.0): 169.1 -> 159.9 ms, faster in 17 of 20.
+96x128x16 layer inside the U-Net's step, its arrays out of cache; with the GEMMs before,
+the U-Net's step at batch 8 went 169.1 -> 159.9 ms, 20 rounds, Dec 4 2026, 06:13 UTC).
 """
 
 from __future__ import annotations
@@ -28,17 +34,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from .small_gemm import DOT_ROWS
+# Output pixels a block covers (rows of the output's width; at 128 wide, 8 rows: At and Dt
+# ~150 KB at 16 channels, in L2). Measured: see the module's docstring.
+BLOCK_PIXELS = 1024
 
-# Output pixels a block's GEMMs run over. Where OpenBLAS multiplies small matrices unpacked
-# (kernels/small_gemm.py; one thread, CPU ms, median of 11, Dec 3 2026, 17:35 UTC, load ~4.7,
-# 8x96x128xC -> 16 by rows a block, 128 pixels a row): C 16, the gather pass 6.0-6.8, here 5.3
-# at 1 row, 4.8 at 2, 5.2 at 3-16; C 32 10.4 against 10.2, 9.9, 10.5 at 1-3 rows, 11.7 at 4-8,
-# 20.0 at 16. Where it packs every operand (its Haswell kernels on an AMD EPYC; both threads,
-# the relu's dZ included, median of 9, Dec 4 2026): C 16 13.6 ms at 1 row, 12.4 at 2, 11.4 at
-# 4, 11.2 at 8-96; C 32 19.8, 17.9, 17.5, 16.9 at 8; the U-Net's step, 2 and 8 rows in turn
-# (20 rounds of 4, load 1.2-1.7) 318.0 -> 313.1 ms, faster in 15 of 20.
-BLOCK_PIXELS = 256 if DOT_ROWS else 1024
+# The vectorized sums reassociate (LLVM's loop vectorizer needs it for a reduction) and
+# fuse multiply-adds; no other fast-math licence.
+REDUCE = {"reassoc", "contract"}
 
 
 def block_rows(n_W: int) -> int:
@@ -46,100 +48,124 @@ def block_rows(n_W: int) -> int:
 
 
 @njit(inline="always")
-def _rows(x, r0, r1):
-    """Rows r0:r1 of the C-contiguous 2-D x, typed contiguous (numba's np.dot wants that)."""
-    k = x.shape[1]
-    return x.reshape(-1)[r0 * k:r1 * k].reshape((r1 - r0, k))
+def _sums(At, Dt, a, d, LA, LD, N):
+    """The 2 x 4 sums over u < N of At[a + c LA + u] Dt[d + k LD + u], c < 2, k < 4, in
+    the order (c, k) = (0, 0), (0, 1), ... (1, 3)."""
+    pa0, pa1 = uint64(a), uint64(a + LA)
+    pd0, pd1, pd2, pd3 = uint64(d), uint64(d + LD), uint64(d + 2 * LD), uint64(d + 3 * LD)
+    x0, x1 = At[pa0], At[pa1]
+    y0, y1, y2, y3 = Dt[pd0], Dt[pd1], Dt[pd2], Dt[pd3]
+    s00, s01, s02, s03 = x0 * y0, x0 * y1, x0 * y2, x0 * y3
+    s10, s11, s12, s13 = x1 * y0, x1 * y1, x1 * y2, x1 * y3
+    for u in range(1, N):
+        v = uint64(u)
+        x0, x1 = At[pa0 + v], At[pa1 + v]
+        y0, y1, y2, y3 = Dt[pd0 + v], Dt[pd1 + v], Dt[pd2 + v], Dt[pd3 + v]
+        s00 += x0 * y0
+        s01 += x0 * y1
+        s02 += x0 * y2
+        s03 += x0 * y3
+        s10 += x1 * y0
+        s11 += x1 * y1
+        s12 += x1 * y2
+        s13 += x1 * y3
+    return s00, s01, s02, s03, s10, s11, s12, s13
 
 
 @njit(inline="always")
-def _dZ_rows(dA, A, slope, dZ, q0, q1, db):
-    """dZ = dA g'(Z) over the flat pixels q0:q1, from A = g(Z) (g piecewise linear: 1 where
-    A > 0, else slope), their sums over the pixels added to db: kernels/activations.py's
-    backward select, for the rows a block's GEMMs read next."""
-    K = dZ.shape[3]
-    da, a, dz = dA.reshape(-1), A.reshape(-1), dZ.reshape(-1)
-    for q in range(q0, q1):
-        o = uint64(q * K)
-        for k in range(K):
-            u = o + uint64(k)
-            g = da[u] if a[u] > 0 else da[u] * slope
-            dz[u] = g
-            db[k] += g
+def _copy_input(i, h0, rows, A_prev, pad_top, pad_left, Wp, LA, At):
+    """At[c, hh Wp + ww] = A_prev[i, h0 + hh - pad_top, ww - pad_left, c] over the rows + 2
+    input rows output rows h0:h0 + rows read, zero outside the image."""
+    H, Wd, C = A_prev.shape[1], A_prev.shape[2], A_prev.shape[3]
+    for hh in range(rows + 2):
+        r = h0 + hh - pad_top
+        for ww in range(Wp):
+            col = ww - pad_left
+            o = uint64(hh * Wp + ww)
+            if 0 <= r < H and 0 <= col < Wd:
+                for c in range(C):
+                    At[uint64(c * LA) + o] = A_prev[i, r, col, c]
+            else:
+                for c in range(C):
+                    At[uint64(c * LA) + o] = 0.0
+
+
+@njit(inline="always")
+def _copy_dZ(i, h0, rows, dZ, dA, A, slope, Wp, LD, Dt, db):
+    """Dt[k, rr Wp + w] = dZ[i, h0 + rr, w, k] (its padding columns stay zero); with dA and A
+    given, dZ first = dA g'(Z) (1 where A > 0, else slope), its sums added to db."""
+    n_W, K = dZ.shape[2], dZ.shape[3]
+    activated = dA.size > 0
+    for rr in range(rows):
+        for w in range(n_W):
+            o = uint64(rr * Wp + w)
+            for k in range(K):
+                if activated:
+                    g = dA[i, h0 + rr, w, k]
+                    if A[i, h0 + rr, w, k] <= 0:
+                        g *= slope
+                    dZ[i, h0 + rr, w, k] = g
+                    db[k] += g
+                else:
+                    g = dZ[i, h0 + rr, w, k]
+                Dt[uint64(k * LD) + o] = g
 
 
 @njit(inline="always")
 def _grad_run(p, parts, A_prev, dZ, pad_top, pad_left, block_rows, dW_part, dA, A, slope,
               db_part):
-    m, H, Wd, C = A_prev.shape
+    m, C = A_prev.shape[0], A_prev.shape[3]
     n_H, n_W, K = dZ.shape[1], dZ.shape[2], dZ.shape[3]
-    i0, i1 = p * m // parts, (p + 1) * m // parts
-    A2, dZ2 = A_prev.reshape(-1, C), dZ.reshape(-1, K)
+    R = min(block_rows, n_H)
+    Wp = n_W + 2  # a shift by dj <= 2 stays inside a padded row
+    Cp, Kp = (C + 1) // 2 * 2, (K + 3) // 4 * 4  # whole tiles; the extra rows stay zero
+    LA, LD = (R + 2) * Wp, R * Wp
+    At = np.zeros(Cp * LA, dtype=dZ.dtype)
+    Dt = np.zeros(Kp * LD, dtype=dZ.dtype)
+    dW = np.zeros((9, Cp, Kp), dtype=dZ.dtype)
+    db = np.zeros(K, dtype=dZ.dtype)
+    for i in range(p * m // parts, (p + 1) * m // parts):
+        for h0 in range(0, n_H, R):
+            rows = min(R, n_H - h0)
+            _copy_input(i, h0, rows, A_prev, pad_top, pad_left, Wp, LA, At)
+            _copy_dZ(i, h0, rows, dZ, dA, A, slope, Wp, LD, Dt, db)
+            # through the block's last output pixel: at the last shift, At[c]'s last element
+            N = (rows - 1) * Wp + n_W
+            for t in range(9):
+                shift = (t // 3) * Wp + t % 3
+                for c in range(0, Cp, 2):
+                    for k in range(0, Kp, 4):
+                        s = _sums(At, Dt, c * LA + shift, k * LD, LA, LD, N)
+                        dW[t, c, k] += s[0]
+                        dW[t, c, k + 1] += s[1]
+                        dW[t, c, k + 2] += s[2]
+                        dW[t, c, k + 3] += s[3]
+                        dW[t, c + 1, k] += s[4]
+                        dW[t, c + 1, k + 1] += s[5]
+                        dW[t, c + 1, k + 2] += s[6]
+                        dW[t, c + 1, k + 3] += s[7]
     dW2 = dW_part.reshape(9, C, K)
-    for t in range(9):  # loops, not array expressions: those would be parallel regions
+    for t in range(9):
         for c in range(C):
             for k in range(K):
-                dW2[t, c, k] = 0.0
-    activated = dA.size > 0  # dZ's rows from dA and A first, a block at a time
-    db = np.zeros(K, dtype=dZ.dtype)
-    tmp = np.empty((C, K), dtype=dZ.dtype)
-    # runs across rows need the input's rows as wide as the output's, one column shift at most
-    wide = n_W == Wd and pad_left == 1
-    rows = block_rows if wide else 1
-    for i in range(i0, i1):
-        for h0 in range(0, n_H, rows):
-            h1 = min(h0 + rows, n_H)
-            if activated:
-                _dZ_rows(dA, A, slope, dZ, (i * n_H + h0) * n_W, (i * n_H + h1) * n_W, db)
-            for di in range(3):
-                # output rows ha:hb read input rows ha + di - pad_top ... inside the image
-                ha, hb = max(h0, pad_top - di), min(h1, H + pad_top - di)
-                if ha >= hb:
-                    continue
-                for dj in range(3):
-                    off = dj - pad_left  # input column = output column + off
-                    # output columns wa:wb whose input column exists (one row at a time), or
-                    # the whole rows (runs across rows), the wrapped pixels taken out after
-                    wa, wb = (0, n_W) if wide else (max(0, -off), min(n_W, Wd - off))
-                    if wa >= wb:
-                        continue
-                    q0 = (i * n_H + ha) * n_W + wa
-                    q1 = (i * n_H + hb - 1) * n_W + wb
-                    D = ((i * H + ha + di - pad_top) * Wd + wa + off) - q0
-                    if wide and off < 0:  # the run's first pixel would read before its row
-                        q0 += 1
-                    if wide and off > 0:  # the run's last pixel would read past its row
-                        q1 -= 1
-                    if q1 <= q0:  # one pixel a row, and that one outside the image
-                        continue
-                    np.dot(_rows(A2, q0 + D, q1 + D).T, _rows(dZ2, q0, q1), tmp)
-                    if wide and off != 0:
-                        # each row boundary inside the run: one wrapped (input, output) pair
-                        for h in range(ha + 1, hb):
-                            q = (i * n_H + h) * n_W - (1 if off > 0 else 0)
-                            for c in range(C):
-                                a = A2[q + D, c]
-                                for k in range(K):
-                                    tmp[c, k] -= a * dZ2[q, k]
-                    for c in range(C):
-                        for k in range(K):
-                            dW2[di * 3 + dj, c, k] += tmp[c, k]
+                dW2[t, c, k] = dW[t, c, k]
     for k in range(db_part.shape[0]):
         db_part[k] = db[k]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=REDUCE)
 def filter_grad(A_prev, dZ, pad_top, pad_left, block_rows, dW_parts, dA, A, slope, db_parts):
     """dW_parts[0] (3, 3, C, K) = the filter gradient of a 3x3 stride-1 convolution of A_prev
-    (m, H, W, C), padded by pad_top and pad_left, with output gradient dZ (m, n_H, n_W, K).
-    A non-empty dA (dZ's shape): dZ is first written, a block's rows at a time, as dA g'(Z)
-    from the layer's output A (g relu or leaky relu: `slope` where A <= 0), and db_parts[0]
-    (K) takes its sums (`ACTIVATION`)."""
+    (m, H, W, C), padded by pad_top and pad_left, with output gradient dZ (m, n_H, n_W, K),
+    in blocks of block_rows output rows. A non-empty dA (dZ's shape): dZ is first written, a
+    block's rows at a time, as dA g'(Z) from the layer's output A (g relu or leaky relu:
+    `slope` where A <= 0), and db_parts[0] (K) takes its sums (nn/conv_split.py
+    `ACTIVATION`)."""
     _grad_run(0, 1, A_prev, dZ, pad_top, pad_left, block_rows, dW_parts[0], dA, A, slope,
               db_parts[0])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=REDUCE)
 def filter_grad_parallel(A_prev, dZ, pad_top, pad_left, block_rows, dW_parts, dA, A, slope,
                          db_parts):
     """filter_grad over len(dW_parts) runs of examples, dW_parts[p] and db_parts[p] the run

@@ -1,20 +1,19 @@
-"""Conv2D's Winograd forward with a split backward: the filter gradient as GEMMs over shifted
-rows, the input gradient a Winograd convolution of dZ.
+"""Conv2D's Winograd forward with a split backward: the filter gradient on shifted rows of
+the input, the input gradient a Winograd convolution of dZ.
 
 nn/conv_winograd.py computes both gradients in Winograd's domain from one transform of dZ.
 Where a layer has few output channels on a large image (the U-Net's top, 96x128 at 16
 filters), that pass transforms dZ and dA_prev tile by tile for narrow 16 x K GEMMs, and the
-older split pass measured faster: dW = nine GEMMs A_prev(shifted)^T dZ on blocks of image rows
-(kernels/filter_grad.py; before, kernels/transpose.py's gather + GEMM pass at stride 1, which
-copied each pixel's 3x3 window first: one thread, 8x96x128x16 -> 16 6.0-6.8 -> 4.8 ms CPU,
-x32 -> 16 10.4 -> 9.9, load ~4.7), and dA_prev = the convolution of dZ with the rotated
-filter, padded by 2 - pad (kernels/winograd.py's forward, K -> C channels; with 16 channels
-or more each side kernels/winograd4.py's F(4x4), as the layer's forward: `FOUR_MIN_CHANNELS`).
-The U-Net's first layer (3 channels in, no input gradient) takes this path too, in place of
-the direct kernels (nn/conv_paths.py `_large_stem`).
-A relu layer's dZ (and db) come out of the filter gradient's pass, a block of rows before
-its GEMMs read them (`backward_activation`, kernels/filter_grad.py), not from a serial pass
-over the whole layer before it.
+older split pass measured faster: dW on blocks of image rows (kernels/filter_grad.py: dot
+products of channel-major copies of the rows, shifted; before, nine GEMMs A_prev(shifted)^T
+dZ and, before those, kernels/transpose.py's gather + GEMM pass), and dA_prev = the
+convolution of dZ with the rotated filter, padded by 2 - pad (kernels/winograd.py's forward,
+K -> C channels; with 16 channels or more each side kernels/winograd4.py's F(4x4), as the
+layer's forward: `FOUR_MIN_CHANNELS`). The U-Net's first layer (3 channels in, no input
+gradient) takes this path too, in place of the direct kernels (nn/conv_paths.py
+`_large_stem`). A relu layer's dZ (and db) come out of the filter gradient's pass, a block
+of rows as it copies them (`backward_activation`, kernels/filter_grad.py), not from a serial
+pass over the whole layer before it.
 
 Measured (Dec 3 2026, 12:40-12:46 UTC, load 2.5-2.8, the layer's backward on 2 threads,
 median of 11 interleaved, batch 8, relu): see `SPLIT_MAX_FILTERS` below.
@@ -33,6 +32,9 @@ import numpy as np
 # interleaved): 96x128x16 -> 16 10.1 in Winograd's domain against 10.6 split, 96x128x32 -> 16
 # 18.2 against 18.8; 48x64 to 12x16 the split 10-40% slower: within the noise at 96x128, so
 # the rule was left as it was; measure both at a quiet moment before changing it.
+# With kernels/filter_grad.py's dot products in place of those GEMMs (Dec 4 2026, 19:16 UTC,
+# load 1.6-2.0, whole U-Net steps at batch 8, models built under each rule, 12 rounds in
+# turn): 16 filters from 64x64 pixels 271.9 ms, 32 from 48x64 280.3, 64 from 24x32 298.6.
 SPLIT_MAX_FILTERS = 16
 SPLIT_MIN_PIXELS = 64 * 64
 
@@ -65,7 +67,7 @@ def _rotated_transform(W, kw):
 
 
 # A relu (or leaky relu) layer on this path has its dZ written by the filter gradient's pass,
-# a block of rows at a time just before its GEMMs read them (kernels/filter_grad.py), in
+# a block of rows at a time as it copies them (kernels/filter_grad.py), in
 # place of kernels/activations.py's serial pass over the whole layer before it: see
 # `backward_activation`.
 ACTIVATION = True
@@ -100,7 +102,7 @@ def _backward(layer, A_prev, dZ, dA, A):
     if not activated:
         dA = A = np.empty((0, 1, 1, 1), dtype=dZ.dtype)
     slope = g_slope(layer.activation if activated else "relu", dZ.dtype)  # read if activated
-    # nine GEMMs a block of rows on A_prev and dZ themselves (kernels/filter_grad.py)
+    # dot products on channel-major copies of blocks of rows (kernels/filter_grad.py)
     if dZ.size * 9 * layer.n_C_prev < kw.PARALLEL_MIN or m == 1:
         dW_parts = np.empty((1,) + layer.grads["W"].shape, dtype=dZ.dtype)
         db_parts = np.empty((1, K if activated else 0), dtype=dZ.dtype)
