@@ -51,7 +51,7 @@ def choose(layer) -> None:
 
 # An image's channels (at most this many) into a few filters on a large image, where the
 # split backward applies (nn/conv_split.py), take the Winograd forward and the split backward
-# (its dW as GEMMs over shifted rows, no input gradient for a first layer) in place of the
+# (its dW from shifted rows of the input, no input gradient for a first layer) in place of the
 # direct kernels: the U-Net's first layer, 8x96x128x3 -> 16 relu without an input gradient,
 # forward / backward 3.44 / 3.37 -> 2.29-2.33 / 2.95-3.01 ms (2 threads, float32, 20
 # alternations in one process, load 0.8-2.3, Dec 3 2026). With F(4x4) forward the same.
