@@ -948,3 +948,33 @@ def test_blocked_conv_with_its_max_pool_fused_equals_the_two_layers(
     close(conv.grads["W"], grads[1].permute(2, 3, 1, 0), 1e-9)
     if bias:
         close(conv.grads["b"], grads[2], 1e-9)
+
+
+@pytest.mark.parametrize("f,s,pad", [(2, 2, 0), (2, 1, 1), (2, 3, 1), (3, 1, 1), (3, 2, 1),
+                                     (3, 1, 2), (3, 3, 0), (4, 2, 1)])
+@pytest.mark.parametrize("n_C", (8, 9))
+@pytest.mark.parametrize("parallel", [False, True])
+def test_maxpool_forward_kernels_take_the_first_maximum_of_the_cells_inside(f, s, pad, n_C,
+                                                                            parallel):
+    """kernels/pool.py's scan by cell (2x2 and 3x3 windows unrolled with clamped edges, others
+    cell by cell) on many ties: each output the maximum over its window's cells inside the
+    input and the flat position of the first of them in row-major order, as numpy's argmax
+    over those cells gives it."""
+    from dlcli.kernels import pool as kpool
+    m, H, W = 2, 7, 8
+    x = np.random.default_rng(f * 10 + s + pad).integers(0, 3, (m, H, W, n_C)).astype(np.float32)
+    n_H, n_W = (H + 2 * pad - f) // s + 1, (W + 2 * pad - f) // s + 1
+    want, want_at = np.empty((m, n_H, n_W, n_C), np.float32), np.empty((m, n_H, n_W, n_C), np.int32)
+    for h in range(n_H):
+        for w in range(n_W):
+            cells = [(r, c) for r in range(h * s - pad, h * s - pad + f)
+                     for c in range(w * s - pad, w * s - pad + f) if 0 <= r < H and 0 <= c < W]
+            values = np.stack([x[:, r, c] for r, c in cells])  # (cells, m, n_C)
+            first = values.argmax(axis=0)
+            want[:, h, w] = values.max(axis=0)
+            want_at[:, h, w] = np.array([r * W + c for r, c in cells])[first]
+    got, got_at = np.full_like(want, np.nan), np.full_like(want_at, -1)
+    kernel = kpool.maxpool_forward_parallel if parallel else kpool.maxpool_forward
+    kernel(x, f, s, pad, pad, got, got_at, np.empty((0, 1, 1, 1), np.float32))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_at, want_at)
