@@ -4,23 +4,26 @@ copies of a block of rows: nn/conv_split.py's dW for the U-Net's 16-filter layer
 dW[di, dj, c, k] = sum over output pixels (h, w) of A_prev[h + di - pad_top, w + dj -
 pad_left, c] dZ[h, w, k]. A block of R output rows is copied channel-major: `At` row c holds
 input channel c over the R + 2 input rows the block reads, each padded to the output's width
-+ 2 (zeros outside the image), and `Dt` row k holds dZ's channel k over the R rows, padded
-the same way with zeros. Then every (di, dj) is a shift of At's rows by di (width + 2) + dj:
-dW[di, dj, c, k] = sum over u of At[c, u + shift] Dt[k, u], one dot product of contiguous
-rows, whatever the padding (Dt's zero columns cancel the pixels a shift carries past a row
-end). The products are taken two input channels by four filters at a time (`_sums`): eight
-sums over u, which LLVM vectorizes over u, kept in eight vector registers with the six rows'
-loads (a 4 x 4 tile needs 16 + 8 registers: LLVM spilled six sums to the stack every step,
-and 3 x 4 did so too). One parallel region a pass, a run of whole examples a Numba thread.
++ 2 (zeros outside the image; 2 zeros after the last row), and `Dt` row k holds dZ's channel k
+over the R rows, padded the same way with zeros. Then every (di, dj) is a shift of At's rows
+by di (width + 2) + dj: dW[di, dj, c, k] = sum over u of At[c, u + shift] Dt[k, u], one dot
+product of contiguous rows, whatever the padding (Dt's zero columns cancel the pixels a shift
+carries past a row end). These are kernels/direct.py's wide planes and its `_filter_dots`
+(two filters by four taps a pass, eight sums that LLVM vectorizes over the pixels and keeps in
+registers with the six rows' loads), on blocks of rows rather than whole images. One parallel
+region a pass, a run of whole examples a Numba thread.
 
 Why: the pass before this one took nine GEMMs (C, P) x (P, K) a block of rows, straight on
 NHWC A_prev and dZ with the rows shifted: no copy, but 16 x 16 outputs over a long P are
 what OpenBLAS multiplies worst, about 41 GFLOP/s over both cores on the AMD EPYC (Zen 2)
-where it packs every operand (its Haswell kernels), 11.2 ms for 8x96x128x16 -> 16. Here
-(2 threads, float32, median of 11, Dec 4 2026, load ~1; that pass in the same process):
+where it packs every operand (its Haswell kernels), 11.0 ms for 8x96x128x16 -> 16. Here (2
+threads, float32, median of 11, Dec 4 2026, load ~1; that pass in the same process, with a
+tile of two channels by four filters of its own, the same loads and sums as `_filter_dots`):
 C 16 11.0 -> 5.1 ms at blocks of 8 rows (4 rows 6.4, 12 rows 5.1, 16 rows 5.2), C 32 17.0 ->
-9.2, C 3 (the U-Net's first layer) 7.8 -> 1.9-4.2; a 4 x 4 tile 6.8 ms at C 16, 3 x 4 8.2.
-See `BLOCK_PIXELS` for the whole U-Net step.
+9.2, C 3 (the U-Net's first layer) 7.8 -> 1.9; a 4 x 4 tile spilled six of its 16 sums to the
+stack every pass (6.8 ms at C 16), 3 x 4 too (8.2). Of the 4.4 ms at C 16 without the relu,
+0.9 are the copies. The whole U-Net step, the two passes in turn in one process (20 rounds of
+4 steps, load 1.7-1.9): 302.3 -> 273.4 ms, faster in 20 of 20.
 
 A relu layer's dZ is written here too (dA where A > 0, else slope dA; its sums into the run's
 db), as a block's rows are copied for Dt, in the parallel region, in place of
@@ -34,13 +37,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
+from .direct import REDUCE, _filter_dots
+
 # Output pixels a block covers (rows of the output's width; at 128 wide, 8 rows: At and Dt
 # ~150 KB at 16 channels, in L2). Measured: see the module's docstring.
 BLOCK_PIXELS = 1024
-
-# The vectorized sums reassociate (LLVM's loop vectorizer needs it for a reduction) and
-# fuse multiply-adds; no other fast-math licence.
-REDUCE = {"reassoc", "contract"}
 
 
 def block_rows(n_W: int) -> int:
@@ -48,34 +49,10 @@ def block_rows(n_W: int) -> int:
 
 
 @njit(inline="always")
-def _sums(At, Dt, a, d, LA, LD, N):
-    """The 2 x 4 sums over u < N of At[a + c LA + u] Dt[d + k LD + u], c < 2, k < 4, in
-    the order (c, k) = (0, 0), (0, 1), ... (1, 3)."""
-    pa0, pa1 = uint64(a), uint64(a + LA)
-    pd0, pd1, pd2, pd3 = uint64(d), uint64(d + LD), uint64(d + 2 * LD), uint64(d + 3 * LD)
-    x0, x1 = At[pa0], At[pa1]
-    y0, y1, y2, y3 = Dt[pd0], Dt[pd1], Dt[pd2], Dt[pd3]
-    s00, s01, s02, s03 = x0 * y0, x0 * y1, x0 * y2, x0 * y3
-    s10, s11, s12, s13 = x1 * y0, x1 * y1, x1 * y2, x1 * y3
-    for u in range(1, N):
-        v = uint64(u)
-        x0, x1 = At[pa0 + v], At[pa1 + v]
-        y0, y1, y2, y3 = Dt[pd0 + v], Dt[pd1 + v], Dt[pd2 + v], Dt[pd3 + v]
-        s00 += x0 * y0
-        s01 += x0 * y1
-        s02 += x0 * y2
-        s03 += x0 * y3
-        s10 += x1 * y0
-        s11 += x1 * y1
-        s12 += x1 * y2
-        s13 += x1 * y3
-    return s00, s01, s02, s03, s10, s11, s12, s13
-
-
-@njit(inline="always")
 def _copy_input(i, h0, rows, A_prev, pad_top, pad_left, Wp, LA, At):
     """At[c, hh Wp + ww] = A_prev[i, h0 + hh - pad_top, ww - pad_left, c] over the rows + 2
-    input rows output rows h0:h0 + rows read, zero outside the image."""
+    input rows output rows h0:h0 + rows read, zero outside the image, and the 2 cells after
+    them zero (a last shift's discarded cells read them)."""
     H, Wd, C = A_prev.shape[1], A_prev.shape[2], A_prev.shape[3]
     for hh in range(rows + 2):
         r = h0 + hh - pad_top
@@ -88,13 +65,19 @@ def _copy_input(i, h0, rows, A_prev, pad_top, pad_left, Wp, LA, At):
             else:
                 for c in range(C):
                     At[uint64(c * LA) + o] = 0.0
+    end = uint64((rows + 2) * Wp)
+    for c in range(C):
+        At[uint64(c * LA) + end] = 0.0
+        At[uint64(c * LA) + end + uint64(1)] = 0.0
 
 
 @njit(inline="always")
-def _copy_dZ(i, h0, rows, dZ, dA, A, slope, Wp, LD, Dt, db):
-    """Dt[k, rr Wp + w] = dZ[i, h0 + rr, w, k] (its padding columns stay zero); with dA and A
-    given, dZ first = dA g'(Z) (1 where A > 0, else slope), its sums added to db."""
+def _copy_dZ(i, h0, rows, dZ, dA, A, slope, Wp, Dt, db):
+    """Dt[k, rr Wp + w] = dZ[i, h0 + rr, w, k], rows * Wp apart, zero in the padding columns
+    w >= n_W; with dA and A given, dZ first = dA g'(Z) (1 where A > 0, else slope), its sums
+    added to db."""
     n_W, K = dZ.shape[2], dZ.shape[3]
+    N = rows * Wp
     activated = dA.size > 0
     for rr in range(rows):
         for w in range(n_W):
@@ -108,7 +91,10 @@ def _copy_dZ(i, h0, rows, dZ, dA, A, slope, Wp, LD, Dt, db):
                     db[k] += g
                 else:
                     g = dZ[i, h0 + rr, w, k]
-                Dt[uint64(k * LD) + o] = g
+                Dt[uint64(k * N) + o] = g
+        for w in range(n_W, Wp):
+            for k in range(K):
+                Dt[uint64(k * N + rr * Wp + w)] = 0.0
 
 
 @njit(inline="always")
@@ -118,37 +104,24 @@ def _grad_run(p, parts, A_prev, dZ, pad_top, pad_left, block_rows, dW_part, dA, 
     n_H, n_W, K = dZ.shape[1], dZ.shape[2], dZ.shape[3]
     R = min(block_rows, n_H)
     Wp = n_W + 2  # a shift by dj <= 2 stays inside a padded row
-    Cp, Kp = (C + 1) // 2 * 2, (K + 3) // 4 * 4  # whole tiles; the extra rows stay zero
-    LA, LD = (R + 2) * Wp, R * Wp
-    At = np.zeros(Cp * LA, dtype=dZ.dtype)
-    Dt = np.zeros(Kp * LD, dtype=dZ.dtype)
-    dW = np.zeros((9, Cp, Kp), dtype=dZ.dtype)
+    LA = (R + 2) * Wp + 2
+    At = np.empty(C * LA, dtype=dZ.dtype)
+    Dt = np.empty(K * R * Wp, dtype=dZ.dtype)
+    offsets = np.empty(9 * C, dtype=np.uint64)  # in dW's row order (di, dj, c)
+    for t in range(9):
+        for c in range(C):
+            offsets[t * C + c] = c * LA + (t // 3) * Wp + t % 3
+    dW2 = dW_part.reshape(9 * C, K)
+    for t in range(9 * C):  # loops, not array expressions: those would be parallel regions
+        for k in range(K):
+            dW2[t, k] = 0.0
     db = np.zeros(K, dtype=dZ.dtype)
     for i in range(p * m // parts, (p + 1) * m // parts):
         for h0 in range(0, n_H, R):
             rows = min(R, n_H - h0)
             _copy_input(i, h0, rows, A_prev, pad_top, pad_left, Wp, LA, At)
-            _copy_dZ(i, h0, rows, dZ, dA, A, slope, Wp, LD, Dt, db)
-            # through the block's last output pixel: at the last shift, At[c]'s last element
-            N = (rows - 1) * Wp + n_W
-            for t in range(9):
-                shift = (t // 3) * Wp + t % 3
-                for c in range(0, Cp, 2):
-                    for k in range(0, Kp, 4):
-                        s = _sums(At, Dt, c * LA + shift, k * LD, LA, LD, N)
-                        dW[t, c, k] += s[0]
-                        dW[t, c, k + 1] += s[1]
-                        dW[t, c, k + 2] += s[2]
-                        dW[t, c, k + 3] += s[3]
-                        dW[t, c + 1, k] += s[4]
-                        dW[t, c + 1, k + 1] += s[5]
-                        dW[t, c + 1, k + 2] += s[6]
-                        dW[t, c + 1, k + 3] += s[7]
-    dW2 = dW_part.reshape(9, C, K)
-    for t in range(9):
-        for c in range(C):
-            for k in range(K):
-                dW2[t, c, k] = dW[t, c, k]
+            _copy_dZ(i, h0, rows, dZ, dA, A, slope, Wp, Dt, db)
+            _filter_dots(offsets, rows * Wp, At, Dt, dW2)
     for k in range(db_part.shape[0]):
         db_part[k] = db[k]
 
