@@ -143,7 +143,7 @@ def test_filter_grad_reads_and_writes_only_inside_its_buffers(monkeypatch, m, H,
     which raise IndexError where compiled code would read past a buffer's end: a block's
     last shift (2 rows and 2 columns on) ends at its channel's last element, with every block
     size, padding and remainder of the dot products' tiles (K odd, 9 C not a multiple of 4)."""
-    for name in ("_filter_dots", "_copy_input", "_copy_dZ", "_grad_run"):
+    for name in ("_filter_dots", "_geometry", "_copy_input", "_copy_dZ", "_grad_run"):
         monkeypatch.setattr(kf, name, getattr(kf, name).py_func)
     rng = np.random.default_rng(H * W + C + 2)
     A = rng.standard_normal((m, H, W, C))

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from .direct import REDUCE, _filter_dots
+from .direct import REDUCE, _filter_dots, _geometry
 
 # Output pixels a block covers (rows of the output's width; at 128 wide, 8 rows: At and Dt
 # ~150 KB at 16 channels, in L2). Measured: see the module's docstring.
@@ -103,14 +103,11 @@ def _grad_run(p, parts, A_prev, dZ, pad_top, pad_left, block_rows, dW_part, dA, 
     m, C = A_prev.shape[0], A_prev.shape[3]
     n_H, n_W, K = dZ.shape[1], dZ.shape[2], dZ.shape[3]
     R = min(block_rows, n_H)
-    Wp = n_W + 2  # a shift by dj <= 2 stays inside a padded row
-    LA = (R + 2) * Wp + 2
+    # a block's wide planes as kernels/direct.py lays out an image's: rows n_W + 2 wide (a
+    # shift by dj <= 2 stays inside one), R + 2 of them and 2 cells after; each tap's shift
+    Wp, LA, offsets = _geometry(A_prev, 3, R, n_W)
     At = np.empty(C * LA, dtype=dZ.dtype)
     Dt = np.empty(K * R * Wp, dtype=dZ.dtype)
-    offsets = np.empty(9 * C, dtype=np.uint64)  # in dW's row order (di, dj, c)
-    for t in range(9):
-        for c in range(C):
-            offsets[t * C + c] = c * LA + (t // 3) * Wp + t % 3
     dW2 = dW_part.reshape(9 * C, K)
     for t in range(9 * C):  # loops, not array expressions: those would be parallel regions
         for k in range(K):
