@@ -109,10 +109,11 @@ def _parts(m):
 
 def _lstm_block():
     """Examples a block at least: one `_dot_rows` block where OpenBLAS multiplies 8 rows on its
-    small-matrix path, else 16, whose product runs at 32 GFLOP/s against 19 for 8 rows on
-    OpenBLAS's Haswell kernels (kernels/small_gemm.py; the char-LM LSTM at batch 32, two blocks
-    of 16 against four of 8, alternating runs of benchmarks/rnn.py: 2,540 / 2,321 against
-    2,304 / 2,071 ex/s, AMD EPYC, Dec 4 2026)."""
+    small-matrix path, else 16. With OpenBLAS's products (Haswell kernels) 16 rows ran at 32
+    GFLOP/s against 19 for 8 (the char-LM LSTM at batch 32, two blocks of 16 against four of
+    8: 2,540 / 2,321 against 2,304 / 2,071 ex/s, AMD EPYC, Dec 4 2026); with `_rows_dot`
+    (kernels/small_gemm.py) the two measured alike (3,829 against 3,888 ex/s at 32, 4,484
+    against 4,446 at 128, Dec 4 2026 21:50 UTC), and 16 stayed."""
     from ..kernels.small_gemm import DOT_ROWS
     return DOT_ROWS or 16
 
