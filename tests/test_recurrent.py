@@ -89,13 +89,10 @@ GRID = list(itertools.product(["rnn", "gru", "lstm"], [1, 3, 9], [1, 7], [False,
                               [False, True]))
 
 
-@pytest.mark.torch
-@pytest.mark.parametrize("kind,m,T,sequences,masked,bidirectional", GRID)
-def test_layer_matches_torch(kind, m, T, sequences, masked, bidirectional):
+def _matches_torch(spec, m, T, masked, rng):
+    """The layer's output, input gradient and parameter gradients against the course's
+    formulas in torch (float64 autograd), to 1e-9."""
     import torch
-    rng = np.random.default_rng(m * 100 + T)
-    inner = {"type": kind, "units": N_A, "return_sequences": sequences}
-    spec = {"type": "bidirectional", "layer": inner} if bidirectional else inner
     layer = _layer(spec, T=T)
     x = rng.standard_normal((m, T, N_X))
     mask = _mask(m, T, rng) if masked else np.ones((m, T), bool)
@@ -117,36 +114,27 @@ def test_layer_matches_torch(kind, m, T, sequences, masked, bidirectional):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("kind,m,T,sequences,masked,bidirectional", GRID)
+def test_layer_matches_torch(kind, m, T, sequences, masked, bidirectional):
+    inner = {"type": kind, "units": N_A, "return_sequences": sequences}
+    spec = {"type": "bidirectional", "layer": inner} if bidirectional else inner
+    _matches_torch(spec, m, T, masked, np.random.default_rng(m * 100 + T))
+
+
+@pytest.mark.torch
 @pytest.mark.parametrize("kind,m", [("rnn", 3), ("gru", 5), ("lstm", 3), ("lstm", 9), ("lstm", 21),
                                     ("gru", 21)])
 def test_wide_layers_take_the_rows_product_and_match_torch(kind, m):
     """128 units: every step's product (forward into 128-512 columns, backward into 128) is
     kernels/small_gemm.py's `_rows_dot` where OpenBLAS has no small-matrix path: whole groups
-    of four rows, the rows left over (m 3, 5, 9, 21), one block and the split kernels' blocks."""
-    import torch
+    of four rows, the rows left over (m 3, 5, 9, 21), one block and the split kernels' blocks;
+    masked steps too."""
     from dlcli.kernels import small_gemm
-    rng = np.random.default_rng(m)
-    T, n_a = 3, 128
-    spec = {"type": kind, "units": n_a, "return_sequences": True}
-    layer = build_layer(spec)
-    layer.build((T, N_X), BuildContext(dtype=np.dtype(np.float64), rng=np.random.default_rng(1)))
-    for p in layer.params.values():
-        p += 0.1 * rng.standard_normal(p.shape)
-    x = rng.standard_normal((m, T, N_X))
-    y = layer.forward(x, True)
-    R = rng.standard_normal(y.shape)
-    dx = layer.backward(R)
-    named = _all_params(layer)
-    tp = {name: torch.tensor(l.params[k], requires_grad=True) for name, (l, k) in named.items()}
-    tx = torch.tensor(x, requires_grad=True)
-    ty = _torch_layer(spec, tx, tp, torch.ones(m, T, dtype=torch.bool))
-    (ty * torch.tensor(R)).sum().backward()
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-9, atol=1e-12)
-    for name, (l, k) in named.items():
-        np.testing.assert_allclose(l.grads[k], tp[name].grad.numpy(), rtol=1e-9, atol=1e-12,
-                                   err_msg=name)
+    n_a = 128
+    # the premise: on this machine these sizes take `_rows_dot`, or the small-matrix path's blocks
     assert small_gemm.DOT_ROWS or (m <= small_gemm.ROWS_MAX and n_a >= small_gemm.COLUMNS_MIN)
+    _matches_torch({"type": kind, "units": n_a, "return_sequences": True}, m, 3, True,
+                   np.random.default_rng(m))
 
 
 @pytest.mark.torch
