@@ -67,11 +67,12 @@ def test_dot_rows_is_the_whole_product(m, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("m,K,N", [(1, 1, 1), (3, 5, 7), (4, 4, 8), (5, 131, 130), (13, 128, 512),
                                    (32, 7, 128), (6, 512, 128)])
-def test_rows_dot_is_the_product_for_every_shape(m, K, N, dtype):
-    """`_rows_dot` (Python, so that numpy checks every index) and compiled, over whole groups
-    of four rows and of four terms and what is left of each; out starts as NaN, so a cell it
-    did not write fails."""
+def test_rows_dot_is_the_product_for_every_shape(m, K, N, dtype, monkeypatch):
+    """`_rows_dot` compiled, and as Python with direct.py's `_convolve` as Python too (numpy then
+    checks every index), over odd and even rows and whole groups of four terms and what is
+    left; out starts as NaN, so a cell it did not write fails."""
     from numba import njit
+    from dlcli.kernels import direct
 
     @njit
     def run(a, W, out):
@@ -81,7 +82,10 @@ def test_rows_dot_is_the_product_for_every_shape(m, K, N, dtype):
     a, W = rng.standard_normal((m, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
     want = a.astype(np.float64) @ W.astype(np.float64)
     tol = 1e-12 if dtype == np.float64 else 1e-4
-    for kernel in (small_gemm._rows_dot.py_func, run):
-        out = np.full((m, N), np.nan, dtype)
-        kernel(a, W, out)
-        np.testing.assert_allclose(out, want, rtol=tol, atol=tol * np.sqrt(K))
+    out = np.full((m, N), np.nan, dtype)
+    run(a, W, out)
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol * np.sqrt(K))
+    monkeypatch.setattr(small_gemm, "_convolve", direct._convolve.py_func)
+    out = np.full((m, N), np.nan, dtype)
+    small_gemm._rows_dot.py_func(a, W, out)
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol * np.sqrt(K))

@@ -28,7 +28,7 @@ Algorithm (the cuDNN layout, written for a CPU):
   runs at 114 GFLOP/s on a core, (16, 128) @ (128, 512) at 53. It made the LSTM's split forward
   pass at batch 32 2.88 -> 1.73 ms and at 128 9.9 -> 7.4 ms (load ~1). Where OpenBLAS has no
   such path (its Haswell kernels, as on an AMD Zen 2) it packs all of W at every call, and a
-  block's product is `_rows_dot`, four rows by four terms along the columns, W read in place
+  block's product is `_rows_dot`, two rows by four terms along the columns, W read in place
   (16 rows of the LSTM's 128 x 512: 37-39 against 63-64 us; the char-LM LSTM at batch 32
   0.89x -> 1.27x PyTorch; kernels/small_gemm.py).
 - A masked step (mask[t, i] == 0, a padded step) leaves example i's state as it was: its
