@@ -92,7 +92,8 @@ def _convolve(W2, offsets, N, P, Zw):
     """Zw[k N + o] = sum_tap W2[tap, k] P[offsets[tap] + o]: the wide output planes of one
     example from its padded input planes. Two filters and four taps a pass: four loads of the
     input feed eight fused multiply-adds (one filter a pass: 0.48 against 0.37 ms forward,
-    LeNet at batch 64; an odd last filter is computed twice in place, the same values)."""
+    LeNet at batch 64; an odd last filter is computed twice in place, the same values).
+    kernels/small_gemm.py's `_rows_dot` runs it as a recurrent step's product of a few rows."""
     taps, n_C = W2.shape
     k = 0
     while k < n_C:
