@@ -26,12 +26,14 @@ def split(monkeypatch, request):
     monkeypatch.setattr(conv_winograd, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(conv_split, "SPLIT_MAX_FILTERS", 10 ** 6)
     monkeypatch.setattr(conv_split, "SPLIT_MIN_PIXELS", 0)
+    monkeypatch.setattr(conv_split, "SMALL_MATRIX_BLAS", False)  # whatever this machine's BLAS
     monkeypatch.setattr(conv_split, "FOUR_MIN_CHANNELS", 1 if variant == "F(4x4)" else 10 ** 6)
     monkeypatch.setattr(kf, "BLOCK_PIXELS", rows)
     return variant
 
 
-def test_the_split_backward_is_taken_for_few_filters_on_large_images():
+def test_the_split_backward_is_taken_for_few_filters_on_large_images(monkeypatch):
+    monkeypatch.setattr(conv_split, "SMALL_MATRIX_BLAS", False)  # OpenBLAS packing every operand
     assert built(Conv2D(16, 3, padding="same"), (96, 128, 32)).split_backward
     assert not built(Conv2D(32, 3, padding="same"), (96, 128, 32)).split_backward  # filters
     assert not built(Conv2D(16, 3, padding="same"), (48, 64, 32)).split_backward  # pixels
@@ -43,6 +45,25 @@ def test_the_split_backward_is_taken_for_few_filters_on_large_images():
     assert conv_winograd.four(built(Conv2D(16, 3, padding="same"), (96, 128, 16)))
     assert not conv_winograd.four(built(Conv2D(16, 3, padding="same"), (96, 128, 3)))
     assert not built(Conv2D(16, 3, padding="same"), (32, 32, 3)).winograd  # inception_small's
+
+
+def test_a_blas_with_a_small_matrix_path_keeps_those_layers_in_winograds_domain(monkeypatch):
+    monkeypatch.setattr(conv_split, "SMALL_MATRIX_BLAS", True)  # OpenBLAS's AVX-512 kernels
+    for n_C_prev in (3, 16, 32):
+        layer = built(Conv2D(16, 3, padding="same", activation="relu"), (96, 128, n_C_prev))
+        assert layer.winograd and not layer.split_backward and conv_winograd.folds(layer)
+        # the forward and both gradients on F(4x4) as the split's forward was, but the stem
+        assert conv_winograd.four(layer) == (n_C_prev >= conv_split.FOUR_MIN_CHANNELS)
+
+
+def test_the_blas_is_asked_once_which_backward_pays(monkeypatch):
+    from dlcli.kernels import small_gemm
+    asked = []
+    monkeypatch.setattr(conv_split, "SMALL_MATRIX_BLAS", None)
+    monkeypatch.setattr(small_gemm, "small_matrix_path", lambda: asked.append(1) or True)
+    assert not conv_split.taken(96, 128, 16) and not conv_split.taken(96, 128, 8)
+    assert asked == [1] and conv_split.SMALL_MATRIX_BLAS is True
+    assert not conv_split.taken(48, 64, 16)  # not a shape it was made for: nothing asked
 
 
 GRID = list(itertools.product((1, 3), (6, 7), ("same", "valid", 2), (3, 4)))

@@ -209,7 +209,9 @@ def test_blocks_of_whole_examples_split_each_share_evenly():
         assert rows == kw.tiles(H, Wd)[0] and examples * blocks - share < blocks
 
 
-def test_the_path_is_taken_where_it_applies():
+def test_the_path_is_taken_where_it_applies(monkeypatch):
+    from dlcli.nn import conv_split
+    monkeypatch.setattr(conv_split, "SMALL_MATRIX_BLAS", False)  # the stem's split backward
     assert built(Conv2D(32, 3, padding="same"), (8, 8, 32)).winograd
     assert not conv_winograd.four(built(Conv2D(32, 3, padding="same"), (8, 8, 32)))  # small
     assert conv_winograd.four(built(Conv2D(32, 3, padding="same"), (32, 32, 32)))  # resnet_small
@@ -315,18 +317,23 @@ def test_stem_on_f4x4_agrees_with_the_direct_kernels(monkeypatch):
     assert dx1 is None and dx2 is None
     close(fast.grads["W"], slow.grads["W"], 1e-5)
 
+@pytest.mark.parametrize("small_matrix_blas", [False, True], ids=["split", "domain"])
 @pytest.mark.parametrize("activation", ["linear", "relu"])
-def test_large_stem_on_winograd_agrees_with_the_direct_kernels(monkeypatch, activation):
+def test_large_stem_on_winograd_agrees_with_the_direct_kernels(monkeypatch, activation,
+                                                                small_matrix_blas):
     """The U-Net's first layer (96x128x3 -> 16, no input gradient; nn/conv_paths.py
-    `_large_stem`) in float32: the Winograd forward with the split backward and the direct
-    kernels it replaces agree to float32 rounding."""
-    from dlcli.nn import conv_paths
+    `_large_stem`) in float32: the Winograd forward with the split backward (or Winograd's
+    domain, nn/conv_split.py `taken`) and the direct kernels it replaces agree to float32
+    rounding."""
+    from dlcli.nn import conv_paths, conv_split
     x = np.random.default_rng(10).standard_normal((2, 96, 128, 3)).astype(np.float32)
+    monkeypatch.setattr(conv_split, "SMALL_MATRIX_BLAS", small_matrix_blas)
     fast = built(Conv2D(16, 3, padding="same", activation=activation), x.shape[1:], np.float32)
     monkeypatch.setattr(conv_paths, "STEM_CHANNELS", 0)
     slow = built(Conv2D(16, 3, padding="same", activation=activation), x.shape[1:], np.float32)
     monkeypatch.undo()
-    assert fast.winograd and fast.split_backward and not slow.winograd and slow.direct
+    assert fast.winograd and fast.split_backward != small_matrix_blas
+    assert not slow.winograd and slow.direct
     for layer in (fast, slow):
         layer.needs_input_grad = False
     y1 = fast.forward(x, True)

@@ -39,9 +39,10 @@ def choose(layer) -> None:
                       or _large_stem(layer))
     layer.winograd_block = (winograd_block(layer.n_H, layer.n_W, layer.n_C_prev, layer.n_C)
                             if layer.winograd else None)
-    # few filters on a large image: its backward split, dW unrolled (nn/conv_split.py)
+    # few filters on a large image: its backward split, dW unrolled (nn/conv_split.py), where
+    # the BLAS packs every operand
     layer.split_backward = (layer.winograd and layer.pad_top == layer.pad_left
-                            and conv_split.applies(layer.n_H, layer.n_W, layer.n_C))
+                            and conv_split.taken(layer.n_H, layer.n_W, layer.n_C))
     # 1x1 unpadded: the input (subsampled at a stride) is its own patches
     # (nn/conv_pointwise.py); few channels keep the paths above
     layer.pointwise = (conv_pointwise.applies(layer.f, layer.stride, layer.pad_top,
@@ -49,12 +50,15 @@ def choose(layer) -> None:
                        and not layer.transposed)
 
 
-# An image's channels (at most this many) into a few filters on a large image, where the
-# split backward applies (nn/conv_split.py), take the Winograd forward and the split backward
-# (its dW from shifted rows of the input, no input gradient for a first layer) in place of the
-# direct kernels: the U-Net's first layer, 8x96x128x3 -> 16 relu without an input gradient,
-# forward / backward 3.44 / 3.37 -> 2.29-2.33 / 2.95-3.01 ms (2 threads, float32, 20
-# alternations in one process, load 0.8-2.3, Dec 3 2026). With F(4x4) forward the same.
+# An image's channels (at most this many) into a few filters on a large image, the shapes the
+# split backward was made for (nn/conv_split.py), take the Winograd forward and the split
+# backward (its dW from shifted rows of the input, no input gradient for a first layer) in
+# place of the direct kernels: the U-Net's first layer, 8x96x128x3 -> 16 relu without an input
+# gradient, forward / backward 3.44 / 3.37 -> 2.29-2.33 / 2.95-3.01 ms (2 threads, float32, 20
+# alternations in one process, load 0.8-2.3, Dec 3 2026). With F(4x4) forward the same. Where
+# the BLAS multiplies small matrices unpacked, its backward is Winograd's domain instead
+# (nn/conv_split.py `taken`; 1.51 / 2.03 ms against the split's 2.64 / 3.28 and the direct
+# kernels' 4.01 / 3.42 on the Intel guest).
 # inception_small's 32x32x3 -> 16, whose direct kernels run its max pool, keeps them.
 STEM_CHANNELS = 3
 

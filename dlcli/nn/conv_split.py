@@ -50,7 +50,33 @@ FOUR_MIN_CHANNELS = 16
 
 
 def applies(n_H: int, n_W: int, n_C: int) -> bool:
+    """Whether the layer's shape is one the split backward was made for (few filters on a
+    large image); `taken` says whether this process's BLAS takes it."""
     return n_C <= SPLIT_MAX_FILTERS and n_H * n_W >= SPLIT_MIN_PIXELS
+
+
+# The split was measured against Winograd's domain on OpenBLAS's Haswell kernels, which pack
+# every operand: the domain's 16 x K products per tile position are what they multiply worst.
+# OpenBLAS's AVX-512 kernels multiply such small matrices unpacked (kernels/small_gemm.py
+# `small_matrix_path`), and there the domain's pass, F(4x4) as `four` says, wins at every
+# layer of the U-Net's top (2-core Intel AVX-512 guest, Dec 4 2026, batch 8, relu, float32,
+# 2 threads, forward / backward ms, 22 alternations in one process, load ~1): 96x128x16 -> 16
+# split 2.41 / 7.82, domain F(2x2) 2.72 / 5.20, domain F(4x4) 2.30 / 4.30; 96x128x32 -> 16
+# 3.37 / 12.26, 4.18 / 7.85, 3.47 / 6.43; the first layer (3 channels in, no input gradient)
+# 2.64 / 3.28, 1.51 / 2.03, 1.45 / 1.99. Whole U-Net steps there, 10 rounds of 3 in turn:
+# 184.4-188.9 ms split, 166.7-170.4 domain F(4x4). None: ask OpenBLAS once, at the first build.
+SMALL_MATRIX_BLAS = None
+
+
+def taken(n_H: int, n_W: int, n_C: int) -> bool:
+    """Whether a Winograd layer of this shape takes the split backward in this process."""
+    global SMALL_MATRIX_BLAS
+    if not applies(n_H, n_W, n_C):
+        return False
+    if SMALL_MATRIX_BLAS is None:
+        from ..kernels.small_gemm import small_matrix_path
+        SMALL_MATRIX_BLAS = small_matrix_path()
+    return not SMALL_MATRIX_BLAS
 
 
 def four(n_C_prev: int, n_C: int) -> bool:

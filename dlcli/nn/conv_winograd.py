@@ -75,9 +75,10 @@ def _four_fits(n_C_prev: int, n_C: int, n_H: int, n_W: int) -> bool:
 
 def four(layer) -> bool:
     """Whether the layer runs F(4x4, 3x3) rather than F(2x2, 3x3) (the limits above; a layer
-    whose backward is split, nn/conv_split.py, by its own: its forward and input gradient)."""
-    if layer.winograd and layer.split_backward:
-        from . import conv_split
+    of the shapes nn/conv_split.py was made for by its rule, whichever backward it takes)."""
+    from . import conv_split
+    if layer.winograd and layer.pad_top == layer.pad_left and conv_split.applies(
+            layer.n_H, layer.n_W, layer.n_C):
         return conv_split.four(layer.n_C_prev, layer.n_C)
     return layer.winograd and _four_fits(layer.n_C_prev, layer.n_C, layer.n_H, layer.n_W)
 
