@@ -325,6 +325,35 @@ def test_per_pixel_softmax_kernel_matches_numpy_and_the_row_kernel(dtype):
             pixel_softmax_crossentropy(z, y, dz)
 
 
+@pytest.mark.parametrize("m", [1, 31, 64, 97, 1000])
+@pytest.mark.parametrize("parts", [2, 3])
+def test_per_pixel_softmax_in_runs_equals_the_serial_kernel(m, parts, monkeypatch):
+    """The parallel driver's runs of whole blocks (kernels/segment.py): dz bit for bit, the
+    cost to float64 rounding, bad labels refused; the loss takes it from PARALLEL_MIN."""
+    from dlcli.kernels import segment
+    r = np.random.default_rng(8)
+    z, y = (r.standard_normal((m, 10)) * 4).astype(np.float32), r.integers(0, 10, m)
+    serial, runs = np.full_like(z, np.nan), np.full_like(z, np.nan)
+    cost = segment.pixel_softmax_crossentropy(z, y, serial)
+    assert segment.pixel_softmax_crossentropy_parallel(z, y, runs, parts) == pytest.approx(
+        cost, rel=1e-12)
+    np.testing.assert_array_equal(runs, serial)
+    y[m // 2] = 10
+    with pytest.raises(ValueError, match="outside"):
+        segment.pixel_softmax_crossentropy_parallel(z, y, runs, parts)
+    y[m // 2] = 0
+    taken = []
+    monkeypatch.setattr(segment, "pixel_softmax_crossentropy_parallel",
+                        lambda *args: taken.append(args[-1]) or 0.0)
+    monkeypatch.setattr(segment, "PARALLEL_MIN", z.size)
+    segment.pixel_crossentropy(z, y, runs)
+    from numba import get_num_threads
+    assert taken == ([get_num_threads()] if get_num_threads() > 1 else [])
+    monkeypatch.setattr(segment, "PARALLEL_MIN", z.size + 1)
+    segment.pixel_crossentropy(z, y, runs)
+    assert len(taken) <= 1
+
+
 def test_localization_loss_is_the_notes_squared_error():
     from dlcli.detect.localization import Localization
     z = np.array([[0.8, 0.5, 0.5, 0.2, 0.25, 0.1, 0.7, 0.2],

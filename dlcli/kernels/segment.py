@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import overload
 
 from .gates import _exp_parts, _exp_parts_32
@@ -30,6 +30,13 @@ F32 = np.float32
 # float64 exponentials at 16 rows, 3.1-3.4 with float32 ones, 2.9-3.0 at 32 rows; float64
 # 8.0-8.4 against 4.4-4.5 (4.8 with a log a row instead of a block's).
 LANES = 32
+
+# From this many logits the loss runs on every Numba thread, a run of blocks each. The U-Net's
+# (98304, 10) float32 at batch 8 (2-core Intel guest, Dec 4 2026, `cnn.py --profile`, median
+# of 20 steps): 3.07-3.10 ms of its step on one thread, 2.25 on two. Alone, back to back, 2.25
+# against 1.53 ms; with 2 ms of sleep between calls, waking the other thread, alike (2.4-2.5
+# against 2.3-2.9): in the step the other core has just run the 1x1 head's GEMM.
+PARALLEL_MIN = 1 << 17
 
 
 def _exp_nonpositive(v):
@@ -69,15 +76,18 @@ def _block_exp(t, zmax, s, C):
             s[j] += e
 
 
-@njit(cache=True, error_model="numpy")
-def pixel_softmax_crossentropy(z, y, dz):
-    """Mean over rows of -log softmax(z)[y] (float64); dz = (softmax(z) - onehot(y)) / m.
-    z, dz (m, C), y (m,) in 0..C-1: kernels/losses.py's softmax_crossentropy, LANES rows a
-    block."""
-    m, C = z.shape
-    for r in range(m):
+@njit(inline="always")
+def _check_labels(y, C):
+    for r in range(y.shape[0]):
         if y[r] < 0 or y[r] >= C:
             raise ValueError("a label is outside 0..C-1 for C output units")
+
+
+@njit(inline="always", error_model="numpy")
+def _rows(z, y, dz, r_start, r_end, inv_m):
+    """Rows r_start:r_end (r_start a multiple of LANES) in blocks of LANES: their dz and the
+    sum of their -log softmax(z)[y] (float64)."""
+    C = z.shape[1]
     L = np.uint64(LANES)
     # a block's logits, class-major, then exponentials, in z's precision
     t = np.zeros(C * LANES, dtype=z.dtype)
@@ -85,9 +95,8 @@ def pixel_softmax_crossentropy(z, y, dz):
     s = np.empty(LANES, dtype=z.dtype)
     zf, dzf = z.reshape(-1), dz.reshape(-1)
     total = 0.0
-    inv_m = 1.0 / m
-    for r0 in range(0, m, LANES):
-        n = np.uint64(min(LANES, m - r0))
+    for r0 in range(r_start, r_end, LANES):
+        n = np.uint64(min(LANES, r_end - r0))
         base = np.uint64(r0 * C)
         for j in range(n):  # a short last block keeps the rows of the one before: not read
             for c in range(np.uint64(C)):
@@ -107,4 +116,40 @@ def pixel_softmax_crossentropy(z, y, dz):
             for c in range(np.uint64(C)):
                 dzf[row + c] = t[c * L + j] * share
             dzf[row + label] -= inv_m
-    return total * inv_m
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def pixel_softmax_crossentropy(z, y, dz):
+    """Mean over rows of -log softmax(z)[y] (float64); dz = (softmax(z) - onehot(y)) / m.
+    z, dz (m, C), y (m,) in 0..C-1: kernels/losses.py's softmax_crossentropy, LANES rows a
+    block."""
+    m, C = z.shape
+    _check_labels(y, C)
+    return _rows(z, y, dz, 0, m, 1.0 / m) / m
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def pixel_softmax_crossentropy_parallel(z, y, dz, parts):
+    """`pixel_softmax_crossentropy` in `parts` runs of whole blocks, a Numba thread each: dz
+    the same, the cost the sum of the runs' sums (float64, to rounding the same)."""
+    m, C = z.shape
+    _check_labels(y, C)
+    run = -(-(-(-m // LANES)) // parts) * LANES
+    sums = np.zeros(parts)
+    for p in prange(parts):
+        r0 = p * run
+        r1 = min(m, r0 + run)
+        if r0 < r1:
+            sums[p] = _rows(z, y, dz, r0, r1, 1.0 / m)
+    return sums.sum() / m
+
+
+def pixel_crossentropy(z, y, dz):
+    """The segmentation loss on every Numba thread where there are enough rows
+    (`PARALLEL_MIN` values), else on one."""
+    from numba import get_num_threads
+    threads = get_num_threads()
+    if z.size < PARALLEL_MIN or threads < 2:
+        return pixel_softmax_crossentropy(z, y, dz)
+    return pixel_softmax_crossentropy_parallel(z, y, dz, threads)

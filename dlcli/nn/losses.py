@@ -121,9 +121,9 @@ class CategoricalCrossentropy(_CrossEntropy):
         if z.ndim > 2 and y.shape == z.shape[:-1]:
             # per pixel (segmentation, SPEC): every pixel a row, the mean over pixels and
             # examples; many rows of few classes run across the rows (kernels/segment.py)
-            from ..kernels.segment import pixel_softmax_crossentropy
+            from ..kernels.segment import pixel_crossentropy
             self._shape = z.shape
-            return self._cost(pixel_softmax_crossentropy, z.reshape(-1, z.shape[-1]), y.reshape(-1))
+            return self._cost(pixel_crossentropy, z.reshape(-1, z.shape[-1]), y.reshape(-1))
         if z.ndim != 2 or y.shape != z.shape[:1]:
             raise ValueError(f"categorical cross-entropy needs logits (m, C) and labels (m,), "
                              f"got {z.shape} and {y.shape}")
