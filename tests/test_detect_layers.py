@@ -338,10 +338,10 @@ def test_per_pixel_softmax_in_runs_equals_the_serial_kernel(m, parts, monkeypatc
     assert segment.pixel_softmax_crossentropy_parallel(z, y, runs, parts) == pytest.approx(
         cost, rel=1e-12)
     np.testing.assert_array_equal(runs, serial)
-    y[m // 2] = 10
+    label, y[m // 2] = y[m // 2], 10
     with pytest.raises(ValueError, match="outside"):
         segment.pixel_softmax_crossentropy_parallel(z, y, runs, parts)
-    y[m // 2] = 0
+    y[m // 2] = label
     taken = []
     monkeypatch.setattr(segment, "pixel_softmax_crossentropy_parallel",
                         lambda *args: taken.append(args[-1]) or 0.0)
@@ -349,9 +349,10 @@ def test_per_pixel_softmax_in_runs_equals_the_serial_kernel(m, parts, monkeypatc
     segment.pixel_crossentropy(z, y, runs)
     from numba import get_num_threads
     assert taken == ([get_num_threads()] if get_num_threads() > 1 else [])
+    before = list(taken)
     monkeypatch.setattr(segment, "PARALLEL_MIN", z.size + 1)
-    segment.pixel_crossentropy(z, y, runs)
-    assert len(taken) <= 1
+    assert segment.pixel_crossentropy(z, y, runs) == pytest.approx(cost, rel=1e-12)
+    assert taken == before  # the serial kernel below PARALLEL_MIN
 
 
 def test_localization_loss_is_the_notes_squared_error():

@@ -3,13 +3,14 @@ the input, the input gradient a Winograd convolution of dZ.
 
 nn/conv_winograd.py computes both gradients in Winograd's domain from one transform of dZ.
 Where a layer has few output channels on a large image (the U-Net's top, 96x128 at 16
-filters), that pass transforms dZ and dA_prev tile by tile for narrow 16 x K GEMMs, and the
-older split pass measured faster: dW on blocks of image rows (kernels/filter_grad.py: dot
-products of channel-major copies of the rows, shifted; before, nine GEMMs A_prev(shifted)^T
-dZ and, before those, kernels/transpose.py's gather + GEMM pass), and dA_prev = the
-convolution of dZ with the rotated filter, padded by 2 - pad (kernels/winograd.py's forward,
-K -> C channels; with 16 channels or more each side kernels/winograd4.py's F(4x4), as the
-layer's forward: `FOUR_MIN_CHANNELS`). The U-Net's first layer (3 channels in, no input
+filters), that pass transforms dZ and dA_prev tile by tile for narrow 16 x K GEMMs, and on
+OpenBLAS's Haswell kernels, which pack every operand of those, the older split pass measured
+faster (elsewhere the layer keeps Winograd's domain: `taken`): dW on blocks of image rows
+(kernels/filter_grad.py: dot products of channel-major copies of the rows, shifted; before,
+nine GEMMs A_prev(shifted)^T dZ and, before those, kernels/transpose.py's gather + GEMM
+pass), and dA_prev = the convolution of dZ with the rotated filter, padded by 2 - pad
+(kernels/winograd.py's forward, K -> C channels; with 16 channels or more each side
+kernels/winograd4.py's F(4x4), as the layer's forward: `FOUR_MIN_CHANNELS`). The U-Net's first layer (3 channels in, no input
 gradient) takes this path too, in place of the direct kernels (nn/conv_paths.py
 `_large_stem`). A relu layer's dZ (and db) come out of the filter gradient's pass, a block
 of rows as it copies them (`backward_activation`, kernels/filter_grad.py), not from a serial
