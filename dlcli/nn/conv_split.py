@@ -10,11 +10,11 @@ faster (elsewhere the layer keeps Winograd's domain: `taken`): dW on blocks of i
 nine GEMMs A_prev(shifted)^T dZ and, before those, kernels/transpose.py's gather + GEMM
 pass), and dA_prev = the convolution of dZ with the rotated filter, padded by 2 - pad
 (kernels/winograd.py's forward, K -> C channels; with 16 channels or more each side
-kernels/winograd4.py's F(4x4), as the layer's forward: `FOUR_MIN_CHANNELS`). The U-Net's first layer (3 channels in, no input
-gradient) takes this path too, in place of the direct kernels (nn/conv_paths.py
-`_large_stem`). A relu layer's dZ (and db) come out of the filter gradient's pass, a block
-of rows as it copies them (`backward_activation`, kernels/filter_grad.py), not from a serial
-pass over the whole layer before it.
+kernels/winograd4.py's F(4x4), as the layer's forward: `FOUR_MIN_CHANNELS`). The U-Net's
+first layer (3 channels in, no input gradient) takes this path too, in place of the direct
+kernels (nn/conv_paths.py `_large_stem`). A relu layer's dZ (and db) come out of the filter
+gradient's pass, a block of rows as it copies them (`backward_activation`,
+kernels/filter_grad.py), not from a serial pass over the whole layer before it.
 
 Measured (Dec 3 2026, 12:40-12:46 UTC, load 2.5-2.8, the layer's backward on 2 threads,
 median of 11 interleaved, batch 8, relu): see `SPLIT_MAX_FILTERS` below.
