@@ -150,7 +150,12 @@ def test_only_steps_of_small_gemms_hold_blas_to_one_thread():
     pointwise = _model([{"type": "conv2d", "filters": 8, "size": 1, "activation": "relu"},
                         {"type": "flatten"}, {"type": "dense", "units": 2, "activation": "softmax"}],
                        (4, 4, 8))
-    assert not _small_gemms(pointwise, 2)  # a path with batch-wide GEMMs
+    assert _small_gemms(pointwise, 2)  # a narrow 1x1 layer's GEMMs: one BLAS thread already
+    wide = _model([{"type": "conv2d", "filters": 256, "size": 1, "activation": "relu"},
+                   {"type": "flatten"}, {"type": "dense", "units": 2, "activation": "softmax"}],
+                  (8, 8, 64))
+    assert not _small_gemms(wide, 64)  # batch-wide GEMMs of 4096 x 64 x 256
+    assert _small_gemms(wide, 1)  # 64 x 64 x 256: small
     lstm = _model([{"type": "embedding", "dim": 4, "vocab": 5},
                    {"type": "lstm", "units": 3, "return_sequences": False}], (6,))
     assert not _small_gemms(lstm, 2)  # a layer that does not say keeps BLAS's threads

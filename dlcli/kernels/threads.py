@@ -1,6 +1,7 @@
 """Numba's worker threads pinned one to a core, for the kernels whose threads must run together;
-and the one BLAS thread limit (`blas_threads`) and blocked-pass dispatch (`run_pass`) the
-parallel drivers' callers, the recurrent loops and a training step of small GEMMs share.
+and the one BLAS thread limit (`blas_threads`) and blocked-pass dispatch (`run_pass`,
+`shared`) the parallel drivers' callers, the recurrent loops and a training step of small
+GEMMs share.
 
 Why: Numba's workqueue layer puts its workers to sleep between parallel regions, and Linux
 wakes a sleeping thread on the core it last ran on when that core is idle. Once both workers
@@ -152,14 +153,29 @@ def one_blas_thread():
     return blas_threads(1)
 
 
-def run_pass(parts, serial, parallel, args, parallel_args=()):
-    """A blocked pass: the serial driver when there is one run of blocks, else the parallel
-    driver (with `parallel_args` after `args`) under one BLAS thread."""
+def run_pass(parts, serial, parallel, args, parallel_args=(), duo=None):
+    """A blocked pass: the serial driver when there is one run of blocks, else `shared`'s
+    (the parallel driver with `parallel_args` after `args`, or the `duo` driver on `args`)."""
     if parts == 1:
         serial(*args)
     else:
-        with one_blas_thread():
-            parallel(*args, *parallel_args)
+        shared(parts, parallel, args + tuple(parallel_args), duo, args)
+
+
+def shared(parts, parallel, args, duo=None, duo_args=()):
+    """A pass of `parts` runs on both cores. Inside a training step with kernels/duo.py's
+    helper, the helper and this thread take the runs (`duo` on `duo_args`; see
+    kernels/conv_duo.py: no parallel region's workers to wake); else Numba's threads
+    (`parallel` on `args`) under one BLAS thread. The same runs either way, so the same
+    numbers."""
+    if duo is not None:
+        from .duo import for_step
+        helper = for_step()
+        if helper is not None:
+            helper.run(duo, parts, *duo_args)
+            return
+    with one_blas_thread():
+        parallel(*args)
 
 
 class _BlasHeld:

@@ -69,7 +69,8 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from .batchnorm import moments as batch_moments
-from .threads import one_blas_thread  # noqa: F401  (BLAS on one thread around the parallel drivers)
+# one_blas_thread: BLAS on one thread around the parallel drivers (nn/conv_winograd.py's too)
+from .threads import one_blas_thread, shared  # noqa: F401
 from .winograd_tiles import scatter_tile_row
 
 P = 16  # tile positions (kernels/winograd4.py's F(4x4, 3x3) has 36)
@@ -364,9 +365,12 @@ def _convolve_positions(A_prev, U, pad_top, pad_left, Z, moments, epi):
     n_chunks = kp.chunks(m, n_parts)
     V, M = kp.scratch(m, Z.shape[1], Z.shape[2], C, K, Z.dtype)
     acc = np.zeros((n_chunks, 3, Z.shape[2] * K + 1 if moments else 0))
-    with one_blas_thread():
-        kp.convolve_positions_parallel(A_prev, U, pad_top, pad_left, Z, V, M, n_parts, n_chunks,
-                                       acc, epi, kp.counters())
+    from . import conv_duo
+    sync = kp.counters()
+    shared(n_parts, kp.convolve_positions_parallel,
+           (A_prev, U, pad_top, pad_left, Z, V, M, n_parts, n_chunks, acc, epi, sync),
+           conv_duo.convolve_positions_duo,
+           (A_prev, U, pad_top, pad_left, Z, V, M, n_chunks, acc, epi, sync))
     return acc
 
 
@@ -393,9 +397,11 @@ def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, mom
     if serial:
         convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, 1, acc, epi)
     else:
-        with one_blas_thread():
-            convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, n_parts, acc,
-                                     epi)
+        from . import conv_duo
+        shared(n_parts, convolve_blocks_parallel,
+               (A_prev, U, pad_top, pad_left, Z, rows, examples, n_parts, acc, epi),
+               conv_duo.convolve_blocks_duo,
+               (A_prev, U, pad_top, pad_left, Z, rows, examples, acc, epi))
     if not moments:
         return Z
     return (Z, *batch_moments(acc, K))

@@ -49,7 +49,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from .batchnorm import moments as batch_moments
-from .threads import one_blas_thread
+from .threads import shared
 from .winograd import PARALLEL_MIN, position_stride
 from .winograd_tiles import scatter_tile_row
 
@@ -352,9 +352,11 @@ def convolve(A_prev, U, pad_top, pad_left, Z, block_elements=BLOCK_ELEMENTS, mom
     if serial:
         convolve_blocks(A_prev, U, pad_top, pad_left, Z, rows, examples, 1, acc, epi)
     else:
-        with one_blas_thread():
-            convolve_blocks_parallel(A_prev, U, pad_top, pad_left, Z, rows, examples, n_parts, acc,
-                                     epi)
+        from . import conv_duo
+        shared(n_parts, convolve_blocks_parallel,
+               (A_prev, U, pad_top, pad_left, Z, rows, examples, n_parts, acc, epi),
+               conv_duo.convolve4_blocks_duo,
+               (A_prev, U, pad_top, pad_left, Z, rows, examples, acc, epi))
     if not moments:
         return Z
     return (Z, *batch_moments(acc, K))

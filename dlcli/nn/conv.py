@@ -181,9 +181,13 @@ class Conv2D(_Weighted):
 
     def small_gemms(self, m):
         # the direct loops (a training step takes them only without an input gradient, as
-        # forward chooses) and the blocked im2col path multiply a few examples at a time
+        # forward chooses) and the blocked im2col path multiply a few examples at a time;
+        # the Winograd passes (and the split backward) run their GEMMs a block at a time on
+        # one BLAS thread; a narrow or small 1x1 layer keeps one BLAS thread
         return ((self.direct and not self.needs_input_grad)
-                or (BLOCKED_PATCHES and not (self.transposed or self.winograd or self.pointwise)))
+                or (BLOCKED_PATCHES and not (self.transposed or self.winograd or self.pointwise))
+                or self.winograd
+                or (self.pointwise and conv_pointwise.one_thread(self, m * self.n_H * self.n_W)))
 
     def _cols(self, m, dtype, training):
         """A patch buffer for m examples, in this layer's layout."""

@@ -40,6 +40,11 @@ def _run(layers, x, training):
     return x
 
 
+def _small_gemms(block, m) -> bool:
+    """A block has no GEMM of its own: its layers' (dlcli/train.py `small_step_blas`)."""
+    return all(layer.small_gemms(m) for _, layer in block.children())
+
+
 def _run_back(layers, dy):
     for layer in reversed(layers):
         dy = layer.backward(dy)
@@ -71,6 +76,9 @@ class Residual(Layer):
     def children(self):
         named = [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
         return named + ([("projection", self.projection)] if self.projection else [])
+
+    def small_gemms(self, m):
+        return _small_gemms(self, m)
 
     def build(self, input_shape, ctx):
         self.input_shape = shape = tuple(input_shape)
@@ -158,6 +166,9 @@ class Branches(Layer):
     def children(self):
         return [(f"paths.{p}.{j}", layer)
                 for p, path in enumerate(self.paths) for j, layer in enumerate(path)]
+
+    def small_gemms(self, m):
+        return _small_gemms(self, m)
 
     def build(self, input_shape, ctx):
         self.input_shape = tuple(input_shape)

@@ -51,9 +51,15 @@ def _patches(layer, A_prev):
     return np.ascontiguousarray(A_prev[:, ::s, ::s, :])
 
 
+def one_thread(layer, rows) -> bool:
+    """Whether a narrow or small layer's GEMMs over `rows` pixels run on one BLAS thread."""
+    return (max(layer.n_C_prev, layer.n_C) <= NARROW
+            or rows * layer.n_C_prev * layer.n_C < SMALL_MACS)
+
+
 def _blas(layer, rows):
     """BLAS on one thread for a narrow or small layer's GEMMs, else on its own threads."""
-    if max(layer.n_C_prev, layer.n_C) > NARROW and rows * layer.n_C_prev * layer.n_C >= SMALL_MACS:
+    if not one_thread(layer, rows):
         return contextlib.nullcontext()
     from ..kernels.threads import one_blas_thread
     return one_blas_thread()

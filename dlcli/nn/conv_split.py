@@ -138,9 +138,10 @@ def _backward(layer, A_prev, dZ, dA, A):
     else:
         dW_parts = np.empty((kw.parts(m),) + layer.grads["W"].shape, dtype=dZ.dtype)
         db_parts = np.empty((len(dW_parts), K if activated else 0), dtype=dZ.dtype)
-        with kw.one_blas_thread():
-            kf.filter_grad_parallel(A_prev, dZ, layer.pad_top, layer.pad_left, rows, dW_parts,
-                                    dA, A, slope, db_parts)
+        from ..kernels import conv_duo
+        args = (A_prev, dZ, layer.pad_top, layer.pad_left, rows, dW_parts, dA, A, slope,
+                db_parts)
+        kw.shared(len(dW_parts), kf.filter_grad_parallel, args, conv_duo.filter_grad_duo, args)
     if len(dW_parts) == 1:
         layer.grads["W"][...] = dW_parts[0]
     else:

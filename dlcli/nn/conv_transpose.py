@@ -3,7 +3,8 @@ input-gradient of a conv run forward.
 
 The forward and the backward are each one pass of kernels/transpose.py over blocks of input
 rows, in one parallel region from PARALLEL_MIN multiply-adds (a run of whole examples a Numba
-thread, BLAS on one thread inside), serially below it. The bias is where each output row
+thread, BLAS on one thread inside; inside a training step the main thread and kernels/duo.py's
+helper take the runs, kernels/conv_duo.py), serially below it. The bias is where each output row
 starts and, when the activation is linear, its gradient is summed in the backward's region.
 A linear one last in a skip_concat writes into the concatenation (`into`) and reads its
 gradient there (`grad_at`): no copy of its output either way.
@@ -68,7 +69,7 @@ class Conv2DTranspose(_Weighted):
         return block_rows, max(1, min(get_num_threads(), m))
 
     def forward(self, A_prev, training):
-        from ..kernels import transpose as ktr
+        from ..kernels import conv_duo, transpose as ktr
         from ..kernels.threads import run_pass
         A_prev = np.ascontiguousarray(A_prev, dtype=self.params["W"].dtype)
         m, n_H_prev, n_W_prev, _ = A_prev.shape
@@ -80,7 +81,8 @@ class Conv2DTranspose(_Weighted):
         block_rows, parts = self._plan(A_prev)
         args = (A_prev.reshape(-1, self.n_C_prev), self._W_rows(), self.f, self.stride,
                 self.crop, n_H_prev, n_W_prev, block_rows, Z, b, k0)
-        run_pass(parts, ktr.forward_blocks, ktr.forward_blocks_parallel, args, (parts,))
+        run_pass(parts, ktr.forward_blocks, ktr.forward_blocks_parallel, args, (parts,),
+                 conv_duo.transpose_forward_duo)
         if into is not None:  # linear (SkipConcat.fuses): the output is its channels of Z
             A = Z[..., k0:k0 + self.n_C]
             if training:
@@ -92,7 +94,7 @@ class Conv2DTranspose(_Weighted):
         return A
 
     def backward(self, dA):
-        from ..kernels import transpose as ktr
+        from ..kernels import conv_duo, transpose as ktr
         from ..kernels.threads import run_pass
         A_prev, *self.cache = self.cache
         m, n_H_prev, n_W_prev, C = A_prev.shape
@@ -111,13 +113,18 @@ class Conv2DTranspose(_Weighted):
         args = (dZ, A_prev.reshape(-1, C), np.ascontiguousarray(W_rows.T), self.f, self.stride,
                 self.crop, n_H_prev, n_W_prev, block_rows, dW_parts, dA_prev.reshape(-1, C),
                 input_grad, k0, db_parts)
-        run_pass(parts, ktr.backward_blocks, ktr.backward_blocks_parallel, args)
+        run_pass(parts, ktr.backward_blocks, ktr.backward_blocks_parallel, args,
+                 duo=conv_duo.transpose_backward_duo)
         dW_rows = dW_parts[0] if parts == 1 else dW_parts.sum(axis=0)
         self.grads["W"][...] = dW_rows.reshape(C, self.f, self.f, self.n_C).transpose(1, 2, 0, 3)
         if sums:
             db_parts.sum(axis=0, out=self.grads["b"])
         self.cache = None
         return dA_prev if input_grad else None
+
+    def small_gemms(self, m):
+        # a block of a few input rows a GEMM (kernels/transpose.py), on one BLAS thread
+        return True
 
     def fuses(self) -> bool:
         """Whether a skip_concat may have this layer write its output into the concatenation

@@ -10,7 +10,8 @@ F(2x2)'s 64). Nothing but A_prev is kept from the forward. Each pass runs as one
 region: a run of blocks a thread, every GEMM on the thread that made its operands, BLAS held
 to one thread meanwhile; or, for the U-Net's deep layers (kernels/winograd.py `by_positions`),
 the whole batch's 16 GEMMs a tile position a thread (kernels/winograd_positions.py,
-`_backward_positions`).
+`_backward_positions`). Inside a training step the same runs go to the main thread and
+kernels/duo.py's helper instead of Numba's workers (kernels/conv_duo.py: no region to wake).
 
 A trainable batch norm right after a bias-free linear Winograd conv takes the batch's moments
 from the conv's output pass (`fuse`; kernels/batchnorm.py `moments_add`), not from a pass of
@@ -252,10 +253,12 @@ def backward(layer, A_prev, dZ, chunk_elements, A=None):
         kg.backward_blocks(A_prev, dZ, UT, layer.pad_top, layer.pad_left, examples, rows, dU,
                            dA_prev, input_grad, addend, A, slope, db_parts)
     else:  # a run of whole examples a thread: an example's input-gradient tiles overlap
-        with k2.one_blas_thread():
-            kg.backward_blocks_parallel(A_prev, dZ, UT, layer.pad_top, layer.pad_left,
-                                        examples, rows, dU, dA_prev, input_grad, addend, A,
-                                        slope, db_parts)
+        from ..kernels import conv_duo
+        args = (A_prev, dZ, UT, layer.pad_top, layer.pad_left, examples, rows, dU, dA_prev,
+                input_grad, addend, A, slope, db_parts)
+        k2.shared(parts, kg.backward_blocks_parallel, args,
+                  conv_duo.backward_blocks_duo if kw is k2 else conv_duo.backward4_blocks_duo,
+                  args)
     if activated and "b" in layer.grads:
         db_parts.sum(axis=0, out=layer.grads["b"])
     if kw is k2:
@@ -279,9 +282,12 @@ def _backward_positions(layer, A_prev, dZ, UT, dA_prev, input_grad, addend, A, s
     tiles_H, tiles_W = k2.tiles(n_H, n_W)
     zeroed = not kp.covers(A_prev.shape[1], A_prev.shape[2], tiles_H, tiles_W, layer.pad_top,
                             layer.pad_left)
-    with k2.one_blas_thread():
-        kp.backward_positions_parallel(A_prev, dZ, UT, layer.pad_top, layer.pad_left, V, M,
-                                       parts, dU, layer.grads["W"], dA_prev, input_grad, addend,
-                                       A, slope, db, zeroed, kp.counters())
+    from ..kernels import conv_duo
+    rest = (dU, layer.grads["W"], dA_prev, input_grad, addend, A, slope, db, zeroed,
+            kp.counters())
+    k2.shared(parts, kp.backward_positions_parallel,
+              (A_prev, dZ, UT, layer.pad_top, layer.pad_left, V, M, parts) + rest,
+              conv_duo.backward_positions_duo,
+              (A_prev, dZ, UT, layer.pad_top, layer.pad_left, V, M) + rest)
     if A.shape[0] > 0 and "b" in layer.grads:
         db.sum(axis=0, out=layer.grads["b"])
