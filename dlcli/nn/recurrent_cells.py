@@ -78,7 +78,10 @@ def step_threads(model):
     cells = [getattr(layer, "cell", None) for layer in getattr(model, "mask_layers", ())]
     cells = [c for c in cells if c is not None]
     if cells and all(isinstance(c, LSTMCell) for c in cells):
-        return _loop_threads()
+        # and the LSTM's split passes on the main thread and kernels/duo.py's helper
+        # (kernels/recurrent_duo.py): no OpenBLAS thread of the step spins on its core
+        from ..kernels.duo import StepDuo
+        return StepDuo(_loop_threads())
     return contextlib.nullcontext()
 
 
@@ -88,6 +91,13 @@ SPLIT_MIN_EXAMPLES = 8  # the crossover measured for an LSTM of 128 units (kerne
 def _threads():
     from numba import get_num_threads
     return get_num_threads()
+
+
+def _helper():
+    """kernels/duo.py's helper inside a training step of an LSTM model (`step_threads`), else
+    None: the split passes then run in Numba's parallel regions."""
+    from ..kernels.duo import for_step
+    return for_step()
 
 
 def _parts(m):
@@ -366,7 +376,11 @@ class LSTMCell(_StackedCell):
         c0 = np.ascontiguousarray(state0[1], dtype=dtype)
         args = (H, np.ascontiguousarray(W_T), np.ascontiguousarray(xb), idx, c0, mask, A, order, C, G)
         with _loop_threads():
-            if parts > 1:
+            helper = _helper() if parts > 1 else None
+            if helper is not None:  # the blocks on the main thread and the duo helper
+                from ..kernels.recurrent_duo import lstm_forward_duo
+                helper.run(lstm_forward_duo, parts, *args)
+            elif parts > 1:
                 k.lstm_forward_split(*args, parts, _threads())
             else:
                 k.lstm_forward(*args)
@@ -404,7 +418,16 @@ class LSTMCell(_StackedCell):
                 part_dW = self.spare.take((run.parts, 4 * n, K), dA.dtype)
                 part_dxb = self.spare.take((run.parts, rows, 4 * n), dA.dtype)
                 idx = run.idx if tokens else np.zeros((T, m), dtype=np.intp)
-                k.lstm_backward_split(*args, *grads, part_dW, idx, part_dxb, run.parts, threads)
+                helper = _helper()
+                if helper is not None:  # the blocks on the main thread and the duo helper
+                    from ..kernels import recurrent_duo as kd
+                    part_db = np.empty((run.parts, self.db.size), dtype=dA.dtype)
+                    helper.run(kd.lstm_backward_duo, run.parts, *args, run.H, Wx, dX, part_dW,
+                               idx, part_dxb, part_db)
+                    kd.add_parts(self.dW, part_dW, self.db.reshape(-1), part_db)
+                else:
+                    k.lstm_backward_split(*args, *grads, part_dW, idx, part_dxb, run.parts,
+                                          threads)
                 dxb = part_dxb.sum(axis=0) if tokens else None  # in block order
                 self.spare.give(part_dW, part_dxb)
             else:

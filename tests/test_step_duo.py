@@ -1,7 +1,8 @@
-"""kernels/conv_duo.py: the conv layers' blocked passes shared with kernels/duo.py's helper
-inside a training step give the same bits as Numba's parallel drivers outside one, and as the
-main thread alone; and which models' steps take the helper (dlcli/train.py
-`small_step_blas`)."""
+"""kernels/conv_duo.py and kernels/recurrent_duo.py: the conv layers' blocked passes and the
+LSTM's split time loops shared with kernels/duo.py's helper inside a training step give the
+same bits as Numba's parallel drivers outside one, and as the main thread alone; and which
+models' steps take the helper (dlcli/train.py `small_step_blas`, nn/recurrent_cells.py
+`step_threads`)."""
 
 import numpy as np
 import pytest
@@ -136,3 +137,44 @@ def test_which_steps_take_the_helper():
     block = build_model(wide, "auto", 0.0, (16, 16, 64), "float32")
     assert not block.layers[0].small_gemms(64)
     assert not isinstance(small_step_blas(block, 64), kduo.StepDuo)
+
+
+@needs_duo
+@pytest.mark.parametrize("embedded", [True, False])
+def test_lstm_passes_on_the_helper_equal_numbas_parallel_drivers(monkeypatch, embedded):
+    """Two LSTMs (the first taking the embedding in, or a plain input; the second with its dX
+    GEMM) at a batch that splits their time loops into blocks: the cost and every gradient the same bits
+    inside an LSTM model's step with the helper, with the main thread alone, and outside a
+    step (Numba's parallel region); each LSTM pass a job of the helper's."""
+    from dlcli.nn.model import build_model
+    from dlcli.nn.recurrent_cells import step_threads
+    monkeypatch.setattr("numba.get_num_threads", lambda: 2)  # split, whatever the machine
+    monkeypatch.delenv("DLCLI_RNN_BLAS_THREADS", raising=False)
+    T, V, m = 6, 9, 13
+    first = [{"type": "embedding", "dim": 5, "vocab": V}] if embedded else []
+    model = build_model({"layers": first + [
+        {"type": "lstm", "units": 4, "return_sequences": True},
+        {"type": "lstm", "units": 3, "return_sequences": True},
+        {"type": "dense", "units": V, "activation": "softmax"}]},
+        input_shape=(T,) if embedded else (T, 2), dtype="float64", rng=np.random.default_rng(3))
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, V, size=(m, T)) if embedded else rng.standard_normal((m, T, 2))
+    y = rng.integers(0, V, size=(m, T))
+
+    def results():
+        cost = model.cost(x, y)
+        model.backward()
+        return [np.array(cost)] + [layer.grads[key].copy() for _, layer, key in model.trainable()]
+
+    expected = results()
+    helper = kduo.duo() or kduo.Duo()
+    monkeypatch.setattr(kduo, "_DUO", [helper])
+    for alone in (0, 10 ** 9, 0):
+        monkeypatch.setattr(helper, "alone", alone)
+        monkeypatch.setattr(helper, "late", 0.0)
+        jobs = helper.jobs
+        with step_threads(model):
+            got = results()
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+        assert helper.jobs == jobs + 4  # two LSTMs, a forward and a backward each
