@@ -11,8 +11,9 @@ import dlcli.kernels.duo as kduo
 from dlcli.kernels import conv_duo
 from dlcli.kernels import winograd as kw
 from dlcli.kernels import winograd4 as k4
+from dlcli.nn import conv as nn_conv
 from dlcli.nn import conv_split, conv_transpose, conv_winograd
-from dlcli.nn.conv import Conv2D
+from dlcli.nn.conv import Conv2D, DepthwiseConv2D, MaxPool
 from dlcli.nn.conv_transpose import Conv2DTranspose
 from test_conv import built
 
@@ -28,6 +29,9 @@ PATHS = [
     ("F(2x2) positions", lambda: Conv2D(6, 3, padding="same", activation="relu"), (6, 8, 5), 2),
     ("split backward", lambda: Conv2D(3, 3, padding="same"), (9, 7, 4), 3),
     ("transpose", lambda: Conv2DTranspose(4, 3, stride=2, padding="same"), (5, 6, 3), 2),
+    ("depthwise", lambda: DepthwiseConv2D(3, padding="same", activation="relu"), (7, 6, 5), 2),
+    ("depthwise stride 2", lambda: DepthwiseConv2D(3, stride=2, padding="same"), (7, 6, 5), 2),
+    ("maxpool", lambda: MaxPool(2), (6, 8, 16), 2),
 ]
 
 
@@ -48,6 +52,7 @@ def force(monkeypatch, path):
     monkeypatch.setattr(conv_split, "SMALL_MATRIX_BLAS", False)
     monkeypatch.setattr(conv_split, "FOUR_MIN_CHANNELS", 10 ** 6)
     monkeypatch.setattr(conv_transpose, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(nn_conv, "PARALLEL_MIN", 0)
 
 
 def results(layer, x, dy):
@@ -63,7 +68,8 @@ def test_passes_on_the_helper_equal_numbas_parallel_drivers(monkeypatch, path, m
                                                              passes, dtype):
     """Forward and backward inside a step with the helper (it and the main thread taking the
     runs), inside a step on the main thread alone, and outside a step (a Numba parallel
-    region): the same bits, pass after pass; the helper's passes are really its jobs."""
+    region): the same bits, pass after pass; the helper's passes are really its jobs. The
+    depthwise convs and max pools take kernels/conv_duo.py's per-example drivers."""
     force(monkeypatch, path)
     layer = built(make(), shape, dtype)
     if isinstance(layer, Conv2D):
@@ -94,7 +100,8 @@ def test_the_duo_drivers_take_the_parallel_drivers_arguments():
     """Each driver's arguments after (ctrl, gen, counter, parts) are its parallel driver's,
     less `parts` where that driver takes it (the call sites pass the same tuples)."""
     import inspect
-    from dlcli.kernels import filter_grad, transpose, winograd_grad, winograd_positions
+    from dlcli.kernels import (depthwise, filter_grad, pool, transpose, winograd_grad,
+                               winograd_positions)
     pairs = [(conv_duo.convolve_blocks_duo, kw.convolve_blocks_parallel),
              (conv_duo.convolve4_blocks_duo, k4.convolve_blocks_parallel),
              (conv_duo.backward_blocks_duo, winograd_grad.backward_blocks_parallel),
@@ -102,7 +109,11 @@ def test_the_duo_drivers_take_the_parallel_drivers_arguments():
              (conv_duo.backward_positions_duo, winograd_positions.backward_positions_parallel),
              (conv_duo.filter_grad_duo, filter_grad.filter_grad_parallel),
              (conv_duo.transpose_forward_duo, transpose.forward_blocks_parallel),
-             (conv_duo.transpose_backward_duo, transpose.backward_blocks_parallel)]
+             (conv_duo.transpose_backward_duo, transpose.backward_blocks_parallel),
+             (conv_duo.depthwise_forward_duo, depthwise.depthwise_forward_parallel),
+             (conv_duo.depthwise_backward_duo, depthwise.depthwise_backward_parallel),
+             (conv_duo.maxpool_forward_duo, pool.maxpool_forward_parallel),
+             (conv_duo.maxpool_backward_duo, pool.maxpool_backward_parallel)]
     for duo_driver, parallel in pairs:
         got = list(inspect.signature(duo_driver.py_func).parameters)
         want = [p for p in inspect.signature(parallel.py_func).parameters if p != "parts"]

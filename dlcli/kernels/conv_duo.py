@@ -16,7 +16,8 @@ ms (medians), the parameters after the same steps equal bit for bit.
 Each driver runs the same inlined run of its module as that module's serial and parallel
 drivers, on the same `parts`: run p writes its own examples' rows and its own partial sums
 (added in part order afterwards), so the results never depend on which thread ran which run,
-nor on the helper being there at all. The position-split passes
+nor on the helper being there at all. The per-example passes (depthwise convs, max pools:
+nn/conv.py's `kernel`) run examples in runs of PARTS. The position-split passes
 (kernels/winograd_positions.py) claim their units from their own counters: a part that
 arrives after the other has claimed them all finds nothing left and returns.
 """
@@ -25,7 +26,9 @@ from __future__ import annotations
 
 from numba import njit
 
+from . import depthwise as kdw
 from . import filter_grad as kf
+from . import pool as kpool
 from . import transpose as ktr
 from . import winograd as kw
 from . import winograd4 as k4
@@ -158,6 +161,67 @@ def transpose_backward_duo(ctrl, gen, counter, parts, dZ, A2, W_rowsT, f, stride
     while p < parts:
         ktr._backward_run(p, parts, dZ, A2, W_rowsT, f, stride, crop, n_H_prev, n_W_prev,
                           block_rows, dW_parts[p], dA2, input_grad, k0, db_parts[p])
+        part_done(counter)
+        p, own = next_part(counter), own + 1
+    finish(ctrl, gen, counter, parts, own)
+
+
+# -- per-example passes: each example's body is independent of the others, so the runs
+# (kernels/duo.py's PARTS, nn/conv.py `kernel`) change nothing but who computes what
+@njit(cache=True, nogil=True)
+def depthwise_forward_duo(ctrl, gen, counter, parts, A_prev, W, stride, pad_top, pad_left, Z):
+    """kernels/depthwise.py's `depthwise_forward_parallel`, runs of examples on both threads."""
+    go(ctrl, gen)
+    m = A_prev.shape[0]
+    p, own = next_part(counter), 0
+    while p < parts:
+        for i in range(p * m // parts, (p + 1) * m // parts):
+            kdw._forward(i, A_prev, W, stride, pad_top, pad_left, Z)
+        part_done(counter)
+        p, own = next_part(counter), own + 1
+    finish(ctrl, gen, counter, parts, own)
+
+
+@njit(cache=True, nogil=True)
+def depthwise_backward_duo(ctrl, gen, counter, parts, dZ, A_prev, W, W_rot, stride, pad_top,
+                           pad_left, dA_prev, dW_per_example):
+    """kernels/depthwise.py's `depthwise_backward_parallel`, runs of examples on both threads."""
+    go(ctrl, gen)
+    m = dZ.shape[0]
+    p, own = next_part(counter), 0
+    while p < parts:
+        for i in range(p * m // parts, (p + 1) * m // parts):
+            kdw._backward(i, dZ, A_prev, W, W_rot, stride, pad_top, pad_left, dA_prev,
+                          dW_per_example)
+        part_done(counter)
+        p, own = next_part(counter), own + 1
+    finish(ctrl, gen, counter, parts, own)
+
+
+@njit(cache=True, nogil=True)
+def maxpool_forward_duo(ctrl, gen, counter, parts, A_prev, f, stride, pad_top, pad_left, A,
+                        argmax, into):
+    """kernels/pool.py's `maxpool_forward_parallel`, runs of examples on both threads."""
+    go(ctrl, gen)
+    m = A_prev.shape[0]
+    p, own = next_part(counter), 0
+    while p < parts:
+        for i in range(p * m // parts, (p + 1) * m // parts):
+            kpool._maxpool_forward_any(i, A_prev, f, stride, pad_top, pad_left, A, argmax, into)
+        part_done(counter)
+        p, own = next_part(counter), own + 1
+    finish(ctrl, gen, counter, parts, own)
+
+
+@njit(cache=True, nogil=True)
+def maxpool_backward_duo(ctrl, gen, counter, parts, dA, argmax, dA_prev, addend):
+    """kernels/pool.py's `maxpool_backward_parallel`, runs of examples on both threads."""
+    go(ctrl, gen)
+    m = dA.shape[0]
+    p, own = next_part(counter), 0
+    while p < parts:
+        for i in range(p * m // parts, (p + 1) * m // parts):
+            kpool._maxpool_backward(i, dA, argmax, dA_prev, addend)
         part_done(counter)
         p, own = next_part(counter), own + 1
     finish(ctrl, gen, counter, parts, own)

@@ -59,8 +59,19 @@ MAXPOOL_WORK = 2
 
 def kernel(module, name: str, work: int):
     """The kernel's parallel driver for `work` elements and more, else its serial one:
-    waking the threads costs more than a small pass (kernels/conv.py)."""
-    return getattr(module, name + "_parallel" if work >= PARALLEL_MIN else name)
+    waking the threads costs more than a small pass (kernels/conv.py). Inside a training step
+    with kernels/duo.py's helper, a per-example pass that has a driver in kernels/conv_duo.py
+    runs there instead: runs of examples that the main thread and the helper take."""
+    if work < PARALLEL_MIN:
+        return getattr(module, name)
+    from ..kernels import duo
+    helper = duo.for_step()
+    if helper is not None:
+        from ..kernels import conv_duo
+        driver = getattr(conv_duo, name + "_duo", None)
+        if driver is not None:
+            return lambda *args: helper.run(driver, min(duo.PARTS, args[0].shape[0]), *args)
+    return getattr(module, name + "_parallel")
 
 
 def output_size(n: int, f: int, stride: int, padding) -> tuple[int, int]:
