@@ -13,7 +13,7 @@ from dlcli.kernels import winograd as kw
 from dlcli.kernels import winograd4 as k4
 from dlcli.nn import conv as nn_conv
 from dlcli.nn import conv_split, conv_transpose, conv_winograd
-from dlcli.nn.conv import Conv2D, DepthwiseConv2D, MaxPool
+from dlcli.nn.conv import Conv2D, MaxPool
 from dlcli.nn.conv_transpose import Conv2DTranspose
 from test_conv import built
 
@@ -29,8 +29,6 @@ PATHS = [
     ("F(2x2) positions", lambda: Conv2D(6, 3, padding="same", activation="relu"), (6, 8, 5), 2),
     ("split backward", lambda: Conv2D(3, 3, padding="same"), (9, 7, 4), 3),
     ("transpose", lambda: Conv2DTranspose(4, 3, stride=2, padding="same"), (5, 6, 3), 2),
-    ("depthwise", lambda: DepthwiseConv2D(3, padding="same", activation="relu"), (7, 6, 5), 2),
-    ("depthwise stride 2", lambda: DepthwiseConv2D(3, stride=2, padding="same"), (7, 6, 5), 2),
     ("maxpool", lambda: MaxPool(2), (6, 8, 16), 2),
 ]
 
@@ -69,7 +67,7 @@ def test_passes_on_the_helper_equal_numbas_parallel_drivers(monkeypatch, path, m
     """Forward and backward inside a step with the helper (it and the main thread taking the
     runs), inside a step on the main thread alone, and outside a step (a Numba parallel
     region): the same bits, pass after pass; the helper's passes are really its jobs. The
-    depthwise convs and max pools take kernels/conv_duo.py's per-example drivers."""
+    max pool takes kernels/conv_duo.py's per-example drivers."""
     force(monkeypatch, path)
     layer = built(make(), shape, dtype)
     if isinstance(layer, Conv2D):
@@ -100,8 +98,7 @@ def test_the_duo_drivers_take_the_parallel_drivers_arguments():
     """Each driver's arguments after (ctrl, gen, counter, parts) are its parallel driver's,
     less `parts` where that driver takes it (the call sites pass the same tuples)."""
     import inspect
-    from dlcli.kernels import (depthwise, filter_grad, pool, transpose, winograd_grad,
-                               winograd_positions)
+    from dlcli.kernels import filter_grad, pool, transpose, winograd_grad, winograd_positions
     pairs = [(conv_duo.convolve_blocks_duo, kw.convolve_blocks_parallel),
              (conv_duo.convolve4_blocks_duo, k4.convolve_blocks_parallel),
              (conv_duo.backward_blocks_duo, winograd_grad.backward_blocks_parallel),
@@ -110,8 +107,6 @@ def test_the_duo_drivers_take_the_parallel_drivers_arguments():
              (conv_duo.filter_grad_duo, filter_grad.filter_grad_parallel),
              (conv_duo.transpose_forward_duo, transpose.forward_blocks_parallel),
              (conv_duo.transpose_backward_duo, transpose.backward_blocks_parallel),
-             (conv_duo.depthwise_forward_duo, depthwise.depthwise_forward_parallel),
-             (conv_duo.depthwise_backward_duo, depthwise.depthwise_backward_parallel),
              (conv_duo.maxpool_forward_duo, pool.maxpool_forward_parallel),
              (conv_duo.maxpool_backward_duo, pool.maxpool_backward_parallel)]
     for duo_driver, parallel in pairs:
@@ -136,7 +131,8 @@ def unet_like():
 def test_which_steps_take_the_helper():
     """A U-Net's step (Winograd convs, a skip_concat with a transpose inside, a narrow 1x1 head)
     holds BLAS to one thread and shares its passes (StepDuo); a block with a wide 1x1 conv of
-    large GEMMs inside keeps BLAS's threads; so does a dense step of large GEMMs."""
+    large GEMMs inside keeps BLAS's threads, and so does a depthwise conv's step (nn/conv.py's
+    DepthwiseConv2D says why)."""
     from dlcli.nn.model import build_model
     from dlcli.train import small_step_blas
     unet = build_model(unet_like(), "auto", 0.0, (32, 48, 3), "float32")
@@ -148,6 +144,11 @@ def test_which_steps_take_the_helper():
     block = build_model(wide, "auto", 0.0, (16, 16, 64), "float32")
     assert not block.layers[0].small_gemms(64)
     assert not isinstance(small_step_blas(block, 64), kduo.StepDuo)
+    depthwise = build_model({"layers": [
+        {"type": "depthwise_conv2d", "size": 3, "padding": "same", "activation": "relu"},
+        {"type": "flatten"}, {"type": "dense", "units": 10, "activation": "softmax"}]},
+        "auto", 0.0, (16, 16, 64), "float32")
+    assert not isinstance(small_step_blas(depthwise, 64), kduo.StepDuo)
 
 
 @needs_duo

@@ -16,8 +16,8 @@ ms (medians), the parameters after the same steps equal bit for bit.
 Each driver runs the same inlined run of its module as that module's serial and parallel
 drivers, on the same `parts`: run p writes its own examples' rows and its own partial sums
 (added in part order afterwards), so the results never depend on which thread ran which run,
-nor on the helper being there at all. The per-example passes (depthwise convs, max pools:
-nn/conv.py's `kernel`) run examples in runs of PARTS. The position-split passes
+nor on the helper being there at all. The max pools' per-example passes (nn/conv.py's
+`kernel`) run examples in runs of kernels/duo.py's PARTS. The position-split passes
 (kernels/winograd_positions.py) claim their units from their own counters: a part that
 arrives after the other has claimed them all finds nothing left and returns.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from numba import njit
 
-from . import depthwise as kdw
 from . import filter_grad as kf
 from . import pool as kpool
 from . import transpose as ktr
@@ -168,36 +167,6 @@ def transpose_backward_duo(ctrl, gen, counter, parts, dZ, A2, W_rowsT, f, stride
 
 # -- per-example passes: each example's body is independent of the others, so the runs
 # (kernels/duo.py's PARTS, nn/conv.py `kernel`) change nothing but who computes what
-@njit(cache=True, nogil=True)
-def depthwise_forward_duo(ctrl, gen, counter, parts, A_prev, W, stride, pad_top, pad_left, Z):
-    """kernels/depthwise.py's `depthwise_forward_parallel`, runs of examples on both threads."""
-    go(ctrl, gen)
-    m = A_prev.shape[0]
-    p, own = next_part(counter), 0
-    while p < parts:
-        for i in range(p * m // parts, (p + 1) * m // parts):
-            kdw._forward(i, A_prev, W, stride, pad_top, pad_left, Z)
-        part_done(counter)
-        p, own = next_part(counter), own + 1
-    finish(ctrl, gen, counter, parts, own)
-
-
-@njit(cache=True, nogil=True)
-def depthwise_backward_duo(ctrl, gen, counter, parts, dZ, A_prev, W, W_rot, stride, pad_top,
-                           pad_left, dA_prev, dW_per_example):
-    """kernels/depthwise.py's `depthwise_backward_parallel`, runs of examples on both threads."""
-    go(ctrl, gen)
-    m = dZ.shape[0]
-    p, own = next_part(counter), 0
-    while p < parts:
-        for i in range(p * m // parts, (p + 1) * m // parts):
-            kdw._backward(i, dZ, A_prev, W, W_rot, stride, pad_top, pad_left, dA_prev,
-                          dW_per_example)
-        part_done(counter)
-        p, own = next_part(counter), own + 1
-    finish(ctrl, gen, counter, parts, own)
-
-
 @njit(cache=True, nogil=True)
 def maxpool_forward_duo(ctrl, gen, counter, parts, A_prev, f, stride, pad_top, pad_left, A,
                         argmax, into):

@@ -337,6 +337,13 @@ class DepthwiseConv2D(_Weighted):
         self.input_shape, self.output_shape = tuple(input_shape), (self.n_H, self.n_W, self.n_C)
         return self.output_shape
 
+    # small_gemms stays False though it has no GEMM, so a step with one keeps BLAS's threads
+    # and Numba's regions. In kernels/duo.py's step (its passes and the 1x1 convs' GEMMs on
+    # the main thread and the helper) mobilenet_v2_small's step went 26.9 -> 28.2 ms
+    # (alternating in one process, Dec 5 2026): those passes stream memory, two threads on
+    # them were no faster than one, and the helper's lateness rule then ran the step's other
+    # passes on one thread too.
+
     def forward(self, A_prev, training):
         A_prev = np.ascontiguousarray(A_prev, dtype=self.params["W"].dtype)
         Z = np.empty((A_prev.shape[0], self.n_H, self.n_W, self.n_C), dtype=A_prev.dtype)
