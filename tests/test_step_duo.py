@@ -129,14 +129,20 @@ def unet_like():
 
 
 def test_which_steps_take_the_helper():
-    """A U-Net's step (Winograd convs, a skip_concat with a transpose inside, a narrow 1x1 head)
-    holds BLAS to one thread and shares its passes (StepDuo); a block with a wide 1x1 conv of
-    large GEMMs inside keeps BLAS's threads, and so does a depthwise conv's step (nn/conv.py's
-    DepthwiseConv2D says why)."""
+    """A U-Net's step (Winograd convs, a skip_concat with a transpose inside, a narrow 1x1 head,
+    up to 32 channels a side) holds BLAS to one thread and shares its passes (StepDuo); a block
+    with a wide 1x1 conv of large GEMMs inside keeps BLAS's threads, and so does a depthwise
+    conv's step (nn/conv.py's DepthwiseConv2D says why)."""
     from dlcli.nn.model import build_model
     from dlcli.train import small_step_blas
     unet = build_model(unet_like(), "auto", 0.0, (32, 48, 3), "float32")
     assert isinstance(small_step_blas(unet, 8), kduo.StepDuo)
+    for width, held in ((32, True), (40, False)):  # the course U-Net's 32 -> 23 head: one thread
+        head = build_model({"layers": [
+            {"type": "conv2d", "filters": width, "size": 3, "padding": "same", "activation": "relu"},
+            {"type": "conv2d", "filters": 23, "size": 1, "activation": "softmax"}]},
+            "auto", 0.0, (96, 128, 3), "float32")
+        assert isinstance(small_step_blas(head, 32), kduo.StepDuo) == held
     wide = {"layers": [{"type": "residual", "layers": [
         {"type": "conv2d", "filters": 256, "size": 1, "activation": "relu"},
         {"type": "conv2d", "filters": 64, "size": 1}]},

@@ -9,10 +9,15 @@ GEMMs' 1.05 ms. These GEMMs stay on OpenBLAS's own 2 threads: splitting their ro
 Numba's threads (as conv2d_transpose then did, a GEMM a thread) held up better under load but cost
 a third of mobilenet_v2_small's step on a quiet machine (Dec 3 2026, load ~1.8 from the
 benchmark itself, two interleaved pairs: 1,552-1,589 ex/s split against 2,367-2,397).
-Narrow ones (both channel counts at most NARROW: the U-Net's 16 -> 10 head on 8x96x128) stream
-memory with few multiply-adds a row, and run on one BLAS thread: whole U-Net steps, the two
-alternating in one process (Dec 3 2026, 16:00 UTC, load 4.3), 962 -> 668 ms wall and 445 ->
-374 ms CPU (OpenBLAS's second thread spins after each GEMM, on the core the next pass needs).
+Narrow ones (both channel counts at most STREAMING: the U-Net's 16 -> 10 head on 8x96x128)
+stream memory with few multiply-adds a row, and run on one BLAS thread: whole U-Net steps,
+the two alternating in one process (Dec 3 2026, 16:00 UTC, load 4.3), 962 -> 668 ms wall and
+445 -> 374 ms CPU (OpenBLAS's second thread spins after each GEMM, on the core the next pass
+needs). Up to 32 channels a side (16 before): the course's U-Net recipe's 32 -> 23 head on
+96x128 was the one layer keeping its step from BLAS's one thread and kernels/duo.py's helper;
+its steps, both alternating in one process (Dec 5 2026), 552 -> 469 ms at batch 8 and 1,904
+-> 1,780 at its batch of 32; recipes/unet_shapes.yaml's (its 32 -> 16 layer on one thread,
+the step still on BLAS's threads) 55.1 -> 51.6 ms.
 At stride s the patches are every s-th pixel of every s-th row (a 1x1 window never pads, even
 `same`): that subsample, copied, is the GEMM's input, and its gradient is scattered back into
 a zeroed dA_prev. It replaced the blocked im2col path for mobilenet_v2_small's stride-2 1x1
@@ -31,7 +36,10 @@ import contextlib
 
 import numpy as np
 
+# A linear 1x1 layer with at most this many channels a side takes nn/conv_narrow.py's blocks
 NARROW = 16
+# Both channel counts at most this many: one BLAS thread whatever the size (`one_thread`)
+STREAMING = 32
 # Multiply-adds a GEMM from which it takes BLAS's own threads; below, one thread: the
 # stride-2 projection's 4096x16x24 GEMM (1.6M) took 0.045 ms on one thread, 0.48 on two at
 # load 6.7 (the second thread waits for a core), and even quiet two threads save microseconds.
@@ -53,7 +61,7 @@ def _patches(layer, A_prev):
 
 def one_thread(layer, rows) -> bool:
     """Whether a narrow or small layer's GEMMs over `rows` pixels run on one BLAS thread."""
-    return (max(layer.n_C_prev, layer.n_C) <= NARROW
+    return (max(layer.n_C_prev, layer.n_C) <= STREAMING
             or rows * layer.n_C_prev * layer.n_C < SMALL_MACS)
 
 
