@@ -139,7 +139,8 @@ def test_which_steps_take_the_helper():
     assert isinstance(small_step_blas(unet, 8), kduo.StepDuo)
     for width, held in ((32, True), (40, False)):  # the course U-Net's 32 -> 23 head: one thread
         head = build_model({"layers": [
-            {"type": "conv2d", "filters": width, "size": 3, "padding": "same", "activation": "relu"},
+            {"type": "conv2d", "filters": width, "size": 3, "padding": "same",
+             "activation": "relu"},
             {"type": "conv2d", "filters": 23, "size": 1, "activation": "softmax"}]},
             "auto", 0.0, (96, 128, 3), "float32")
         assert isinstance(small_step_blas(head, 32), kduo.StepDuo) == held
@@ -161,9 +162,9 @@ def test_which_steps_take_the_helper():
 @pytest.mark.parametrize("embedded", [True, False])
 def test_lstm_passes_on_the_helper_equal_numbas_parallel_drivers(monkeypatch, embedded):
     """Two LSTMs (the first taking the embedding in, or a plain input; the second with its dX
-    GEMM) at a batch that splits their time loops into blocks: the cost and every gradient the same bits
-    inside an LSTM model's step with the helper, with the main thread alone, and outside a
-    step (Numba's parallel region); each LSTM pass a job of the helper's."""
+    GEMM) at a batch that splits their time loops into blocks: the cost and every gradient
+    the same bits inside an LSTM model's step with the helper, with the main thread alone,
+    and outside a step (Numba's parallel region); each LSTM pass a job of the helper's."""
     from dlcli.nn.model import build_model
     from dlcli.nn.recurrent_cells import step_threads
     monkeypatch.setattr("numba.get_num_threads", lambda: 2)  # split, whatever the machine
