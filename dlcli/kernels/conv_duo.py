@@ -1,7 +1,8 @@
 """The conv layers' blocked passes (Winograd F(2x2) and F(4x4), by blocks or by tile positions,
-the split filter gradient, conv2d_transpose) as kernels/duo.py drivers: inside a training step
-whose GEMMs all run on one BLAS thread (dlcli/train.py `small_step_blas`), the main thread and
-the duo helper take the same runs that a Numba parallel region would hand its two workers.
+the split filter gradient, conv2d_transpose, max pools) as kernels/duo.py drivers: inside a
+training step whose GEMMs all run on one BLAS thread (dlcli/train.py `small_step_blas`), the
+main thread and the duo helper take the same runs that a Numba parallel region would hand
+its two workers.
 
 Why: each of those passes was a `prange` region on the workqueue layer, whose workers sleep
 between regions and whose main thread sleeps until they finish: three wake-ups on KVM vCPUs

@@ -42,10 +42,11 @@ holds.
 Where it runs: inside a training step whose GEMMs run on one BLAS thread (dlcli/train.py
 `small_step_blas` enters `StepDuo`), so no OpenBLAS thread spins on the helper's core; the
 passes split so far are LeNet-5's pooled convolutions (kernels/direct.py, kernels/patches.py)
-and the Winograd, split filter-gradient and transpose passes of larger convs
-(kernels/conv_duo.py: the U-Net's, resnet_small's, inception_small's). With fewer than two
-cores, or DLCLI_DUO=0, there is no helper: LeNet-5's passes run serially, the others in
-Numba's parallel regions as outside a step.
+and the Winograd, split filter-gradient, transpose and max-pool passes of larger convs
+(kernels/conv_duo.py: the U-Net's, resnet_small's, inception_small's); and, in an LSTM
+model's step (nn/recurrent_cells.py `step_threads`), the LSTM's split time loops
+(kernels/recurrent_duo.py). With fewer than two cores, or DLCLI_DUO=0, there is no helper:
+LeNet-5's passes run serially, the others in Numba's parallel regions as outside a step.
 """
 
 from __future__ import annotations

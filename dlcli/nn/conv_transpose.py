@@ -3,9 +3,10 @@ input-gradient of a conv run forward.
 
 The forward and the backward are each one pass of kernels/transpose.py over blocks of input
 rows, in one parallel region from PARALLEL_MIN multiply-adds (a run of whole examples a Numba
-thread, BLAS on one thread inside; inside a training step the main thread and kernels/duo.py's
-helper take the runs, kernels/conv_duo.py), serially below it. The bias is where each output row
-starts and, when the activation is linear, its gradient is summed in the backward's region.
+thread, BLAS on one thread inside; inside a training step the main thread and
+kernels/duo.py's helper take the runs, kernels/conv_duo.py), serially below it. The bias is
+where each output row starts and, when the activation is linear, its gradient is summed in
+the backward's region.
 A linear one last in a skip_concat writes into the concatenation (`into`) and reads its
 gradient there (`grad_at`): no copy of its output either way.
 """
