@@ -69,8 +69,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from .batchnorm import moments as batch_moments
-# one_blas_thread: BLAS on one thread around the parallel drivers (nn/conv_winograd.py's too)
-from .threads import one_blas_thread, shared  # noqa: F401
+from .threads import shared
 from .winograd_tiles import scatter_tile_row
 
 P = 16  # tile positions (kernels/winograd4.py's F(4x4, 3x3) has 36)
